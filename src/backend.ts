@@ -1,0 +1,72 @@
+// A backend is a named set of kernels. Reference and WASM are synchronous and run every component; WebGPU is
+// asynchronous, so component code that needs synchronous kernels reports "not supported" there rather than
+// pretending. Backends load lazily: a user of one never loads the others.
+
+import { TinyseekError } from "./errors.ts";
+import { reference, type Kernels } from "./kernels.ts";
+
+/** The Kernels operations, each allowed to answer with a promise. */
+export type AsyncKernels = {
+  readonly [K in keyof Kernels]: Kernels[K] extends (...args: infer A) => infer R
+    ? (...args: A) => R | Promise<R>
+    : Kernels[K];
+};
+
+export interface Backend {
+  readonly name: BackendName;
+  /** What it runs on, e.g. "WebAssembly SIMD128, 2 threads" or the GPU adapter's name. */
+  readonly description: string;
+  /** Synchronous kernels, for component-level code; absent where the backend is asynchronous only. */
+  readonly kernels?: Kernels;
+  /** The same kernels, possibly asynchronous: every backend has these. */
+  readonly asyncKernels: AsyncKernels;
+  /** Frees what the backend holds (workers, devices) so that the process can exit. */
+  dispose(): Promise<void>;
+}
+
+/** A backend that cannot run a given operation says so with this error: a third outcome beside pass and fail. */
+export class NotSupportedError extends TinyseekError {
+  override name = "NotSupportedError";
+}
+
+export const BACKENDS = ["reference", "wasm", "webgpu"] as const;
+export type BackendName = (typeof BACKENDS)[number];
+
+export const referenceBackend: Backend = {
+  name: "reference",
+  description: "TypeScript reference, float64 accumulation",
+  kernels: reference,
+  asyncKernels: reference,
+  dispose: async () => {},
+};
+
+/** Where each backend lives; loaded only when asked for. */
+const loaders: Record<BackendName, (options: BackendOptions) => Promise<Backend>> = {
+  reference: async () => referenceBackend,
+  wasm: (options) => importBackend("wasm", "../wasm/backend.ts", options),
+  webgpu: (options) => importBackend("webgpu", "../gpu/backend.ts", options),
+};
+
+export interface BackendOptions {
+  /** WASM worker threads (default: available cores). */
+  threads?: number;
+}
+
+export async function loadBackend(name: string, options: BackendOptions = {}): Promise<Backend> {
+  if (!(BACKENDS as readonly string[]).includes(name)) {
+    throw new TinyseekError(`backend: expected one of ${BACKENDS.join(", ")}, got "${name}"`);
+  }
+  return loaders[name as BackendName](options);
+}
+
+/** Each backend module exports `createBackend(options)`. */
+async function importBackend(name: string, path: string, options: BackendOptions): Promise<Backend> {
+  let module: { createBackend?: (options?: BackendOptions) => Promise<Backend> };
+  try {
+    module = await import(/* @vite-ignore */ new URL(path, import.meta.url).href);
+  } catch (error) {
+    throw new TinyseekError(`backend "${name}" is not available: ${(error as Error).message.split("\n")[0]}`);
+  }
+  if (!module.createBackend) throw new TinyseekError(`backend "${name}" does not exist yet in this version`);
+  return module.createBackend(options);
+}

@@ -1,0 +1,95 @@
+// Rotary position embedding (Su et al. 2021) with DeepSeek-V3's YaRN extension (Peng et al. 2023), as in
+// deepseek-ai/DeepSeek-V3 inference/model.py (precompute_freqs_cis, apply_rotary_emb). Pairs are adjacent
+// elements (2i, 2i+1), which is what the reference's complex view of the last axis makes them.
+
+import { argError, checkInteger, checkNumber } from "./errors.ts";
+import { type Tensor } from "./tensor.ts";
+
+export interface YarnOptions {
+  /** Context extension factor (V3: 40). */
+  factor: number;
+  /** Length the model was trained at before extension (V3: 4096). */
+  originalMaxPosition: number;
+  /** Maximum length after extension; YaRN switches on only when it exceeds originalMaxPosition. */
+  maxPosition: number;
+  betaFast?: number; // V3: 32
+  betaSlow?: number; // V3: 1
+  mscale?: number; // V3: 1.0
+}
+
+export interface RopeOptions {
+  /** Rotated dimension (qk_rope_head_dim); even. */
+  dim: number;
+  theta?: number; // rope_theta, V3: 10000
+  yarn?: YarnOptions;
+}
+
+/** The rotation frequency of each pair i < dim/2, after YaRN's blend when it is on. */
+export function ropeFrequencies({ dim, theta = 10000, yarn }: RopeOptions): Float64Array {
+  checkInteger("dim", dim, 2);
+  if (dim % 2 !== 0) throw argError("dim", "an even number", dim);
+  checkNumber("theta", theta, 1, Infinity);
+  const half = dim / 2;
+  const freqs = new Float64Array(half);
+  for (let i = 0; i < half; i++) freqs[i] = 1 / theta ** ((2 * i) / dim);
+  if (!yarnActive(yarn)) return freqs;
+  const { factor, originalMaxPosition, betaFast = 32, betaSlow = 1 } = yarn;
+  checkNumber("yarn.factor", factor, 1, Infinity);
+  // Pairs that turn more than betaFast times over the original length keep their frequency; fewer than betaSlow
+  // turns are interpolated by 1/factor; a linear ramp blends the ones between.
+  const correctionDim = (rotations: number) =>
+    (dim * Math.log(originalMaxPosition / (rotations * 2 * Math.PI))) / (2 * Math.log(theta));
+  const low = Math.max(Math.floor(correctionDim(betaFast)), 0);
+  let high = Math.min(Math.ceil(correctionDim(betaSlow)), dim - 1);
+  if (low === high) high += 0.001;
+  for (let i = 0; i < half; i++) {
+    const ramp = Math.min(Math.max((i - low) / (high - low), 0), 1);
+    const smooth = 1 - ramp;
+    freqs[i] = (freqs[i]! / factor) * (1 - smooth) + freqs[i]! * smooth;
+  }
+  return freqs;
+}
+
+function yarnActive(yarn: YarnOptions | undefined): yarn is YarnOptions {
+  if (!yarn) return false;
+  checkInteger("yarn.originalMaxPosition", yarn.originalMaxPosition, 1);
+  checkInteger("yarn.maxPosition", yarn.maxPosition, 1);
+  return yarn.maxPosition > yarn.originalMaxPosition;
+}
+
+/**
+ * YaRN's attention-scale factor: the softmax scale is multiplied by mscale² = (0.1·mscale·ln(factor) + 1)².
+ * It depends on the configuration (maxPosition beyond the original), not on the current sequence length.
+ */
+export function yarnSoftmaxFactor(yarn: YarnOptions | undefined): number {
+  if (!yarnActive(yarn)) return 1;
+  const m = 0.1 * (yarn.mscale ?? 1) * Math.log(yarn.factor) + 1;
+  return m * m;
+}
+
+/**
+ * Rotates x [..., T, dim] pair by pair: position p turns pair i by the angle p·freqs[i].
+ * `positions` gives the absolute position of each of the T rows (a cache offset makes them start above 0).
+ */
+export function applyRope(x: Tensor, positions: ArrayLike<number>, freqs: Float64Array): Tensor {
+  const dim = freqs.length * 2;
+  const T = positions.length;
+  if (x.shape.length < 2 || x.shape[x.shape.length - 1] !== dim || x.shape[x.shape.length - 2] !== T) {
+    throw argError("x", `shape [..., T=${T}, ${dim}]`, `[${x.shape.join(", ")}]`);
+  }
+  const out = new Float32Array(x.data.length);
+  for (let base = 0; base < x.data.length; base += T * dim) {
+    for (let t = 0; t < T; t++) {
+      const p = positions[t]!;
+      for (let i = 0; i < dim / 2; i++) {
+        const angle = p * freqs[i]!;
+        const [c, s] = [Math.cos(angle), Math.sin(angle)];
+        const at = base + t * dim + 2 * i;
+        const [re, im] = [x.data[at]!, x.data[at + 1]!];
+        out[at] = re * c - im * s;
+        out[at + 1] = re * s + im * c;
+      }
+    }
+  }
+  return { shape: [...x.shape], data: out };
+}

@@ -1,0 +1,1 @@
+// Placeholder until the WASM issue lands: nothing to build yet.
