@@ -6,18 +6,18 @@
 // whole forward pass device-resident through their own runner; they are checked case by case against these.
 
 import { attention as sdpa } from "./attention/attention.ts";
-import { decayBias } from "./attention/decay.ts";
-import { argError } from "./errors.ts";
 import { maskFromSpec, type MaskSpec } from "./masks.ts";
 import { dispatchCombine, type ExpertWeights, type Routing } from "./moe/experts.ts";
 import * as ops from "./ops.ts";
+import { quantLinear, type QuantLinearOptions, type QuantWeight } from "./quant/linear.ts";
 import { applyRope } from "./rope.ts";
-import { type Tensor } from "./tensor.ts";
+import { expectShape, type Tensor } from "./tensor.ts";
 
 export interface FusedAttentionOptions {
   /** Which keys each query sees (causal, window, segment, padding lengths); absent: all. */
   mask?: MaskSpec;
-  /** Relative time decay: ln γ_h per query head, added as (i - j)·ln γ_h to the scores (section 2). */
+  /** Relative time decay: ln γ_h per query head, added as (offset + i - j)·ln γ_h to the scores (section 2), with
+   *  offset = mask.offset ?? Tk - Tq, in float64 on the reference. */
   logGammas?: readonly number[];
   /** Default 1/sqrt(Dh). */
   scale?: number;
@@ -42,6 +42,9 @@ export interface Kernels {
   attention(q: Tensor, k: Tensor, v: Tensor, options?: FusedAttentionOptions): Tensor;
   /** MoE dispatch and combine: x [N, D] → Σ over kept assignments of w · SwiGLU expert (x). */
   moe(x: Tensor, routing: Routing, experts: ExpertWeights): Tensor;
+  /** x [..., in] · Wᵀ with W quantised (int8/int4 groups or FP8 blocks, src/quant/). Optional: a backend without
+   *  it reports the quantised cases as not supported. */
+  quantLinear?(x: Tensor, weight: QuantWeight, options?: QuantLinearOptions): Tensor;
 }
 
 export const reference: Kernels = {
@@ -55,13 +58,12 @@ export const reference: Kernels = {
   silu: ops.silu,
   swiglu: ops.swiglu,
   attention(q, k, v, options = {}) {
-    const [B, H, Tq] = q.shape as [number, number, number];
-    const Tk = k.shape[2] ?? 0;
+    const { B, Tq } = expectShape("q", q, ["B", "H", "Tq", "Dh"]);
+    const { Tk } = expectShape("k", k, ["B", "Hkv", "Tk", "Dh"], { B });
     const mask = options.mask ? maskFromSpec(options.mask, B, Tq, Tk) : undefined;
-    const offset = options.mask?.offset ?? Tk - Tq;
-    const bias = options.logGammas ? decayBias(options.logGammas, Tq, Tk, offset) : undefined;
-    if (bias && bias.shape[0] !== H) throw argError("logGammas", `${H} values (one per query head)`, bias.shape[0]);
-    return sdpa(q, k, v, { mask, bias, scale: options.scale }).out;
+    const { logGammas, scale } = options;
+    return sdpa(q, k, v, { mask, logGammas, offset: options.mask?.offset, scale }).out;
   },
   moe: dispatchCombine,
+  quantLinear,
 };

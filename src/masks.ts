@@ -100,7 +100,7 @@ export interface MaskSpec {
   window?: number;
   /** Block-local segments (implies causal), section 3. */
   segment?: { size: number; overlap: number };
-  /** Valid length of each batch row: keys beyond it are hidden and so are padded queries. */
+  /** Valid length of each batch row: keys at positions >= it are hidden, and so are queries at such positions. */
   lengths?: readonly number[];
 }
 
@@ -119,7 +119,7 @@ export function specVisible(spec: MaskSpec, Tq: number, Tk: number): (b: number,
     if (causalOn && j > p) return false;
     if (spec.window !== undefined && j <= p - spec.window) return false;
     if (spec.segment && j < Math.floor(p / spec.segment.size) * spec.segment.size - spec.segment.overlap) return false;
-    if (spec.lengths && (i >= spec.lengths[b]! || j >= spec.lengths[b]!)) return false;
+    if (spec.lengths && (p >= spec.lengths[b]! || j >= spec.lengths[b]!)) return false; // padded query or key
     return true;
   };
 }

@@ -9,7 +9,7 @@ function gemm(
   M: number, N: number, K: number,
   a: Float32Array, aOffset: number,
   b: Float32Array, bOffset: number, bTransposed: boolean,
-  out: Float32Array, outOffset: number,
+  out: Float32Array | Float64Array, outOffset: number,
 ): void {
   const [bRow, bCol] = bTransposed ? [1, K] : [N, 1];
   for (let i = 0; i < M; i++) {
@@ -26,7 +26,7 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   if (a.shape.length < 2) throw argError("a", "shape [..., M, K]", shapeString(a.shape));
   const K = a.shape[a.shape.length - 1]!;
   const { N } = expectShape("b", b, ["K", "N"], { K });
-  const M = numel(a.shape) / K;
+  const M = numel(a.shape.slice(0, -1)); // not numel / K, which is NaN when K = 0
   const out = new Float32Array(M * N);
   gemm(M, N, K, a.data, 0, b.data, 0, false, out, 0);
   return { shape: [...a.shape.slice(0, -1), N], data: out };
@@ -53,8 +53,13 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
   if (bias) expectShape("bias", bias, ["out"], { out: outDim });
   const rows = inDim === 0 ? numel(x.shape.slice(0, -1)) : x.data.length / inDim;
   const out = new Float32Array(rows * outDim);
-  gemm(rows, outDim, inDim, x.data, 0, weight.data, 0, true, out, 0);
-  if (bias) for (let r = 0; r < rows; r++) for (let o = 0; o < outDim; o++) out[r * outDim + o] += bias.data[o]!;
+  if (!bias) {
+    gemm(rows, outDim, inDim, x.data, 0, weight.data, 0, true, out, 0);
+  } else {
+    const sums = new Float64Array(rows * outDim); // add the bias before the one rounding, not after
+    gemm(rows, outDim, inDim, x.data, 0, weight.data, 0, true, sums, 0);
+    for (let r = 0; r < rows; r++) for (let o = 0; o < outDim; o++) out[r * outDim + o] = sums[r * outDim + o]! + bias.data[o]!;
+  }
   return { shape: [...x.shape.slice(0, -1), outDim], data: out };
 }
 
@@ -81,6 +86,7 @@ export function softmax(x: Tensor, visible?: Uint8Array): Tensor {
 
 /** RMSNorm (Zhang & Sennrich 2019): x / sqrt(mean(x²) + eps) · weight, over the last axis. */
 export function rmsnorm(x: Tensor, weight: Tensor, eps = 1e-6): Tensor {
+  if (x.shape.length < 1) throw argError("x", "shape [..., D]", shapeString(x.shape));
   const D = x.shape[x.shape.length - 1]!;
   expectShape("weight", weight, ["D"], { D });
   checkNumber("eps", eps, 0, 1);

@@ -2,7 +2,7 @@
 // arithmetic, seeded through splitmix32. Normal samples use Marsaglia's polar method with our own natural log made
 // of + - * / only, so no Math.log/Math.cos of any engine can change a sample. Never Math.random.
 
-import { checkInteger, checkNumber } from "./errors.ts";
+import { argError, checkInteger, checkNumber } from "./errors.ts";
 import { numel, type Tensor } from "./tensor.ts";
 
 export class Random {
@@ -74,6 +74,8 @@ export class Random {
 
   /** A normal sample of mean 0 and the given std, redrawn until it lies within ±bound·std. */
   boundedNormal(std = 1, bound = 3): number {
+    checkNumber("std", std, 0, Infinity);
+    checkNumber("bound", bound, 0.5, Infinity, " (a smaller bound rejects almost every draw)");
     for (;;) {
       const z = this.normal();
       if (Math.abs(z) <= bound) return z * std;
@@ -88,6 +90,7 @@ const rotl = (x: number, k: number) => (x << k) | (x >>> (32 - k));
  * |s| < 0.172, so the odd series to s^27 is below one ulp. Only for x > 0 and finite.
  */
 export function ln(x: number): number {
+  if (!(x > 0 && x < Infinity)) throw argError("x", "a finite number > 0", x);
   let e = 0;
   while (x >= Math.SQRT2) {
     x /= 2;
@@ -118,6 +121,7 @@ export function randn(rng: Random, shape: readonly number[], std = 1): Tensor {
 
 /** Normal samples within ±bound·std and never exactly zero: the values property tests draw. */
 export function randBounded(rng: Random, shape: readonly number[], std = 1, bound = 3): Tensor {
+  if (!(std > 0)) throw argError("std", "a number > 0 (the values must never be zero)", std);
   const data = new Float32Array(numel(shape));
   for (let i = 0; i < data.length; i++) {
     let v = 0;

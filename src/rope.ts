@@ -35,6 +35,9 @@ export function ropeFrequencies({ dim, theta = 10000, yarn }: RopeOptions): Floa
   if (!yarnActive(yarn)) return freqs;
   const { factor, originalMaxPosition, betaFast = 32, betaSlow = 1 } = yarn;
   checkNumber("yarn.factor", factor, 1, Infinity);
+  checkNumber("yarn.betaFast", betaFast, Number.MIN_VALUE, Infinity);
+  checkNumber("yarn.betaSlow", betaSlow, Number.MIN_VALUE, Infinity);
+  if (theta === 1) throw argError("theta", "a number > 1 with YaRN (its ramp divides by ln θ)", theta);
   // Pairs that turn more than betaFast times over the original length keep their frequency; fewer than betaSlow
   // turns are interpolated by 1/factor; a linear ramp blends the ones between.
   const correctionDim = (rotations: number) =>
@@ -76,6 +79,9 @@ export function applyRope(x: Tensor, positions: ArrayLike<number>, freqs: Float6
   const T = positions.length;
   if (x.shape.length < 2 || x.shape[x.shape.length - 1] !== dim || x.shape[x.shape.length - 2] !== T) {
     throw argError("x", `shape [..., T=${T}, ${dim}]`, `[${x.shape.join(", ")}]`);
+  }
+  for (let t = 0; t < T; t++) {
+    if (!Number.isFinite(positions[t])) throw argError(`positions[${t}]`, "a finite number", positions[t]);
   }
   const out = new Float32Array(x.data.length);
   for (let base = 0; base < x.data.length; base += T * dim) {

@@ -1,1 +1,38 @@
-// Placeholder until the WASM issue lands: nothing to build yet.
+// Compiles wasm/assembly/*.ts (AssemblyScript) into wasm/build/tinyseek.wasm with the options in asconfig.json
+// (SIMD128, shared imported memory for threads, -O3). Runs on `npm install` (postinstall) and `npm run build:wasm`;
+// skips the compile when the binary is newer than every source. `--force` rebuilds, `--debug` also builds the
+// unoptimised target with a .wat listing.
+
+import { existsSync, readdirSync, statSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const output = join(root, "wasm/build/tinyseek.wasm");
+const sources = [join(root, "asconfig.json"), fileURLToPath(import.meta.url),
+  ...readdirSync(join(root, "wasm/assembly")).map((f) => join(root, "wasm/assembly", f))];
+
+const force = process.argv.includes("--force");
+const upToDate = existsSync(output) && sources.every((f) => statSync(f).mtimeMs <= statSync(output).mtimeMs);
+if (upToDate && !force && !process.argv.includes("--debug")) process.exit(0);
+
+let asc;
+try {
+  asc = (await import("assemblyscript/asc")).default;
+} catch {
+  // An install without devDependencies (a consumer of the package) has no compiler: the wasm backend then
+  // reports itself unavailable instead of failing the install.
+  console.warn("tinyseek: assemblyscript is not installed, skipping the WASM build");
+  process.exit(0);
+}
+
+process.chdir(root);
+const targets = process.argv.includes("--debug") ? ["release", "debug"] : ["release"];
+for (const target of targets) {
+  const { error, stderr } = await asc.main(["--config", "asconfig.json", "--target", target]);
+  if (error) {
+    console.error(stderr.toString());
+    console.error(`tinyseek: WASM build failed: ${error.message}`);
+    process.exit(1);
+  }
+}

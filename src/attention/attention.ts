@@ -1,11 +1,10 @@
 // Scaled dot-product attention (Vaswani et al. 2017), multi-head and grouped-query (Ainslie et al. 2023):
-//   probs = softmax(q·kᵀ · scale + bias, hidden keys excluded),   out = probs·v
+//   probs = softmax(q·kᵀ · scale + bias + (offset + i - j)·ln γ_h, hidden keys excluded),   out = probs·v
 // q [B, H, Tq, Dh], k [B, Hkv, Tk, Dh], v [B, Hkv, Tk, Dv]; head h reads kv head floor(h / (H / Hkv)).
 // A query with no visible key outputs zeros.
 
-import { argError } from "../errors.ts";
+import { argError, checkInteger, checkNumber } from "../errors.ts";
 import { type Mask } from "../masks.ts";
-import { softmax } from "../ops.ts";
 import { expectShape, shapeString, type Tensor } from "../tensor.ts";
 
 export interface AttentionOptions {
@@ -13,6 +12,10 @@ export interface AttentionOptions {
   mask?: Mask;
   /** Added to the scaled scores: [Tq, Tk], [H, Tq, Tk] or [B, H, Tq, Tk]; -Infinity hides a key. */
   bias?: Tensor;
+  /** Relative time decay (design section 2): (offset + i - j)·logGammas[h] is added to the scores of query head h. */
+  logGammas?: readonly number[];
+  /** Absolute position of the first query, for `logGammas` (default Tk - Tq). */
+  offset?: number;
   /** Default 1/sqrt(Dh). */
   scale?: number;
 }
@@ -32,49 +35,60 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
   const maskAt = maskIndexer(options.mask, B, Tq, Tk);
   const biasAt = biasIndexer(options.bias, B, H, Tq, Tk);
   const group = H / Hkv;
+  const decayAt = decayIndexer(options.logGammas, options.offset ?? Tk - Tq, H);
 
-  const scores = new Float32Array(B * H * Tq * Tk);
-  const visible = new Uint8Array(scores.length);
+  // One row at a time in float64: scores, then weights; each is rounded once, when stored into probs or out.
+  const probs = new Float32Array(B * H * Tq * Tk);
+  const out = new Float32Array(B * H * Tq * Dv);
+  const weight = new Float64Array(Tk);
+  const seen = new Uint8Array(Tk);
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < H; h++) {
       const kvBase = (b * Hkv + Math.floor(h / group)) * Tk;
       for (let i = 0; i < Tq; i++) {
         const qBase = ((b * H + h) * Tq + i) * Dh;
-        const row = ((b * H + h) * Tq + i) * Tk;
+        let max = -Infinity;
         for (let j = 0; j < Tk; j++) {
           let dot = 0;
           for (let d = 0; d < Dh; d++) dot += q.data[qBase + d]! * k.data[(kvBase + j) * Dh + d]!;
-          const score = dot * scale + biasAt(b, h, i, j);
-          scores[row + j] = score;
-          visible[row + j] = maskAt(b, i, j) && score !== -Infinity ? 1 : 0;
+          const score = dot * scale + biasAt(b, h, i, j) + decayAt(h, i, j);
+          seen[j] = maskAt(b, i, j) && score !== -Infinity ? 1 : 0;
+          weight[j] = score;
+          if (seen[j]) max = Math.max(max, score); // Math.max lets a NaN through, as it should
         }
-      }
-    }
-  }
-  const probs = softmax({ shape: [B, H, Tq, Tk], data: scores }, visible);
-
-  const out = new Float32Array(B * H * Tq * Dv);
-  for (let b = 0; b < B; b++) {
-    for (let h = 0; h < H; h++) {
-      const kvBase = (b * Hkv + Math.floor(h / group)) * Tk;
-      for (let i = 0; i < Tq; i++) {
+        if (max === -Infinity) continue; // no visible key: probabilities and output stay zero
+        let sum = 0;
+        for (let j = 0; j < Tk; j++) {
+          weight[j] = seen[j] ? Math.exp(weight[j]! - max) : 0;
+          sum += weight[j]!;
+        }
         const row = ((b * H + h) * Tq + i) * Tk;
+        for (let j = 0; j < Tk; j++) probs[row + j] = weight[j]! /= sum;
         for (let d = 0; d < Dv; d++) {
-          let sum = 0;
-          for (let j = 0; j < Tk; j++) sum += probs.data[row + j]! * v.data[(kvBase + j) * Dv + d]!;
-          out[((b * H + h) * Tq + i) * Dv + d] = sum;
+          let acc = 0;
+          for (let j = 0; j < Tk; j++) acc += weight[j]! * v.data[(kvBase + j) * Dv + d]!;
+          out[((b * H + h) * Tq + i) * Dv + d] = acc;
         }
       }
     }
   }
-  return { out: { shape: [B, H, Tq, Dv], data: out }, probs };
+  return { out: { shape: [B, H, Tq, Dv], data: out }, probs: { shape: [B, H, Tq, Tk], data: probs } };
+}
+
+function decayIndexer(logGammas: readonly number[] | undefined, offset: number, H: number) {
+  if (!logGammas) return () => 0;
+  if (logGammas.length !== H) throw argError("logGammas", `${H} values (one per query head)`, logGammas.length);
+  logGammas.forEach((g, h) => checkNumber(`logGammas[${h}]`, g, -Number.MAX_VALUE, 0, " (ln γ with γ in (0, 1])"));
+  checkInteger("offset", offset, 0);
+  return (h: number, i: number, j: number) => (offset + i - j) * logGammas[h]!;
 }
 
 function maskIndexer(mask: Mask | undefined, B: number, Tq: number, Tk: number) {
   if (!mask) return () => true;
   const s = mask.shape;
   const perBatch = s.length === 3 && s[0] === B;
-  if (!((s.length === 2 || perBatch) && s[s.length - 2] === Tq && s[s.length - 1] === Tk)) {
+  const fits = (s.length === 2 || perBatch) && s[s.length - 2] === Tq && s[s.length - 1] === Tk;
+  if (!fits || mask.data.length !== (perBatch ? B : 1) * Tq * Tk) {
     throw argError("mask", `shape [${Tq}, ${Tk}] or [${B}, ${Tq}, ${Tk}]`, shapeString(s));
   }
   return (b: number, i: number, j: number) => mask.data[((perBatch ? b : 0) * Tq + i) * Tk + j] !== 0;

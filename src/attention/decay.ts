@@ -37,7 +37,7 @@ export function decayAttention(q: Tensor, k: Tensor, v: Tensor, options: DecayOp
   const visible = options.mask ? combine(causal(Tq, Tk, offset), options.mask) : causal(Tq, Tk, offset);
 
   if (mode === "relative") {
-    return attention(q, k, v, { mask: visible, bias: decayBias(gammas.map(Math.log), Tq, Tk, offset) });
+    return attention(q, k, v, { mask: visible, logGammas: gammas.map(Math.log), offset });
   }
   // as-written: key j of kv head g is scaled by the gamma of the first query head that reads it.
   if (new Set(gammas).size > 1 && Hkv !== H) throw argError("gamma", "a single gamma when kv heads are shared", gammas);

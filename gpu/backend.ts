@@ -1,0 +1,157 @@
+// The WebGPU backend: every Kernels operation as an asynchronous kernel over host tensors. Each call uploads its
+// activations into pooled buffers, takes weights (linear's W, rmsnorm's weight, the stacked experts) from the
+// device-resident cache keyed by their Float32Array, runs, reads back the one result and returns the buffers to
+// the pool. Weights are therefore treated as immutable once seen. A whole forward pass that stays on the device
+// is gpu/model.ts. Component code needs synchronous kernels, so this backend has no `kernels`: such golden cases
+// report "not supported".
+
+import { type AsyncKernels, type Backend, type BackendOptions } from "../src/backend.ts";
+import { argError, checkNumber } from "../src/errors.ts";
+import { type FusedAttentionOptions } from "../src/kernels.ts";
+import { specVisible } from "../src/masks.ts";
+import { type ExpertWeights, type Routing } from "../src/moe/experts.ts";
+import { expectShape, numel, shapeString, type Tensor } from "../src/tensor.ts";
+import { createContext, type GpuContext, type GpuTensor } from "./context.ts";
+import { openDevice, type AdapterSummary, type DeviceOptions } from "./device.ts";
+import { attention } from "./kernels/attention.ts";
+import { ropeTable, rope, silu, swiglu } from "./kernels/elementwise.ts";
+import { bmm, linear, matmul } from "./kernels/matmul.ts";
+import { moe } from "./kernels/moe.ts";
+import { packFlags, rmsnorm, softmax } from "./kernels/rows.ts";
+
+export interface WebGpuBackend extends Backend {
+  readonly adapter: AdapterSummary;
+  /** The buffer pool and pipeline cache the kernels share (device-resident runs use it too). */
+  readonly context: GpuContext;
+}
+
+export async function createBackend(options: BackendOptions & DeviceOptions = {}): Promise<WebGpuBackend> {
+  const gpu = await openDevice(options);
+  const ctx = createContext(gpu.device);
+  const adapter = gpu.adapter;
+  const kind = adapter.software ? "software Vulkan on the CPU" : adapter.backendType;
+  return {
+    name: "webgpu",
+    description: `WebGPU (Dawn): ${adapter.name} (${kind})`,
+    adapter,
+    context: ctx,
+    asyncKernels: gpuKernels(ctx),
+    async dispose() {
+      ctx.destroy();
+      gpu.close();
+    },
+  };
+}
+
+/** Uploads `inputs`, runs `body`, reads its result back, and returns every activation buffer to the pool. */
+async function roundTrip(ctx: GpuContext, inputs: Tensor[], body: (t: GpuTensor[]) => GpuTensor): Promise<Tensor> {
+  const onDevice = inputs.map((t) => ({ shape: t.shape, buffer: ctx.upload(t.data) }));
+  let out: GpuTensor | undefined;
+  try {
+    out = body(onDevice);
+    return { shape: [...out.shape], data: await ctx.read(out.buffer, numel(out.shape)) };
+  } finally {
+    ctx.release(...onDevice.map((t) => t.buffer), ...(out ? [out.buffer] : []));
+  }
+}
+
+const resident = (ctx: GpuContext, t: Tensor): GpuTensor => ({ shape: t.shape, buffer: ctx.weight(t.data) });
+
+export function gpuKernels(ctx: GpuContext): AsyncKernels {
+  return {
+    name: "webgpu",
+    matmul(a, b) {
+      if (a.shape.length < 2) throw argError("a", "shape [..., M, K]", shapeString(a.shape));
+      expectShape("b", b, ["K", "N"], { K: a.shape[a.shape.length - 1]! });
+      return roundTrip(ctx, [a, b], ([x, y]) => matmul(ctx, x!, y!));
+    },
+    bmm(a, b) {
+      if (a.shape.length < 3) throw argError("a", "shape [batch..., M, K]", shapeString(a.shape));
+      const lead = a.shape.slice(0, -2);
+      const names = lead.map((_, i) => `b${i}`);
+      const known = { ...Object.fromEntries(lead.map((d, i) => [`b${i}`, d])), K: a.shape[a.shape.length - 1]! };
+      expectShape("b", b, [...names, "K", "N"], known);
+      return roundTrip(ctx, [a, b], ([x, y]) => bmm(ctx, x!, y!));
+    },
+    linear(x, weight) {
+      if (x.shape.length < 1) throw argError("x", "shape [..., in]", shapeString(x.shape));
+      expectShape("weight", weight, ["out", "in"], { in: x.shape[x.shape.length - 1]! });
+      return roundTrip(ctx, [x], ([t]) => linear(ctx, t!, resident(ctx, weight)));
+    },
+    async softmax(x, visible) {
+      if (visible && visible.length !== x.data.length) throw argError("visible", `${x.data.length} flags`, visible.length);
+      const mask = visible ? ctx.upload(packFlags(visible)) : undefined;
+      try {
+        return await roundTrip(ctx, [x], ([t]) => softmax(ctx, t!, mask));
+      } finally {
+        if (mask) ctx.release(mask);
+      }
+    },
+    rmsnorm(x, weight, eps) {
+      expectShape("weight", weight, ["D"], { D: x.shape[x.shape.length - 1]! });
+      checkNumber("eps", eps, 0, 1);
+      return roundTrip(ctx, [x], ([t]) => rmsnorm(ctx, t!, resident(ctx, weight), eps));
+    },
+    async rope(x, positions, freqs) {
+      const dim = freqs.length * 2;
+      const T = positions.length;
+      if (x.shape.length < 2 || x.shape[x.shape.length - 1] !== dim || x.shape[x.shape.length - 2] !== T) {
+        throw argError("x", `shape [..., T=${T}, ${dim}]`, shapeString(x.shape));
+      }
+      const table = ctx.upload(ropeTable(positions, freqs));
+      try {
+        return await roundTrip(ctx, [x], ([t]) => rope(ctx, t!, table, T));
+      } finally {
+        ctx.release(table);
+      }
+    },
+    silu: (x) => roundTrip(ctx, [x], ([t]) => silu(ctx, t!)),
+    swiglu(gate, up) {
+      const known = Object.fromEntries(gate.shape.map((d, i) => [`d${i}`, d]));
+      expectShape("up", up, gate.shape.map((_, i) => `d${i}`), known);
+      return roundTrip(ctx, [gate, up], ([g, u]) => swiglu(ctx, g!, u!));
+    },
+    attention: (q, k, v, options) => fusedAttention(ctx, q, k, v, options),
+    moe: (x, routing, experts) => mixture(ctx, x, routing, experts),
+  };
+}
+
+async function fusedAttention(ctx: GpuContext, q: Tensor, k: Tensor, v: Tensor, options: FusedAttentionOptions = {}) {
+  const { B, H, Tq, Dh } = expectShape("q", q, ["B", "H", "Tq", "Dh"]);
+  const { Hkv, Tk } = expectShape("k", k, ["B", "Hkv", "Tk", "Dh"], { B, Dh });
+  const { Dv } = expectShape("v", v, ["B", "Hkv", "Tk", "Dv"], { B, Hkv, Tk });
+  if (Hkv === 0 || H % Hkv !== 0) throw argError("k", `a number of kv heads that divides H=${H}`, Hkv);
+  const scale = options.scale ?? 1 / Math.sqrt(Dh);
+  if (!Number.isFinite(scale)) throw argError("scale", "a finite number", scale);
+  const { mask, logGammas } = options;
+  if (mask) specVisible(mask, Tq, Tk); // validates offset, window and segment
+  if (mask?.lengths) {
+    if (mask.lengths.length !== B) throw argError("mask.lengths", `${B} lengths`, mask.lengths.length);
+    mask.lengths.forEach((l, b) => {
+      if (!Number.isInteger(l) || l < 0 || l > Tk) throw argError(`mask.lengths[${b}]`, `an integer in [0, ${Tk}]`, l);
+    });
+  }
+  if (logGammas && logGammas.length !== H) throw argError("logGammas", `${H} values (one per query head)`, logGammas.length);
+  const gammas = logGammas ? ctx.upload(Float32Array.from(logGammas)) : undefined;
+  try {
+    return await roundTrip(ctx, [q, k, v], ([qd, kd, vd]) =>
+      attention(ctx, qd!, kd!, vd!, { B, H, Hkv, Tq, Tk, Dh, Dv, scale, mask, logGammas: gammas }),
+    );
+  } finally {
+    if (gammas) ctx.release(gammas);
+  }
+}
+
+function mixture(ctx: GpuContext, x: Tensor, routing: Routing, experts: ExpertWeights) {
+  const { D } = expectShape("x", x, ["N", "D"]);
+  const { E, F } = expectShape("experts.gate", experts.gate, ["E", "F", "D"], { D });
+  expectShape("experts.up", experts.up, ["E", "F", "D"], { E, F, D });
+  expectShape("experts.down", experts.down, ["E", "D", "F"], { E, F, D });
+  const device = {
+    gate: ctx.weight(experts.gate.data),
+    up: ctx.weight(experts.up.data),
+    down: ctx.weight(experts.down.data),
+    E, F, D,
+  };
+  return roundTrip(ctx, [x], ([t]) => moe(ctx, t!, routing, device));
+}

@@ -1,0 +1,208 @@
+// What every GPU kernel needs: a buffer pool (so a long run reuses memory instead of growing), weights uploaded
+// once and cached by their Float32Array's identity, compiled pipelines cached by source, one-call dispatch, and
+// read-back. Each dispatch is submitted at once; since queue.writeBuffer and submits are ordered on the queue, a
+// buffer may go back to the pool as soon as the last dispatch that reads it has been submitted.
+
+import { TinyseekError } from "../src/errors.ts";
+import { numel } from "../src/tensor.ts";
+
+// GPUBufferUsage / GPUMapMode values (Node has no such globals without polluting globalThis).
+export const USAGE = { MAP_READ: 1, COPY_SRC: 4, COPY_DST: 8, UNIFORM: 64, STORAGE: 128 } as const;
+const MAP_READ = 1;
+const STORAGE_USAGE = USAGE.STORAGE | USAGE.COPY_SRC | USAGE.COPY_DST;
+
+/** A tensor living in a GPU buffer: f32 elements, row-major; the buffer may be larger than the tensor. */
+export interface GpuTensor {
+  readonly shape: readonly number[];
+  readonly buffer: GPUBuffer;
+}
+
+export interface PoolStats {
+  /** Buffers created over the context's life. */
+  created: number;
+  /** Buffers waiting in the free lists. */
+  pooled: number;
+  /** Bytes held by pooled and live buffers the pool made (weights excluded). */
+  bytes: number;
+  /** Weights resident on the device. */
+  weights: number;
+}
+
+export interface GpuContext {
+  readonly device: GPUDevice;
+  /** A storage buffer of at least `elements` f32 values, from the pool. */
+  acquire(elements: number): GPUBuffer;
+  /** Hands a pooled buffer back; it may be reused by the next dispatch. */
+  release(...buffers: GPUBuffer[]): void;
+  /** A pooled buffer holding `data` (u32 data is copied bit for bit). */
+  upload(data: Float32Array | Uint32Array | Int32Array): GPUBuffer;
+  /** A device-resident copy of a weight, made once per Float32Array and kept while the array lives. */
+  weight(data: Float32Array): GPUBuffer;
+  /** Allocates a tensor's buffer from the pool. */
+  empty(shape: readonly number[]): GpuTensor;
+  /** Copies `count` f32 values back to the host. */
+  read(buffer: GPUBuffer, count: number): Promise<Float32Array>;
+  /** Runs `code`'s `main` over `groups` workgroups with the bindings in order and a uniform of `params`. */
+  dispatch(code: string, bindings: GPUBuffer[], params: Params, groups: readonly [number, number?, number?]): void;
+  stats(): PoolStats;
+  /** Frees every buffer the context made; the device itself is closed by its owner. */
+  destroy(): void;
+}
+
+/** Uniform values in declaration order: plain numbers are u32, `{ f: x }` are f32, `{ i: x }` are i32. */
+export type Params = readonly (number | { f: number } | { i: number })[];
+
+/** Byte sizes grow in steps of a quarter power of two, so that tensors of nearby sizes share buffers. */
+function bucket(bytes: number): number {
+  const b = Math.max(16, Math.ceil(bytes / 16) * 16);
+  if (b <= 256) return b;
+  const step = 2 ** (Math.floor(Math.log2(b)) - 2);
+  return Math.ceil(b / step) * step;
+}
+
+export function createContext(device: GPUDevice): GpuContext {
+  const free = new Map<number, GPUBuffer[]>(); // storage buffers by size
+  const uniforms: GPUBuffer[] = [];
+  const pipelines = new Map<string, GPUComputePipeline>();
+  const weights = new WeakMap<Float32Array, GPUBuffer>();
+  const owned = new Set<GPUBuffer>(); // everything we made, to free on destroy
+  let weightCount = 0;
+  let created = 0;
+  let bytes = 0;
+  // A weight's buffer is destroyed when its Float32Array is collected.
+  const collected = new FinalizationRegistry<GPUBuffer>((buffer) => {
+    weightCount--;
+    owned.delete(buffer);
+    buffer.destroy();
+  });
+  const maxBinding = device.limits.maxStorageBufferBindingSize;
+
+  function create(size: number, usage: number): GPUBuffer {
+    if (size > maxBinding && usage & USAGE.STORAGE) {
+      throw new TinyseekError(`webgpu: a buffer of ${size} bytes exceeds the device's storage binding limit ${maxBinding}`);
+    }
+    const buffer = device.createBuffer({ size, usage });
+    owned.add(buffer);
+    created++;
+    return buffer;
+  }
+
+  function acquire(elements: number): GPUBuffer {
+    const size = bucket(elements * 4);
+    const buffer = free.get(size)?.pop();
+    if (buffer) return buffer;
+    bytes += size;
+    return create(size, STORAGE_USAGE);
+  }
+
+  function release(...buffers: GPUBuffer[]): void {
+    for (const buffer of buffers) {
+      if (!owned.has(buffer)) continue; // a weight or a foreign buffer: not ours to pool
+      let list = free.get(buffer.size);
+      if (!list) free.set(buffer.size, (list = []));
+      if (!list.includes(buffer)) list.push(buffer);
+    }
+  }
+
+  function upload(data: Float32Array | Uint32Array | Int32Array): GPUBuffer {
+    const buffer = acquire(Math.max(1, data.length));
+    if (data.length > 0) device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
+    return buffer;
+  }
+
+  function pipeline(code: string): GPUComputePipeline {
+    let p = pipelines.get(code);
+    if (!p) {
+      const module = device.createShaderModule({ code });
+      p = device.createComputePipeline({ layout: "auto", compute: { module, entryPoint: "main" } });
+      pipelines.set(code, p);
+    }
+    return p;
+  }
+
+  function uniform(params: Params): GPUBuffer {
+    const words = new ArrayBuffer(Math.max(16, Math.ceil(params.length / 4) * 16));
+    const u32 = new Uint32Array(words);
+    const f32 = new Float32Array(words);
+    const i32 = new Int32Array(words);
+    params.forEach((p, i) => {
+      if (typeof p === "number") u32[i] = p;
+      else if ("f" in p) f32[i] = p.f;
+      else i32[i] = p.i;
+    });
+    let buffer = uniforms.find((u) => u.size >= words.byteLength);
+    if (buffer) uniforms.splice(uniforms.indexOf(buffer), 1);
+    else buffer = create(Math.max(64, words.byteLength), USAGE.UNIFORM | USAGE.COPY_DST);
+    device.queue.writeBuffer(buffer, 0, words);
+    return buffer;
+  }
+
+  return {
+    device,
+    acquire,
+    release,
+    upload,
+    weight(data) {
+      let buffer = weights.get(data);
+      if (!buffer) {
+        buffer = create(bucket(data.byteLength), STORAGE_USAGE);
+        device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
+        weights.set(data, buffer);
+        collected.register(data, buffer);
+        weightCount++;
+      }
+      return buffer;
+    },
+    empty: (shape) => ({ shape: [...shape], buffer: acquire(Math.max(1, numel(shape))) }),
+    async read(buffer, count) {
+      const size = Math.max(16, Math.ceil((count * 4) / 16) * 16);
+      const staging = device.createBuffer({ size, usage: USAGE.MAP_READ | USAGE.COPY_DST });
+      const encoder = device.createCommandEncoder();
+      encoder.copyBufferToBuffer(buffer, 0, staging, 0, Math.min(size, buffer.size));
+      device.queue.submit([encoder.finish()]);
+      try {
+        await staging.mapAsync(MAP_READ);
+        const data = new Float32Array(staging.getMappedRange().slice(0, count * 4));
+        staging.unmap();
+        return data;
+      } finally {
+        staging.destroy();
+      }
+    },
+    dispatch(code, bindings, params, [x, y = 1, z = 1]) {
+      if (x === 0 || y === 0 || z === 0) return;
+      const p = pipeline(code);
+      const u = uniform(params);
+      const entries = [u, ...bindings].map((buffer, binding) => ({ binding, resource: { buffer } }));
+      const group = device.createBindGroup({ layout: p.getBindGroupLayout(0), entries });
+      const encoder = device.createCommandEncoder();
+      const pass = encoder.beginComputePass();
+      pass.setPipeline(p);
+      pass.setBindGroup(0, group);
+      pass.dispatchWorkgroups(x, y, z);
+      pass.end();
+      device.queue.submit([encoder.finish()]);
+      uniforms.push(u);
+    },
+    stats() {
+      let pooled = 0;
+      for (const list of free.values()) pooled += list.length;
+      return { created, pooled, bytes, weights: weightCount };
+    },
+    destroy() {
+      for (const buffer of owned) buffer.destroy();
+      owned.clear();
+      free.clear();
+      uniforms.length = 0;
+      pipelines.clear();
+    },
+  };
+}
+
+/** Workgroup counts for `n` items at `perGroup` items per group, folded into 2-D past the 65535 limit. */
+export function groups1d(n: number, perGroup: number): [number, number] {
+  const g = Math.ceil(n / perGroup);
+  if (g <= 65535) return [g, 1];
+  const y = Math.ceil(g / 65535);
+  return [Math.ceil(g / y), y];
+}

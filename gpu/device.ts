@@ -1,0 +1,147 @@
+// Opening and closing a WebGPU device. In a browser we use navigator.gpu; in Node, Dawn's bindings (the `webgpu`
+// package). Without a GPU, Dawn runs over Vulkan on Mesa's lavapipe (.ci/lavapipe.sh installs it). When no adapter
+// comes back we say which piece is missing (Vulkan loader, Vulkan driver, Dawn itself) rather than "null".
+
+import { existsSync, mkdtempSync, readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { TinyseekError } from "../src/errors.ts";
+
+export interface DeviceOptions {
+  /** Dawn backend: "vulkan", "metal", "d3d12", ... (default: the platform's native one). */
+  dawnBackend?: string;
+  /** Dawn adapter name, as Dawn lists it when given a wrong one. */
+  adapter?: string;
+  powerPreference?: GPUPowerPreference;
+}
+
+export interface AdapterSummary {
+  name: string;
+  vendor: string;
+  architecture: string;
+  description: string;
+  /** The native API under Dawn (vulkan, metal, d3d12) or "browser". */
+  backendType: string;
+  /** True for CPU implementations such as lavapipe/llvmpipe: their timings are CPU figures. */
+  software: boolean;
+  limits: Record<string, number>;
+  features: string[];
+}
+
+export interface GpuDevice {
+  readonly device: GPUDevice;
+  readonly adapter: AdapterSummary;
+  /** Destroys the device and drops every reference to it, so the process can exit. Idempotent. */
+  close(): void;
+}
+
+const nativeBackend: Record<string, string> = { linux: "vulkan", darwin: "metal", win32: "d3d12" };
+
+/** Limits we ask for at their adapter maximum: big matrices and big workgroup tiles need them. */
+const RAISED_LIMITS = [
+  "maxStorageBufferBindingSize",
+  "maxBufferSize",
+  "maxComputeWorkgroupStorageSize",
+  "maxComputeInvocationsPerWorkgroup",
+  "maxStorageBuffersPerShaderStage",
+] as const;
+
+export async function openDevice(options: DeviceOptions = {}): Promise<GpuDevice> {
+  const { gpu, backendType } = await findGpu(options);
+  const adapter = await gpu.requestAdapter({ powerPreference: options.powerPreference ?? "high-performance" });
+  if (!adapter) throw new TinyseekError(`webgpu: no GPU adapter found: ${diagnose(systemProbe())}`);
+  const requiredLimits: Record<string, number> = {};
+  if (!process.env.NOLIM) for (const name of RAISED_LIMITS) requiredLimits[name] = adapter.limits[name];
+  let device: GPUDevice | undefined = await adapter.requestDevice({ requiredLimits });
+  const summary = summarise(adapter, backendType);
+  // Lost devices report once; destroy() also "loses" the device, which is not worth a message.
+  void device.lost.then((info) => {
+    if (info.reason !== "destroyed") console.error(`webgpu: device lost: ${info.message}`);
+  });
+  return {
+    get device() {
+      if (!device) throw new TinyseekError("webgpu: the device was closed");
+      return device;
+    },
+    adapter: summary,
+    close() {
+      device?.destroy();
+      device = undefined;
+    },
+  };
+}
+
+async function findGpu(options: DeviceOptions): Promise<{ gpu: GPU; backendType: string }> {
+  const browserGpu = (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
+  if (browserGpu) return { gpu: browserGpu, backendType: "browser" };
+  // Mesa's Vulkan drivers want a runtime directory; CI shells often have none.
+  if (!process.env.XDG_RUNTIME_DIR) process.env.XDG_RUNTIME_DIR = mkdtempSync(join(tmpdir(), "tinyseek-xdg-"));
+  let dawn: { create(flags: string[]): GPU };
+  try {
+    dawn = (await import("webgpu")) as unknown as typeof dawn;
+  } catch (error) {
+    const first = (error as Error).message.split("\n")[0];
+    throw new TinyseekError(`webgpu: Dawn's Node bindings (npm package "webgpu") could not load: ${first}`);
+  }
+  const backendType = options.dawnBackend ?? nativeBackend[process.platform] ?? "default";
+  const flags = backendType === "default" ? [] : [`backend=${backendType}`];
+  if (options.adapter) flags.push(`adapter=${options.adapter}`);
+  return { gpu: dawn.create(flags), backendType };
+}
+
+function summarise(adapter: GPUAdapter, backendType: string): AdapterSummary {
+  const info = adapter.info;
+  const limits: Record<string, number> = {};
+  // GPUSupportedLimits exposes its fields as getters on the prototype: walk them with for..in.
+  for (const key in adapter.limits) {
+    const value = (adapter.limits as unknown as Record<string, unknown>)[key];
+    if (typeof value === "number") limits[key] = value;
+  }
+  const name = info.description || info.device || info.vendor || "unknown adapter";
+  return {
+    name,
+    vendor: info.vendor,
+    architecture: info.architecture,
+    description: info.description,
+    backendType,
+    software: /llvmpipe|lavapipe|swiftshader|software/i.test(`${info.architecture} ${info.description} ${info.device}`),
+    limits,
+    features: [...adapter.features].sort(),
+  };
+}
+
+/** What the machine has for Vulkan: injected so that the diagnosis is testable without breaking the machine. */
+export interface SystemProbe {
+  platform: string;
+  /** A Vulkan loader library was found. */
+  loader: boolean;
+  /** Vulkan driver manifests (ICD json files) found, e.g. lvp_icd.json. */
+  drivers: string[];
+}
+
+const LOADER_DIRS = ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib", "/lib/x86_64-linux-gnu"];
+const ICD_DIRS = ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d", "/usr/local/share/vulkan/icd.d"];
+
+export function systemProbe(): SystemProbe {
+  const override = process.env.VK_DRIVER_FILES ?? process.env.VK_ICD_FILENAMES;
+  const drivers = override
+    ? override.split(":").filter((f) => f && existsSync(f))
+    : ICD_DIRS.flatMap((dir) => (existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith(".json")) : []));
+  return {
+    platform: process.platform,
+    loader: LOADER_DIRS.some((dir) => existsSync(join(dir, "libvulkan.so.1"))),
+    drivers,
+  };
+}
+
+const INSTALL_HINT = "install libvulkan1 and mesa-vulkan-drivers (Mesa >= 25, e.g. from bookworm-backports: .ci/lavapipe.sh)";
+
+/** One sentence naming the missing piece. */
+export function diagnose(probe: SystemProbe): string {
+  if (probe.platform !== "linux") return "the platform's GPU driver offered no adapter to Dawn";
+  if (!probe.loader) return `the Vulkan loader (libvulkan.so.1) is missing: ${INSTALL_HINT}`;
+  if (probe.drivers.length === 0) {
+    return `no Vulkan driver is installed (no ICD manifest in ${ICD_DIRS.join(", ")}): ${INSTALL_HINT}`;
+  }
+  return `Vulkan drivers ${probe.drivers.join(", ")} offered no usable adapter (Mesa too old for Dawn?): ${INSTALL_HINT}`;
+}

@@ -1,0 +1,73 @@
+// Element-wise kernels, one thread per element (64 per workgroup, folded into 2-D past 65535 workgroups).
+// Rotary embedding takes its cos/sin table from the host, computed in float64: WGSL's sin and cos promise only an
+// absolute error of 2^-11 on [-π, π], and p·θ in float32 loses ~p·6e-8 radians, both far from the reference.
+
+import { numel } from "../../src/tensor.ts";
+import { groups1d, type GpuContext, type GpuTensor } from "../context.ts";
+
+const unary = (body: string, inputs: string[]) => /* wgsl */ `
+struct P { n: u32, a: u32, b: u32, c: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+${inputs.map((name, i) => `@group(0) @binding(${i + 1}) var<storage, read> ${name}: array<f32>;`).join("\n")}
+@group(0) @binding(${inputs.length + 1}) var<storage, read_write> Y: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+  let i = gid.x + gid.y * nw.x * 64u;
+  if (i >= p.n) { return; }
+  ${body}
+}`;
+
+const SILU = unary(`let x = X[i]; Y[i] = x / (1.0 + exp(-x));`, ["X"]);
+const SWIGLU = unary(`let g = G[i]; Y[i] = g / (1.0 + exp(-g)) * U[i];`, ["G", "U"]);
+const ADD = unary(`Y[i] = X[i] + Z[i];`, ["X", "Z"]);
+// Pair i of row t: a = T (rows per slab), b = half = dim / 2. CS holds (cos, sin) per (t, pair).
+const ROPE = unary(
+  `let pair = i % p.b; let t = (i / p.b) % p.a; let at = 2u * i;
+   let c = CS[2u * (t * p.b + pair)]; let s = CS[2u * (t * p.b + pair) + 1u];
+   let re = X[at]; let im = X[at + 1u];
+   Y[at] = re * c - im * s; Y[at + 1u] = re * s + im * c;`,
+  ["X", "CS"],
+);
+// Y[r, d] = X[idx[r], d] with a = D: gathers embedding rows and MoE tokens. idx is bit-cast from u32.
+const GATHER = unary(`let r = i / p.a; let d = i % p.a; Y[i] = X[bitcast<u32>(I[r]) * p.a + d];`, ["X", "I"]);
+
+function run(ctx: GpuContext, code: string, inputs: GPUBuffer[], shape: readonly number[], extra: number[] = []) {
+  const out = ctx.empty(shape);
+  const n = numel(shape);
+  ctx.dispatch(code, [...inputs, out.buffer], [n, ...extra], groups1d(n, 64));
+  return out;
+}
+
+export const silu = (ctx: GpuContext, x: GpuTensor): GpuTensor => run(ctx, SILU, [x.buffer], x.shape);
+export const swiglu = (ctx: GpuContext, gate: GpuTensor, up: GpuTensor): GpuTensor =>
+  run(ctx, SWIGLU, [gate.buffer, up.buffer], gate.shape);
+export const add = (ctx: GpuContext, a: GpuTensor, b: GpuTensor): GpuTensor =>
+  run(ctx, ADD, [a.buffer, b.buffer], a.shape);
+
+/** (cos, sin) of positions[t]·freqs[i], interleaved, [T, dim/2, 2], in float64 then rounded. */
+export function ropeTable(positions: ArrayLike<number>, freqs: Float64Array): Float32Array {
+  const half = freqs.length;
+  const table = new Float32Array(positions.length * half * 2);
+  for (let t = 0; t < positions.length; t++) {
+    for (let i = 0; i < half; i++) {
+      const angle = positions[t]! * freqs[i]!;
+      table[2 * (t * half + i)] = Math.cos(angle);
+      table[2 * (t * half + i) + 1] = Math.sin(angle);
+    }
+  }
+  return table;
+}
+
+/** x [..., T, dim] rotated by a table from ropeTable (T rows). */
+export function rope(ctx: GpuContext, x: GpuTensor, table: GPUBuffer, T: number): GpuTensor {
+  const dim = x.shape[x.shape.length - 1]!;
+  const out = ctx.empty(x.shape);
+  const pairs = numel(x.shape) / 2;
+  ctx.dispatch(ROPE, [x.buffer, table, out.buffer], [pairs, T, dim / 2], groups1d(pairs, 64));
+  return out;
+}
+
+/** Rows idx[r] of x [V, D] → [idx.length, D]; `indices` is a u32 buffer of `count` row numbers. */
+export function gatherRows(ctx: GpuContext, x: GPUBuffer, D: number, indices: GPUBuffer, count: number): GpuTensor {
+  return run(ctx, GATHER, [x, indices], [count, D], [D]);
+}

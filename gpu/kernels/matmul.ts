@@ -1,0 +1,143 @@
+// Tiled matrix product C = A·B or A·Bᵀ, batched. A workgroup of 16×16 threads computes a 64×64 tile of C, each
+// thread a 4×4 block held in four vec4 accumulators; A and B stream through workgroup memory 16 values of K at a
+// time. Loads are vec4 when K (and N, for an untransposed B) is a multiple of 4, scalar otherwise, so any shape
+// works. Offsets and batch strides in the uniform let one buffer hold many matrices (stacked MoE experts).
+
+import { argError } from "../../src/errors.ts";
+import { numel } from "../../src/tensor.ts";
+import { type GpuContext, type GpuTensor } from "../context.ts";
+
+const TILE = 64;
+
+function source(transB: boolean, vecA: boolean, vecB: boolean): string {
+  const loadA = vecA
+    ? `let v = select(vec4<f32>(0.0), A[(aBase + gr * p.K + gk) / 4u], gr < p.M && gk < p.K);`
+    : `var v = vec4<f32>(0.0);
+       for (var c = 0u; c < 4u; c++) { if (gr < p.M && gk + c < p.K) { v[c] = A[aBase + gr * p.K + gk + c]; } }`;
+  // Both layouts end with Bs[k * 64 + n] holding B(k0 + k, col0 + n).
+  const loadB = transB
+    ? `{ let n = t / 4u; let kq = t % 4u; let gn = col0 + n; let gk = k0 + kq * 4u;
+         ${vecB
+           ? `let v = select(vec4<f32>(0.0), B[(bBase + gn * p.K + gk) / 4u], gn < p.N && gk < p.K);`
+           : `var v = vec4<f32>(0.0);
+              for (var c = 0u; c < 4u; c++) { if (gn < p.N && gk + c < p.K) { v[c] = B[bBase + gn * p.K + gk + c]; } }`}
+         for (var c = 0u; c < 4u; c++) { Bs[(kq * 4u + c) * 64u + n] = v[c]; } }`
+    : `{ let kk = t / 16u; let nq = t % 16u; let gk = k0 + kk; let gn = col0 + nq * 4u;
+         ${vecB
+           ? `let v = select(vec4<f32>(0.0), B[(bBase + gk * p.N + gn) / 4u], gk < p.K && gn < p.N);`
+           : `var v = vec4<f32>(0.0);
+              for (var c = 0u; c < 4u; c++) { if (gk < p.K && gn + c < p.N) { v[c] = B[bBase + gk * p.N + gn + c]; } }`}
+         for (var c = 0u; c < 4u; c++) { Bs[kk * 64u + nq * 4u + c] = v[c]; } }`;
+  return /* wgsl */ `
+struct P { M: u32, N: u32, K: u32, strideA: u32, strideB: u32, strideC: u32, offA: u32, offB: u32, offC: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> A: array<${vecA ? "vec4<f32>" : "f32"}>;
+@group(0) @binding(2) var<storage, read> B: array<${vecB ? "vec4<f32>" : "f32"}>;
+@group(0) @binding(3) var<storage, read_write> C: array<f32>;
+var<workgroup> As: array<f32, 1024>; // [k 0..15][row 0..63]: As[k * 64 + r] = A(row0 + r, k0 + k)
+var<workgroup> Bs: array<f32, 1024>; // [k 0..15][col 0..63]
+
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let t = lid.y * 16u + lid.x;
+  let row0 = wg.y * ${TILE}u;
+  let col0 = wg.x * ${TILE}u;
+  let aBase = p.offA + wg.z * p.strideA;
+  let bBase = p.offB + wg.z * p.strideB;
+  var acc: array<vec4<f32>, 4>;
+  for (var k0 = 0u; k0 < p.K; k0 += 16u) {
+    {
+      let r = t / 4u; let kq = t % 4u; let gr = row0 + r; let gk = k0 + kq * 4u;
+      ${loadA}
+      for (var c = 0u; c < 4u; c++) { As[(kq * 4u + c) * 64u + r] = v[c]; }
+    }
+    ${loadB}
+    workgroupBarrier();
+    for (var k = 0u; k < 16u; k++) {
+      let ai = k * 64u + lid.y * 4u;
+      let bi = k * 64u + lid.x * 4u;
+      let a = vec4<f32>(As[ai], As[ai + 1u], As[ai + 2u], As[ai + 3u]);
+      let b = vec4<f32>(Bs[bi], Bs[bi + 1u], Bs[bi + 2u], Bs[bi + 3u]);
+      acc[0] = fma(vec4<f32>(a.x), b, acc[0]);
+      acc[1] = fma(vec4<f32>(a.y), b, acc[1]);
+      acc[2] = fma(vec4<f32>(a.z), b, acc[2]);
+      acc[3] = fma(vec4<f32>(a.w), b, acc[3]);
+    }
+    workgroupBarrier();
+  }
+  let cBase = p.offC + wg.z * p.strideC;
+  for (var i = 0u; i < 4u; i++) {
+    let row = row0 + lid.y * 4u + i;
+    for (var j = 0u; j < 4u; j++) {
+      let col = col0 + lid.x * 4u + j;
+      if (row < p.M && col < p.N) { C[cBase + row * p.N + col] = acc[i][j]; }
+    }
+  }
+}`;
+}
+
+const sources = new Map<string, string>();
+function cached(transB: boolean, vecA: boolean, vecB: boolean): string {
+  const key = `${transB}${vecA}${vecB}`;
+  let code = sources.get(key);
+  if (!code) sources.set(key, (code = source(transB, vecA, vecB)));
+  return code;
+}
+
+export interface GemmArgs {
+  M: number;
+  N: number;
+  K: number;
+  /** B is stored [N, K] (a linear layer's weight) rather than [K, N]. */
+  transB: boolean;
+  batches?: number;
+  /** Element strides between batches (0 broadcasts), and element offsets of the first matrix. */
+  strideA?: number;
+  strideB?: number;
+  strideC?: number;
+  offA?: number;
+  offB?: number;
+  offC?: number;
+}
+
+/** Writes C into `c` (which must hold offC + batches·strideC elements). */
+export function gemmInto(ctx: GpuContext, a: GPUBuffer, b: GPUBuffer, c: GPUBuffer, args: GemmArgs): void {
+  const { M, N, K, transB, batches = 1 } = args;
+  const { strideA = M * K, strideB = K * N, strideC = M * N, offA = 0, offB = 0, offC = 0 } = args;
+  if (batches > 65535) throw argError("batches", "at most 65535 matrices per product", batches);
+  const aligned = (...xs: number[]) => xs.every((x) => x % 4 === 0);
+  const vecA = aligned(K, offA, strideA);
+  const vecB = transB ? aligned(K, offB, strideB) : aligned(N, offB, strideB);
+  const code = cached(transB, vecA, vecB);
+  const params = [M, N, K, strideA, strideB, strideC, offA, offB, offC];
+  ctx.dispatch(code, [a, b, c], params, [Math.ceil(N / TILE), Math.ceil(M / TILE), batches]);
+}
+
+/** a [..., M, K] · b [K, N]. */
+export function matmul(ctx: GpuContext, a: GpuTensor, b: GpuTensor): GpuTensor {
+  const K = a.shape[a.shape.length - 1]!;
+  const N = b.shape[1]!;
+  const M = K === 0 ? numel(a.shape.slice(0, -1)) : numel(a.shape) / K;
+  const out = ctx.empty([...a.shape.slice(0, -1), N]);
+  gemmInto(ctx, a.buffer, b.buffer, out.buffer, { M, N, K, transB: false });
+  return out;
+}
+
+/** a [..., M, K] · b [..., K, N] → [..., M, N]. */
+export function bmm(ctx: GpuContext, a: GpuTensor, b: GpuTensor): GpuTensor {
+  const [M, K] = a.shape.slice(-2) as [number, number];
+  const N = b.shape[b.shape.length - 1]!;
+  const batches = numel(a.shape.slice(0, -2));
+  const out = ctx.empty([...a.shape.slice(0, -2), M, N]);
+  gemmInto(ctx, a.buffer, b.buffer, out.buffer, { M, N, K, transB: false, batches });
+  return out;
+}
+
+/** x [..., in] · Wᵀ with W [out, in]. */
+export function linear(ctx: GpuContext, x: GpuTensor, weight: GpuTensor): GpuTensor {
+  const [N, K] = weight.shape as [number, number];
+  const M = numel(x.shape.slice(0, -1));
+  const out = ctx.empty([...x.shape.slice(0, -1), N]);
+  gemmInto(ctx, x.buffer, weight.buffer, out.buffer, { M, N, K, transB: true });
+  return out;
+}

@@ -1,0 +1,60 @@
+// Attention under a visibility pattern that the fused kernel's MaskSpec cannot describe: NSA's per-group block
+// selection and its compressed blocks. Scores, softmax and the weighted sum go through the Kernels value, so a
+// backend's linear, softmax and matmul run them:
+//   probs = softmax(scale · q·kᵀ, hidden keys excluded),   out = probs·v
+// q [B, H, Tq, Dh], k [B, Hkv, Tk, Dh], v [B, Hkv, Tk, Dv], visible [B, H, Tq, Tk] (1 = visible). Heads of one
+// kv group are consecutive, so the q rows of group g form one [group·Tq, Dh] block read against one kv head.
+// A query with no visible key outputs zeros (the kernels' softmax gives a zero row).
+
+import { argError } from "../errors.ts";
+import { type Kernels } from "../kernels.ts";
+import { expectShape, type Tensor } from "../tensor.ts";
+
+export interface MaskedAttention {
+  out: Tensor; // [B, H, Tq, Dv]
+  probs: Tensor; // [B, H, Tq, Tk]
+}
+
+export function maskedAttention(
+  q: Tensor, k: Tensor, v: Tensor, visible: Uint8Array, scale: number, kernels: Kernels,
+): MaskedAttention {
+  const { B, H, Tq, Dh } = expectShape("q", q, ["B", "H", "Tq", "Dh"]);
+  const { Hkv, Tk } = expectShape("k", k, ["B", "Hkv", "Tk", "Dh"], { B, Dh });
+  const { Dv } = expectShape("v", v, ["B", "Hkv", "Tk", "Dv"], { B, Hkv, Tk });
+  if (Hkv === 0 || H % Hkv !== 0) throw argError("k", `a number of kv heads that divides H=${H}`, Hkv);
+  if (visible.length !== B * H * Tq * Tk) throw argError("visible", `${B * H * Tq * Tk} flags [B, H, Tq, Tk]`, visible.length);
+  if (!Number.isFinite(scale)) throw argError("scale", "a finite number", scale);
+  const out = new Float32Array(B * H * Tq * Dv);
+  const probs = new Float32Array(B * H * Tq * Tk);
+  const rows = (H / Hkv) * Tq;
+  if (Tk > 0 && rows > 0) {
+    for (let b = 0; b < B; b++) {
+      for (let g = 0; g < Hkv; g++) {
+        const qRows = { shape: [rows, Dh], data: q.data.subarray((b * Hkv + g) * rows * Dh, (b * Hkv + g + 1) * rows * Dh) };
+        const kRows = { shape: [Tk, Dh], data: k.data.subarray((b * Hkv + g) * Tk * Dh, (b * Hkv + g + 1) * Tk * Dh) };
+        const vRows = { shape: [Tk, Dv], data: v.data.subarray((b * Hkv + g) * Tk * Dv, (b * Hkv + g + 1) * Tk * Dv) };
+        const scores = kernels.linear(qRows, kRows); // q·kᵀ, [group·Tq, Tk]
+        for (let i = 0; i < scores.data.length; i++) scores.data[i]! *= scale;
+        const p = kernels.softmax(scores, visible.subarray((b * Hkv + g) * rows * Tk, (b * Hkv + g + 1) * rows * Tk));
+        probs.set(p.data, (b * Hkv + g) * rows * Tk);
+        out.set(kernels.matmul(p, vRows).data, (b * Hkv + g) * rows * Dv);
+      }
+    }
+  }
+  return { out: { shape: [B, H, Tq, Dv], data: out }, probs: { shape: [B, H, Tq, Tk], data: probs } };
+}
+
+/** Positions [start, end) of the time axis of x [..., L, d], as a copy: what a cache keeps when it drops old keys. */
+export function sliceTime(x: Tensor, start: number, end: number): Tensor {
+  const rank = x.shape.length;
+  const L = x.shape[rank - 2] ?? 0;
+  if (rank < 2) throw argError("x", "shape [..., L, d]", `[${x.shape.join(", ")}]`);
+  if (!(Number.isInteger(start) && Number.isInteger(end) && 0 <= start && start <= end && end <= L)) {
+    throw argError("positions", `0 <= start <= end <= ${L}`, `[${start}, ${end})`);
+  }
+  const d = x.shape[rank - 1]!;
+  const planes = L === 0 || d === 0 ? x.shape.slice(0, -2).reduce((a, n) => a * n, 1) : x.data.length / (L * d);
+  const data = new Float32Array(planes * (end - start) * d);
+  for (let p = 0; p < planes; p++) data.set(x.data.subarray((p * L + start) * d, (p * L + end) * d), p * (end - start) * d);
+  return { shape: [...x.shape.slice(0, -2), end - start, d], data };
+}

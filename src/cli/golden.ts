@@ -1,0 +1,189 @@
+// `tinyseek golden write|check|compare|list`: the golden files of spec/golden.md from the command line.
+
+import { readdir, rm } from "node:fs/promises";
+import { basename, join } from "node:path";
+import { BACKENDS, loadBackend, type Backend } from "../backend.ts";
+import { TinyseekError } from "../errors.ts";
+import { type GoldenCase } from "../golden/case.ts";
+import { goldenSuite, matchesGlob } from "../golden/suite.ts";
+import { type Comparison } from "../io/compare.ts";
+import { checkGoldenFile, checkSupport, compareGolden, decodeGolden, goldenFilesIn, writeGoldenCase, type CheckResult } from "../io/golden.ts";
+import { readBytes, readSafetensors } from "../io/safetensors.ts";
+import { parse, positionals, processIo, UsageError, type Io } from "./io.ts";
+import { printTable, type Row } from "./table.ts";
+
+export const help = `usage:
+  tinyseek golden write DIR [--only GLOB] [--clean]   run every case on the reference and write DIR/<case>.safetensors
+  tinyseek golden check PATH... --backend NAME          recompute files (or every file in a directory) on a backend
+                        [--only GLOB] [--threads N]     NAME: reference (must be bit-exact), wasm, webgpu
+  tinyseek golden compare A B [--exact]                 compare B's output.* tensors with golden file A's
+  tinyseek golden list [--only GLOB]                    the cases of the suite
+  tinyseek golden support [--backends LIST] [--only GLOB]  case × backend matrix: ok, fail, not supported
+
+options:
+  --only GLOB   only cases whose name matches (* and ?, several separated by commas)
+  --clean       also delete DIR/*.safetensors whose case no longer exists
+  --json        print JSON instead of a table
+Exit codes: 0 all ok (or not supported), 1 a mismatch or a bad file, 2 usage or unavailable backend.`;
+
+export async function run(args: string[], io: Io = processIo): Promise<number> {
+  const [sub, ...rest] = args;
+  switch (sub) {
+    case "write": return write(rest, io);
+    case "check": return check(rest, io);
+    case "compare": return compare(rest, io);
+    case "list": return list(rest, io);
+    case "support": return support(rest, io);
+    default:
+      throw new UsageError(`${sub === undefined ? "expected a subcommand" : `unknown subcommand ${JSON.stringify(sub)}`}: write, check, compare, list or support`);
+  }
+}
+
+function selectCases(only: string | undefined): GoldenCase[] {
+  const cases = goldenSuite();
+  return only === undefined ? cases : cases.filter((c) => matchesGlob(c.name, only));
+}
+
+async function write(args: string[], io: Io): Promise<number> {
+  const { values, positionals: given } = parse(args, { only: { type: "string" }, clean: { type: "boolean" }, json: { type: "boolean" } });
+  const [dir] = positionals(given, ["DIR"], "tinyseek golden write DIR [--only GLOB] [--clean]");
+  const cases = selectCases(values.only);
+  if (cases.length === 0) throw new TinyseekError(values.only ? `no case matches ${JSON.stringify(values.only)} (see tinyseek golden list)` : "the golden suite has no cases yet");
+  const rows: Row[] = [];
+  for (const c of cases) {
+    const { path, bytes } = await writeGoldenCase(dir!, c);
+    rows.push({ file: basename(path), component: c.component, bytes });
+  }
+  if (values.clean) {
+    const names = new Set(goldenSuite().map((c) => `${c.name}.safetensors`));
+    for (const file of await readdir(dir!)) {
+      if (file.endsWith(".safetensors") && !names.has(file)) {
+        await rm(join(dir!, file));
+        rows.push({ file, component: "(removed: no such case)", bytes: 0 });
+      }
+    }
+  }
+  printTable(io, rows, { json: values.json });
+  if (!values.json) io.out(`wrote ${cases.length} file(s), ${rows.reduce((s, r) => s + Number(r.bytes), 0)} bytes, to ${dir}`);
+  return 0;
+}
+
+function summaryRow(r: CheckResult): Row {
+  const worst = (key: "maxAbsError" | "maxRelError" | "normalisedError") =>
+    r.comparisons.length === 0 ? undefined : Math.max(...r.comparisons.map((c: Comparison) => c[key]));
+  return {
+    file: basename(r.file), outputs: r.comparisons.length, "max abs err": worst("maxAbsError"), "max rel err": worst("maxRelError"),
+    "norm err": worst("normalisedError"), verdict: r.outcome,
+  };
+}
+
+function report(io: Io, results: CheckResult[], json: boolean | undefined, what: string): number {
+  const failures = results.filter((r) => r.outcome === "fail");
+  if (json) {
+    printTable(io, [], { json: true, value: results });
+  } else {
+    printTable(io, results.map(summaryRow));
+    for (const r of results) if (r.outcome !== "ok") io.out(`\n${basename(r.file)}: ${r.outcome}\n${r.message}`);
+    const count = (o: string) => results.filter((r) => r.outcome === o).length;
+    io.out(`\n${count("ok")} ok, ${failures.length} failed, ${count("not supported")} not supported (${what})`);
+  }
+  return failures.length > 0 ? 1 : 0;
+}
+
+async function check(args: string[], io: Io): Promise<number> {
+  const { values, positionals: paths } = parse(args, {
+    backend: { type: "string" }, only: { type: "string" }, threads: { type: "string" }, json: { type: "boolean" },
+  });
+  if (paths.length === 0) throw new UsageError("expected a directory or golden files to check");
+  if (values.backend === undefined) throw new UsageError("--backend is required: reference, wasm or webgpu");
+  const threads = values.threads === undefined ? undefined : Number(values.threads);
+  if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1)) throw new UsageError(`--threads: expected an integer >= 1, got ${JSON.stringify(values.threads)}`);
+  let backend: Backend;
+  try {
+    backend = await loadBackend(values.backend, threads === undefined ? {} : { threads });
+  } catch (error) {
+    if (error instanceof TinyseekError) throw new UsageError(error.message);
+    throw error;
+  }
+  try {
+    const files = (await Promise.all(paths.map(goldenFilesIn))).flat();
+    const selected = values.only === undefined ? files : files.filter((f) => matchesGlob(basename(f, ".safetensors"), values.only!));
+    if (selected.length === 0) throw new TinyseekError(`no golden file matches ${JSON.stringify(values.only)}`);
+    const suite = goldenSuite();
+    const results: CheckResult[] = [];
+    for (const file of selected) results.push(await checkGoldenFile(file, suite, backend));
+    return report(io, results, values.json, `backend ${backend.name}: ${backend.description}`);
+  } finally {
+    await backend.dispose();
+  }
+}
+
+async function compare(args: string[], io: Io): Promise<number> {
+  const { values, positionals: given } = parse(args, { exact: { type: "boolean" }, json: { type: "boolean" } });
+  const [a, b] = positionals(given, ["A", "B"], "tinyseek golden compare A B [--exact]");
+  const golden = decodeGolden(await readBytes(a!), a);
+  const other = readSafetensors(await readBytes(b!));
+  const result = compareGolden(golden, other, { exact: values.exact }, b);
+  if (values.json) {
+    printTable(io, [], { json: true, value: result });
+    return result.outcome === "fail" ? 1 : 0;
+  }
+  printTable(io, result.comparisons.map((c) => ({
+    output: c.name, elements: c.elements, mismatches: c.mismatches, "max abs err": c.maxAbsError,
+    "max rel err": c.maxRelError, "norm err": c.normalisedError, verdict: c.pass ? "ok" : "fail",
+  })));
+  if (result.outcome !== "ok") io.out(`\n${result.message}`);
+  io.out(`\n${result.outcome === "ok" ? "ok" : "FAIL"}: ${b} against ${a} (case ${golden.name})`);
+  return result.outcome === "fail" ? 1 : 0;
+}
+
+async function list(args: string[], io: Io): Promise<number> {
+  const { values, positionals: given } = parse(args, { only: { type: "string" }, json: { type: "boolean" } });
+  positionals(given, [], "tinyseek golden list [--only GLOB]");
+  const cases = selectCases(values.only);
+  const rows = cases.map((c) => ({ case: c.name, component: c.component, seed: c.seed, config: JSON.stringify(c.config) }));
+  printTable(io, rows, { json: values.json, value: cases.map((c) => ({ name: c.name, component: c.component, seed: c.seed, config: c.config })) });
+  if (!values.json) io.out(`${cases.length} case(s)`);
+  return 0;
+}
+
+/** Every case on every backend asked for, from the reference's outputs in memory (no files). */
+async function support(args: string[], io: Io): Promise<number> {
+  const { values, positionals: given } = parse(args, { backends: { type: "string" }, only: { type: "string" }, json: { type: "boolean" } });
+  positionals(given, [], "tinyseek golden support [--backends LIST] [--only GLOB]");
+  const names = (values.backends ?? BACKENDS.join(",")).split(",").map((b) => b.trim());
+  for (const name of names) {
+    if (!(BACKENDS as readonly string[]).includes(name)) throw new UsageError(`--backends: expected names from ${BACKENDS.join(", ")}, got ${JSON.stringify(name)}`);
+  }
+  const cases = selectCases(values.only);
+  const rows: Row[] = cases.map((c) => ({ case: c.name }));
+  const details: { backend: string; case?: string; outcome: string; message: string }[] = [];
+  let failures = 0;
+  for (const name of names) {
+    let backend: Backend;
+    try {
+      backend = await loadBackend(name);
+    } catch (error) {
+      if (!(error instanceof TinyseekError)) throw error;
+      rows.forEach((r) => (r[name] = "unavailable"));
+      details.push({ backend: name, outcome: "unavailable", message: error.message });
+      continue;
+    }
+    try {
+      for (const [i, c] of cases.entries()) {
+        const result = await checkSupport(c, backend);
+        rows[i]![name] = result.outcome;
+        if (result.outcome === "fail") failures++;
+        if (result.outcome !== "ok") details.push({ backend: name, case: c.name, outcome: result.outcome, message: result.message });
+      }
+    } finally {
+      await backend.dispose();
+    }
+  }
+  printTable(io, rows, { json: values.json, value: { cases: rows, details } });
+  if (!values.json) {
+    for (const d of details) io.out(`\n${d.backend}${d.case ? ` on ${d.case}` : ""}: ${d.outcome}\n${d.message}`);
+    io.out(`\n${cases.length} case(s) × ${names.length} backend(s), ${failures} failure(s)`);
+  }
+  return failures > 0 ? 1 : 0;
+}

@@ -1,0 +1,111 @@
+// `tinyseek step` (what `npm start` runs): a prompt through the model layer by layer and op by op — tokens,
+// residual norms, one head's attention as a shaded heatmap, the MoE routing with expert loads and drops, early
+// exits, and the next-token prediction. Non-interactive unless asked (and only on a TTY), so it always exits.
+
+import { createInterface } from "node:readline/promises";
+import { encode } from "../model/tokenizer.ts";
+import { saveTrace, createTrace } from "../trace.ts";
+import { forward } from "../model/model.ts";
+import { loadModelBackend, loadModelFrom } from "../step/load.ts";
+import { stepRecord } from "../step/record.ts";
+import { renderHeader, renderLayer, renderOutput, styleFor } from "../step/render.ts";
+import { parse, processIo, UsageError, type Io } from "./io.ts";
+import { toJson } from "./table.ts";
+
+export const DEFAULT_PROMPT = "The quick brown fox";
+
+export const help = `usage: tinyseek step [--prompt TEXT] [--config NAME|FILE] [--weights FILE] [--backend NAME]
+                     [--layer N] [--head N] [--exit-threshold P] [--interactive] [--json] [--trace FILE [--filter GLOB]]
+
+Runs a prompt through the model one layer and one op at a time and shows what happens inside: the tokens, each
+op's output size, the residual stream's norm per token, an attention heatmap of one head, the MoE routing table
+with expert loads and drops, early exits, and the next-token prediction.
+
+  --prompt TEXT        default ${JSON.stringify(DEFAULT_PROMPT)} (byte-level tokens, <bos> first)
+  --config NAME|FILE   a preset (tiny, small) or a JSON config with DeepSeek-V3 field names; default tiny
+  --weights FILE       safetensors weights (checkpoint names); default: seeded random initialisation
+  --backend NAME       reference (default) or wasm; webgpu has no synchronous kernels for the model
+  --layer N            show only layer N (0-based)
+  --head N             the attention head drawn (default 0)
+  --exit-threshold P   turn on early exit (CALM): a token stops when p_top1 - p_top2 >= P
+  --interactive        wait for Enter between layers (only when stdin is a terminal)
+  --json               print the whole step record as JSON
+  --trace FILE         also save every traced tensor (or those matching --filter) as safetensors`;
+
+const int = (flag: string, value: string | undefined): number | undefined => {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new UsageError(`${flag}: expected an integer >= 0, got ${JSON.stringify(value)}`);
+  return n;
+};
+
+export async function run(args: string[], io: Io = processIo): Promise<number> {
+  const { values, positionals } = parse(args, {
+    prompt: { type: "string" }, config: { type: "string" }, weights: { type: "string" }, backend: { type: "string" },
+    layer: { type: "string" }, head: { type: "string" }, "exit-threshold": { type: "string" }, interactive: { type: "boolean" },
+    json: { type: "boolean" }, trace: { type: "string" }, filter: { type: "string" },
+  });
+  if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
+  let exitThreshold: number | undefined;
+  if (values["exit-threshold"] !== undefined) {
+    exitThreshold = Number(values["exit-threshold"]);
+    if (!(exitThreshold >= 0)) throw new UsageError(`--exit-threshold: expected a number >= 0, got ${JSON.stringify(values["exit-threshold"])}`);
+  }
+  if (values.filter !== undefined && values.trace === undefined) throw new UsageError("--filter: needs --trace FILE");
+  const layer = int("--layer", values.layer);
+  const head = int("--head", values.head);
+
+  let backend;
+  try {
+    backend = await loadModelBackend(values.backend ?? "reference");
+  } catch (error) {
+    throw new UsageError((error as Error).message); // an unknown or unavailable backend: one line, exit 2
+  }
+  try {
+    const { model, configLabel, weightsLabel } = await loadModelFrom(values.config, values.weights);
+    const L = model.config.num_hidden_layers;
+    if (layer !== undefined && layer >= L) throw new UsageError(`--layer: expected a layer in [0, ${L - 1}], got ${layer}`);
+    if (head !== undefined && head >= model.config.num_attention_heads) {
+      throw new UsageError(`--head: expected a head in [0, ${model.config.num_attention_heads - 1}], got ${head}`);
+    }
+    const prompt = values.prompt ?? DEFAULT_PROMPT;
+    const tokens = encode(prompt);
+    const tty = io === processIo && process.stderr.isTTY === true && !process.env.CI;
+    const progress = tty ? (l: number, n: number) => process.stderr.write(`\r  running layer ${l + 1}/${n}…`) : undefined;
+    const record = stepRecord(model, prompt, tokens, {
+      head, kernels: backend.kernels, backend: backend.description ? `${backend.name} (${backend.description})` : backend.name,
+      exitThreshold: exitThreshold ?? model.config.exit_threshold, configLabel, weightsLabel, onLayer: progress,
+    });
+    if (progress) process.stderr.write("\r\x1b[K");
+
+    if (values.trace !== undefined) {
+      const trace = createTrace(values.filter ?? "*");
+      forward(model, tokens, { trace, kernels: backend.kernels, exitThreshold: record.exitThreshold });
+      await saveTrace(values.trace, trace, { prompt, config: JSON.stringify(model.config) });
+      if (!values.json) io.err(`saved ${trace.tensors.size} traced tensors to ${values.trace} (read it with: tinyseek inspect ${values.trace})`);
+    }
+    if (values.json) {
+      io.out(toJson(layer === undefined ? record : { ...record, layers: record.layers.filter((l) => l.layer === layer) }));
+      return 0;
+    }
+    const color = io === processIo && process.stdout.isTTY === true && !process.env.NO_COLOR;
+    const style = styleFor(color);
+    const interactive = values.interactive === true && io === processIo && process.stdin.isTTY === true;
+    const ask = interactive ? createInterface({ input: process.stdin, output: process.stdout }) : null;
+    try {
+      io.out(renderHeader(record, style));
+      for (const l of record.layers) {
+        if (layer !== undefined && l.layer !== layer) continue;
+        if (ask) await ask.question(style.dim(`\n  ⏎ layer ${l.layer + 1}/${L}`));
+        io.out(`\n${renderLayer(record, l, style)}`);
+      }
+      if (ask) await ask.question(style.dim("\n  ⏎ output"));
+      io.out(`\n${renderOutput(record, style)}`);
+    } finally {
+      ask?.close();
+    }
+    return 0;
+  } finally {
+    await backend.dispose();
+  }
+}

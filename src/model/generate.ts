@@ -1,0 +1,125 @@
+// Generation (design section 12): prefill the prompt into the cache in one forward pass, then decode one token at
+// a time, each step feeding the token just chosen. Sampling uses only the seeded PRNG:
+//   greedy          temperature 0: the highest logit, ties to the lower token id
+//   temperature     softmax(logits / temperature)
+//   top-k           keep the k most probable tokens (ties to the lower id)
+//   top-p (nucleus) keep the smallest most-probable set whose mass reaches p (Holtzman et al. 2020)
+// then draw from what is left, renormalised. Stops at EOS or after maxTokens.
+
+import { argError, checkInteger, checkNumber } from "../errors.ts";
+import { type Kernels } from "../kernels.ts";
+import { Random } from "../random.ts";
+import { type Tensor } from "../tensor.ts";
+import { createCache, type ModelCache } from "./cache.ts";
+import { forward, type ForwardResult } from "./model.ts";
+import { type Model } from "./weights.ts";
+
+export interface SamplingOptions {
+  /** 0 = greedy (default 0). */
+  temperature?: number;
+  /** Keep the k most probable tokens; 0 = all (default 0). */
+  topK?: number;
+  /** Keep the smallest set of mass >= topP; 1 = all (default 1). */
+  topP?: number;
+}
+
+export interface GenerateOptions extends SamplingOptions {
+  maxTokens: number;
+  seed?: number;
+  kernels?: Kernels;
+  /** Stop at this token (default config.eos_token_id); null: only at maxTokens. */
+  stopToken?: number | null;
+  exitThreshold?: number | null;
+  /** Called after each new token, e.g. to print it as it comes. */
+  onToken?: (token: number, step: GenerateStep) => void;
+}
+
+export interface GenerateStep {
+  token: number;
+  /** Layers the token's forward pass ran at its last position (early exit). */
+  exitLayer: number;
+  ms: number;
+}
+
+export interface GenerateResult {
+  tokens: number[];
+  steps: GenerateStep[];
+  stopReason: "eos" | "length";
+  prefillMs: number;
+  cache: ModelCache;
+}
+
+export function checkSampling({ temperature = 0, topK = 0, topP = 1 }: SamplingOptions): void {
+  checkNumber("temperature", temperature, 0, Infinity);
+  checkInteger("topK", topK, 0);
+  checkNumber("topP", topP, 0, 1, " (0 excluded)");
+  if (topP === 0) throw argError("topP", "a number in (0, 1]", topP);
+}
+
+/** One token from logits [V] (or the last row of [T, V]). */
+export function sample(logits: Tensor, rng: Random, options: SamplingOptions = {}): number {
+  checkSampling(options);
+  const { temperature = 0, topK = 0, topP = 1 } = options;
+  const V = logits.shape[logits.shape.length - 1]!;
+  if (!(V > 0)) throw argError("logits", "shape [..., V] with V >= 1", logits.shape);
+  const row = logits.data.subarray(logits.data.length - V);
+  if (temperature === 0) return argmax(row);
+  // Candidates by descending logit, ties to the lower id; then cut by top-k and top-p.
+  const order = Array.from({ length: V }, (_, i) => i).sort((a, b) => row[b]! - row[a]! || a - b);
+  const kept = order.slice(0, topK > 0 ? Math.min(topK, V) : V);
+  const max = row[kept[0]!]!;
+  const weights = kept.map((i) => Math.exp((row[i]! - max) / temperature));
+  const total = weights.reduce((a, w) => a + w, 0);
+  let count = 0;
+  for (let mass = 0; count < kept.length && mass < topP * total; count++) mass += weights[count]!;
+  const nucleus = weights.slice(0, Math.max(count, 1));
+  const sum = nucleus.reduce((a, w) => a + w, 0);
+  let u = rng.uniform() * sum;
+  for (let i = 0; i < nucleus.length; i++) {
+    u -= nucleus[i]!;
+    if (u < 0) return kept[i]!;
+  }
+  return kept[nucleus.length - 1]!;
+}
+
+/** The index of the largest value, ties to the lower index. */
+export function argmax(values: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < values.length; i++) if (values[i]! > values[best]!) best = i;
+  return best;
+}
+
+/** Continues `prompt` (token ids, BOS included if wanted) by up to maxTokens tokens. */
+export function generate(model: Model, prompt: readonly number[], options: GenerateOptions): GenerateResult {
+  const { config } = model;
+  checkInteger("maxTokens", options.maxTokens, 0);
+  checkSampling(options);
+  if (!Array.isArray(prompt) || prompt.length === 0) throw argError("prompt", "at least one token", prompt?.length);
+  const rng = new Random(options.seed ?? 0);
+  const stop = options.stopToken === undefined ? config.eos_token_id : options.stopToken;
+  const cache = createCache(config);
+  const run = (tokens: readonly number[]): ForwardResult =>
+    forward(model, tokens, { cache, kernels: options.kernels, exitThreshold: options.exitThreshold });
+
+  let started = performance.now();
+  let result = run(prompt);
+  const prefillMs = performance.now() - started;
+  const tokens: number[] = [];
+  const steps: GenerateStep[] = [];
+  let stopReason: GenerateResult["stopReason"] = "length";
+  for (let i = 0; i < options.maxTokens; i++) {
+    const token = sample(result.logits, rng, options);
+    const step = { token, exitLayer: result.exitLayers[result.exitLayers.length - 1]!, ms: i === 0 ? prefillMs : performance.now() - started };
+    tokens.push(token);
+    steps.push(step);
+    options.onToken?.(token, step);
+    if (token === stop) {
+      stopReason = "eos";
+      break;
+    }
+    if (i + 1 === options.maxTokens || cache.length >= config.max_position_embeddings) break;
+    started = performance.now();
+    result = run([token]);
+  }
+  return { tokens, steps, stopReason, prefillMs, cache };
+}

@@ -1,0 +1,97 @@
+// Every weight of a model by its checkpoint name and shape, and the parameter counter built on that list.
+// Names follow the Hugging Face DeepSeek-V3 checkpoint: model.embed_tokens.weight,
+// model.layers.N.self_attn.kv_a_proj_with_mqa.weight, model.layers.N.mlp.experts.M.gate_proj.weight, model.norm.weight,
+// lm_head.weight. The same list drives initialisation checks, save and load, so the three cannot disagree.
+//   total  = every weight (embeddings, head, norms, gate weights and biases); multi-token-prediction layers excluded
+//   active = what one token touches, the embedding table excepted: attention, norms, the k routed and the shared
+//            experts, the gate's weight and bias, the final norm, the head
+
+import { numel } from "../tensor.ts";
+import { attentionKind } from "./attention.ts";
+import { isMoeLayer, layerKind, type ModelConfig } from "./config.ts";
+
+/** What a weight belongs to, for the active count. */
+export type WeightRole = "embedding" | "always" | "routed-expert";
+
+export interface WeightEntry {
+  readonly shape: number[];
+  readonly role: WeightRole;
+}
+
+/** Every weight of `config`, in checkpoint order, with its shape and role. */
+export function weightShapes(config: ModelConfig): Map<string, WeightEntry> {
+  const D = config.hidden_size;
+  const entries = new Map<string, WeightEntry>();
+  const add = (name: string, shape: number[], role: WeightRole = "always") => entries.set(name, { shape, role });
+  add("model.embed_tokens.weight", [config.vocab_size, D], "embedding");
+  for (let l = 0; l < config.num_hidden_layers; l++) {
+    const p = `model.layers.${l}`;
+    add(`${p}.input_layernorm.weight`, [D]);
+    const attention = attentionKind(layerKind(config, l)).shapes(config);
+    // Every attention weight is `<name>.weight` in the checkpoint, projections and norms alike.
+    for (const [name, shape] of Object.entries(attention)) add(`${p}.self_attn.${name}.weight`, shape);
+    add(`${p}.post_attention_layernorm.weight`, [D]);
+    if (!isMoeLayer(config, l)) {
+      const I = config.intermediate_size;
+      add(`${p}.mlp.gate_proj.weight`, [I, D]);
+      add(`${p}.mlp.up_proj.weight`, [I, D]);
+      add(`${p}.mlp.down_proj.weight`, [D, I]);
+      continue;
+    }
+    const [E, F, S] = [config.n_routed_experts, config.moe_intermediate_size, config.n_shared_experts];
+    add(`${p}.mlp.gate.weight`, [E, D]);
+    if (config.topk_method === "noaux_tc") add(`${p}.mlp.gate.e_score_correction_bias`, [E]);
+    for (let e = 0; e < E; e++) {
+      add(`${p}.mlp.experts.${e}.gate_proj.weight`, [F, D], "routed-expert");
+      add(`${p}.mlp.experts.${e}.up_proj.weight`, [F, D], "routed-expert");
+      add(`${p}.mlp.experts.${e}.down_proj.weight`, [D, F], "routed-expert");
+    }
+    if (S > 0) {
+      add(`${p}.mlp.shared_experts.gate_proj.weight`, [S * F, D]);
+      add(`${p}.mlp.shared_experts.up_proj.weight`, [S * F, D]);
+      add(`${p}.mlp.shared_experts.down_proj.weight`, [D, S * F]);
+    }
+  }
+  add("model.norm.weight", [D]);
+  if (!config.tie_word_embeddings) add("lm_head.weight", [config.vocab_size, D]);
+  return entries;
+}
+
+export interface ParameterCount {
+  total: number;
+  active: number;
+  /** Totals by part: embedding, attention, dense MLP, routed experts, shared experts, router, norms, head. */
+  parts: Record<string, number>;
+}
+
+/** Total and active-per-token parameters of any config, exactly (no weights are allocated). */
+export function countParameters(config: ModelConfig): ParameterCount {
+  let [total, routedTotal] = [0, 0];
+  const parts: Record<string, number> = {};
+  const routedLayers = new Set<number>();
+  for (const [name, { shape, role }] of weightShapes(config)) {
+    const n = numel(shape);
+    total += n;
+    parts[partOf(name)] = (parts[partOf(name)] ?? 0) + n;
+    if (role === "routed-expert") {
+      routedTotal += n;
+      routedLayers.add(Number(name.split(".")[2]));
+    }
+  }
+  const embedding = config.vocab_size * config.hidden_size;
+  // A token runs num_experts_per_tok of each MoE layer's n_routed_experts experts.
+  const routedActive = (routedTotal / Math.max(config.n_routed_experts, 1)) * config.num_experts_per_tok;
+  const head = config.tie_word_embeddings ? embedding : 0; // a tied head is the table, touched as the head
+  return { total, active: total - embedding - routedTotal + routedActive + head, parts };
+}
+
+function partOf(name: string): string {
+  if (name.startsWith("model.embed_tokens")) return "embedding";
+  if (name.startsWith("lm_head")) return "head";
+  if (name.includes(".self_attn.")) return "attention";
+  if (name.includes(".mlp.experts.")) return "routed experts";
+  if (name.includes(".mlp.shared_experts.")) return "shared experts";
+  if (name.includes(".mlp.gate.")) return "router";
+  if (name.includes(".mlp.")) return "dense mlp";
+  return "norms";
+}

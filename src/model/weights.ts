@@ -1,0 +1,181 @@
+// The model's weights: seeded initialisation, and the checkpoint's flat names both ways, for safetensors files.
+// In memory a MoE layer keeps its experts stacked ([E, F, D], as src/moe wants them); on disk each expert has its
+// own tensors, model.layers.N.mlp.experts.M.gate_proj.weight, as in DeepSeek's checkpoints. Loading checks the
+// file against the config's full list of names (params.ts): every missing, extra or mis-shaped tensor is named.
+
+import { writeFile } from "node:fs/promises";
+import { TinyseekError } from "../errors.ts";
+import { readSafetensors, readBytes, writeSafetensors, type TensorToWrite } from "../io/safetensors.ts";
+import { initMoe, type MoeWeights } from "../moe/layer.ts";
+import { Random, randn } from "../random.ts";
+import { shapeString, tensor, type Tensor } from "../tensor.ts";
+import { attentionKind } from "./attention.ts";
+import { moeConfigOf } from "./block.ts";
+import { isMoeLayer, layerKind, type ModelConfig, resolveConfig } from "./config.ts";
+import { weightShapes } from "./params.ts";
+
+export interface DenseMlpWeights {
+  readonly gate_proj: Tensor; // [I, D]
+  readonly up_proj: Tensor; // [I, D]
+  readonly down_proj: Tensor; // [D, I]
+}
+
+export interface LayerWeights {
+  readonly input_layernorm: Tensor;
+  /** The attention kind's weights by checkpoint name (q_a_proj, kv_b_proj, o_proj, ...). */
+  readonly self_attn: Record<string, Tensor>;
+  readonly post_attention_layernorm: Tensor;
+  readonly mlp: DenseMlpWeights | MoeWeights;
+}
+
+export interface ModelWeights {
+  readonly embed_tokens: Tensor; // [V, D]
+  readonly layers: LayerWeights[];
+  readonly norm: Tensor; // [D]
+  readonly lm_head: Tensor; // [V, D]; the embedding table itself when tie_word_embeddings
+}
+
+export interface Model {
+  readonly config: ModelConfig;
+  readonly weights: ModelWeights;
+}
+
+const ones = (n: number) => tensor([n], new Float32Array(n).fill(1));
+
+/** Seeded weights from config.init_seed: linear layers and embeddings N(0, init_std²), norms 1, router bias 0. */
+export function initModel(config: ModelConfig): Model {
+  const rng = new Random(config.init_seed);
+  const [V, D, I, std] = [config.vocab_size, config.hidden_size, config.intermediate_size, config.init_std];
+  const embed_tokens = randn(rng, [V, D], std);
+  const layers = Array.from({ length: config.num_hidden_layers }, (_, l): LayerWeights => ({
+    input_layernorm: ones(D),
+    self_attn: attentionKind(layerKind(config, l)).init(rng, config),
+    post_attention_layernorm: ones(D),
+    mlp: isMoeLayer(config, l)
+      ? initMoe(rng, moeConfigOf(config), D, std)
+      : { gate_proj: randn(rng, [I, D], std), up_proj: randn(rng, [I, D], std), down_proj: randn(rng, [D, I], std) },
+  }));
+  const norm = ones(D);
+  const lm_head = config.tie_word_embeddings ? embed_tokens : randn(rng, [V, D], std);
+  return { config, weights: { embed_tokens, layers, norm, lm_head } };
+}
+
+const isMoe = (mlp: LayerWeights["mlp"]): mlp is MoeWeights => "experts" in mlp;
+
+/** Every weight under its checkpoint name, routed experts one by one (views, no copies). */
+export function modelParams(model: Model): Map<string, Tensor> {
+  const { config, weights } = model;
+  const params = new Map<string, Tensor>();
+  params.set("model.embed_tokens.weight", weights.embed_tokens);
+  weights.layers.forEach((layer, l) => {
+    const p = `model.layers.${l}`;
+    params.set(`${p}.input_layernorm.weight`, layer.input_layernorm);
+    for (const [name, t] of Object.entries(layer.self_attn)) params.set(`${p}.self_attn.${name}.weight`, t);
+    params.set(`${p}.post_attention_layernorm.weight`, layer.post_attention_layernorm);
+    const mlp = layer.mlp;
+    if (!isMoe(mlp)) {
+      for (const [name, t] of Object.entries(mlp)) params.set(`${p}.mlp.${name}.weight`, t);
+      return;
+    }
+    params.set(`${p}.mlp.gate.weight`, mlp.gate.weight);
+    if (mlp.gate.e_score_correction_bias) params.set(`${p}.mlp.gate.e_score_correction_bias`, mlp.gate.e_score_correction_bias);
+    for (let e = 0; e < config.n_routed_experts; e++) {
+      for (const [name, stacked] of [["gate_proj", mlp.experts.gate], ["up_proj", mlp.experts.up], ["down_proj", mlp.experts.down]] as const) {
+        const [, rows, cols] = stacked.shape as [number, number, number];
+        params.set(`${p}.mlp.experts.${e}.${name}.weight`, { shape: [rows, cols], data: stacked.data.subarray(e * rows * cols, (e + 1) * rows * cols) });
+      }
+    }
+    if (mlp.shared_experts) {
+      for (const [name, t] of Object.entries(mlp.shared_experts)) params.set(`${p}.mlp.shared_experts.${name}.weight`, t);
+    }
+  });
+  params.set("model.norm.weight", weights.norm);
+  if (!config.tie_word_embeddings) params.set("lm_head.weight", weights.lm_head);
+  return params;
+}
+
+/** A model from checkpoint-named tensors; every missing, extra or mis-shaped tensor is named in one error. */
+export function modelFromParams(config: ModelConfig, params: Map<string, Tensor>): Model {
+  const expected = weightShapes(config);
+  const problems: string[] = [];
+  for (const [name, { shape }] of expected) {
+    const t = params.get(name);
+    if (!t) problems.push(`missing tensor "${name}" ${shapeString(shape)}`);
+    else if (shapeString(t.shape) !== shapeString(shape)) problems.push(`tensor "${name}": expected shape ${shapeString(shape)}, got ${shapeString(t.shape)}`);
+  }
+  for (const name of params.keys()) if (!expected.has(name)) problems.push(`unexpected tensor "${name}"`);
+  if (problems.length > 0) {
+    const shown = problems.slice(0, 12).join("; ") + (problems.length > 12 ? `; … and ${problems.length - 12} more` : "");
+    throw new TinyseekError(`weights do not fit the config (${problems.length} problem${problems.length > 1 ? "s" : ""}): ${shown}`);
+  }
+  const get = (name: string) => params.get(name)!;
+  const layers = Array.from({ length: config.num_hidden_layers }, (_, l): LayerWeights => {
+    const p = `model.layers.${l}`;
+    const self_attn = Object.fromEntries(
+      Object.keys(attentionKind(layerKind(config, l)).shapes(config)).map((name) => [name, get(`${p}.self_attn.${name}.weight`)]),
+    );
+    const mlpWeight = (name: string) => get(`${p}.mlp.${name}.weight`);
+    let mlp: LayerWeights["mlp"];
+    if (!isMoeLayer(config, l)) {
+      mlp = { gate_proj: mlpWeight("gate_proj"), up_proj: mlpWeight("up_proj"), down_proj: mlpWeight("down_proj") };
+    } else {
+      const stack = (name: string) => stackExperts(config.n_routed_experts, (e) => mlpWeight(`experts.${e}.${name}`));
+      mlp = {
+        gate: { weight: mlpWeight("gate"), e_score_correction_bias: config.topk_method === "noaux_tc" ? get(`${p}.mlp.gate.e_score_correction_bias`) : null },
+        experts: { gate: stack("gate_proj"), up: stack("up_proj"), down: stack("down_proj") },
+        shared_experts: config.n_shared_experts === 0 ? null : {
+          gate_proj: mlpWeight("shared_experts.gate_proj"), up_proj: mlpWeight("shared_experts.up_proj"), down_proj: mlpWeight("shared_experts.down_proj"),
+        },
+      };
+    }
+    return { input_layernorm: get(`${p}.input_layernorm.weight`), self_attn, post_attention_layernorm: get(`${p}.post_attention_layernorm.weight`), mlp };
+  });
+  const embed_tokens = get("model.embed_tokens.weight");
+  const lm_head = config.tie_word_embeddings ? embed_tokens : get("lm_head.weight");
+  return { config, weights: { embed_tokens, layers, norm: get("model.norm.weight"), lm_head } };
+}
+
+function stackExperts(E: number, expert: (e: number) => Tensor): Tensor {
+  const first = expert(0);
+  const size = first.data.length;
+  const data = new Float32Array(E * size);
+  for (let e = 0; e < E; e++) data.set(expert(e).data, e * size);
+  return { shape: [E, ...first.shape], data };
+}
+
+/** The model as safetensors bytes (F32), with its config as JSON in the metadata. */
+export function modelToSafetensors(model: Model): Uint8Array {
+  const tensors = new Map<string, TensorToWrite>();
+  for (const [name, t] of modelParams(model)) tensors.set(name, { dtype: "F32", shape: t.shape, data: t.data });
+  return writeSafetensors(tensors, { format: "pt", generator: "tinyseek", config: JSON.stringify(model.config) });
+}
+
+/**
+ * A model from safetensors bytes. The config is the one given, else the file's own (metadata "config").
+ * Tensors of any float dtype are read as float32.
+ */
+export function modelFromSafetensors(bytes: Uint8Array, config?: ModelConfig): Model {
+  const file = readSafetensors(bytes);
+  let resolved = config;
+  if (!resolved) {
+    const json = file.metadata.config;
+    if (json === undefined) throw new TinyseekError(`weights: the file has no "config" metadata; pass --config`);
+    resolved = resolveConfig(JSON.parse(json));
+  }
+  const params = new Map<string, Tensor>();
+  for (const [name, t] of file.tensors) {
+    if (!(t.data instanceof Float32Array) && !(t.data instanceof Float64Array)) {
+      throw new TinyseekError(`weights: tensor "${name}" has dtype ${t.dtype}, expected a float dtype`);
+    }
+    params.set(name, { shape: [...t.shape], data: t.data instanceof Float32Array ? t.data : Float32Array.from(t.data) });
+  }
+  return modelFromParams(resolved, params);
+}
+
+export async function loadModel(path: string, config?: ModelConfig): Promise<Model> {
+  return modelFromSafetensors(await readBytes(path), config);
+}
+
+export async function saveModel(path: string, model: Model): Promise<void> {
+  await writeFile(path, modelToSafetensors(model));
+}

@@ -1,0 +1,58 @@
+// What `tinyseek step` and `tinyseek generate` share: a model from --config (a preset name or a JSON file) and
+// --weights (a safetensors file; else seeded initialisation), and synchronous kernels from --backend.
+
+import { readFile } from "node:fs/promises";
+import { loadBackend, type Backend } from "../backend.ts";
+import { TinyseekError } from "../errors.ts";
+import { resolveConfig, type ModelConfig } from "../model/config.ts";
+import { preset, PRESET_NAMES, RUNNABLE_PRESETS } from "../model/presets.ts";
+import { initModel, loadModel, type Model } from "../model/weights.ts";
+
+export interface LoadedModel {
+  model: Model;
+  configLabel: string;
+  weightsLabel: string;
+}
+
+/** A config from a preset name or a JSON file path, with overrides applied. */
+export async function loadConfig(nameOrPath: string, overrides: Partial<ModelConfig> = {}): Promise<{ config: ModelConfig; label: string }> {
+  if ((PRESET_NAMES as string[]).includes(nameOrPath)) {
+    if (!(RUNNABLE_PRESETS as string[]).includes(nameOrPath)) {
+      throw new TinyseekError(`config "${nameOrPath}" is for reading and counting only; run ${RUNNABLE_PRESETS.join(" or ")}`);
+    }
+    return { config: preset(nameOrPath, overrides), label: nameOrPath };
+  }
+  let text: string;
+  try {
+    text = await readFile(nameOrPath, "utf8");
+  } catch {
+    throw new TinyseekError(`config: expected a preset (${PRESET_NAMES.join(", ")}) or a JSON file, got ${JSON.stringify(nameOrPath)} (no such file)`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new TinyseekError(`${nameOrPath}: not valid JSON (${(error as Error).message})`);
+  }
+  return { config: resolveConfig({ ...(json as object), ...overrides }), label: nameOrPath };
+}
+
+export async function loadModelFrom(configArg: string | undefined, weightsArg: string | undefined, overrides: Partial<ModelConfig> = {}): Promise<LoadedModel> {
+  if (weightsArg !== undefined) {
+    const given = configArg === undefined ? undefined : (await loadConfig(configArg, overrides)).config;
+    const model = await loadModel(weightsArg, given);
+    return { model, configLabel: configArg ?? `from ${weightsArg}`, weightsLabel: weightsArg };
+  }
+  const { config, label } = await loadConfig(configArg ?? "tiny", overrides);
+  return { model: initModel(config), configLabel: label, weightsLabel: `random init (seed ${config.init_seed})` };
+}
+
+/** A backend whose kernels the model can run on; a missing or asynchronous-only one is a clear error. */
+export async function loadModelBackend(name: string): Promise<Backend & { kernels: NonNullable<Backend["kernels"]> }> {
+  const backend = await loadBackend(name);
+  if (!backend.kernels) {
+    await backend.dispose();
+    throw new TinyseekError(`backend "${name}" has no synchronous kernels, which the model's forward pass needs; use reference or wasm`);
+  }
+  return backend as Backend & { kernels: NonNullable<Backend["kernels"]> };
+}

@@ -1,0 +1,212 @@
+// The stepper's record: one forward pass over a prompt with every intermediate traced, reduced to what a reader
+// looks at layer by layer — each op's output size, the residual stream's norm per token, one head's attention,
+// the MoE routing with its loads and drops, and where tokens exited early. `tinyseek step --json` prints it as is;
+// render.ts draws it.
+
+import { argError, checkInteger } from "../errors.ts";
+import { type Kernels } from "../kernels.ts";
+import { type MoeStats } from "../moe/stats.ts";
+import { softmax } from "../ops.ts";
+import { type TracedTensor, createTrace } from "../trace.ts";
+import { rowNorms } from "../model/block.ts";
+import { isMoeLayer, layerKind, type AttentionKind } from "../model/config.ts";
+import { forward } from "../model/model.ts";
+import { countParameters } from "../model/params.ts";
+import { tokenLabel } from "../model/tokenizer.ts";
+import { type Model } from "../model/weights.ts";
+
+export interface StepOptions {
+  /** The attention head whose probabilities are drawn (default 0). */
+  head?: number;
+  kernels?: Kernels;
+  backend?: string;
+  exitThreshold?: number | null;
+  /** Predictions listed at the end (default 5). */
+  top?: number;
+  /** What the weights are, for the header ("random init, seed 0" or a file name). */
+  weightsLabel?: string;
+  configLabel?: string;
+  onLayer?: (layer: number, layers: number) => void;
+}
+
+export interface OpStep {
+  op: string;
+  /** The traced tensor's name. */
+  name: string;
+  shape: number[];
+  /** Mean over tokens of each output row's L2 norm. */
+  meanNorm: number;
+}
+
+export interface RoutingStep {
+  k: number;
+  experts: number;
+  shared: number;
+  /** Per expert: assignments routed to it and kept by it. */
+  routed: number[];
+  kept: number[];
+  dropped: number;
+  dropRate: number;
+  maxVio: number;
+  activeFraction: number;
+  capacity: number | null;
+  /** Per token (that ran the layer): chosen experts, their weights, kept flags. */
+  tokens: { token: number; experts: number[]; weights: number[]; kept: boolean[] }[];
+}
+
+export interface LayerStep {
+  layer: number;
+  attention: AttentionKind;
+  ffn: "dense" | "moe";
+  ops: OpStep[];
+  /** ‖h‖ per token after the layer. */
+  residualNorms: number[];
+  /** probs[query][key] of the chosen head, or null when the kind does not expose its probabilities. */
+  heatmap: { head: number; probs: number[][] } | null;
+  routing: RoutingStep | null;
+  /** Early exit: confidence per token after this layer (null when off), and the tokens that exited here. */
+  confidence: number[] | null;
+  exited: number[];
+}
+
+export interface StepRecord {
+  model: {
+    config: string;
+    weights: string;
+    hidden_size: number;
+    num_hidden_layers: number;
+    num_attention_heads: number;
+    vocab_size: number;
+    n_routed_experts: number;
+    n_shared_experts: number;
+    num_experts_per_tok: number;
+    first_k_dense_replace: number;
+    parameters: number;
+    activeParameters: number;
+  };
+  backend: string;
+  prompt: string;
+  tokens: { id: number; label: string }[];
+  embedNorms: number[];
+  layers: LayerStep[];
+  exitThreshold: number | null;
+  exitLayers: number[];
+  /** The model's top predictions for the token after the prompt. */
+  next: { id: number; label: string; prob: number }[];
+  ms: number;
+}
+
+const OPS: [string, string][] = [
+  ["input_layernorm", "attn.in"],
+  ["attention", "attn.out"],
+  ["+ residual", "attn.residual"],
+  ["post_attention_layernorm", "mlp.in"],
+  ["feed-forward", "mlp.out"],
+  ["+ residual", "out"],
+];
+
+const toRows = (t: TracedTensor, rows: number, cols: number): number[][] =>
+  Array.from({ length: rows }, (_, r) => Array.from(t.data.subarray(r * cols, (r + 1) * cols)));
+
+const meanOf = (values: ArrayLike<number>) => (values.length === 0 ? 0 : Array.from(values).reduce((a, v) => a + v, 0) / values.length);
+
+export function stepRecord(model: Model, prompt: string, tokens: readonly number[], options: StepOptions = {}): StepRecord {
+  const { config } = model;
+  const head = options.head ?? 0;
+  checkInteger("head", head, 0, config.num_attention_heads - 1);
+  const top = options.top ?? 5;
+  checkInteger("top", top, 1, config.vocab_size);
+  if (tokens.length === 0) throw argError("tokens", "at least one token", 0);
+
+  const trace = createTrace("*");
+  const started = performance.now();
+  const result = forward(model, tokens, { trace, kernels: options.kernels, exitThreshold: options.exitThreshold, onLayer: options.onLayer });
+  const ms = performance.now() - started;
+  const get = (name: string) => trace.tensors.get(name);
+  const T = tokens.length;
+
+  const layers = Array.from({ length: config.num_hidden_layers }, (_, l): LayerStep => {
+    const p = `layers.${l}`;
+    const ops = OPS.flatMap(([op, suffix]) => {
+      const t = get(`${p}.${suffix}`);
+      return t ? [{ op, name: `${p}.${suffix}`, shape: [...t.shape], meanNorm: meanOf(rowNorms(t).data) }] : [];
+    });
+    const probs = get(`${p}.attn.probs`);
+    const Tk = probs?.shape[2] ?? 0;
+    const heatmap = probs ? { head, probs: toRows({ shape: [T, Tk], data: probs.data.subarray(head * T * Tk, (head + 1) * T * Tk) }, T, Tk) } : null;
+    const confidence = get(`${p}.exit.confidence`);
+    const exited = Array.from(result.exitLayers.keys()).filter((t) => result.exitLayers[t] === l + 1 && l + 1 < config.num_hidden_layers);
+    return {
+      layer: l,
+      attention: layerKind(config, l),
+      ffn: isMoeLayer(config, l) ? "moe" : "dense",
+      ops,
+      residualNorms: Array.from(get(`${p}.residual_norm`)?.data ?? []),
+      heatmap,
+      routing: isMoeLayer(config, l) ? routingStep(model, result.moe[l] ?? null, get, p, result.exitLayers, l) : null,
+      confidence: confidence ? Array.from(confidence.data) : null,
+      exited,
+    };
+  });
+
+  const V = config.vocab_size;
+  const last = softmax({ shape: [V], data: result.logits.data.subarray((T - 1) * V, T * V) }).data;
+  const order = Array.from({ length: V }, (_, i) => i).sort((a, b) => last[b]! - last[a]! || a - b).slice(0, top);
+  const count = countParameters(config);
+  return {
+    model: {
+      config: options.configLabel ?? "custom",
+      weights: options.weightsLabel ?? `random init (seed ${config.init_seed})`,
+      hidden_size: config.hidden_size,
+      num_hidden_layers: config.num_hidden_layers,
+      num_attention_heads: config.num_attention_heads,
+      vocab_size: V,
+      n_routed_experts: config.n_routed_experts,
+      n_shared_experts: config.n_shared_experts,
+      num_experts_per_tok: config.num_experts_per_tok,
+      first_k_dense_replace: config.first_k_dense_replace,
+      parameters: count.total,
+      activeParameters: count.active,
+    },
+    backend: options.backend ?? options.kernels?.name ?? "reference",
+    prompt,
+    tokens: tokens.map((id) => ({ id, label: tokenLabel(id) })),
+    embedNorms: Array.from(rowNorms(get("embed")!).data),
+    layers,
+    exitThreshold: options.exitThreshold === undefined ? config.exit_threshold : options.exitThreshold,
+    exitLayers: Array.from(result.exitLayers),
+    next: order.map((id) => ({ id, label: tokenLabel(id), prob: last[id]! })),
+    ms,
+  };
+}
+
+function routingStep(
+  model: Model, stats: MoeStats | null, get: (name: string) => TracedTensor | undefined, p: string, exitLayers: Int32Array, l: number,
+): RoutingStep | null {
+  const { config } = model;
+  const indices = get(`${p}.mlp.router.indices`);
+  if (!stats || !indices) return null;
+  const weights = get(`${p}.mlp.router.weights`)!;
+  const kept = get(`${p}.mlp.router.kept`)!;
+  const k = config.num_experts_per_tok;
+  // Routing rows are the tokens that ran this layer, in order: the ones that had not exited before it.
+  const ran = Array.from(exitLayers.keys()).filter((t) => exitLayers[t]! > l);
+  return {
+    k,
+    experts: config.n_routed_experts,
+    shared: config.n_shared_experts,
+    routed: [...stats.routed],
+    kept: [...stats.kept],
+    dropped: stats.dropped,
+    dropRate: stats.dropRate,
+    maxVio: stats.maxVio,
+    activeFraction: stats.activeFraction,
+    capacity: stats.capacity,
+    tokens: ran.map((token, r) => ({
+      token,
+      experts: Array.from(indices.data.subarray(r * k, (r + 1) * k)),
+      weights: Array.from(weights.data.subarray(r * k, (r + 1) * k)),
+      kept: Array.from(kept.data.subarray(r * k, (r + 1) * k), (v) => v === 1),
+    })),
+  };
+}

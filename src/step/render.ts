@@ -1,0 +1,176 @@
+// Drawing a step record in a terminal with Unicode only: shaded heatmaps (rows are queries, columns keys),
+// sparklines for the residual norms, bars for expert loads. Plain text unless `color` is set (a TTY without
+// NO_COLOR); the same record always draws the same characters.
+
+import { type LayerStep, type RoutingStep, type StepRecord } from "./record.ts";
+
+export interface Style {
+  bold(s: string): string;
+  dim(s: string): string;
+  accent(s: string): string;
+}
+
+const plain: Style = { bold: (s) => s, dim: (s) => s, accent: (s) => s };
+const ansi: Style = {
+  bold: (s) => `\x1b[1m${s}\x1b[22m`,
+  dim: (s) => `\x1b[2m${s}\x1b[22m`,
+  accent: (s) => `\x1b[36m${s}\x1b[39m`,
+};
+
+export const styleFor = (color: boolean): Style => (color ? ansi : plain);
+
+/** Shades for a weight, by √p so that small weights still show: · below 1/64, then ░ ▒ ▓ █ (blank: a hidden key). */
+const SHADES = ["·", "░", "▒", "▓", "█"];
+export function shade(p: number): string {
+  if (!(p > 0)) return SHADES[0]!;
+  return SHADES[Math.min(SHADES.length - 1, Math.round(Math.sqrt(p) * (SHADES.length - 1)))]!;
+}
+
+const SPARKS = "▁▂▃▄▅▆▇█";
+/** One character per value, scaled between the values' min and max. */
+export function sparkline(values: readonly number[]): string {
+  if (values.length === 0) return "";
+  const [lo, hi] = [Math.min(...values), Math.max(...values)];
+  return values.map((v) => SPARKS[hi === lo ? 3 : Math.round(((v - lo) / (hi - lo)) * (SPARKS.length - 1))]).join("");
+}
+
+/** A bar of `width` cells for value / max, with eighth-block resolution. */
+export function bar(value: number, max: number, width: number): string {
+  if (!(max > 0) || value <= 0) return "";
+  const eighths = Math.round((value / max) * width * 8);
+  const partial = eighths % 8 === 0 ? "" : "▏▎▍▌▋▊▉"[(eighths % 8) - 1]!;
+  return "█".repeat(Math.floor(eighths / 8)) + partial;
+}
+
+/** A token as one column character in a heatmap header. */
+function columnChar(label: string): string {
+  if (label.startsWith("<") && label.length > 1) return label === "<bos>" ? "◆" : label === "<eos>" ? "◇" : "¤";
+  return label;
+}
+
+const fmt = (v: number, digits = 2) => (Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(digits));
+const groupDigits = (n: number) => n.toLocaleString("en-US");
+
+/** The last `max` columns are drawn when the prompt is longer (the most recent keys matter most). */
+const MAX_COLUMNS = 48;
+
+export function renderHeader(r: StepRecord, s: Style): string {
+  const m = r.model;
+  const moe = m.n_routed_experts > 0
+    ? `${m.n_routed_experts} routed + ${m.n_shared_experts} shared experts, top-${m.num_experts_per_tok}, first ${m.first_k_dense_replace} dense`
+    : "dense";
+  const kinds = [...new Set(r.layers.map((l) => l.attention.toUpperCase()))].join("/");
+  const lines = [
+    s.bold("tinyseek step") + s.dim(" · a DeepSeek-style transformer, one layer and one op at a time"),
+    "",
+    `  ${s.dim("model  ")}  ${m.config} · ${m.num_hidden_layers} layers · hidden ${m.hidden_size} · ${m.num_attention_heads} heads · ${kinds} attention · ${moe}`,
+    `  ${s.dim("params ")}  ${groupDigits(m.parameters)} total · ${groupDigits(m.activeParameters)} active per token`,
+    `  ${s.dim("weights")}  ${m.weights}`,
+    `  ${s.dim("backend")}  ${r.backend} · forward pass ${fmt(r.ms, 1)} ms`,
+    `  ${s.dim("prompt ")}  ${JSON.stringify(r.prompt)} → ${r.tokens.length} byte tokens`,
+    "",
+    `  ${s.dim("tokens ")}  ${r.tokens.map((t) => t.label).join(" ")}`,
+    `  ${s.dim("embed  ")}  ‖x‖ per token ${sparkline(r.embedNorms)}  ${s.dim(`${fmt(Math.min(...r.embedNorms))} … ${fmt(Math.max(...r.embedNorms))}`)}`,
+  ];
+  if (r.model.weights.startsWith("random")) {
+    lines.push("", s.dim("  Untrained weights: every number below is real, the predictions are noise. Load a checkpoint with --weights FILE."));
+  }
+  return lines.join("\n");
+}
+
+export function renderLayer(r: StepRecord, layer: LayerStep, s: Style): string {
+  const L = r.layers.length;
+  const ffn = layer.ffn === "moe" && layer.routing
+    ? `MoE (${layer.routing.experts} routed + ${layer.routing.shared} shared, top-${layer.routing.k})`
+    : "dense SwiGLU MLP";
+  const title = ` layer ${layer.layer + 1}/${L} · ${layer.attention.toUpperCase()} attention → ${ffn} `;
+  const lines = [s.bold(`━━${title}${"━".repeat(Math.max(2, 96 - title.length))}`), ""];
+
+  const opWidth = Math.max(...layer.ops.map((o) => o.op.length), 2);
+  lines.push(`  ${s.dim("op".padEnd(opWidth))}   ${s.dim("trace name".padEnd(24))} ${s.dim("shape".padEnd(10))} ${s.dim("mean ‖row‖")}`);
+  for (const op of layer.ops) {
+    lines.push(`  ${op.op.padEnd(opWidth)}   ${s.dim(op.name.padEnd(24))} ${`[${op.shape.join(", ")}]`.padEnd(10)} ${fmt(op.meanNorm, 3)}`);
+  }
+  if (layer.residualNorms.length > 0) {
+    const n = layer.residualNorms;
+    lines.push("", `  residual ‖h‖ per token  ${sparkline(n)}  ${s.dim(`${fmt(Math.min(...n))} … ${fmt(Math.max(...n))}`)}`);
+  }
+  if (layer.heatmap) lines.push("", ...renderHeatmap(r, layer.heatmap, s));
+  else lines.push("", s.dim(`  (${layer.attention} attention does not expose per-head probabilities)`));
+  if (layer.routing) lines.push("", ...renderRouting(r, layer.routing, s));
+  if (layer.confidence) {
+    const exited = layer.exited.map((t) => `${t}${r.tokens[t]!.label}`).join(" ");
+    lines.push("", `  early exit  confidence p₁-p₂ ${sparkline(layer.confidence)}  ${layer.exited.length > 0 ? `${s.accent(`exit here: ${exited}`)}` : s.dim(`none ≥ ${r.exitThreshold}`)}`);
+  }
+  return lines.join("\n");
+}
+
+function renderHeatmap(r: StepRecord, heatmap: NonNullable<LayerStep["heatmap"]>, s: Style): string[] {
+  const T = heatmap.probs.length;
+  const Tk = heatmap.probs[0]?.length ?? 0;
+  const first = Math.max(0, Tk - MAX_COLUMNS);
+  const labels = r.tokens.map((t) => t.label);
+  const rowLabelWidth = Math.max(...labels.map((l) => l.length), 3) + 4;
+  const lines = [`  attention, head ${heatmap.head} ${s.dim(`(row: query, column: key it reads; · ░ ▒ ▓ █ by weight${first > 0 ? `; last ${MAX_COLUMNS} keys` : ""})`)}`];
+  lines.push(`  ${" ".repeat(rowLabelWidth)} ${labels.slice(first, Tk).map(columnChar).join(" ")}`);
+  for (let q = Math.max(0, T - MAX_COLUMNS); q < T; q++) {
+    const row = heatmap.probs[q]!;
+    const cells = row.slice(first).map((p, j) => (first + j > Tk - T + q ? " " : shade(p))).join(" ");
+    const best = row.indexOf(Math.max(...row));
+    lines.push(`  ${s.dim(String(q).padStart(3))} ${labels[q]!.padEnd(rowLabelWidth - 4)} ${cells}  ${s.dim(`→ ${labels[best]} ${fmt(row[best]!)}`)}`);
+  }
+  return lines;
+}
+
+function renderRouting(r: StepRecord, routing: RoutingStep, s: Style): string[] {
+  const E = routing.experts;
+  const most = Math.max(...routing.routed, 1);
+  const width = 16;
+  const cell = (e: number) => {
+    const [routed, kept] = [routing.routed[e]!, routing.kept[e]!];
+    const drawn = bar(kept, most, width) + "░".repeat(Math.max(0, Math.round(((routed - kept) / most) * width)));
+    const drops = routed > kept ? s.accent(` -${routed - kept}`) : "";
+    return `${s.dim(`e${e}`.padStart(4))} ${drawn.padEnd(width)} ${String(routed).padStart(3)}${drops}`;
+  };
+  const columns = E > 8 ? 2 : 1;
+  const rows = Math.ceil(E / columns);
+  const capacity = routing.capacity === null ? "dropless (no capacity limit, as DeepSeek-V3)" : `capacity ${routing.capacity} per expert`;
+  const lines = [`  routing ${s.dim(`(assignments per expert: █ kept, ░ dropped; ${capacity})`)}`];
+  for (let row = 0; row < rows; row++) {
+    const parts: string[] = [];
+    for (let c = 0; c < columns; c++) if (row + c * rows < E) parts.push(cell(row + c * rows).padEnd(34));
+    lines.push(`  ${parts.join("   ")}`.trimEnd());
+  }
+  const tokens = routing.tokens.slice(0, 6).map((t) => {
+    const chosen = t.experts.map((e, i) => `e${e}${t.kept[i] ? "" : "✗"}:${fmt(t.weights[i]!)}`).join(" ");
+    return `    ${r.tokens[t.token]!.label.padEnd(6)} → ${chosen}`;
+  });
+  lines.push(
+    `  dropped ${routing.dropped} (${fmt(100 * routing.dropRate, 1)}%) · MaxVio ${fmt(routing.maxVio)} · experts used ${Math.round(routing.activeFraction * E)}/${E}`,
+    s.dim(`  first tokens' choices (expert:weight):`),
+    ...tokens,
+  );
+  return lines;
+}
+
+export function renderOutput(r: StepRecord, s: Style): string {
+  const title = " output ";
+  const lines = [s.bold(`━━${title}${"━".repeat(96 - title.length)}`), ""];
+  const L = r.layers.length;
+  if (r.exitThreshold !== null) {
+    const mean = r.exitLayers.reduce((a, n) => a + n, 0) / r.exitLayers.length;
+    lines.push(`  early exit at threshold ${r.exitThreshold}: mean depth ${fmt(mean)} of ${L} layers (${fmt(100 * (1 - mean / L), 1)}% of layer work skipped)`);
+    lines.push(`  exit layer per token  ${r.exitLayers.join(" ")}`, "");
+  }
+  lines.push(`  next token after ${JSON.stringify(r.prompt)}:`);
+  const most = r.next[0]?.prob ?? 1;
+  for (const n of r.next) lines.push(`    ${n.label.padEnd(6)} ${bar(n.prob, most, 24).padEnd(24)} ${(100 * n.prob).toFixed(2)}%`);
+  return lines.join("\n");
+}
+
+/** The whole record: header, every layer (or only `layer`), output. */
+export function renderStep(r: StepRecord, options: { color?: boolean; layer?: number } = {}): string[] {
+  const s = styleFor(options.color ?? false);
+  const layers = options.layer === undefined ? r.layers : r.layers.filter((l) => l.layer === options.layer);
+  return [renderHeader(r, s), ...layers.map((l) => renderLayer(r, l, s)), renderOutput(r, s)];
+}

@@ -1,0 +1,255 @@
+// THE backend property suite: one list of kernel cases, run against every backend in BACKENDS (tfjs's
+// describeWithFlags, llama.cpp's test-backend-ops). fast-check draws shapes (1, primes, sizes one under and over
+// the SIMD width 4, the panel width 8, 16, the attention key block 64 and the K block 256) and seeds; values come
+// from randBounded (a bounded normal, never zero). Each backend's output must meet the tolerance that
+// spec/backends.md gives for that kernel and backend, read from its table, so the spec is the one source.
+// TINYSEEK_TOLERANCE_REPORT=1 prints the worst errors seen per kernel and backend (how the spec was calibrated).
+
+import { readFileSync } from "node:fs";
+import fc from "fast-check";
+import { afterAll, beforeAll, describe, it } from "vitest";
+import { loadBackend, referenceBackend, type AsyncKernels, type Backend } from "../src/backend.ts";
+import { reference } from "../src/kernels.ts";
+import { type MaskSpec } from "../src/masks.ts";
+import { type ExpertWeights, type Routing } from "../src/moe/experts.ts";
+import { Random, randBounded } from "../src/random.ts";
+import { ropeFrequencies } from "../src/rope.ts";
+import { type Tensor } from "../src/tensor.ts";
+import { createBackend as createWasm } from "../wasm/backend.ts";
+
+interface BackendRow {
+  /** The row's name; `spec` is the backend whose tolerances it uses. */
+  name: string;
+  spec: "reference" | "wasm" | "webgpu";
+  create: () => Promise<Backend>;
+  /** Outside CI a backend that cannot start here (no GPU adapter) skips with its reason; with CI=true it fails. */
+  optional?: boolean;
+}
+
+// Adding a backend is one line.
+const BACKENDS: BackendRow[] = [
+  { name: "reference", spec: "reference", create: async () => referenceBackend },
+  { name: "wasm", spec: "wasm", create: () => createWasm({ threads: 1, check: true }) },
+  { name: "wasm 2 threads", spec: "wasm", create: () => createWasm({ threads: 2, check: true }) },
+  { name: "webgpu", spec: "webgpu", create: () => loadBackend("webgpu"), optional: true },
+];
+
+const RUNS = Number(process.env.TINYSEEK_PROPERTY_RUNS ?? 12);
+
+// Dimensions around every boundary the kernels have: SIMD width 4, panel 8, 16, key block 64.
+const small = fc.constantFrom(1, 2, 3, 4, 5, 7, 8, 9, 13, 15, 16, 17);
+const medium = fc.constantFrom(1, 3, 4, 5, 7, 8, 9, 16, 17, 31, 33, 63, 64, 65);
+// Reduction lengths, including one under and over the K block of 256.
+const depth = fc.constantFrom(1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 31, 64, 97, 255, 257);
+const seed = fc.integer({ min: 0, max: 2 ** 31 - 1 });
+
+interface Case {
+  describe: string;
+  run(k: AsyncKernels): Tensor | Promise<Tensor>;
+}
+
+const rand = (rng: Random, shape: number[]) => randBounded(rng, shape);
+
+/** fast-check prints a counterexample through this: the case's description, not its closure. */
+const printable = (c: Case): Case => Object.assign(c, { [fc.toStringMethod]: () => c.describe });
+
+const cases: Record<string, fc.Arbitrary<Case>> = {
+  matmul: fc.record({ batch: fc.constantFrom(0, 2), M: medium, K: depth, N: medium, seed }).map(({ batch, M, K, N, seed }) => {
+    const rng = new Random(seed);
+    const a = rand(rng, batch ? [batch, M, K] : [M, K]), b = rand(rng, [K, N]);
+    return { describe: `a [${a.shape}] b [${b.shape}] seed ${seed}`, run: (k) => k.matmul(a, b) };
+  }),
+  bmm: fc.record({ batch: fc.constantFrom(1, 2, 3), M: small, K: depth, N: small, seed }).map(({ batch, M, K, N, seed }) => {
+    const rng = new Random(seed);
+    const a = rand(rng, [batch, M, K]), b = rand(rng, [batch, K, N]);
+    return { describe: `a [${a.shape}] b [${b.shape}] seed ${seed}`, run: (k) => k.bmm(a, b) };
+  }),
+  linear: fc.record({ rows: medium, inDim: depth, outDim: fc.constantFrom(1, 7, 8, 9, 17, 64, 255, 257), seed }).map(
+    ({ rows, inDim, outDim, seed }) => {
+      const rng = new Random(seed);
+      const x = rand(rng, [rows, inDim]), w = rand(rng, [outDim, inDim]);
+      return { describe: `x [${x.shape}] W [${w.shape}] seed ${seed}`, run: (k) => k.linear(x, w) };
+    },
+  ),
+  softmax: fc.record({ rows: small, N: medium, masked: fc.boolean(), seed }).map(({ rows, N, masked, seed }) => {
+    const rng = new Random(seed);
+    const x = rand(rng, [rows, N]);
+    // Hidden entries at random, and the first row fully hidden so the all-zeros rule is always exercised.
+    const visible = masked ? Uint8Array.from(x.data, (_, i) => (i >= N && rng.uniform() < 0.7 ? 1 : 0)) : undefined;
+    return { describe: `x [${x.shape}]${masked ? " masked" : ""} seed ${seed}`, run: (k) => k.softmax(x, visible) };
+  }),
+  rmsnorm: fc.record({ rows: small, D: depth, seed }).map(({ rows, D, seed }) => {
+    const rng = new Random(seed);
+    const x = rand(rng, [rows, D]), w = rand(rng, [D]);
+    return { describe: `x [${x.shape}] seed ${seed}`, run: (k) => k.rmsnorm(x, w, 1e-6) };
+  }),
+  rope: fc.record({ planes: fc.constantFrom(1, 3), T: small, half: small, start: fc.integer({ min: 0, max: 5000 }), seed }).map(
+    ({ planes, T, half, start, seed }) => {
+      const rng = new Random(seed);
+      const x = rand(rng, [planes, T, 2 * half]);
+      const freqs = ropeFrequencies({ dim: 2 * half });
+      const positions = Array.from({ length: T }, (_, t) => start + t);
+      return { describe: `x [${x.shape}] from position ${start} seed ${seed}`, run: (k) => k.rope(x, positions, freqs) };
+    },
+  ),
+  silu: fc.record({ n: depth, seed }).map(({ n, seed }) => {
+    const x = rand(new Random(seed), [n]);
+    return { describe: `x [${n}] seed ${seed}`, run: (k) => k.silu(x) };
+  }),
+  swiglu: fc.record({ rows: small, n: depth, seed }).map(({ rows, n, seed }) => {
+    const rng = new Random(seed);
+    const gate = rand(rng, [rows, n]), up = rand(rng, [rows, n]);
+    return { describe: `gate [${gate.shape}] seed ${seed}`, run: (k) => k.swiglu(gate, up) };
+  }),
+  attention: fc
+    .record({
+      B: fc.constantFrom(1, 2),
+      Hkv: fc.constantFrom(1, 2),
+      group: fc.constantFrom(1, 2, 3),
+      Tq: fc.constantFrom(1, 3, 4, 5, 9, 17),
+      extra: fc.constantFrom(0, 1, 7, 60, 64, 65),
+      Dh: fc.constantFrom(1, 4, 7, 8, 16, 33),
+      Dv: fc.constantFrom(1, 8, 9, 16),
+      kind: fc.constantFrom("none", "causal", "window", "segment", "lengths"),
+      decay: fc.boolean(),
+      seed,
+    })
+    .map(({ B, Hkv, group, Tq, extra, Dh, Dv, kind, decay, seed }) => {
+      const rng = new Random(seed);
+      const H = Hkv * group, Tk = Tq + extra;
+      const q = rand(rng, [B, H, Tq, Dh]), k = rand(rng, [B, Hkv, Tk, Dh]), v = rand(rng, [B, Hkv, Tk, Dv]);
+      const masks: Record<string, MaskSpec | undefined> = {
+        none: undefined,
+        causal: { causal: true },
+        window: { window: 1 + rng.int(Tk) },
+        segment: { segment: { size: 1 + rng.int(8), overlap: rng.int(5) } },
+        lengths: { causal: true, lengths: Array.from({ length: B }, () => rng.int(Tk + 1)) },
+      };
+      const mask = masks[kind];
+      const logGammas = decay ? Array.from({ length: H }, (_, h) => Math.log(1 - 2 ** (-2 - h))) : undefined;
+      const describe = `q [${q.shape}] k [${k.shape}] v [${v.shape}] mask ${JSON.stringify(mask)}${decay ? " decay" : ""} seed ${seed}`;
+      return { describe, run: (kernels) => kernels.attention(q, k, v, { mask, logGammas }) };
+    }),
+  moe: fc
+    .record({ N: small, D: fc.constantFrom(1, 4, 9, 16, 33), F: fc.constantFrom(1, 5, 8, 17), E: fc.constantFrom(1, 3, 4), top: fc.constantFrom(1, 2), seed })
+    .map(({ N, D, F, E, top, seed }) => {
+      const rng = new Random(seed);
+      const x = rand(rng, [N, D]);
+      const experts: ExpertWeights = { gate: rand(rng, [E, F, D]), up: rand(rng, [E, F, D]), down: rand(rng, [E, D, F]) };
+      const k = Math.min(top, E);
+      const routing: Routing = {
+        k,
+        experts: Int32Array.from({ length: N * k }, () => rng.int(E)),
+        weights: Float32Array.from({ length: N * k }, () => rng.uniform()),
+        kept: Uint8Array.from({ length: N * k }, () => (rng.uniform() < 0.8 ? 1 : 0)),
+      };
+      return { describe: `x [${x.shape}] E=${E} F=${F} k=${k} seed ${seed}`, run: (kernels) => kernels.moe(x, routing, experts) };
+    }),
+};
+
+interface Tolerance {
+  rtol: number;
+  atol: number;
+  nmse: number;
+}
+
+/** The tolerance table of spec/backends.md: rows `| kernel | backend | rtol | atol | nmse | ... |`. */
+function readTolerances(): Map<string, Tolerance> {
+  const text = readFileSync(new URL("../spec/backends.md", import.meta.url), "utf8");
+  const table = new Map<string, Tolerance>();
+  for (const line of text.split("\n")) {
+    const cells = line.split("|").map((c) => c.trim().replace(/`/g, ""));
+    if (cells.length < 7 || !(cells[1]! in cases)) continue;
+    const [rtol, atol, nmse] = cells.slice(3, 6).map(Number) as [number, number, number];
+    if ([rtol, atol, nmse].some(Number.isNaN)) throw new Error(`spec/backends.md: unreadable tolerance row: ${line}`);
+    table.set(`${cells[1]}/${cells[2]}`, { rtol, atol, nmse });
+  }
+  return table;
+}
+
+const tolerances = readTolerances();
+const worst = new Map<string, { nmse: number; abs: number; rel: number }>();
+
+/** Throws with op, case, how many elements fail, the worst one with its index, and where NaN appeared. */
+function check(op: string, row: string, c: Case, out: Tensor, ref: Tensor, tol: Tolerance): void {
+  const where = `${op} on ${row}: ${c.describe}`;
+  if (out.shape.join() !== ref.shape.join()) throw new Error(`${where}: shape [${out.shape}], reference [${ref.shape}]`);
+  let bad = 0, num = 0, den = 0, worstAt = -1, worstExcess = 0, maxAbs = 0, maxRel = 0, nan = -1;
+  for (let i = 0; i < ref.data.length; i++) {
+    const o = out.data[i]!, r = ref.data[i]!;
+    if (Number.isNaN(o) !== Number.isNaN(r) || (!Number.isFinite(o) && o !== r)) {
+      bad++;
+      if (nan < 0) nan = i;
+      continue;
+    }
+    const err = Math.abs(o - r);
+    if (!Number.isFinite(r)) continue;
+    const excess = err / (tol.atol + tol.rtol * Math.abs(r));
+    if (excess > 1) bad++;
+    if (excess > worstExcess || worstAt < 0) [worstExcess, worstAt] = [excess, i];
+    maxAbs = Math.max(maxAbs, err);
+    if (r !== 0) maxRel = Math.max(maxRel, err / Math.abs(r));
+    num += err * err;
+    den += r * r;
+  }
+  const nmse = den === 0 ? num : num / den;
+  const seen = worst.get(`${op}/${row}`) ?? { nmse: 0, abs: 0, rel: 0 };
+  worst.set(`${op}/${row}`, { nmse: Math.max(seen.nmse, nmse), abs: Math.max(seen.abs, maxAbs), rel: Math.max(seen.rel, maxRel) });
+  if (bad === 0 && nmse <= tol.nmse) return;
+  const index = (i: number) => {
+    const idx: number[] = [];
+    for (let d = ref.shape.length - 1; d >= 0; d--) {
+      idx.unshift(i % ref.shape[d]!);
+      i = Math.floor(i / ref.shape[d]!);
+    }
+    return `[${idx}]`;
+  };
+  const lines = [
+    `${where}`,
+    `  ${bad} of ${ref.data.length} elements over atol ${tol.atol} + rtol ${tol.rtol}·|ref|; nmse ${nmse.toExponential(2)} (bound ${tol.nmse})`,
+  ];
+  if (worstAt >= 0) lines.push(`  worst at ${index(worstAt)}: ${out.data[worstAt]} vs reference ${ref.data[worstAt]}`);
+  if (nan >= 0) lines.push(`  non-finite at ${index(nan)}: ${out.data[nan]} vs reference ${ref.data[nan]}`);
+  throw new Error(lines.join("\n"));
+}
+
+for (const row of BACKENDS) {
+  describe(`kernels on ${row.name}`, () => {
+    let backend: Backend | undefined;
+    let reason = "";
+    beforeAll(async () => {
+      try {
+        backend = await row.create();
+      } catch (error) {
+        if (!row.optional || process.env.CI === "true") throw error;
+        reason = (error as Error).message.split("\n")[0]!;
+      }
+    });
+    afterAll(async () => backend?.dispose());
+
+    for (const [op, arbitrary] of Object.entries(cases)) {
+      it(op, async (context) => {
+        if (!backend) {
+          context.skip(`${row.name} unavailable: ${reason}`);
+          return;
+        }
+        const tol = tolerances.get(`${op}/${row.spec}`);
+        if (!tol) throw new Error(`spec/backends.md has no tolerance for ${op} on ${row.spec}`);
+        const kernels = backend.asyncKernels;
+        await fc.assert(
+          fc.asyncProperty(arbitrary.map(printable), async (c) => check(op, row.name, c, await c.run(kernels), await c.run(reference), tol)),
+          { numRuns: RUNS },
+        );
+      });
+    }
+  });
+}
+
+afterAll(() => {
+  if (!process.env.TINYSEEK_TOLERANCE_REPORT) return;
+  const lines = ["| kernel / backend | worst nmse | worst abs | worst rel |", "|---|---|---|---|"];
+  for (const [key, w] of [...worst].sort()) {
+    lines.push(`| ${key} | ${w.nmse.toExponential(1)} | ${w.abs.toExponential(1)} | ${w.rel.toExponential(1)} |`);
+  }
+  console.log(lines.join("\n"));
+});

@@ -1,0 +1,66 @@
+import { describe, expect, it } from "vitest";
+import { configProblems, resolveConfig } from "../src/model/config.ts";
+import { countParameters } from "../src/model/params.ts";
+import { preset, PRESET_NAMES } from "../src/model/presets.ts";
+
+describe("parameter counter", () => {
+  // components.md section 13: DeepSeek's published shapes give the papers' 671B/37B, 236B/21B, 15.7B/2.4B.
+  it.each([
+    ["deepseek-v3", 671_026_419_200, 36_625_618_432],
+    ["deepseek-v2", 235_741_434_880, 20_851_512_320],
+    ["deepseek-v2-lite", 15_706_484_224, 2_451_435_008],
+    ["tiny", 1_679_920, 761_904],
+  ])("%s has %d parameters, %d active per token", (name, total, active) => {
+    const count = countParameters(preset(name));
+    expect(count.total).toBe(total);
+    expect(count.active).toBe(active);
+    expect(Object.values(count.parts).reduce((a, n) => a + n, 0)).toBe(total);
+  });
+
+  it("counts a tied head once in the total and as the head in the active count", () => {
+    const untied = countParameters(preset("tiny"));
+    const tied = countParameters(preset("tiny", { tie_word_embeddings: true }));
+    expect(untied.total - tied.total).toBe(260 * 128);
+    expect(tied.active).toBe(untied.active);
+  });
+
+  it("every preset validates", () => {
+    for (const name of PRESET_NAMES) expect(() => preset(name)).not.toThrow();
+  });
+});
+
+describe("config validation", () => {
+  it("lists every bad field with its reason, not just the first", () => {
+    const problems = configProblems({
+      ...preset("tiny"), hidden_size: 0, n_group: 3, topk_group: 9, scoring_func: "relu", attention_kind: "flash", colour: "red",
+    });
+    const fields = problems.map((p) => p.split(":")[0]);
+    expect(fields).toEqual(expect.arrayContaining(["hidden_size", "n_group", "topk_group", "scoring_func", "attention_kind", "colour"]));
+    expect(problems.find((p) => p.startsWith("n_group"))).toMatch(/divisor of n_routed_experts=16, got 3/);
+    expect(problems.find((p) => p.startsWith("colour"))).toMatch(/not a config field/);
+  });
+
+  it("throws one error naming each field", () => {
+    expect(() => resolveConfig({ hidden_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_experts_per_tok: 0, rms_norm_eps: -1 }))
+      .toThrow(/2 problems: num_experts_per_tok: expected an integer >= 1, got 0; rms_norm_eps: expected a number in \[0, 1\], got -1/);
+  });
+
+  it("checks per-layer attention kinds and the head size of the plain kinds", () => {
+    const problems = configProblems({ ...preset("tiny"), attention_kind: ["mla", "mha", "nope"], num_attention_heads: 3 });
+    expect(problems.join("\n")).toMatch(/attention_kind: expected one kind or 4/);
+    expect(problems.join("\n")).toMatch(/attention_kind\[2\]: expected one of/);
+    expect(problems.join("\n")).toMatch(/num_attention_heads: expected hidden_size=128 \/ heads to be an even integer/);
+  });
+
+  it("fills defaults, reads V2-Lite's null q_lora_rank, and defaults kv heads to the heads", () => {
+    const c = resolveConfig({ hidden_size: 64, num_hidden_layers: 2, num_attention_heads: 4, q_lora_rank: null as unknown as number });
+    expect(c.q_lora_rank).toBe(0);
+    expect(c.num_key_value_heads).toBe(4);
+    expect(c.attention_kind).toBe("mla");
+    expect(c.exit_threshold).toBeNull();
+  });
+
+  it("rejects a preset name it does not know", () => {
+    expect(() => preset("huge")).toThrow(/preset: expected one of tiny, small/);
+  });
+});

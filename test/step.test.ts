@@ -1,0 +1,128 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { main } from "../src/cli/main.ts";
+import { type Io } from "../src/cli/io.ts";
+import { readSafetensors } from "../src/io/safetensors.ts";
+import { readFileSync } from "node:fs";
+import { saveModel, initModel } from "../src/model/weights.ts";
+import { bar, shade, sparkline } from "../src/step/render.ts";
+import { type StepRecord } from "../src/step/record.ts";
+import { testConfig } from "./model-fixtures.ts";
+
+function capture() {
+  const out: string[] = [];
+  const err: string[] = [];
+  const io: Io = { out: (t) => void out.push(t), err: (t) => void err.push(t) };
+  return { io, out, err, text: () => out.join("\n") };
+}
+
+const dir = mkdtempSync(join(tmpdir(), "tinyseek-step-"));
+const small = join(dir, "small.json");
+writeFileSync(small, JSON.stringify(testConfig()));
+
+describe("tinyseek step", () => {
+  it("runs the default prompt on the tiny model, non-interactively, and exits 0", async () => {
+    const c = capture();
+    expect(await main(["step"], c.io)).toBe(0);
+    const text = c.text();
+    expect(text).toContain('"The quick brown fox" → 20 byte tokens');
+    expect(text).toContain("1,679,920 total · 761,904 active per token");
+    for (let l = 1; l <= 4; l++) expect(text).toContain(`layer ${l}/4 · MLA attention`);
+    expect(text).toMatch(/attention, head 0/);
+    expect(text).toMatch(/routing \(assignments per expert/);
+    expect(text).toMatch(/next token after "The quick brown fox":/);
+    expect(text).not.toMatch(/\x1b\[/); // no colour when not a terminal
+  });
+
+  it("--json gives the whole record: heatmap rows are distributions, routing counts add up", async () => {
+    const c = capture();
+    expect(await main(["step", "--config", small, "--prompt", "hey you", "--head", "1", "--json"], c.io)).toBe(0);
+    const record = JSON.parse(c.text()) as StepRecord;
+    const T = 8;
+    expect(record.tokens.map((t) => t.label)).toEqual(["<bos>", "h", "e", "y", "␠", "y", "o", "u"]);
+    expect(record.layers).toHaveLength(3);
+    const heat = record.layers[1]!.heatmap!;
+    expect(heat.head).toBe(1);
+    heat.probs.forEach((row, q) => {
+      expect(row.reduce((a, p) => a + p, 0)).toBeCloseTo(1, 5);
+      expect(row.slice(q + 1).every((p) => p === 0)).toBe(true);
+    });
+    const routing = record.layers[2]!.routing!;
+    expect(routing.routed.reduce((a, n) => a + n, 0)).toBe(T * 2);
+    expect(routing.tokens).toHaveLength(T);
+    expect(record.layers[0]!.routing).toBeNull();
+    expect(record.layers[0]!.ops.map((o) => o.name)).toEqual(["layers.0.attn.in", "layers.0.attn.out", "layers.0.attn.residual", "layers.0.mlp.in", "layers.0.mlp.out", "layers.0.out"]);
+    expect(record.next).toHaveLength(5);
+  });
+
+  it("shows early exits, one layer with --layer, and saves a trace that inspect reads", async () => {
+    const weights = join(dir, "w.safetensors");
+    await saveModel(weights, initModel(testConfig({ init_std: 0.4 })));
+    const tracePath = join(dir, "trace.safetensors");
+    const c = capture();
+    expect(await main(["step", "--weights", weights, "--exit-threshold", "0", "--layer", "1", "--trace", tracePath, "--filter", "layers.*.attn.probs"], c.io)).toBe(0);
+    const text = c.text();
+    expect(text).toContain("layer 2/3");
+    expect(text).not.toContain("layer 1/3");
+    expect(text).toMatch(/early exit at threshold 0: mean depth 1\.00 of 3 layers/);
+    expect(text).toContain(`weights  ${weights}`);
+    const file = readSafetensors(new Uint8Array(readFileSync(tracePath)));
+    expect([...file.tensors.keys()].sort()).toEqual(["layers.0.attn.probs", "layers.1.attn.probs", "layers.2.attn.probs"]);
+    const inspect = capture();
+    expect(await main(["inspect", tracePath], inspect.io)).toBe(0);
+    expect(inspect.text()).toContain("layers.2.attn.probs");
+  });
+
+  it("a bad backend, layer or flag is one line and exit 2; a bad config names its field and exits 1", async () => {
+    const backend = capture();
+    expect(await main(["step", "--backend", "cuda"], backend.io)).toBe(2);
+    expect(backend.err).toHaveLength(1);
+    expect(backend.err[0]).toMatch(/backend: expected one of reference, wasm, webgpu, got "cuda"/);
+    const layer = capture();
+    expect(await main(["step", "--config", small, "--layer", "7"], layer.io)).toBe(2);
+    expect(layer.err[0]).toMatch(/--layer: expected a layer in \[0, 2\], got 7/);
+    const bad = join(dir, "bad.json");
+    writeFileSync(bad, JSON.stringify({ ...testConfig(), n_group: 3 }));
+    const config = capture();
+    expect(await main(["step", "--config", bad], config.io)).toBe(1);
+    expect(config.err[0]).toMatch(/n_group: expected a divisor of n_routed_experts=8, got 3/);
+    const big = capture();
+    expect(await main(["step", "--config", "deepseek-v3"], big.io)).toBe(1);
+    expect(big.err[0]).toMatch(/for reading and counting only/);
+  });
+});
+
+describe("tinyseek generate", () => {
+  it("is deterministic for a seed and reports why it stopped", async () => {
+    const run = async () => {
+      const c = capture();
+      expect(await main(["generate", "--config", small, "--prompt", "Hi", "--max-tokens", "5", "--temperature", "0.7", "--seed", "4", "--json"], c.io)).toBe(0);
+      return JSON.parse(c.text()) as { tokens: number[]; stopReason: string; text: string };
+    };
+    const [a, b] = [await run(), await run()];
+    expect(a.tokens).toEqual(b.tokens);
+    expect(a.tokens.length).toBeLessThanOrEqual(5);
+    expect(["eos", "length"]).toContain(a.stopReason);
+  });
+
+  it("requires a prompt and checks its numbers", async () => {
+    const c = capture();
+    expect(await main(["generate"], c.io)).toBe(2);
+    expect(c.err[0]).toMatch(/--prompt TEXT is required/);
+    const p = capture();
+    expect(await main(["generate", "--prompt", "x", "--top-p", "0"], p.io)).toBe(2);
+  });
+});
+
+describe("drawing", () => {
+  it("shades, sparklines and bars are deterministic and scaled", () => {
+    expect([0, 0.001, 0.05, 0.25, 0.6, 1].map(shade).join("")).toBe("··░▒▓█");
+    expect(sparkline([0, 1, 2, 3, 4, 5, 6, 7])).toBe("▁▂▃▄▅▆▇█");
+    expect(sparkline([2, 2])).toBe("▄▄");
+    expect(bar(1, 1, 4)).toBe("████");
+    expect(bar(0.5, 1, 3)).toBe("█▌");
+    expect(bar(0, 1, 4)).toBe("");
+  });
+});

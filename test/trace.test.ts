@@ -1,0 +1,62 @@
+import { describe, expect, it } from "vitest";
+import { readSafetensors } from "../src/io/safetensors.ts";
+import { forward } from "../src/model/model.ts";
+import { initModel } from "../src/model/weights.ts";
+import { createTrace, globToRegExp, record, traceToSafetensors, wants } from "../src/trace.ts";
+import { testConfig } from "./model-fixtures.ts";
+
+describe("trace", () => {
+  it("globs: * any run of characters (dots included), ? one character, everything else literal", () => {
+    expect(globToRegExp("layers.*.attn.probs").test("layers.12.attn.probs")).toBe(true);
+    expect(globToRegExp("layers.?.out").test("layers.3.out")).toBe(true);
+    expect(globToRegExp("layers.?.out").test("layers.13.out")).toBe(false);
+    expect(globToRegExp("layers.1.*").test("layers.1.mlp.router.indices")).toBe(true);
+    expect(globToRegExp("a.b").test("axb")).toBe(false);
+    expect(wants(undefined, "x")).toBe(false);
+    expect(() => createTrace(" , ")).toThrow(/patterns: expected at least one glob pattern/);
+  });
+
+  it("records only what its patterns match, in forward order, named as documented", () => {
+    const model = initModel(testConfig());
+    const trace = createTrace("layers.*.attn.probs, layers.1.mlp.router.*, layers.*.residual_norm, logits");
+    const result = forward(model, [256, 104, 105, 33], { trace });
+    expect([...trace.tensors.keys()]).toEqual([
+      "layers.0.attn.probs", "layers.0.residual_norm",
+      "layers.1.attn.probs", "layers.1.mlp.router.logits", "layers.1.mlp.router.scores", "layers.1.mlp.router.indices",
+      "layers.1.mlp.router.weights", "layers.1.mlp.router.kept", "layers.1.residual_norm",
+      "layers.2.attn.probs", "layers.2.residual_norm", "logits",
+    ]);
+    const probs = trace.tensors.get("layers.0.attn.probs")!;
+    expect(probs.shape).toEqual([4, 4, 4]); // heads, queries, keys
+    for (let row = 0; row < 16; row++) {
+      const sum = Array.from(probs.data.subarray(row * 4, row * 4 + 4)).reduce((a, v) => a + v, 0);
+      expect(sum).toBeCloseTo(1, 5);
+      expect(probs.data[row * 4 + 3]! === 0 || row % 4 === 3).toBe(true); // causal: only the last query sees key 3
+    }
+    expect(trace.tensors.get("layers.1.mlp.router.indices")!.data).toBeInstanceOf(Int32Array);
+    expect(trace.tensors.get("logits")!.data).toEqual(result.logits.data);
+  });
+
+  it("a trace changes nothing the model computes", () => {
+    const model = initModel(testConfig({ attention_kind: "decay" }));
+    const plain = forward(model, [256, 1, 2, 3]).logits.data;
+    expect(forward(model, [256, 1, 2, 3], { trace: createTrace("*") }).logits.data).toEqual(plain);
+  });
+
+  it("saves as safetensors with F32, I32 and U8 tensors and its order in the metadata", () => {
+    const trace = createTrace("*");
+    record(trace, "b.float", { shape: [2], data: Float32Array.of(1.5, -2) });
+    record(trace, "a.index", { shape: [1, 2], data: Int32Array.of(3, 7) });
+    record(trace, "c.flag", { shape: [2], data: Uint8Array.of(1, 0) });
+    const file = readSafetensors(traceToSafetensors(trace, { prompt: "hi" }));
+    expect(file.tensors.get("b.float")).toMatchObject({ dtype: "F32", shape: [2] });
+    expect([...file.tensors.get("a.index")!.data]).toEqual([3, 7]);
+    expect(file.tensors.get("c.flag")!.dtype).toBe("U8");
+    expect(JSON.parse(file.metadata.order!)).toEqual(["b.float", "a.index", "c.flag"]);
+    expect(file.metadata.prompt).toBe("hi");
+  });
+
+  it("names a tensor whose data does not fit its shape", () => {
+    expect(() => record(createTrace("*"), "bad", { shape: [3], data: new Float32Array(2) })).toThrow(/trace "bad": expected 3 values/);
+  });
+});

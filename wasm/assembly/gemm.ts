@@ -1,0 +1,172 @@
+// C = A·B on packed panels. B is stored as ceil(N/8) panels of K rows × 8 columns (zeros past N), so the
+// micro-kernel reads one contiguous 32-byte row of its panel per k step; a 4 × 8 tile of C lives in eight f32x4
+// accumulators. Blocking over K (KC) keeps the A rows and the current panel in L1; a group of NCP panels
+// (KC × 8·NCP floats, 256 KiB) stays in L2 while every row block of A passes over it (performance.md).
+
+import { storeLanes } from "./simd";
+
+const KC: i32 = 256;
+const NCP: i32 = 32;
+
+/** Packs B [K, N] (row stride ldb) into panels at out. */
+export function packB(b: usize, K: i32, N: i32, ldb: i32, out: usize): void {
+  const panels = (N + 7) >> 3;
+  for (let p = 0; p < panels; p++) {
+    const j0 = p << 3;
+    const width = min(8, N - j0);
+    let dst = out + ((<usize>p * <usize>K) << 5);
+    for (let k = 0; k < K; k++) {
+      const src = b + ((<usize>k * <usize>ldb + <usize>j0) << 2);
+      if (width == 8) {
+        v128.store(dst, v128.load(src));
+        v128.store(dst, v128.load(src, 16), 16);
+      } else {
+        for (let c = 0; c < 8; c++) store<f32>(dst + (<usize>c << 2), c < width ? load<f32>(src + (<usize>c << 2)) : 0);
+      }
+      dst += 32;
+    }
+  }
+}
+
+/** Packs Wᵀ for W [N, K] (a linear layer's [out, in] weight, row stride ldw) into the same panels. */
+export function packBt(w: usize, N: i32, K: i32, ldw: i32, out: usize): void {
+  const panels = (N + 7) >> 3;
+  for (let p = 0; p < panels; p++) {
+    const base = out + ((<usize>p * <usize>K) << 5);
+    for (let c = 0; c < 8; c++) {
+      const j = (p << 3) + c;
+      let dst = base + (<usize>c << 2);
+      if (j < N) {
+        let src = w + ((<usize>j * <usize>ldw) << 2);
+        for (let k = 0; k < K; k++, src += 4, dst += 32) store<f32>(dst, load<f32>(src));
+      } else {
+        for (let k = 0; k < K; k++, dst += 32) store<f32>(dst, 0);
+      }
+    }
+  }
+}
+
+/** A 4 × 8 tile: C[4, width] (+)= A[4, kc] · panel[kc, 8]. Strides in bytes. */
+@inline export function tile4(a: usize, lda: usize, b: usize, kc: i32, c: usize, ldc: usize, width: i32, accumulate: bool): void {
+  let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c10 = f32x4.splat(0), c11 = f32x4.splat(0);
+  let c20 = f32x4.splat(0), c21 = f32x4.splat(0), c30 = f32x4.splat(0), c31 = f32x4.splat(0);
+  const a1 = a + lda, a2 = a1 + lda, a3 = a2 + lda;
+  const end = <usize>kc << 2;
+  for (let k: usize = 0; k < end; k += 4) {
+    const b0 = v128.load(b), b1 = v128.load(b, 16);
+    let x = v128.load32_splat(a + k);
+    c00 = f32x4.add(c00, f32x4.mul(x, b0));
+    c01 = f32x4.add(c01, f32x4.mul(x, b1));
+    x = v128.load32_splat(a1 + k);
+    c10 = f32x4.add(c10, f32x4.mul(x, b0));
+    c11 = f32x4.add(c11, f32x4.mul(x, b1));
+    x = v128.load32_splat(a2 + k);
+    c20 = f32x4.add(c20, f32x4.mul(x, b0));
+    c21 = f32x4.add(c21, f32x4.mul(x, b1));
+    x = v128.load32_splat(a3 + k);
+    c30 = f32x4.add(c30, f32x4.mul(x, b0));
+    c31 = f32x4.add(c31, f32x4.mul(x, b1));
+    b += 32;
+  }
+  if (width == 8) {
+    v128.store(c, accumulate ? f32x4.add(c00, v128.load(c)) : c00);
+    v128.store(c, accumulate ? f32x4.add(c01, v128.load(c, 16)) : c01, 16);
+    c += ldc;
+    v128.store(c, accumulate ? f32x4.add(c10, v128.load(c)) : c10);
+    v128.store(c, accumulate ? f32x4.add(c11, v128.load(c, 16)) : c11, 16);
+    c += ldc;
+    v128.store(c, accumulate ? f32x4.add(c20, v128.load(c)) : c20);
+    v128.store(c, accumulate ? f32x4.add(c21, v128.load(c, 16)) : c21, 16);
+    c += ldc;
+    v128.store(c, accumulate ? f32x4.add(c30, v128.load(c)) : c30);
+    v128.store(c, accumulate ? f32x4.add(c31, v128.load(c, 16)) : c31, 16);
+    return;
+  }
+  const w0 = min(width, 4), w1 = width - w0;
+  storeLanes(c, c00, w0, accumulate);
+  storeLanes(c + 16, c01, w1, accumulate);
+  c += ldc;
+  storeLanes(c, c10, w0, accumulate);
+  storeLanes(c + 16, c11, w1, accumulate);
+  c += ldc;
+  storeLanes(c, c20, w0, accumulate);
+  storeLanes(c + 16, c21, w1, accumulate);
+  c += ldc;
+  storeLanes(c, c30, w0, accumulate);
+  storeLanes(c + 16, c31, w1, accumulate);
+}
+
+/** One row: C[1, width] (+)= A[1, kc] · panel[kc, 8], for the rows left over after blocks of 4. */
+@inline function tile1(a: usize, b: usize, kc: i32, c: usize, width: i32, accumulate: bool): void {
+  let c0 = f32x4.splat(0), c1 = f32x4.splat(0), d0 = f32x4.splat(0), d1 = f32x4.splat(0);
+  const end = <usize>kc << 2;
+  let k: usize = 0;
+  for (; k + 8 <= end; k += 8) { // two k steps per turn: two independent chains hide the add latency
+    const x = v128.load32_splat(a + k), y = v128.load32_splat(a + k + 4);
+    c0 = f32x4.add(c0, f32x4.mul(x, v128.load(b)));
+    c1 = f32x4.add(c1, f32x4.mul(x, v128.load(b, 16)));
+    d0 = f32x4.add(d0, f32x4.mul(y, v128.load(b, 32)));
+    d1 = f32x4.add(d1, f32x4.mul(y, v128.load(b, 48)));
+    b += 64;
+  }
+  if (k < end) {
+    const x = v128.load32_splat(a + k);
+    c0 = f32x4.add(c0, f32x4.mul(x, v128.load(b)));
+    c1 = f32x4.add(c1, f32x4.mul(x, v128.load(b, 16)));
+  }
+  c0 = f32x4.add(c0, d0);
+  c1 = f32x4.add(c1, d1);
+  const w0 = min(width, 4);
+  storeLanes(c, c0, w0, accumulate);
+  storeLanes(c + 16, c1, width - w0, accumulate);
+}
+
+/**
+ * C[M, N] = A[M, K] · B, B packed at bp (packB/packBt), strides in elements. Part `part` of `parts` computes its
+ * share: blocks of rows when there are enough, otherwise ranges of panels (a decode step has one row).
+ */
+export function gemm(M: i32, N: i32, K: i32, a: usize, lda: i32, bp: usize, c: usize, ldc: i32, part: i32, parts: i32): void {
+  const panels = (N + 7) >> 3;
+  let r0 = 0, r1 = M, p0 = 0, p1 = panels;
+  if (parts > 1) {
+    if (M >= 8 * parts) {
+      const blocks = (M + 3) >> 2;
+      r0 = min(M, ((blocks * part) / parts) << 2);
+      r1 = min(M, ((blocks * (part + 1)) / parts) << 2);
+    } else {
+      p0 = (panels * part) / parts;
+      p1 = (panels * (part + 1)) / parts;
+    }
+  }
+  const ldaB = <usize>lda << 2, ldcB = <usize>ldc << 2;
+  if (K == 0) {
+    for (let i = r0; i < r1; i++) {
+      for (let j = p0 << 3; j < min(N, p1 << 3); j++) store<f32>(c + <usize>i * ldcB + (<usize>j << 2), 0);
+    }
+    return;
+  }
+  for (let k0 = 0; k0 < K; k0 += KC) {
+    const kc = min(KC, K - k0);
+    const accumulate = k0 > 0;
+    for (let g0 = p0; g0 < p1; g0 += NCP) {
+      const g1 = min(g0 + NCP, p1);
+      let i = r0;
+      for (; i + 4 <= r1; i += 4) {
+        const ai = a + <usize>i * ldaB + (<usize>k0 << 2);
+        const ci = c + <usize>i * ldcB;
+        for (let p = g0; p < g1; p++) {
+          const bpk = bp + ((<usize>p * <usize>K + <usize>k0) << 5);
+          tile4(ai, ldaB, bpk, kc, ci + (<usize>p << 5), ldcB, min(8, N - (p << 3)), accumulate);
+        }
+      }
+      for (; i < r1; i++) {
+        const ai = a + <usize>i * ldaB + (<usize>k0 << 2);
+        const ci = c + <usize>i * ldcB;
+        for (let p = g0; p < g1; p++) {
+          const bpk = bp + ((<usize>p * <usize>K + <usize>k0) << 5);
+          tile1(ai, bpk, kc, ci + (<usize>p << 5), min(8, N - (p << 3)), accumulate);
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,12 @@
+// The module's exports. Memory is imported and shared: the JS side owns allocation (wasm/heap.ts) and every
+// worker instantiates this same module over the same memory, so kernels take byte addresses and never allocate.
+// Kernels that threads split take (part, parts) last and compute only their share.
+
+export { gemm, packB, packBt } from "./gemm";
+export { attention, attentionScratch } from "./attention";
+export { rmsnorm, rope, silu, softmax, swiglu } from "./elementwise";
+
+/** First byte after the module's own static data: the JS heap starts here. */
+export function heapBase(): usize {
+  return __heap_base;
+}

@@ -1,0 +1,382 @@
+// The WASM SIMD backend: the Kernels interface over an AssemblyScript module (wasm/assembly/) compiled with
+// SIMD128 into wasm/build/tinyseek.wasm. Inputs are copied into the module's memory per call, weights are packed
+// once and stay resident (wasm/weights.ts), outputs are copied out; large matmuls and attention split across a
+// worker pool sharing the memory (wasm/pool.ts). Validation matches the reference's, argument names and all.
+
+import { execFileSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
+import { fileURLToPath } from "node:url";
+import { type Backend, type BackendOptions } from "../src/backend.ts";
+import { argError, checkInteger, checkNumber, TinyseekError } from "../src/errors.ts";
+import { type FusedAttentionOptions, type Kernels } from "../src/kernels.ts";
+import { type MaskSpec } from "../src/masks.ts";
+import { type ExpertWeights, type Routing } from "../src/moe/experts.ts";
+import { expectShape, numel, shapeString, type Tensor } from "../src/tensor.ts";
+import { Heap } from "./heap.ts";
+import { Pool } from "./pool.ts";
+import { WebAssemblyApi, type WasmModule } from "./webassembly.ts";
+import { WeightCache } from "./weights.ts";
+
+export interface WasmOptions extends BackendOptions {
+  /** Guard bytes around every buffer, checked after each kernel, and NaN-filled outputs (tests). Env: TINYSEEK_WASM_CHECK=1. */
+  check?: boolean;
+  /** Bytes of packed weights kept resident before the least recently used are evicted (default 1 GiB). */
+  weightBudget?: number;
+}
+
+interface Exports {
+  heapBase(): number;
+  gemm(M: number, N: number, K: number, a: number, lda: number, bp: number, c: number, ldc: number, part: number, parts: number): void;
+  packB(b: number, K: number, N: number, ldb: number, out: number): void;
+  packBt(w: number, N: number, K: number, ldw: number, out: number): void;
+  attention(...args: number[]): void;
+  attentionScratch(Tk: number, Dh: number, Dv: number): number;
+  softmax(x: number, flags: number, rows: number, N: number, out: number): void;
+  rmsnorm(x: number, w: number, rows: number, D: number, eps: number, out: number): void;
+  rope(x: number, cosines: number, sines: number, planes: number, T: number, dim: number, out: number): void;
+  silu(x: number, n: number, out: number): void;
+  swiglu(gate: number, up: number, n: number, out: number): void;
+}
+
+/** Exports that split across threads (they take part, parts last). */
+const THREADED = ["gemm", "attention"];
+/** Below this many flops a job stays on the calling thread: waking a worker costs tens of microseconds. */
+const PARALLEL_FLOPS = 1 << 21;
+
+const wasmPath = fileURLToPath(new URL("./build/tinyseek.wasm", import.meta.url));
+let compiled: Promise<WasmModule> | undefined;
+
+/** The compiled module, built first if this checkout has not built it yet. */
+export function wasmModule(): Promise<WasmModule> {
+  if (!compiled) {
+    if (!existsSync(wasmPath)) {
+      execFileSync(process.execPath, [fileURLToPath(new URL("./build.mjs", import.meta.url))], { stdio: "inherit" });
+    }
+    if (!existsSync(wasmPath)) throw new TinyseekError(`wasm: ${wasmPath} is missing: run npm run build:wasm`);
+    compiled = WebAssemblyApi.compile(readFileSync(wasmPath));
+  }
+  return compiled!;
+}
+
+export async function createBackend(options: WasmOptions = {}): Promise<Backend> {
+  const threads = options.threads ?? availableParallelism();
+  checkInteger("threads", threads, 1, 256);
+  const check = options.check ?? process.env.TINYSEEK_WASM_CHECK === "1";
+  const module = await wasmModule();
+  const memory = new WebAssemblyApi.Memory({ initial: 256, maximum: 65536, shared: true });
+  const abort = () => {
+    throw new TinyseekError("wasm: the module aborted");
+  };
+  const instance = await WebAssemblyApi.instantiate(module, { env: { memory, abort } });
+  const exports = instance.exports as unknown as Exports;
+  const heap = new Heap(memory, exports.heapBase(), check);
+  const pool = threads > 1 ? await Pool.create(module, memory, threads, THREADED) : undefined;
+  const weights = new WeightCache(heap, options.weightBudget ?? 2 ** 30);
+  const kernels = wasmKernels(exports, heap, weights, pool);
+  return {
+    name: "wasm",
+    description: `WebAssembly SIMD128, ${threads} thread${threads > 1 ? "s" : ""}${check ? ", checked buffers" : ""}`,
+    kernels,
+    asyncKernels: kernels,
+    dispose: async () => {
+      weights.clear();
+      await pool?.dispose();
+    },
+    // For tests and benchmarks: memory in use and resident weights.
+    ...({ stats: () => ({ ...heap.stats(), weightBytes: weights.residentBytes }) } as object),
+  };
+}
+
+/** Memory statistics of a wasm backend (undefined for others). */
+export function wasmStats(backend: Backend): { liveBytes: number; liveBlocks: number; memoryBytes: number; weightBytes: number } | undefined {
+  return (backend as { stats?: () => ReturnType<typeof wasmStats> }).stats?.();
+}
+
+function wasmKernels(ex: Exports, heap: Heap, weights: WeightCache, pool: Pool | undefined): Kernels {
+  const threads = pool?.threads ?? 1;
+
+  /** Runs body with a list of blocks to release afterwards, then checks every guard (check mode). */
+  function scoped<T>(kernel: string, body: (blocks: number[]) => T): T {
+    const blocks: number[] = [];
+    try {
+      const result = body(blocks);
+      heap.verify(kernel);
+      return result;
+    } finally {
+      for (const ptr of blocks) heap.release(ptr);
+    }
+  }
+  const put = (blocks: number[], data: Float32Array | Int32Array | Uint8Array) => {
+    const ptr = heap.put(data);
+    blocks.push(ptr);
+    return ptr;
+  };
+  const alloc = (blocks: number[], bytes: number) => {
+    const ptr = heap.alloc(bytes);
+    blocks.push(ptr);
+    return ptr;
+  };
+  // new + set: slice() of a view of shared memory is an order of magnitude slower in V8.
+  const read = (ptr: number, shape: readonly number[]): Tensor => {
+    const data = new Float32Array(numel(shape));
+    data.set(heap.f32(ptr, data.length));
+    return { shape: [...shape], data };
+  };
+
+  /** C[M, N] = A · B for B packed at bp; rows or panels split over the pool when it pays. */
+  function gemm(M: number, N: number, K: number, a: number, bp: number, c: number): void {
+    const args = [M, N, K, a, K, bp, c, N];
+    if (pool && 2 * M * N * K >= PARALLEL_FLOPS) pool.run("gemm", args, ex.gemm);
+    else ex.gemm(M, N, K, a, K, bp, c, N, 0, 1);
+  }
+  const panelBytes = (K: number, N: number) => Math.ceil(N / 8) * 8 * K * 4;
+
+  /** W [N, K] packed as Wᵀ panels, resident across calls. */
+  function packedWeight(data: Float32Array, N: number, K: number): number {
+    return weights.get(data, `t${N}x${K}`, panelBytes(K, N), (ptr) => {
+      const raw = heap.put(data);
+      ex.packBt(raw, N, K, K, ptr);
+      heap.release(raw);
+    });
+  }
+
+  function matmul(a: Tensor, b: Tensor): Tensor {
+    if (a.shape.length < 2) throw argError("a", "shape [..., M, K]", shapeString(a.shape));
+    const K = a.shape[a.shape.length - 1]!;
+    const { N } = expectShape("b", b, ["K", "N"], { K });
+    const M = K === 0 ? numel(a.shape.slice(0, -1)) : a.data.length / K;
+    return scoped("matmul", (blocks) => {
+      const pa = put(blocks, a.data), pbRaw = put(blocks, b.data);
+      const bp = alloc(blocks, panelBytes(K, N));
+      ex.packB(pbRaw, K, N, N, bp);
+      const c = alloc(blocks, M * N * 4);
+      gemm(M, N, K, pa, bp, c);
+      return read(c, [...a.shape.slice(0, -1), N]);
+    });
+  }
+
+  function bmm(a: Tensor, b: Tensor): Tensor {
+    if (a.shape.length < 3) throw argError("a", "shape [batch..., M, K]", shapeString(a.shape));
+    const lead = a.shape.slice(0, -2);
+    const [M, K] = a.shape.slice(-2) as [number, number];
+    const names = lead.map((_, i) => `b${i}`);
+    const known = { ...Object.fromEntries(lead.map((d, i) => [`b${i}`, d])), K };
+    const { N } = expectShape("b", b, [...names, "K", "N"], known);
+    const batches = numel(lead);
+    return scoped("bmm", (blocks) => {
+      const pa = put(blocks, a.data), pb = put(blocks, b.data);
+      const bp = alloc(blocks, panelBytes(K, N));
+      const c = alloc(blocks, batches * M * N * 4);
+      for (let i = 0; i < batches; i++) {
+        ex.packB(pb + i * K * N * 4, K, N, N, bp);
+        gemm(M, N, K, pa + i * M * K * 4, bp, c + i * M * N * 4);
+      }
+      return read(c, [...lead, M, N]);
+    });
+  }
+
+  function linear(x: Tensor, weight: Tensor): Tensor {
+    if (x.shape.length < 1) throw argError("x", "shape [..., in]", shapeString(x.shape));
+    const K = x.shape[x.shape.length - 1]!;
+    const { out: N } = expectShape("weight", weight, ["out", "in"], { in: K });
+    const M = K === 0 ? numel(x.shape.slice(0, -1)) : x.data.length / K;
+    return scoped("linear", (blocks) => {
+      const bp = packedWeight(weight.data, N, K);
+      const pa = put(blocks, x.data);
+      const c = alloc(blocks, M * N * 4);
+      gemm(M, N, K, pa, bp, c);
+      return read(c, [...x.shape.slice(0, -1), N]);
+    });
+  }
+
+  function softmax(x: Tensor, visible?: Uint8Array): Tensor {
+    const N = x.shape[x.shape.length - 1] ?? 1;
+    if (visible && visible.length !== x.data.length) throw argError("visible", `${x.data.length} flags`, visible.length);
+    if (N === 0 || x.data.length === 0) return { shape: [...x.shape], data: new Float32Array(x.data.length) };
+    return scoped("softmax", (blocks) => {
+      const px = put(blocks, x.data);
+      const flags = visible ? put(blocks, visible) : 0;
+      const out = alloc(blocks, x.data.length * 4);
+      ex.softmax(px, flags, x.data.length / N, N, out);
+      return read(out, x.shape);
+    });
+  }
+
+  function rmsnorm(x: Tensor, weight: Tensor, eps = 1e-6): Tensor {
+    if (x.shape.length < 1) throw argError("x", "shape [..., D]", shapeString(x.shape));
+    const D = x.shape[x.shape.length - 1]!;
+    expectShape("weight", weight, ["D"], { D });
+    checkNumber("eps", eps, 0, 1);
+    if (D === 0 || x.data.length === 0) return { shape: [...x.shape], data: new Float32Array(x.data.length) };
+    return scoped("rmsnorm", (blocks) => {
+      const px = put(blocks, x.data), pw = put(blocks, weight.data);
+      const out = alloc(blocks, x.data.length * 4);
+      ex.rmsnorm(px, pw, x.data.length / D, D, eps, out);
+      return read(out, x.shape);
+    });
+  }
+
+  function rope(x: Tensor, positions: ArrayLike<number>, freqs: Float64Array): Tensor {
+    const dim = freqs.length * 2;
+    const T = positions.length;
+    if (x.shape.length < 2 || x.shape[x.shape.length - 1] !== dim || x.shape[x.shape.length - 2] !== T) {
+      throw argError("x", `shape [..., T=${T}, ${dim}]`, `[${x.shape.join(", ")}]`);
+    }
+    for (let t = 0; t < T; t++) {
+      if (!Number.isFinite(positions[t])) throw argError(`positions[${t}]`, "a finite number", positions[t]);
+    }
+    if (x.data.length === 0) return { shape: [...x.shape], data: new Float32Array(0) };
+    // Angles in float64 as the reference takes them; the rotation itself runs in float32 lanes.
+    const cosines = new Float32Array(T * dim), sines = new Float32Array(T * dim);
+    for (let t = 0; t < T; t++) {
+      for (let i = 0; i < dim / 2; i++) {
+        const angle = positions[t]! * freqs[i]!;
+        const [c, s] = [Math.cos(angle), Math.sin(angle)];
+        cosines[t * dim + 2 * i] = c;
+        cosines[t * dim + 2 * i + 1] = c;
+        sines[t * dim + 2 * i] = -s;
+        sines[t * dim + 2 * i + 1] = s;
+      }
+    }
+    return scoped("rope", (blocks) => {
+      const px = put(blocks, x.data), pc = put(blocks, cosines), ps = put(blocks, sines);
+      const out = alloc(blocks, x.data.length * 4);
+      ex.rope(px, pc, ps, x.data.length / (T * dim), T, dim, out);
+      return read(out, x.shape);
+    });
+  }
+
+  function silu(x: Tensor): Tensor {
+    return scoped("silu", (blocks) => {
+      const px = put(blocks, x.data);
+      const out = alloc(blocks, x.data.length * 4);
+      ex.silu(px, x.data.length, out);
+      return read(out, x.shape);
+    });
+  }
+
+  function swiglu(gate: Tensor, up: Tensor): Tensor {
+    expectShape("up", up, gate.shape.map((_, i) => `d${i}`), Object.fromEntries(gate.shape.map((d, i) => [`d${i}`, d])));
+    return scoped("swiglu", (blocks) => {
+      const pg = put(blocks, gate.data), pu = put(blocks, up.data);
+      const out = alloc(blocks, gate.data.length * 4);
+      ex.swiglu(pg, pu, gate.data.length, out);
+      return read(out, gate.shape);
+    });
+  }
+
+  function attention(q: Tensor, k: Tensor, v: Tensor, options: FusedAttentionOptions = {}): Tensor {
+    const { B, H, Tq, Dh } = expectShape("q", q, ["B", "H", "Tq", "Dh"]);
+    const { Hkv, Tk } = expectShape("k", k, ["B", "Hkv", "Tk", "Dh"], { B, Dh });
+    const { Dv } = expectShape("v", v, ["B", "Hkv", "Tk", "Dv"], { B, Hkv, Tk });
+    if (Hkv === 0 || H % Hkv !== 0) throw argError("k", `a number of kv heads that divides H=${H}`, Hkv);
+    const scale = options.scale ?? 1 / Math.sqrt(Dh);
+    if (!Number.isFinite(scale)) throw argError("scale", "a finite number", scale);
+    const { lo, hi, offset } = visibleIntervals(options.mask, B, Tq, Tk);
+    const logGammas = options.logGammas;
+    if (logGammas) {
+      if (logGammas.length !== H) throw argError("logGammas", `${H} values (one per query head)`, logGammas.length);
+      logGammas.forEach((g, h) => checkNumber(`logGammas[${h}]`, g, -Number.MAX_VALUE, 0, " (ln γ with γ in (0, 1])"));
+      checkInteger("offset", offset, 0);
+    }
+    const outShape = [B, H, Tq, Dv];
+    if (numel(outShape) === 0) return { shape: outShape, data: new Float32Array(0) };
+    return scoped("attention", (blocks) => {
+      const pq = put(blocks, q.data), pk = put(blocks, k.data), pv = put(blocks, v.data);
+      const plo = put(blocks, lo), phi = put(blocks, hi);
+      const pg = logGammas ? put(blocks, Float32Array.from(logGammas)) : 0;
+      const flops = 2 * B * H * Tq * Tk * (Dh + Dv);
+      const parts = pool && flops >= PARALLEL_FLOPS && (B * Hkv > 1 || H / Hkv * Tq > 4) ? threads : 1;
+      const stride = Math.ceil(ex.attentionScratch(Tk, Dh, Dv) / 64) * 64;
+      const scratch = alloc(blocks, stride * parts);
+      const out = alloc(blocks, numel(outShape) * 4);
+      const args = [pq, pk, pv, out, B, H, Hkv, Tq, Tk, Dh, Dv, scale, plo, phi, pg, offset, scratch, stride];
+      if (parts > 1) pool!.run("attention", args, ex.attention);
+      else ex.attention(...args, 0, 1);
+      return read(out, outShape);
+    });
+  }
+
+  function moe(x: Tensor, routing: Routing, experts: ExpertWeights): Tensor {
+    const { N, D } = expectShape("x", x, ["N", "D"]);
+    const { E, F } = expectShape("experts.gate", experts.gate, ["E", "F", "D"], { D });
+    expectShape("experts.up", experts.up, ["E", "F", "D"], { E, F, D });
+    expectShape("experts.down", experts.down, ["E", "D", "F"], { E, F, D });
+    const { k } = routing;
+    for (const [name, a] of [["experts", routing.experts], ["weights", routing.weights], ["kept", routing.kept]] as const) {
+      if (a.length !== N * k) throw argError(`routing.${name}`, `${N * k} entries (N=${N} · k=${k})`, a.length);
+    }
+    const slots: number[][] = Array.from({ length: E }, () => []); // kept assignments per expert, token order
+    for (let a = 0; a < N * k; a++) {
+      const chosen = routing.experts[a]!;
+      if (!Number.isInteger(chosen) || chosen < 0 || chosen >= E) {
+        throw argError(`routing.experts[${a}]`, `an expert in [0, ${E - 1}]`, chosen);
+      }
+      if (routing.kept[a]) slots[chosen]!.push(a);
+    }
+    const sum = new Float64Array(N * D); // float64 over a token's k experts, as the reference
+    const busiest = Math.max(0, ...slots.map((s) => s.length));
+    if (busiest > 0) {
+      scoped("moe", (blocks) => {
+        const px = put(blocks, x.data);
+        const tokens = alloc(blocks, busiest * D * 4);
+        const g = alloc(blocks, busiest * F * 4), u = alloc(blocks, busiest * F * 4);
+        const y = alloc(blocks, busiest * D * 4);
+        const view = (t: Tensor, e: number, size: number) => t.data.subarray(e * size, (e + 1) * size);
+        for (let e = 0; e < E; e++) {
+          const list = slots[e]!, n = list.length;
+          if (n === 0) continue;
+          const rows = heap.f32(tokens, n * D), all = heap.f32(px, N * D);
+          list.forEach((a, i) => rows.set(all.subarray(Math.floor(a / k) * D, Math.floor(a / k) * D + D), i * D));
+          gemm(n, F, D, tokens, packedWeight(view(experts.gate, e, F * D), F, D), g);
+          gemm(n, F, D, tokens, packedWeight(view(experts.up, e, F * D), F, D), u);
+          ex.swiglu(g, u, n * F, g);
+          gemm(n, D, F, g, packedWeight(view(experts.down, e, D * F), D, F), y);
+          const ys = heap.f32(y, n * D);
+          list.forEach((a, i) => {
+            const t = Math.floor(a / k), w = routing.weights[a]!;
+            for (let d = 0; d < D; d++) sum[t * D + d]! += w * ys[i * D + d]!;
+          });
+        }
+      });
+    }
+    return { shape: [N, D], data: Float32Array.from(sum) };
+  }
+
+  return { name: "wasm", matmul, bmm, linear, softmax, rmsnorm, rope, silu, swiglu, attention, moe };
+}
+
+/**
+ * The keys query i of batch row b sees under `spec`, as one interval [lo, hi) per (b, i): causal, window and
+ * segment bound it from above and below, padding lengths from above (and empty it for queries at padded positions).
+ * Validation and defaults follow masks.ts (specVisible, maskFromSpec).
+ */
+function visibleIntervals(spec: MaskSpec | undefined, B: number, Tq: number, Tk: number) {
+  const offset = spec?.offset ?? Tk - Tq;
+  const lo = new Int32Array(B * Tq), hi = new Int32Array(B * Tq).fill(Tk);
+  if (!spec) return { lo, hi, offset };
+  checkInteger("mask.offset", offset, 0);
+  if (spec.window !== undefined) checkInteger("mask.window", spec.window, 1);
+  if (spec.segment) {
+    checkInteger("mask.segment.size", spec.segment.size, 1);
+    checkInteger("mask.segment.overlap", spec.segment.overlap, 0);
+  }
+  if (spec.lengths && spec.lengths.length !== B) throw argError("mask.lengths", `${B} lengths`, spec.lengths.length);
+  spec.lengths?.forEach((l, b) => checkInteger(`mask.lengths[${b}]`, l, 0, Tk));
+  const causalOn = spec.causal || spec.window !== undefined || spec.segment !== undefined;
+  for (let b = 0; b < B; b++) {
+    for (let i = 0; i < Tq; i++) {
+      const p = offset + i;
+      let from = 0, to = Tk;
+      if (causalOn) to = Math.min(to, p + 1);
+      if (spec.window !== undefined) from = Math.max(from, p - spec.window + 1);
+      if (spec.segment) from = Math.max(from, Math.floor(p / spec.segment.size) * spec.segment.size - spec.segment.overlap);
+      if (spec.lengths) to = p >= spec.lengths[b]! ? 0 : Math.min(to, spec.lengths[b]!); // padded query or key
+      if (from >= to) from = to = 0;
+      lo[b * Tq + i] = from;
+      hi[b * Tq + i] = to;
+    }
+  }
+  return { lo, hi, offset };
+}
