@@ -38,6 +38,8 @@ export interface BenchCase {
 export interface Impl {
   impl: ImplName;
   threads: number;
+  /** Asynchronous set-up for the cases about to run (sessions, uploads), when the implementation needs any. */
+  ready?(cases: BenchCase[]): Promise<void>;
   /** A function that runs `c` once (returning when the result is on the host), or undefined if not supported. */
   prepare(c: BenchCase): (() => unknown) | undefined;
   dispose(): Promise<void>;
@@ -140,6 +142,40 @@ export async function tfjsImpl(which: "wasm" | "cpu"): Promise<Impl> {
   };
 }
 
+/**
+ * onnxruntime-web's wasm execution provider (single thread) on one-node ONNX models written by bench/onnx.ts:
+ * MatMul and Softmax. It has no fused attention or RMSNorm at opset 13, so those cases have no ort row.
+ */
+export async function ortImpl(): Promise<Impl> {
+  const ort = await import("onnxruntime-web");
+  const { singleOpModel } = await import("./onnx.ts");
+  ort.env.wasm.numThreads = 1;
+  const feed = (t: Tensor) => new ort.Tensor("float32", t.data, [...t.shape]);
+  const sessions: { release(): Promise<void> }[] = [];
+  const session = async (op: string, inputs: Record<string, Tensor>, out: readonly number[]) => {
+    const shapes = Object.fromEntries(Object.entries(inputs).map(([n, t]) => [n, t.shape]));
+    const s = await ort.InferenceSession.create(singleOpModel(op, shapes, { Y: out }), { executionProviders: ["wasm"] });
+    sessions.push(s);
+    const feeds = Object.fromEntries(Object.entries(inputs).map(([n, t]) => [n, feed(t)]));
+    return async () => (await s.run(feeds)).Y!.data;
+  };
+  const prepared = new Map<BenchCase, () => unknown>();
+  return {
+    impl: "ort-wasm",
+    threads: 1,
+    dispose: async () => void (await Promise.all(sessions.map((s) => s.release()))),
+    // Sessions are created ahead (prepare is synchronous): call `ortPrepare` first for the cases you run.
+    prepare: (c) => prepared.get(c),
+    async ready(cases: BenchCase[]) {
+      for (const c of cases) {
+        const t = c.inputs;
+        if (c.op === "matmul") prepared.set(c, await session("MatMul", { A: t.a!, B: t.b! }, [t.a!.shape[0]!, t.b!.shape[1]!]));
+        if (c.op === "softmax") prepared.set(c, await session("Softmax", { X: t.x! }, t.x!.shape));
+      }
+    },
+  };
+}
+
 /** The cases: square matmuls 64 to 2048, a decode-step linear, causal attention at T = 512, rows, an MoE layer. */
 export function kernelCases(quick: boolean): BenchCase[] {
   const rng = new Random(7);
@@ -184,6 +220,7 @@ export async function runBench(
   { timeMs = 300, rounds = 3, onRow }: { timeMs?: number; rounds?: number; onRow?: (row: BenchRow) => void } = {},
 ): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
+  for (const impl of impls) await impl.ready?.(cases);
   for (const c of cases) {
     const runs = impls.map((impl) => ({ impl, fn: impl.prepare(c), medians: [] as number[] })).filter((r) => r.fn);
     for (let round = 0; round < rounds; round++) {

@@ -1,5 +1,4 @@
-// Whole-model benchmarks: prefill and decode speed of each runnable preset (tiny, small) with each attention
-// kind, on the reference (and on WASM where it loads, for the "decode ≥ 30× the reference" bar), plus the cache
+// Whole-model benchmarks: prefill and decode speed of tiny with each attention kind and of small with MLA, on the reference (and on WASM where it loads, for the "decode ≥ 30× the reference" bar), plus the cache
 // each kind holds per token. `npm run bench` includes these rows (bench/run.ts calls runModelBench); on its own:
 //   npx tsx bench/model.ts [--quick] [--filter REGEX] [--json FILE]
 // Rows: { op: "model.prefill" | "model.decode", shape: "tiny mla T=32", impl, threads, medianMs, gflops: null,
@@ -13,7 +12,7 @@ import { Bench } from "tinybench";
 import { loadBackend } from "../src/backend.ts";
 import { type Kernels, reference } from "../src/kernels.ts";
 import { cacheBytesPerToken, createCache, type ModelCache } from "../src/model/cache.ts";
-import { ATTENTION_KINDS, type AttentionKind } from "../src/model/config.ts";
+import { ATTENTION_KINDS } from "../src/model/config.ts";
 import { forward } from "../src/model/model.ts";
 import { preset, RUNNABLE_PRESETS } from "../src/model/presets.ts";
 import { encode } from "../src/model/tokenizer.ts";
@@ -38,9 +37,11 @@ async function timeMedian(fn: () => unknown, timeMs: number): Promise<number> {
 }
 
 export async function runModelBench(options: { quick: boolean; filter?: RegExp; timeMs?: number } = { quick: true }): Promise<ModelBenchRow[]> {
-  const T = options.quick ? 16 : 64;
+  const T = options.quick ? 16 : 32;
   const timeMs = options.timeMs ?? (options.quick ? 150 : 500);
-  const presets = options.quick ? ["tiny"] : RUNNABLE_PRESETS;
+  // tiny with every kind; small (25M parameters, seconds per prefill on the reference) with the default kind only.
+  const runs = RUNNABLE_PRESETS.flatMap((name) =>
+    (name === "tiny" ? [...ATTENTION_KINDS] : options.quick ? [] : ["mla" as const]).map((kind) => ({ name, kind })));
   const impls: { impl: ImplName; threads: number; kernels: Kernels; dispose: () => Promise<void> }[] = [
     { impl: "reference", threads: 1, kernels: reference, dispose: async () => {} },
   ];
@@ -52,23 +53,21 @@ export async function runModelBench(options: { quick: boolean; filter?: RegExp; 
   }
   const prompt = encode(TEXT.repeat(4)).slice(0, T);
   const rows: ModelBenchRow[] = [];
-  for (const name of presets) {
-    for (const kind of ATTENTION_KINDS as readonly AttentionKind[]) {
-      const shape = `${name} ${kind} T=${T}`;
-      if (options.filter && !options.filter.test(`model.prefill ${shape}`) && !options.filter.test(`model.decode ${shape}`)) continue;
-      const model = initModel(preset(name, { attention_kind: kind }));
-      const cacheBytes = cacheBytesPerToken(model.config, T);
-      for (const { impl, threads, kernels } of impls) {
-        const prefillMs = await timeMedian(() => forward(model, prompt, { kernels }), timeMs);
-        const warm = createCache(model.config);
-        forward(model, prompt, { kernels, cache: warm });
-        const fresh = (): ModelCache => structuredClone(warm);
-        const decodeMs = await timeMedian(() => forward(model, [prompt[T - 1]!], { kernels, cache: fresh() }), timeMs);
-        const common = { impl, threads, gflops: null, cacheBytesPerToken: cacheBytes };
-        rows.push({ op: "model.prefill", shape, medianMs: prefillMs, tokensPerSecond: (T / prefillMs) * 1000, ...common });
-        rows.push({ op: "model.decode", shape, medianMs: decodeMs, tokensPerSecond: 1000 / decodeMs, ...common });
-        console.error(`  ${shape} ${impl}: prefill ${((T / prefillMs) * 1000).toFixed(0)} tok/s, decode ${(1000 / decodeMs).toFixed(0)} tok/s`);
-      }
+  for (const { name, kind } of runs) {
+    const shape = `${name} ${kind} T=${T}`;
+    if (options.filter && !options.filter.test(`model.prefill ${shape}`) && !options.filter.test(`model.decode ${shape}`)) continue;
+    const model = initModel(preset(name, { attention_kind: kind }));
+    const cacheBytes = cacheBytesPerToken(model.config, T);
+    for (const { impl, threads, kernels } of impls) {
+      const prefillMs = await timeMedian(() => forward(model, prompt, { kernels }), timeMs);
+      const warm = createCache(model.config);
+      forward(model, prompt, { kernels, cache: warm });
+      const fresh = (): ModelCache => structuredClone(warm);
+      const decodeMs = await timeMedian(() => forward(model, [prompt[T - 1]!], { kernels, cache: fresh() }), timeMs);
+      const common = { impl, threads, gflops: null, cacheBytesPerToken: cacheBytes };
+      rows.push({ op: "model.prefill", shape, medianMs: prefillMs, tokensPerSecond: (T / prefillMs) * 1000, ...common });
+      rows.push({ op: "model.decode", shape, medianMs: decodeMs, tokensPerSecond: 1000 / decodeMs, ...common });
+      console.error(`  ${shape} ${impl}: prefill ${((T / prefillMs) * 1000).toFixed(0)} tok/s, decode ${(1000 / decodeMs).toFixed(0)} tok/s`);
     }
   }
   for (const impl of impls) await impl.dispose();

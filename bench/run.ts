@@ -1,5 +1,5 @@
 // `npm run bench [-- --quick] [--filter REGEX] [--impl a,b] [--json FILE] [--webgpu]`: times every kernel case on
-// reference, wasm (1 and 2 threads), tfjs-wasm, tfjs-cpu (and webgpu when asked), prints a markdown table with
+// reference, wasm (1 and 2 threads), tfjs-wasm, tfjs-cpu, ort-wasm (and webgpu when asked), prints a markdown table with
 // ratios against tfjs-wasm and writes the rows as JSON. bench/model.ts, when it exports `runModelBench`, adds
 // its whole-model rows to the same table and file.
 
@@ -8,7 +8,7 @@ import { availableParallelism, cpus } from "node:os";
 import { dirname } from "node:path";
 import { parseArgs } from "node:util";
 import { loadBackend } from "../src/backend.ts";
-import { kernelCases, kernelsImpl, markdownTable, referenceImpl, runBench, tfjsImpl, wasmImpl, type BenchRow, type Impl } from "./kernels.ts";
+import { kernelCases, kernelsImpl, markdownTable, ortImpl, referenceImpl, runBench, tfjsImpl, wasmImpl, type BenchRow, type Impl } from "./kernels.ts";
 
 const { values } = parseArgs({
   options: {
@@ -34,6 +34,13 @@ for (const which of ["wasm", "cpu"] as const) {
     impls.push(await tfjsImpl(which));
   } catch (error) {
     console.error(`tfjs-${which}: not available: ${(error as Error).message.split("\n")[0]}`);
+  }
+}
+if (want("ort-wasm")) {
+  try {
+    impls.push(await ortImpl());
+  } catch (error) {
+    console.error(`ort-wasm: not available: ${(error as Error).message.split("\n")[0]}`);
   }
 }
 if (values.webgpu || wanted?.includes("webgpu")) {

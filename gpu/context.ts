@@ -76,6 +76,12 @@ export function createContext(device: GPUDevice): GpuContext {
     buffer.destroy();
   });
   const maxBinding = device.limits.maxStorageBufferBindingSize;
+  // Validation errors (a shader that does not compile, a bad binding) arrive here, not as exceptions: keep the
+  // first and fail the next read-back with it, so a broken kernel never returns stale buffer contents.
+  let deviceError: string | undefined;
+  device.addEventListener("uncapturederror", (event) => {
+    deviceError ??= (event as GPUUncapturedErrorEvent).error.message;
+  });
 
   function create(size: number, usage: number): GPUBuffer {
     if (size > maxBinding && usage & USAGE.STORAGE) {
@@ -106,7 +112,7 @@ export function createContext(device: GPUDevice): GpuContext {
 
   function upload(data: Float32Array | Uint32Array | Int32Array): GPUBuffer {
     const buffer = acquire(Math.max(1, data.length));
-    if (data.length > 0) device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
+    if (data.length > 0) device.queue.writeBuffer(buffer, 0, data);
     return buffer;
   }
 
@@ -133,7 +139,7 @@ export function createContext(device: GPUDevice): GpuContext {
     let buffer = uniforms.find((u) => u.size >= words.byteLength);
     if (buffer) uniforms.splice(uniforms.indexOf(buffer), 1);
     else buffer = create(Math.max(64, words.byteLength), USAGE.UNIFORM | USAGE.COPY_DST);
-    device.queue.writeBuffer(buffer, 0, words);
+    device.queue.writeBuffer(buffer, 0, u32);
     return buffer;
   }
 
@@ -146,7 +152,7 @@ export function createContext(device: GPUDevice): GpuContext {
       let buffer = weights.get(data);
       if (!buffer) {
         buffer = create(bucket(data.byteLength), STORAGE_USAGE);
-        device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
+        device.queue.writeBuffer(buffer, 0, data);
         weights.set(data, buffer);
         collected.register(data, buffer);
         weightCount++;
@@ -162,6 +168,11 @@ export function createContext(device: GPUDevice): GpuContext {
       device.queue.submit([encoder.finish()]);
       try {
         await staging.mapAsync(MAP_READ);
+        if (deviceError) {
+          const message = deviceError.split("\n")[0];
+          deviceError = undefined; // reported once: later kernels start clean
+          throw new TinyseekError(`webgpu: ${message}`);
+        }
         const data = new Float32Array(staging.getMappedRange().slice(0, count * 4));
         staging.unmap();
         return data;

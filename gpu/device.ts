@@ -51,13 +51,16 @@ export async function openDevice(options: DeviceOptions = {}): Promise<GpuDevice
   const adapter = await gpu.requestAdapter({ powerPreference: options.powerPreference ?? "high-performance" });
   if (!adapter) throw new TinyseekError(`webgpu: no GPU adapter found: ${diagnose(systemProbe())}`);
   const requiredLimits: Record<string, number> = {};
-  if (!process.env.NOLIM) for (const name of RAISED_LIMITS) requiredLimits[name] = adapter.limits[name];
+  for (const name of RAISED_LIMITS) requiredLimits[name] = adapter.limits[name];
   let device: GPUDevice | undefined = await adapter.requestDevice({ requiredLimits });
   const summary = summarise(adapter, backendType);
   // Lost devices report once; destroy() also "loses" the device, which is not worth a message.
   void device.lost.then((info) => {
     if (info.reason !== "destroyed") console.error(`webgpu: device lost: ${info.message}`);
   });
+  // Dawn destroys its instance when the GPU object is collected, even with a live device; the device's event
+  // processing then crashes the process (a mutex error in InstanceBase::ProcessEvents). Hold both until close().
+  let keepAlive: unknown[] | undefined = [gpu, adapter];
   return {
     get device() {
       if (!device) throw new TinyseekError("webgpu: the device was closed");
@@ -67,6 +70,7 @@ export async function openDevice(options: DeviceOptions = {}): Promise<GpuDevice
     close() {
       device?.destroy();
       device = undefined;
+      keepAlive = undefined;
     },
   };
 }
@@ -117,13 +121,16 @@ export interface SystemProbe {
   loader: boolean;
   /** Vulkan driver manifests (ICD json files) found, e.g. lvp_icd.json. */
   drivers: string[];
+  /** The environment variable that chose the manifests instead of the standard directories, if any. */
+  override?: string;
 }
 
 const LOADER_DIRS = ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib", "/lib/x86_64-linux-gnu"];
 const ICD_DIRS = ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d", "/usr/local/share/vulkan/icd.d"];
 
 export function systemProbe(): SystemProbe {
-  const override = process.env.VK_DRIVER_FILES ?? process.env.VK_ICD_FILENAMES;
+  const variable = ["VK_DRIVER_FILES", "VK_ICD_FILENAMES"].find((name) => process.env[name]);
+  const override = variable ? process.env[variable] : undefined;
   const drivers = override
     ? override.split(":").filter((f) => f && existsSync(f))
     : ICD_DIRS.flatMap((dir) => (existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith(".json")) : []));
@@ -131,6 +138,7 @@ export function systemProbe(): SystemProbe {
     platform: process.platform,
     loader: LOADER_DIRS.some((dir) => existsSync(join(dir, "libvulkan.so.1"))),
     drivers,
+    override: variable,
   };
 }
 
@@ -140,6 +148,9 @@ const INSTALL_HINT = "install libvulkan1 and mesa-vulkan-drivers (Mesa >= 25, e.
 export function diagnose(probe: SystemProbe): string {
   if (probe.platform !== "linux") return "the platform's GPU driver offered no adapter to Dawn";
   if (!probe.loader) return `the Vulkan loader (libvulkan.so.1) is missing: ${INSTALL_HINT}`;
+  if (probe.drivers.length === 0 && probe.override) {
+    return `${probe.override} names no existing Vulkan driver manifest: unset it, or ${INSTALL_HINT}`;
+  }
   if (probe.drivers.length === 0) {
     return `no Vulkan driver is installed (no ICD manifest in ${ICD_DIRS.join(", ")}): ${INSTALL_HINT}`;
   }

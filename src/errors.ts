@@ -11,7 +11,8 @@ export function argError(argument: string, expected: string, actual: unknown): T
 }
 
 export function describe(value: unknown): string {
-  if (typeof value === "string") return JSON.stringify(value);
+  // Strings are quoted so that "" and " x" show; a shape or range already written as "[2, 3]" is shown as is.
+  if (typeof value === "string") return /^[[(]/.test(value) ? value : JSON.stringify(value);
   if (Array.isArray(value)) return `[${value.map(describe).join(", ")}]`;
   return String(value);
 }

@@ -79,6 +79,7 @@ export function toBias(mask: Mask): Tensor {
 /** A grid of ■ (visible) and · (hidden), one row per query; the batch row b of a [B, Tq, Tk] mask. */
 export function renderMask(mask: Mask, b = 0): string {
   const [Tq, Tk] = mask.shape.slice(-2) as [number, number];
+  checkInteger("b", b, 0, mask.shape.length === 3 ? mask.shape[0]! - 1 : 0);
   const rows: string[] = [];
   for (let q = 0; q < Tq; q++) {
     let line = "";

@@ -5,7 +5,9 @@
 // Traces save as safetensors (F32 for floats, I32 for indices, U8 for flags) and read back with `tinyseek inspect`.
 
 import { argError } from "./errors.ts";
-import { writeSafetensors, writeSafetensorsFile, type Dtype, type TensorToWrite } from "./io/safetensors.ts";
+import { type Tolerance } from "./golden/case.ts";
+import { diffTensors, type Diff } from "./io/diff.ts";
+import { writeSafetensors, writeSafetensorsFile, type Dtype, type Safetensors, type TensorToWrite } from "./io/safetensors.ts";
 import { numel, shapeString } from "./tensor.ts";
 
 export interface TracedTensor {
@@ -63,4 +65,22 @@ export async function saveTrace(path: string, trace: Trace, metadata: Record<str
 
 function traceTensors(trace: Trace): Map<string, TensorToWrite> {
   return new Map([...trace.tensors].map(([name, t]) => [name, { dtype: dtypeOf(t.data), shape: t.shape, data: t.data }]));
+}
+
+/** The tolerance a whole-model intermediate is held to on a float32 backend (golden.md: NMSE <= 1e-7 for logits). */
+export const TRACE_TOLERANCE: Tolerance = { rtol: 1e-3, atol: 1e-4, nmse: 1e-7 };
+
+/** A trace as the in-memory form of its safetensors file (dtype per tensor, `order` metadata). */
+export function traceAsFile(trace: Trace): Safetensors {
+  const tensors = new Map([...trace.tensors].map(([name, t]) => [name, { dtype: dtypeOf(t.data), shape: t.shape, data: t.data }]));
+  return { tensors, metadata: { order: JSON.stringify([...trace.tensors.keys()]) } };
+}
+
+/**
+ * Two traces of one forward pass (the reference and a backend, say), compared tensor by tensor in forward order
+ * by src/io/diff.ts: where a run departs from the other, not just that its logits differ. Integer tensors (router
+ * indices, kept flags, exit layers) must match exactly.
+ */
+export function compareTraces(reference: Trace, other: Trace, tolerance: Tolerance = TRACE_TOLERANCE): Diff {
+  return diffTensors(traceAsFile(reference), traceAsFile(other), tolerance);
 }

@@ -42,8 +42,7 @@ describe("NSA quality on text", () => {
       const [q] = measureNsaQuality(bytes, [blocks], { hidden: 16, heads: 2, kvHeads: 1, queries });
       expect(q!.coverage).toBeCloseTo(1, 5);
       expect(q!.recentCoverage).toBeCloseTo(1, 5);
-      // each measured query t scores its compressed blocks, all t + 1 tokens through selection... only if every
-      // block is selected, so check the window and compressed parts as a lower bound and the last query exactly
+      // query t scores its compressed blocks and t + 1 window keys, plus its selected tokens
       const P = Math.min(queries, T);
       const positions = Array.from({ length: P }, (_, i) => Math.floor(((i + 1) * T) / P) - 1);
       const causalKeys = positions.reduce((a, t) => a + t + 1, 0);

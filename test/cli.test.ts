@@ -99,6 +99,8 @@ describe("tinyseek golden", () => {
     expect(out).toMatch(/2 ok, 0 failed, 0 not supported \(backend reference/);
     const json = JSON.parse((await cli("golden", "check", dir, "--backend", "reference", "--json")).out);
     expect(json.map((r: { outcome: string }) => r.outcome)).toEqual(["ok", "ok"]);
+    const verbose = await cli("golden", "check", dir, "--backend", "reference", "--verbose");
+    expect(verbose.err).toMatch(/^checking test\.linear\.4x9x5\.safetensors on reference\n {2}ok in [\d.]+ ms\nchecking test\.softmax/);
   });
 
   it("needs a known, available backend: one line and exit 2 otherwise", async () => {
@@ -196,6 +198,52 @@ describe("tinyseek inspect", () => {
     expect(bad.err).toMatch(/tinyseek inspect: safetensors: header length 1 is larger than the 0 bytes/);
     expectOneLineError(bad.err);
     expect((await cli("inspect")).code).toBe(2);
+  });
+});
+
+describe("tinyseek diff", () => {
+  // Forward order tok → attn → mlp → head; by name the header order is attn, head, mlp, tok.
+  const trace = (path: string, change: (name: string, d: Float32Array) => void, extra?: string) => {
+    const rng = (i: number) => Math.sin(i * 12.9898) * 2;
+    const tensors: Record<string, { dtype: "F32" | "I32"; shape: number[]; data: Float32Array | Int32Array }> = {};
+    for (const name of ["tok", "attn", "mlp", "head"]) {
+      const data = Float32Array.from({ length: 12 }, (_, i) => rng(i + name.length));
+      change(name, data);
+      tensors[name] = { dtype: "F32", shape: [3, 4], data };
+    }
+    tensors.ids = { dtype: "I32", shape: [3], data: Int32Array.from([1, 2, 3]) };
+    if (extra) tensors[extra] = { dtype: "F32", shape: [1], data: new Float32Array(1) };
+    writeFileSync(path, writeSafetensors(tensors, { order: JSON.stringify(["ids", "tok", "attn", "mlp", "head"]) }));
+    return path;
+  };
+  const base = () => join(dir, "..", `trace-a-${process.pid}.safetensors`);
+
+  it("names the first tensor, in forward order, that leaves tolerance, with both sides' statistics", async () => {
+    const a = trace(base(), () => {}, "only.a");
+    const b = trace(join(dir, "..", `trace-b-${process.pid}.safetensors`), (name, d) => {
+      if (name === "mlp") d[5] = d[5]! + 0.01;
+      if (name === "head") d[0] = NaN;
+    }, "only.b");
+    const { code, out } = await cli("diff", a, b);
+    expect(code).toBe(1);
+    expect(out).toMatch(/\| ids +\| +3 \| +0 \|[\s\S]*\| tok [\s\S]*\| attn [\s\S]*\| mlp +\| +12 \| +1 \|[\s\S]*differs[\s\S]*\| head /);
+    expect(out).toMatch(/only in .*trace-a.*: only\.a/);
+    expect(out).toMatch(/first departure: mlp \(2 of 5 shared tensors differ\)/);
+    expect(out).toMatch(/ A: min -?[\d.]+, max [\d.]+, mean -?[\d.e-]+, NaN 0, Inf 0\n {2}B: .*NaN 0, Inf 0\nmlp: 1 of 12 elements mismatch/);
+    const json = JSON.parse((await cli("diff", a, b, "--json")).out);
+    expect(json.firstDeparture).toBe("mlp");
+    expect(json.tensors.find((t: { name: string }) => t.name === "head").b.nan).toBe(1);
+    expect((await cli("diff", a, b, "--atol", "0.1", "--nmse", "1e-3")).out).toMatch(/first departure: head/);
+  });
+
+  it("passes identical files and refuses a bad tolerance", async () => {
+    const a = trace(base(), () => {});
+    const same = await cli("diff", a, a);
+    expect(same.code).toBe(0);
+    expect(same.out).toMatch(/5 shared tensor\(s\), all within tolerance/);
+    const bad = await cli("diff", a, a, "--rtol=-1");
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/--rtol: expected a number >= 0, got "-1"/);
   });
 });
 

@@ -139,5 +139,7 @@ describe("decay errors name the argument", () => {
     const shared = tensor([1, 1, 3, 4]);
     expect(thrown(() => decayAttention(q, shared, tensor([1, 1, 3, 4]), { gamma: [0.9, 0.8], mode: "as-written" }))).toMatch(/^gamma: expected a single gamma when kv heads are shared/);
     expect(thrown(() => decayAttention(tensor([2, 3, 4]), k, v, { gamma: 0.9 }))).toMatch(/^q:/);
+    expect(thrown(() => decayBias([0.5], 2, 2))).toMatch(/^logGammas\[0\]:/);
+    expect(thrown(() => decayBias([-0.1], 3, 2))).toMatch(/^offset: expected an integer >= 0, got -1/);
   });
 });

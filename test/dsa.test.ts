@@ -157,5 +157,9 @@ describe("DSA rejects bad arguments, naming them", () => {
     expect(() => topKeys(tensor([2, 2]), 1)).toThrow("scores");
     expect(() => topKeys(tensor([1, 2, 2]), 0)).toThrow("k");
     expect(() => dsa(x, weights, base, createDsaCache(base, "absorb", 2))).toThrow("cache");
+    const cache = createDsaCache(base, "naive");
+    expect(() => dsa(x, weights, base, cache, undefined, "absorb")).toThrow("mode");
+    expect(cache.indexKeys.shape).toEqual([1, 0, 4]); // a failed call leaves the cache as it was
+    expect(dsa(x, weights, base, cache).out.shape).toEqual([3, 2]);
   });
 });

@@ -166,6 +166,8 @@ describe("golden compare", () => {
     expect(compareGolden(file, other).message).toMatch(/input\.x differs between the two files/);
     const partial = readSafetensors(writeSafetensors({ "output.y": { dtype: "F32", shape: [3, 7], data: file.outputs.y!.data } }));
     expect(compareGolden(file, partial).message).toMatch(/the second file has no output\.argmax, output\.above/);
+    const otherCase = readSafetensors(encodeGolden(await runGoldenCase(linearCase)));
+    expect(compareGolden(file, otherCase).message).toMatch(/the files are of different cases: "test.softmax.3x7" and "test.linear.4x9x5"/);
   });
 });
 
@@ -221,6 +223,8 @@ describe("committed golden files (spec/golden)", () => {
       const c = suite.find((s) => s.name === file.name);
       expect(c, `${f}: its case ${file.name} is no longer in the suite (remove the file or restore the case)`).toBeDefined();
       expect(f).toBe(`${file.name}.safetensors`);
+      const stale = `${f}: case ${file.name} changed its config or seed: run \`npm run golden:write\``;
+      expect(JSON.stringify({ config: c!.config, seed: c!.seed }), stale).toBe(JSON.stringify({ config: file.config, seed: file.seed }));
       const fresh = await runGoldenCase(c!);
       for (const kind of ["inputs", "params", "outputs"] as const) {
         expect(Object.keys(fresh[kind]).sort(), kind).toEqual(Object.keys(file[kind]).sort());

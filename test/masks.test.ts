@@ -158,6 +158,7 @@ describe("mask errors name the argument", () => {
     expect(thrown(() => blockLocal(4, 2, -1))).toMatch(/^overlap:/);
     expect(thrown(() => padding([2, 5], 4))).toMatch(/^lengths\[1\]: expected an integer in \[0, 4\], got 5/);
     expect(thrown(() => combine())).toMatch(/^masks: expected at least one mask/);
+    expect(thrown(() => renderMask(padding([1, 2], 2), 2))).toMatch(/^b: expected an integer in \[0, 1\], got 2/);
     expect(thrown(() => combine(causal(3), causal(2)))).toMatch(/^masks\[1\]: expected shape \[3, 3\] or \[3, 3\], got "\[2, 2\]"/);
     expect(thrown(() => combine(padding([1, 1], 2), padding([1, 1, 1], 2)))).toMatch(/^masks\[1\]:/);
     expect(thrown(() => maskFromSpec({ window: 0 }, 1, 2, 2))).toMatch(/^mask\.window:/);

@@ -127,11 +127,11 @@ describe("MLA properties", () => {
   });
 
   it("chunked prefill equals one-shot prefill (the mask takes the cache offset)", () => {
-    fc.assert(fc.property(setup.filter((s) => s.T >= 2), fc.nat(), (s, cut) => {
+    fc.assert(fc.property(setup.filter((s) => s.T >= 2), fc.nat(), fc.constantFrom<MlaMode>("naive", "absorb"), (s, cut, mode) => {
       const { config, weights, x } = build(s);
       const split = 1 + (cut % (s.T - 1));
-      const whole = mla(x, weights, config);
-      const cache = createMlaCache(config, "absorb", s.B);
+      const whole = mla(x, weights, config, undefined, reference, mode);
+      const cache = createMlaCache(config, mode, s.B);
       const first = mla(timeSlice(x, 0, split), weights, config, cache);
       const second = mla(timeSlice(x, split, s.T), weights, config, cache);
       expect(maxAbsDiff(first, timeSlice(whole, 0, split))).toBeLessThan(1e-6);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { initMla } from "../src/attention/mla.ts";
 import { Random } from "../src/random.ts";
-import { createCache } from "../src/model/cache.ts";
+import { cacheBytesPerToken, createCache } from "../src/model/cache.ts";
 import { ATTENTION_KINDS, type AttentionKind } from "../src/model/config.ts";
 import { forward } from "../src/model/model.ts";
 import { weightShapes } from "../src/model/params.ts";
@@ -38,6 +38,15 @@ describe("model forward", () => {
     expect(full.logits.data.every(Number.isFinite)).toBe(true);
   });
 
+  it("MLA's naive and absorbed caches give the same logits; the absorbed one holds kv_lora_rank + qk_rope_head_dim per token", () => {
+    const absorb = initModel(testConfig());
+    const naive = initModel(testConfig({ mla_mode: "naive" }));
+    const [a, n] = [forward(absorb, prompt).logits.data, forward(naive, prompt).logits.data];
+    a.forEach((v, i) => expect(Math.abs(v - n[i]!)).toBeLessThan(1e-5));
+    expect(cacheBytesPerToken(absorb.config, 10)).toBe(4 * 3 * (16 + 8));
+    expect(cacheBytesPerToken(naive.config, 10)).toBe(4 * 3 * 4 * (8 + 8 + 8));
+  });
+
   it("mixes kinds per layer", () => {
     const kinds = available.slice(0, 3);
     const model = initModel(testConfig({ attention_kind: kinds }));
@@ -51,6 +60,14 @@ describe("model forward", () => {
     const c = forward(initModel(testConfig({ init_seed: 1 })), prompt).logits.data;
     expect(b).toEqual(a);
     expect(c).not.toEqual(a);
+  });
+
+  it("a capacity factor drops assignments, and the dropped ones show in the statistics", () => {
+    const result = forward(initModel(testConfig({ capacity_factor: 0.5 })), prompt);
+    const stats = result.moe[1]!;
+    expect(stats.capacity).toBe(Math.ceil((0.5 * 2 * prompt.length) / 8));
+    expect(stats.dropped).toBeGreaterThan(0);
+    expect(stats.kept.reduce((a, n) => a + n, 0)).toBe(prompt.length * 2 - stats.dropped);
   });
 
   it("MoE layers after first_k_dense_replace, dense before, with routing statistics", () => {
@@ -111,6 +128,15 @@ describe("weights", () => {
     expect(names).toEqual([...weightShapes(model.config).keys()]);
   });
 
+  it("a tied head is the embedding table: saved once, loaded back as one", () => {
+    const model = initModel(testConfig({ tie_word_embeddings: true }));
+    expect(model.weights.lm_head).toBe(model.weights.embed_tokens);
+    expect(modelParams(model).has("lm_head.weight")).toBe(false);
+    const loaded = modelFromSafetensors(modelToSafetensors(model));
+    expect(loaded.weights.lm_head).toBe(loaded.weights.embed_tokens);
+    expect(forward(loaded, prompt).logits.data).toEqual(forward(model, prompt).logits.data);
+  });
+
   it("names every missing, extra or mis-shaped tensor", () => {
     const model = initModel(testConfig());
     const params = modelParams(model);
@@ -136,3 +162,36 @@ describe("weights", () => {
   });
 });
 
+
+describe("backends", () => {
+  it("the same forward runs on WASM: logits within the whole-model tolerance, the same greedy tokens", async () => {
+    const { loadBackend } = await import("../src/backend.ts");
+    let backend;
+    try {
+      backend = await loadBackend("wasm", { threads: 1 });
+    } catch (error) {
+      console.warn(`WASM backend not available, whole-model check skipped: ${(error as Error).message}`);
+      return;
+    }
+    try {
+      for (const kind of available) {
+        const model = initModel(testConfig({ attention_kind: kind, init_std: 0.3 }));
+        const ref = forward(model, prompt).logits.data;
+        const wasm = forward(model, prompt, { kernels: backend.kernels! }).logits.data;
+        let [err, norm] = [0, 0];
+        ref.forEach((v, i) => {
+          err += (wasm[i]! - v) ** 2;
+          norm += v * v;
+        });
+        expect(err / norm, kind).toBeLessThan(1e-7);
+        for (let t = 0; t < prompt.length; t++) {
+          const row = (a: Float32Array) => Array.from(a.subarray(t * 260, (t + 1) * 260));
+          const [r, w] = [row(ref), row(wasm)];
+          expect(w.indexOf(Math.max(...w)), `${kind} token ${t}`).toBe(r.indexOf(Math.max(...r)));
+        }
+      }
+    } finally {
+      await backend.dispose();
+    }
+  });
+});

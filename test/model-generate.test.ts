@@ -2,6 +2,8 @@ import { describe, expect, it } from "vitest";
 import { Random } from "../src/random.ts";
 import { tensor } from "../src/tensor.ts";
 import { runBatched, type BatchRequest } from "../src/model/batching.ts";
+import { createCache } from "../src/model/cache.ts";
+import { forward, forwardBatch } from "../src/model/model.ts";
 import { depthSweep } from "../src/model/depth.ts";
 import { generate, sample } from "../src/model/generate.ts";
 import { initModel } from "../src/model/weights.ts";
@@ -80,6 +82,13 @@ describe("continuous batching", () => {
     expect(result.tokenUtilisation).toBeLessThan(1);
   });
 
+  it("stays equal to each request alone with early exit on", () => {
+    const result = runBatched(model, requests, { maxBatch: 3, stopToken: null, exitThreshold: 0.05 });
+    for (const r of requests) {
+      expect(result.outputs.get(r.id)).toEqual(generate(model, [...r.prompt], { ...r, stopToken: null, exitThreshold: 0.05 }).tokens);
+    }
+  });
+
   it("names a bad request", () => {
     expect(() => runBatched(model, [{ id: "x", prompt: [], maxTokens: 1 }], { maxBatch: 1 })).toThrow(/requests\[0\].prompt/);
     expect(() => runBatched(model, requests, { maxBatch: 0 })).toThrow(/maxBatch/);
@@ -93,5 +102,19 @@ describe("depth sweep", () => {
     expect(never!.agreement).toBe(1);
     expect(low!.meanLayers).toBe(1);
     expect(low!.layersSaved).toBeCloseTo(2 / 3);
+  });
+});
+
+describe("padded batch forward", () => {
+  it("padding rows compute nothing and give zero logits; real rows equal their own forward", () => {
+    const caches = [createCache(model.config), createCache(model.config), createCache(model.config)];
+    const result = forwardBatch(model, [[256, 1, 2], [256, 258, 258], [258, 258, 258]], [3, 1, 0], { caches });
+    expect(result.logits.shape).toEqual([3, 3, 260]);
+    expect(caches.map((c) => c.length)).toEqual([3, 1, 0]);
+    const alone = forward(model, [256, 1, 2]).logits.data;
+    expect(result.logits.data.subarray(0, 3 * 260)).toEqual(alone);
+    expect(result.logits.data.subarray(4 * 260).every((v) => v === 0)).toBe(true);
+    expect(() => forwardBatch(model, [[1, 2], [3]], [2, 1], { caches: caches.slice(0, 2) })).toThrow(/tokens\[1\]: expected 2 tokens/);
+    expect(() => forward(model, [])).toThrow(/tokens: expected at least one token id/);
   });
 });

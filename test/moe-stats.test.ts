@@ -58,6 +58,9 @@ describe("routing statistics", () => {
     const lines = table.split("\n");
     expect(lines).toHaveLength(7);
     expect(lines[6]).toMatch(/^ {4}5 {2}"f" +e0 +0\.8000 {2}DROPPED {2}e3 +0\.1000 {2}kept$/);
+    const short = routingTable(routing, { mask: Uint8Array.from([1, 0, 1, 1, 1, 1]), maxTokens: 2 }).split("\n");
+    expect(short).toEqual([expect.stringMatching(/^token  choice 1 +choice 2$/), expect.stringMatching(/^ {4}0  e1 +0\.4600  kept +e0 +0\.4400  DROPPED$/), "    1  padding", "  … 4 more tokens"]);
+    expect(() => routingTable(routing, { labels: ["a"] })).toThrow(/^labels: expected 6 labels/);
   });
 });
 
@@ -108,16 +111,20 @@ describe("bias balancing", () => {
         const E = 8;
         const config = routerConfig({ n_routed_experts: E, num_experts_per_tok: 2, scoring_func: "sigmoid", topk_method: "noaux_tc" });
         const rng = new Random(seed);
-        const skew = randBounded(rng, [E], 0.5).data;
-        const batch = () => {
-          const x = randBounded(rng, [64, E]);
-          return tensor([64, E], x.data.map((v, i) => v + skew[i % E]!));
+        // Skewed: expert e's logits are offset by 1 - 2e/(E-1) (from +1 to -1), plus a seeded jitter.
+        const skew = randBounded(rng, [E], 0.2).data.map((v, e) => v + 1 - (2 * e) / (E - 1));
+        const batch = (N: number) => {
+          const x = randBounded(rng, [N, E]);
+          return tensor([N, E], x.data.map((v, i) => v + skew[i % E]!));
+        };
+        const loads = (b: Tensor, logits: Tensor) => {
+          const N = logits.shape[0]!;
+          return routingStats({ ...route(logits, config, b), kept: new Uint8Array(N * 2) }, tensor([N, E]), null);
         };
         let bias = tensor([E]);
-        const maxVio = (b: Tensor, logits: Tensor) => routingStats({ ...route(logits, config, b), kept: new Uint8Array(128) }, tensor([64, E]), null).maxVio;
-        for (let step = 0; step < 50; step++) bias = updateBias(bias, routingStats({ ...route(batch(), config, bias), kept: new Uint8Array(128) }, tensor([64, E]), null).routed, 0.01);
-        const test = batch();
-        expect(maxVio(bias, test)).toBeLessThan(maxVio(tensor([E]), test));
+        for (let step = 0; step < 50; step++) bias = updateBias(bias, loads(bias, batch(64)).routed, 0.01);
+        const test = batch(512);
+        expect(loads(bias, test).maxVio).toBeLessThan(loads(tensor([E]), test).maxVio);
       }),
       { numRuns: 20 },
     );

@@ -3,8 +3,10 @@ import { describe, expect, it } from "vitest";
 import {
   DTYPES, readSafetensors, readSafetensorsHeader, SafetensorsError, writeSafetensors, type Dtype, type TensorToWrite,
 } from "../src/io/safetensors.ts";
+import { fp8WeightTensors, readFp8Weight } from "../src/io/fp8-weights.ts";
+import { dequantizeFp8, quantizeFp8 } from "../src/quant/fp8.ts";
 import { FORMATS, roundTo } from "../src/quant/minifloat.ts";
-import { Random } from "../src/random.ts";
+import { Random, randBounded } from "../src/random.ts";
 
 /** A file built by hand: 8-byte length, the header text exactly as given, then the data bytes. */
 function fileOf(header: string, data: ArrayLike<number> = [], claimedLength?: bigint): Uint8Array {
@@ -116,6 +118,20 @@ describe("the writer", () => {
     const json = `{"__metadata__":{"x":"y"},"w":${entry("F32", [1], 0, 4)},"a":${entry("I8", [1], 4, 5)},"b":${entry("I8", [2], 5, 7)}}`;
     expect(header).toBe(json.padEnd(length, " "));
     expect([...bytes.subarray(8 + length)]).toEqual([...hex("0000803f"), 3, 255, 2]);
+  });
+
+  // Expected bytes as the Rust reference (through its Python binding) writes them, from its own serialisation tests.
+  it("writes byte for byte what the reference implementation writes", () => {
+    const zeros = (dtype: Dtype) => ({ dtype, shape: [2, 2], data: [0, 0, 0, 0] });
+    const latin1 = (bytes: Uint8Array) => Buffer.from(bytes).toString("latin1");
+    const i32 = `{"dtype":"I32","shape":[2,2],"data_offsets":[0,16]}`;
+    expect(latin1(writeSafetensors({ test: zeros("I32") }))).toBe(`@${"\0".repeat(7)}{"test":${i32}}    ${"\0".repeat(16)}`);
+    expect(latin1(writeSafetensors({ test2: zeros("F16"), test1: zeros("I32") }))).toBe(
+      `\x80${"\0".repeat(7)}{"test1":${i32},"test2":{"dtype":"F16","shape":[2,2],"data_offsets":[16,24]}}      ${"\0".repeat(24)}`,
+    );
+    expect(latin1(writeSafetensors({ test1: zeros("I32") }, { framework: "pt" }))).toBe(
+      `\`${"\0".repeat(7)}{"__metadata__":{"framework":"pt"},"test1":${i32}} ${"\0".repeat(16)}`,
+    );
   });
 
   it("round-trips every dtype", () => {
@@ -275,5 +291,32 @@ describe("fuzzing", () => {
       }),
       { numRuns: 400, seed: 20261123 },
     );
+  });
+});
+
+describe("DeepSeek FP8 weights", () => {
+  it("store as F8_E4M3 codes with F32 block scales and read back to the same weight", () => {
+    const weight = randBounded(new Random(8), [130, 200], 0.02);
+    const q = quantizeFp8(weight);
+    const bytes = writeSafetensors({ ...fp8WeightTensors("model.layers.0.mlp.up_proj.weight", q), "model.norm.weight": { dtype: "BF16", shape: [2], data: [1, 1] } });
+    const header = readSafetensorsHeader(bytes);
+    expect(header.entries.get("model.layers.0.mlp.up_proj.weight")!.dtype).toBe("F8_E4M3");
+    expect(header.entries.get("model.layers.0.mlp.up_proj.weight_scale_inv")!.shape).toEqual([2, 2]);
+    const back = readFp8Weight(bytes, header, "model.layers.0.mlp.up_proj.weight");
+    expect(back.bits).toEqual(q.bits);
+    expect(back.scales).toEqual(q.scales);
+    expect(dequantizeFp8(back).data).toEqual(dequantizeFp8(q).data);
+  });
+
+  it("refuses a weight without its scales, of the wrong dtype, or with scales of the wrong shape", () => {
+    const q = quantizeFp8(randBounded(new Random(9), [3, 5]));
+    const tensors = fp8WeightTensors("w", q);
+    const header = (t: Record<string, TensorToWrite>) => {
+      const bytes = writeSafetensors(t);
+      return () => readFp8Weight(bytes, readSafetensorsHeader(bytes), "w");
+    };
+    expect(header({ w: tensors.w! })).toThrow(/fp8 weight "w": its block scales "w_scale_inv" are missing/);
+    expect(header({ ...tensors, w: { dtype: "U8", shape: [3, 5], raw: q.bits } })).toThrow(/expected F8_E4M3 of shape \[out, in\], got U8 \[3, 5\]/);
+    expect(header({ ...tensors, w_scale_inv: { dtype: "F32", shape: [2], data: [1, 1] } })).toThrow(/expected w_scale_inv as F32 \[1, 1\] \(one per 128×128 block\), got F32 \[2\]/);
   });
 });

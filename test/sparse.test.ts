@@ -11,10 +11,14 @@ import {
   checkNsaBlocks, overlapWeight, PAPER_BLOCKS, paperAccessCount, scoredKeys, selectBlocks, selectionScores, TINY_BLOCKS,
 } from "../src/attention/sparse-select.ts";
 import { causal, slidingWindow } from "../src/masks.ts";
+import { reference } from "../src/kernels.ts";
 import { linear } from "../src/ops.ts";
 import { Random, randBounded } from "../src/random.ts";
 import { applyRope, ropeFrequencies } from "../src/rope.ts";
 import { type Tensor } from "../src/tensor.ts";
+import { segmentedSparseGoldenCases } from "../src/attention/segmented-sparse-golden.ts";
+import { checkGolden, runGoldenCase } from "../src/io/golden.ts";
+import { createBackend } from "../wasm/backend.ts";
 
 /** |a - b| <= atol + rtol·|b| element-wise: float32 roundings in a different order, nothing more. */
 const close = (a: Tensor, b: Tensor, rtol = 1e-5, atol = 1e-6) => {
@@ -174,7 +178,7 @@ describe("NSA layer", () => {
     }), { numRuns: 25 });
   });
 
-  it("shares one selection across the heads of a GQA group", () => {
+  it("shares one selection across the heads of a GQA group; an empty chunk changes nothing", () => {
     const config = { hidden_size: 16, num_attention_heads: 4, num_key_value_heads: 2, sparse_select_count: 3 };
     const { weights, x } = setup(config, 8, 40);
     const { selected } = sparseAttentionTraced(x, weights, config).trace;
@@ -182,6 +186,9 @@ describe("NSA layer", () => {
     expect([...selected.subarray(39 * 3, 40 * 3)]).toContain(0);
     expect([...selected.subarray(39 * 3, 40 * 3)]).toContain(4); // query 39 is in block 4 (l' = 8)
     expect([...selected.subarray(0, 3)]).toEqual([0, -1, -1]); // query 0: one block exists
+    const state = createSparseState(config);
+    expect(sparseAttention({ shape: [0, 16], data: new Float32Array(0) }, weights, config, state).shape).toEqual([0, 16]);
+    expect(state.position).toBe(0);
   });
 
   it("holds O(T) selectable keys; its window and compressed parts are small", () => {
@@ -191,7 +198,30 @@ describe("NSA layer", () => {
     expect(size.compressed).toBe(1023 * 256); // blocks i with 16i + 32 <= 16384
     expect(size.pending).toBe(16 * 256);
     expect(size.window).toBe(511 * 256);
+    expect(size.perToken).toBe(size.total / 16384);
     expect(sparseStateSize({ ...config, sparse_shared_kv: true }, 16384).window).toBe(0);
+  });
+});
+
+describe("golden cases of segmented attention and NSA", () => {
+  it("pass on the WASM backend within their tolerance, selections exact", async () => {
+    const wasm = await createBackend({ threads: 1 });
+    try {
+      const cases = segmentedSparseGoldenCases();
+      for (const c of cases) {
+        const result = await checkGolden(await runGoldenCase(c), cases, wasm);
+        expect(result.outcome, `${c.name}: ${result.message}`).toBe("ok");
+      }
+    } finally {
+      await wasm.dispose();
+    }
+  });
+
+  it("say not supported on a backend without synchronous kernels", async () => {
+    const [c] = segmentedSparseGoldenCases().filter((g) => g.name.startsWith("attention.sparse."));
+    const file = await runGoldenCase(c!);
+    const asyncOnly = { name: "webgpu", description: "asynchronous only", asyncKernels: reference, dispose: async () => {} } as const;
+    expect((await checkGolden(file, [c!], asyncOnly)).outcome).toBe("not supported");
   });
 });
 

@@ -7,8 +7,9 @@ import { type Io } from "../src/cli/io.ts";
 import { readSafetensors } from "../src/io/safetensors.ts";
 import { readFileSync } from "node:fs";
 import { saveModel, initModel } from "../src/model/weights.ts";
-import { bar, shade, sparkline } from "../src/step/render.ts";
-import { type StepRecord } from "../src/step/record.ts";
+import { encode } from "../src/model/tokenizer.ts";
+import { bar, renderStep, shade, sparkline } from "../src/step/render.ts";
+import { stepRecord, type StepRecord } from "../src/step/record.ts";
 import { testConfig } from "./model-fixtures.ts";
 
 function capture() {
@@ -75,6 +76,23 @@ describe("tinyseek step", () => {
     expect(inspect.text()).toContain("layers.2.attn.probs");
   });
 
+  it("--exit-sweep measures depth saved against agreement with the full-depth model", async () => {
+    const c = capture();
+    expect(await main(["step", "--config", small, "--exit-sweep", "0,1.5", "--json"], c.io)).toBe(0);
+    const [zero, never] = JSON.parse(c.text()) as { meanLayers: number; agreement: number }[];
+    expect(zero!.meanLayers).toBe(1);
+    expect(never).toMatchObject({ meanLayers: 3, agreement: 1 });
+  });
+
+  it("--compare lists every traced tensor against the reference and says whether the backend follows", async () => {
+    const c = capture();
+    expect(await main(["step", "--config", small, "--compare", "--json"], c.io)).toBe(0);
+    const report = JSON.parse(c.text()) as { tensors: { name: string }[]; firstDeparture?: unknown };
+    expect(report.firstDeparture).toBeUndefined();
+    expect(report.tensors[0]!.name).toBe("tokens");
+    expect(report.tensors.map((r) => r.name)).toContain("layers.2.mlp.router.indices");
+  });
+
   it("a bad backend, layer or flag is one line and exit 2; a bad config names its field and exits 1", async () => {
     const backend = capture();
     expect(await main(["step", "--backend", "cuda"], backend.io)).toBe(2);
@@ -107,12 +125,39 @@ describe("tinyseek generate", () => {
     expect(["eos", "length"]).toContain(a.stopReason);
   });
 
+  it("several prompts run as one continuous batch, each continuation what it gets alone with seed S + i", async () => {
+    const c = capture();
+    const args = ["--config", small, "--max-tokens", "4", "--temperature", "0.9", "--seed", "10"];
+    expect(await main(["generate", "--prompt", "ab", "--prompt", "hello there", "--prompt", "z", "--max-batch", "2", ...args, "--json"], c.io)).toBe(0);
+    const batch = JSON.parse(c.text()) as { outputs: { tokens: number[] }[]; rowUtilisation: number; steps: unknown[] };
+    expect(batch.outputs).toHaveLength(3);
+    const alone = capture();
+    expect(await main(["generate", "--prompt", "hello there", ...args.slice(0, -1), "11", "--json"], alone.io)).toBe(0);
+    expect(batch.outputs[1]!.tokens).toEqual((JSON.parse(alone.text()) as { tokens: number[] }).tokens);
+    expect(batch.rowUtilisation).toBeGreaterThan(0);
+  });
+
   it("requires a prompt and checks its numbers", async () => {
     const c = capture();
     expect(await main(["generate"], c.io)).toBe(2);
     expect(c.err[0]).toMatch(/--prompt TEXT is required/);
     const p = capture();
     expect(await main(["generate", "--prompt", "x", "--top-p", "0"], p.io)).toBe(2);
+  });
+});
+
+describe("step record for the other kinds", () => {
+  it("sparse attention shows which blocks each query reads instead of a heatmap", () => {
+    const model = initModel(testConfig({ attention_kind: "sparse" }));
+    const prompt = "blocks of four, please";
+    const record = stepRecord(model, prompt, encode(prompt), { head: 2 });
+    const layer = record.layers[0]!;
+    expect(layer.heatmap).toBeNull();
+    expect(layer.sparse!.group).toBe(2);
+    expect(layer.sparse!.selected).toHaveLength(encode(prompt).length);
+    expect(layer.sparse!.selected[0]!.filter((b) => b >= 0)).toEqual([0]); // the first query has one block to read
+    const text = renderStep(record).join("\n");
+    expect(text).toContain("sparse attention (NSA), kv group 2");
   });
 });
 

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { readSafetensors } from "../src/io/safetensors.ts";
 import { forward } from "../src/model/model.ts";
 import { initModel } from "../src/model/weights.ts";
-import { createTrace, globToRegExp, record, traceToSafetensors, wants } from "../src/trace.ts";
+import { compareTraces, createTrace, globToRegExp, record, traceToSafetensors, wants } from "../src/trace.ts";
 import { testConfig } from "./model-fixtures.ts";
 
 describe("trace", () => {
@@ -58,5 +58,26 @@ describe("trace", () => {
 
   it("names a tensor whose data does not fit its shape", () => {
     expect(() => record(createTrace("*"), "bad", { shape: [3], data: new Float32Array(2) })).toThrow(/trace "bad": expected 3 values/);
+  });
+});
+
+describe("compareTraces", () => {
+  it("names the first tensor, in forward order, where two runs part", () => {
+    const model = initModel(testConfig());
+    const [a, b] = [createTrace("*"), createTrace("*")];
+    forward(model, [256, 5, 6, 7], { trace: a });
+    forward(model, [256, 5, 6, 7], { trace: b });
+    expect(compareTraces(a, b).firstDeparture).toBeUndefined();
+    // Perturb one intermediate: everything before it still agrees, it is the first departure named.
+    const out = b.tensors.get("layers.1.attn.out")!;
+    const bent = Float32Array.from(out.data as Float32Array, (v, i) => (i === 3 ? v + 1 : v));
+    b.tensors.set("layers.1.attn.out", { shape: out.shape, data: bent });
+    const { tensors, firstDeparture } = compareTraces(a, b);
+    expect(firstDeparture!.name).toBe("layers.1.attn.out");
+    expect(firstDeparture!.comparison.maxAbsError).toBeCloseTo(1, 5);
+    expect(tensors.map((t) => t.name).slice(0, 3)).toEqual(["tokens", "embed", "layers.0.attn.in"]);
+    const indices = b.tensors.get("layers.1.mlp.router.indices")!;
+    b.tensors.set("layers.1.mlp.router.indices", { shape: indices.shape, data: Int32Array.from(indices.data, (v, i) => (i === 0 ? v + 1 : v)) });
+    expect(compareTraces(a, b).tensors.find((t) => t.name === "layers.1.mlp.router.indices")!.comparison.pass).toBe(false);
   });
 });

@@ -12,7 +12,11 @@ import { argError, checkInteger, checkNumber, TinyseekError } from "../src/error
 import { type FusedAttentionOptions, type Kernels } from "../src/kernels.ts";
 import { type MaskSpec } from "../src/masks.ts";
 import { type ExpertWeights, type Routing } from "../src/moe/experts.ts";
+import { dequantizeFp8, quantizeActivationTiles } from "../src/quant/fp8.ts";
+import { dequantizeInt } from "../src/quant/int.ts";
+import { quantizeTokenInt8, type QuantLinearOptions, type QuantWeight } from "../src/quant/linear.ts";
 import { expectShape, numel, shapeString, type Tensor } from "../src/tensor.ts";
+import { Arena } from "./arena.ts";
 import { Heap } from "./heap.ts";
 import { Pool } from "./pool.ts";
 import { WebAssemblyApi, type WasmModule } from "./webassembly.ts";
@@ -23,11 +27,14 @@ export interface WasmOptions extends BackendOptions {
   check?: boolean;
   /** Bytes of packed weights kept resident before the least recently used are evicted (default 1 GiB). */
   weightBudget?: number;
+  /** Jobs of fewer flops stay on the calling thread (default 2²¹; 0 sends every matmul and attention to the pool). */
+  parallelFlops?: number;
 }
 
 interface Exports {
   heapBase(): number;
-  gemm(M: number, N: number, K: number, a: number, lda: number, bp: number, c: number, ldc: number, part: number, parts: number): void;
+  gemm(M: number, N: number, K: number, a: number, lda: number, bp: number, c: number, ldc: number, scratch: number, part: number, parts: number): void;
+  gemmScratch(): number;
   packB(b: number, K: number, N: number, ldb: number, out: number): void;
   packBt(w: number, N: number, K: number, ldw: number, out: number): void;
   attention(...args: number[]): void;
@@ -42,7 +49,9 @@ interface Exports {
 /** Exports that split across threads (they take part, parts last). */
 const THREADED = ["gemm", "attention"];
 /** Below this many flops a job stays on the calling thread: waking a worker costs tens of microseconds. */
-const PARALLEL_FLOPS = 1 << 21;
+const PARALLEL_FLOPS = 2 ** 21;
+/** Chunks per thread: enough that a thread the OS runs late leaves little for the others to wait on. */
+const CHUNKS_PER_THREAD = 4;
 
 const wasmPath = fileURLToPath(new URL("./build/tinyseek.wasm", import.meta.url));
 let compiled: Promise<WasmModule> | undefined;
@@ -73,7 +82,7 @@ export async function createBackend(options: WasmOptions = {}): Promise<Backend>
   const heap = new Heap(memory, exports.heapBase(), check);
   const pool = threads > 1 ? await Pool.create(module, memory, threads, THREADED) : undefined;
   const weights = new WeightCache(heap, options.weightBudget ?? 2 ** 30);
-  const kernels = wasmKernels(exports, heap, weights, pool);
+  const kernels = wasmKernels(exports, heap, weights, pool, options.parallelFlops ?? PARALLEL_FLOPS);
   return {
     name: "wasm",
     description: `WebAssembly SIMD128, ${threads} thread${threads > 1 ? "s" : ""}${check ? ", checked buffers" : ""}`,
@@ -93,30 +102,23 @@ export function wasmStats(backend: Backend): { liveBytes: number; liveBlocks: nu
   return (backend as { stats?: () => ReturnType<typeof wasmStats> }).stats?.();
 }
 
-function wasmKernels(ex: Exports, heap: Heap, weights: WeightCache, pool: Pool | undefined): Kernels {
+function wasmKernels(ex: Exports, heap: Heap, weights: WeightCache, pool: Pool | undefined, parallelFlops: number): Kernels {
   const threads = pool?.threads ?? 1;
+  const gemmScratch = ex.gemmScratch();
 
-  /** Runs body with a list of blocks to release afterwards, then checks every guard (check mode). */
-  function scoped<T>(kernel: string, body: (blocks: number[]) => T): T {
-    const blocks: number[] = [];
+  /** Runs body, checks every guard (check mode), and frees the call's temporaries. */
+  const temp = new Arena(heap);
+  function scoped<T>(kernel: string, body: () => T): T {
     try {
-      const result = body(blocks);
+      const result = body();
       heap.verify(kernel);
       return result;
     } finally {
-      for (const ptr of blocks) heap.release(ptr);
+      temp.reset();
     }
   }
-  const put = (blocks: number[], data: Float32Array | Int32Array | Uint8Array) => {
-    const ptr = heap.put(data);
-    blocks.push(ptr);
-    return ptr;
-  };
-  const alloc = (blocks: number[], bytes: number) => {
-    const ptr = heap.alloc(bytes);
-    blocks.push(ptr);
-    return ptr;
-  };
+  const put = (data: Float32Array | Int32Array | Uint8Array) => temp.put(data);
+  const alloc = (bytes: number) => temp.alloc(bytes);
   // new + set: slice() of a view of shared memory is an order of magnitude slower in V8.
   const read = (ptr: number, shape: readonly number[]): Tensor => {
     const data = new Float32Array(numel(shape));
@@ -126,9 +128,12 @@ function wasmKernels(ex: Exports, heap: Heap, weights: WeightCache, pool: Pool |
 
   /** C[M, N] = A · B for B packed at bp; rows or panels split over the pool when it pays. */
   function gemm(M: number, N: number, K: number, a: number, bp: number, c: number): void {
-    const args = [M, N, K, a, K, bp, c, N];
-    if (pool && 2 * M * N * K >= PARALLEL_FLOPS) pool.run("gemm", args, ex.gemm);
-    else ex.gemm(M, N, K, a, K, bp, c, N, 0, 1);
+    // The same rule as the kernel's: split the dimension with more tiles, in a few chunks per thread.
+    const tiles = Math.max(Math.ceil(N / 8), Math.ceil(M / 4));
+    const chunks = pool && 2 * M * N * K >= parallelFlops && tiles > 1 ? Math.min(tiles, CHUNKS_PER_THREAD * threads) : 1;
+    const scratch = alloc(chunks * gemmScratch); // callers are inside scoped(): freed with the call's temporaries
+    if (chunks > 1) pool!.run("gemm", [M, N, K, a, K, bp, c, N, scratch], ex.gemm, chunks);
+    else ex.gemm(M, N, K, a, K, bp, c, N, scratch, 0, 1);
   }
   const panelBytes = (K: number, N: number) => Math.ceil(N / 8) * 8 * K * 4;
 
@@ -146,11 +151,11 @@ function wasmKernels(ex: Exports, heap: Heap, weights: WeightCache, pool: Pool |
     const K = a.shape[a.shape.length - 1]!;
     const { N } = expectShape("b", b, ["K", "N"], { K });
     const M = K === 0 ? numel(a.shape.slice(0, -1)) : a.data.length / K;
-    return scoped("matmul", (blocks) => {
-      const pa = put(blocks, a.data), pbRaw = put(blocks, b.data);
-      const bp = alloc(blocks, panelBytes(K, N));
+    return scoped("matmul", () => {
+      const pa = put(a.data), pbRaw = put(b.data);
+      const bp = alloc(panelBytes(K, N));
       ex.packB(pbRaw, K, N, N, bp);
-      const c = alloc(blocks, M * N * 4);
+      const c = alloc(M * N * 4);
       gemm(M, N, K, pa, bp, c);
       return read(c, [...a.shape.slice(0, -1), N]);
     });
@@ -164,10 +169,10 @@ function wasmKernels(ex: Exports, heap: Heap, weights: WeightCache, pool: Pool |
     const known = { ...Object.fromEntries(lead.map((d, i) => [`b${i}`, d])), K };
     const { N } = expectShape("b", b, [...names, "K", "N"], known);
     const batches = numel(lead);
-    return scoped("bmm", (blocks) => {
-      const pa = put(blocks, a.data), pb = put(blocks, b.data);
-      const bp = alloc(blocks, panelBytes(K, N));
-      const c = alloc(blocks, batches * M * N * 4);
+    return scoped("bmm", () => {
+      const pa = put(a.data), pb = put(b.data);
+      const bp = alloc(panelBytes(K, N));
+      const c = alloc(batches * M * N * 4);
       for (let i = 0; i < batches; i++) {
         ex.packB(pb + i * K * N * 4, K, N, N, bp);
         gemm(M, N, K, pa + i * M * K * 4, bp, c + i * M * N * 4);
@@ -181,11 +186,48 @@ function wasmKernels(ex: Exports, heap: Heap, weights: WeightCache, pool: Pool |
     const K = x.shape[x.shape.length - 1]!;
     const { out: N } = expectShape("weight", weight, ["out", "in"], { in: K });
     const M = K === 0 ? numel(x.shape.slice(0, -1)) : x.data.length / K;
-    return scoped("linear", (blocks) => {
+    return scoped("linear", () => {
       const bp = packedWeight(weight.data, N, K);
-      const pa = put(blocks, x.data);
-      const c = alloc(blocks, M * N * 4);
+      const pa = put(x.data);
+      const c = alloc(M * N * 4);
       gemm(M, N, K, pa, bp, c);
+      return read(c, [...x.shape.slice(0, -1), N]);
+    });
+  }
+
+  /**
+   * Quantised linear: the weight is dequantised once (codes · scales, in float32) and kept packed like any other;
+   * activations are quantised per row exactly as the reference does (int8 per token, e4m3 per 128-wide tile) and
+   * turned back into values·scale, so the product is the same sum as the reference's, in float32.
+   */
+  function quantLinear(x: Tensor, w: QuantWeight, options: QuantLinearOptions = {}): Tensor {
+    const [N, K] = w.shape;
+    if (x.shape[x.shape.length - 1] !== K) throw argError("x", `shape [..., ${K}]`, `[${x.shape.join(", ")}]`);
+    const rows = K === 0 ? numel(x.shape.slice(0, -1)) : x.data.length / K;
+    const codes = w.scheme === "fp8" ? w.bits : w.codes;
+    const bp = weights.get(codes, `q${w.scheme}:${N}x${K}`, panelBytes(K, N), (ptr) => {
+      const raw = heap.put((w.scheme === "fp8" ? dequantizeFp8(w) : dequantizeInt(w)).data);
+      ex.packBt(raw, N, K, K, ptr);
+      heap.release(raw);
+    });
+    let xs = x.data;
+    if (w.scheme === "fp8" || options.activations) {
+      xs = new Float32Array(x.data.length);
+      for (let r = 0; r < rows; r++) {
+        const row = x.data.subarray(r * K, (r + 1) * K);
+        if (w.scheme === "fp8") {
+          const { values, scales } = quantizeActivationTiles(row, w.block);
+          for (let i = 0; i < K; i++) xs[r * K + i] = values[i]! * scales[Math.floor(i / w.block)]!;
+        } else {
+          const { codes: q, scale } = quantizeTokenInt8(row);
+          for (let i = 0; i < K; i++) xs[r * K + i] = q[i]! * scale;
+        }
+      }
+    }
+    return scoped("quantLinear", () => {
+      const pa = put(xs);
+      const c = alloc(rows * N * 4);
+      gemm(rows, N, K, pa, bp, c);
       return read(c, [...x.shape.slice(0, -1), N]);
     });
   }
@@ -194,10 +236,10 @@ function wasmKernels(ex: Exports, heap: Heap, weights: WeightCache, pool: Pool |
     const N = x.shape[x.shape.length - 1] ?? 1;
     if (visible && visible.length !== x.data.length) throw argError("visible", `${x.data.length} flags`, visible.length);
     if (N === 0 || x.data.length === 0) return { shape: [...x.shape], data: new Float32Array(x.data.length) };
-    return scoped("softmax", (blocks) => {
-      const px = put(blocks, x.data);
-      const flags = visible ? put(blocks, visible) : 0;
-      const out = alloc(blocks, x.data.length * 4);
+    return scoped("softmax", () => {
+      const px = put(x.data);
+      const flags = visible ? put(visible) : 0;
+      const out = alloc(x.data.length * 4);
       ex.softmax(px, flags, x.data.length / N, N, out);
       return read(out, x.shape);
     });
@@ -209,9 +251,9 @@ function wasmKernels(ex: Exports, heap: Heap, weights: WeightCache, pool: Pool |
     expectShape("weight", weight, ["D"], { D });
     checkNumber("eps", eps, 0, 1);
     if (D === 0 || x.data.length === 0) return { shape: [...x.shape], data: new Float32Array(x.data.length) };
-    return scoped("rmsnorm", (blocks) => {
-      const px = put(blocks, x.data), pw = put(blocks, weight.data);
-      const out = alloc(blocks, x.data.length * 4);
+    return scoped("rmsnorm", () => {
+      const px = put(x.data), pw = put(weight.data);
+      const out = alloc(x.data.length * 4);
       ex.rmsnorm(px, pw, x.data.length / D, D, eps, out);
       return read(out, x.shape);
     });
@@ -239,18 +281,18 @@ function wasmKernels(ex: Exports, heap: Heap, weights: WeightCache, pool: Pool |
         sines[t * dim + 2 * i + 1] = s;
       }
     }
-    return scoped("rope", (blocks) => {
-      const px = put(blocks, x.data), pc = put(blocks, cosines), ps = put(blocks, sines);
-      const out = alloc(blocks, x.data.length * 4);
+    return scoped("rope", () => {
+      const px = put(x.data), pc = put(cosines), ps = put(sines);
+      const out = alloc(x.data.length * 4);
       ex.rope(px, pc, ps, x.data.length / (T * dim), T, dim, out);
       return read(out, x.shape);
     });
   }
 
   function silu(x: Tensor): Tensor {
-    return scoped("silu", (blocks) => {
-      const px = put(blocks, x.data);
-      const out = alloc(blocks, x.data.length * 4);
+    return scoped("silu", () => {
+      const px = put(x.data);
+      const out = alloc(x.data.length * 4);
       ex.silu(px, x.data.length, out);
       return read(out, x.shape);
     });
@@ -258,9 +300,9 @@ function wasmKernels(ex: Exports, heap: Heap, weights: WeightCache, pool: Pool |
 
   function swiglu(gate: Tensor, up: Tensor): Tensor {
     expectShape("up", up, gate.shape.map((_, i) => `d${i}`), Object.fromEntries(gate.shape.map((d, i) => [`d${i}`, d])));
-    return scoped("swiglu", (blocks) => {
-      const pg = put(blocks, gate.data), pu = put(blocks, up.data);
-      const out = alloc(blocks, gate.data.length * 4);
+    return scoped("swiglu", () => {
+      const pg = put(gate.data), pu = put(up.data);
+      const out = alloc(gate.data.length * 4);
       ex.swiglu(pg, pu, gate.data.length, out);
       return read(out, gate.shape);
     });
@@ -282,17 +324,21 @@ function wasmKernels(ex: Exports, heap: Heap, weights: WeightCache, pool: Pool |
     }
     const outShape = [B, H, Tq, Dv];
     if (numel(outShape) === 0) return { shape: outShape, data: new Float32Array(0) };
-    return scoped("attention", (blocks) => {
-      const pq = put(blocks, q.data), pk = put(blocks, k.data), pv = put(blocks, v.data);
-      const plo = put(blocks, lo), phi = put(blocks, hi);
-      const pg = logGammas ? put(blocks, Float32Array.from(logGammas)) : 0;
+    return scoped("attention", () => {
+      const pq = put(q.data), pk = put(k.data), pv = put(v.data);
+      const plo = put(lo), phi = put(hi);
+      const pg = logGammas ? put(Float32Array.from(logGammas)) : 0;
       const flops = 2 * B * H * Tq * Tk * (Dh + Dv);
-      const parts = pool && flops >= PARALLEL_FLOPS && (B * Hkv > 1 || H / Hkv * Tq > 4) ? threads : 1;
+      // Chunks are (batch row, kv head) units when there are enough of them, else row blocks of every unit (each
+      // chunk then packs every unit's K and V again: a few percent of the work at T = 512).
+      const units = B * Hkv, rowBlocks = Math.ceil(((H / Hkv) * Tq) / 4);
+      const chunks = units >= threads ? units : rowBlocks;
+      const parts = pool && flops >= parallelFlops && chunks > 1 ? Math.min(CHUNKS_PER_THREAD * threads, chunks) : 1;
       const stride = Math.ceil(ex.attentionScratch(Tk, Dh, Dv) / 64) * 64;
-      const scratch = alloc(blocks, stride * parts);
-      const out = alloc(blocks, numel(outShape) * 4);
+      const scratch = alloc(stride * parts); // one scratch region per chunk: chunks may run concurrently
+      const out = alloc(numel(outShape) * 4);
       const args = [pq, pk, pv, out, B, H, Hkv, Tq, Tk, Dh, Dv, scale, plo, phi, pg, offset, scratch, stride];
-      if (parts > 1) pool!.run("attention", args, ex.attention);
+      if (parts > 1) pool!.run("attention", args, ex.attention, parts);
       else ex.attention(...args, 0, 1);
       return read(out, outShape);
     });
@@ -318,11 +364,11 @@ function wasmKernels(ex: Exports, heap: Heap, weights: WeightCache, pool: Pool |
     const sum = new Float64Array(N * D); // float64 over a token's k experts, as the reference
     const busiest = Math.max(0, ...slots.map((s) => s.length));
     if (busiest > 0) {
-      scoped("moe", (blocks) => {
-        const px = put(blocks, x.data);
-        const tokens = alloc(blocks, busiest * D * 4);
-        const g = alloc(blocks, busiest * F * 4), u = alloc(blocks, busiest * F * 4);
-        const y = alloc(blocks, busiest * D * 4);
+      scoped("moe", () => {
+        const px = put(x.data);
+        const tokens = alloc(busiest * D * 4);
+        const g = alloc(busiest * F * 4), u = alloc(busiest * F * 4);
+        const y = alloc(busiest * D * 4);
         const view = (t: Tensor, e: number, size: number) => t.data.subarray(e * size, (e + 1) * size);
         for (let e = 0; e < E; e++) {
           const list = slots[e]!, n = list.length;
@@ -344,7 +390,7 @@ function wasmKernels(ex: Exports, heap: Heap, weights: WeightCache, pool: Pool |
     return { shape: [N, D], data: Float32Array.from(sum) };
   }
 
-  return { name: "wasm", matmul, bmm, linear, softmax, rmsnorm, rope, silu, swiglu, attention, moe };
+  return { name: "wasm", matmul, bmm, linear, softmax, rmsnorm, rope, silu, swiglu, attention, moe, quantLinear };
 }
 
 /**

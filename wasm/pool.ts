@@ -1,37 +1,69 @@
 // Threads: worker_threads, each with its own instance of the module over the one shared memory. A job is an
-// export name and its arguments; every thread calls the export with (…arguments, part, parts) and computes only
-// its share, the calling thread taking part 0. The Kernels interface is synchronous, so the caller blocks in
-// Atomics.wait until the workers have counted themselves done. Workers are unref'd: a forgotten dispose() still
-// lets the process exit.
+// export name, its arguments and a number of chunks; every thread claims chunks one at a time and calls
+// export(...arguments, chunk, chunks), the calling thread included. Claiming (not a fixed share per thread) means
+// a worker that the OS has not scheduled yet costs nothing: the caller takes its chunks. The Kernels interface is
+// synchronous, so the caller then blocks in Atomics.wait until every claimed chunk is finished. Workers are
+// unref'd: a forgotten dispose() still lets the process exit.
 
 import { Worker } from "node:worker_threads";
 import { TinyseekError } from "../src/errors.ts";
 import { type WasmMemory, type WasmModule } from "./webassembly.ts";
 
 const MAX_ARGS = 32;
-// Control words: job generation, workers done, export index (-1: quit), argument count, error flag.
-const GENERATION = 0, DONE = 1, EXPORT = 2, COUNT = 3, FAILED = 4;
+// Control words. TICKET packs the job's generation (high 16 bits) with the next unclaimed chunk (low 16), so a
+// worker that wakes late can never claim a chunk of a newer job with the older job's arguments.
+const GENERATION = 0, TICKET = 1, FINISHED = 2, EXPORT = 3, COUNT = 4, CHUNKS = 5, FAILED = 6;
+
+/** Claims and runs chunks of job `gen` until none is left (shared by the caller and, as source, the workers). */
+function work(c: Int32Array, gen: number, chunks: number, call: (chunk: number) => void): void {
+  for (;;) {
+    const ticket = Atomics.load(c, TICKET);
+    if (ticket >>> 16 !== (gen & 0xffff) || (ticket & 0xffff) >= chunks) return;
+    if (Atomics.compareExchange(c, TICKET, ticket, ticket + 1) !== ticket) continue;
+    try {
+      call(ticket & 0xffff);
+    } catch {
+      Atomics.store(c, FAILED, 1);
+    }
+    Atomics.add(c, FINISHED, 1);
+    Atomics.notify(c, FINISHED);
+  }
+}
 
 const workerSource = `
 const { parentPort, workerData } = require("node:worker_threads");
-const { module, memory, control, args, names, part, parts } = workerData;
+const { module, memory, control, args, names } = workerData;
 const instance = new WebAssembly.Instance(module, { env: { memory, abort() { throw new Error("abort"); } } });
 const c = new Int32Array(control), a = new Float64Array(args);
+const [GENERATION, TICKET, FINISHED, EXPORT, COUNT, CHUNKS, FAILED] = [${[GENERATION, TICKET, FINISHED, EXPORT, COUNT, CHUNKS, FAILED]}];
+// work(), as above (a literal copy: Function.prototype.toString of transpiled code is not reliable).
+function work(c, gen, chunks, call) {
+  for (;;) {
+    const ticket = Atomics.load(c, TICKET);
+    if (ticket >>> 16 !== (gen & 0xffff) || (ticket & 0xffff) >= chunks) return;
+    if (Atomics.compareExchange(c, TICKET, ticket, ticket + 1) !== ticket) continue;
+    try { call(ticket & 0xffff); } catch { Atomics.store(c, FAILED, 1); }
+    Atomics.add(c, FINISHED, 1);
+    Atomics.notify(c, FINISHED);
+  }
+}
 parentPort.postMessage("ready");
 let seen = 0;
 for (;;) {
-  Atomics.wait(c, ${GENERATION}, seen);
-  seen = Atomics.load(c, ${GENERATION});
-  const index = c[${EXPORT}];
+  Atomics.wait(c, GENERATION, seen);
+  seen = Atomics.load(c, GENERATION);
+  const index = c[EXPORT];
   if (index < 0) break;
-  const list = Array.from(a.subarray(0, c[${COUNT}]));
-  try { instance.exports[names[index]](...list, part, parts); } catch { Atomics.store(c, ${FAILED}, 1); }
-  Atomics.add(c, ${DONE}, 1);
-  Atomics.notify(c, ${DONE});
+  const fn = instance.exports[names[index]];
+  const list = Array.from(a.subarray(0, c[COUNT]));
+  const chunks = c[CHUNKS];
+  work(c, seen, chunks, (chunk) => fn(...list, chunk, chunks));
 }
 `;
 
 export class Pool {
+  private generation = 0;
+
   private constructor(
     private workers: Worker[],
     private control: Int32Array,
@@ -45,8 +77,8 @@ export class Pool {
     const args = new Float64Array(new SharedArrayBuffer(MAX_ARGS * 8));
     const workers: Worker[] = [];
     await Promise.all(
-      Array.from({ length: threads - 1 }, (_, i) => {
-        const workerData = { module, memory, control: control.buffer, args: args.buffer, names, part: i + 1, parts: threads };
+      Array.from({ length: threads - 1 }, () => {
+        const workerData = { module, memory, control: control.buffer, args: args.buffer, names };
         // execArgv: [] so that the parent's flags (--input-type=module, loaders) never change how this script parses.
         const worker = new Worker(workerSource, { eval: true, workerData, execArgv: [] });
         workers.push(worker);
@@ -64,36 +96,33 @@ export class Pool {
     return this.workers.length + 1;
   }
 
-  /** Runs `exports[name](...args, part, threads)` on every thread; `local` is the caller's own export. */
-  run(name: string, args: number[], local: (...args: number[]) => void): void {
+  /** Runs `local(...args, chunk, chunks)` for every chunk, spread over all threads; `local` is the caller's export. */
+  run(name: string, args: number[], local: (...args: number[]) => void, chunks = this.threads): void {
     if (this.workers.length === 0) throw new TinyseekError("wasm: the thread pool has been disposed");
     const index = this.names.indexOf(name);
-    if (index < 0 || args.length > MAX_ARGS) throw new TinyseekError(`wasm: ${name} cannot run on the pool`);
+    if (index < 0 || args.length > MAX_ARGS || chunks > 0xffff) throw new TinyseekError(`wasm: ${name} cannot run on the pool`);
     const c = this.control;
+    const gen = ++this.generation;
     this.args.set(args);
     c[EXPORT] = index;
     c[COUNT] = args.length;
-    Atomics.store(c, DONE, 0);
+    c[CHUNKS] = chunks;
+    Atomics.store(c, FINISHED, 0);
     Atomics.store(c, FAILED, 0);
-    Atomics.add(c, GENERATION, 1);
+    Atomics.store(c, TICKET, (gen & 0xffff) << 16);
+    Atomics.store(c, GENERATION, gen);
     Atomics.notify(c, GENERATION);
-    let failure: unknown;
-    try {
-      local(...args, 0, this.threads);
-    } catch (error) {
-      failure = error;
+    work(c, gen, chunks, (chunk) => local(...args, chunk, chunks));
+    for (let done = Atomics.load(c, FINISHED); done < chunks; done = Atomics.load(c, FINISHED)) {
+      Atomics.wait(c, FINISHED, done);
     }
-    for (let done = Atomics.load(c, DONE); done < this.workers.length; done = Atomics.load(c, DONE)) {
-      Atomics.wait(c, DONE, done);
-    }
-    if (failure) throw failure;
-    if (Atomics.load(c, FAILED)) throw new TinyseekError(`wasm ${name}: a worker thread trapped`);
+    if (Atomics.load(c, FAILED)) throw new TinyseekError(`wasm ${name}: a kernel trapped on the thread pool`);
   }
 
   async dispose(): Promise<void> {
     const c = this.control;
     c[EXPORT] = -1;
-    Atomics.add(c, GENERATION, 1);
+    Atomics.store(c, GENERATION, ++this.generation);
     Atomics.notify(c, GENERATION);
     await Promise.all(this.workers.map((w) => w.terminate()));
     this.workers = [];

@@ -23,7 +23,7 @@ export class WeightCache {
   constructor(private heap: Heap, readonly budget: number) {}
 
   /** The pointer to `data` in `layout`, filling a fresh block of `bytes` with `pack(ptr)` on a miss. */
-  get(data: Float32Array, layout: string, bytes: number, pack: (ptr: number) => void): number {
+  get(data: ArrayBufferView & { length: number }, layout: string, bytes: number, pack: (ptr: number) => void): number {
     let id = this.ids.get(data.buffer);
     if (id === undefined) {
       id = this.nextId++;

@@ -12,16 +12,17 @@ import { type GpuContext, type GpuTensor } from "../context.ts";
 
 const THREADS = 64;
 
-function source(BQ: number, DH: number, DV: number): string {
-  const acc = Math.ceil((BQ * DV) / THREADS);
+// Head sizes are runtime values (loops the compiler keeps as loops: lavapipe took 4-22 s to compile each shape
+// when they were constants); workgroup arrays are sized for CAP = a power of two >= max(Dh, Dv).
+// The output accumulator lives in workgroup memory too: a private array indexed in a loop made lavapipe's compile
+// take over a minute.
+function source(BQ: number, CAP: number): string {
   return /* wgsl */ `
 const BQ = ${BQ}u;
-const DH = ${DH}u;
-const DV = ${DV}u;
-const HIDDEN = -3.40282347e38;
+const HIDDEN = -0x1.fffffep+127f;
 struct P {
   H: u32, Hkv: u32, Tq: u32, Tk: u32, scale: f32, causal: u32, offset: u32, window: u32,
-  segSize: u32, segOverlap: u32, hasLengths: u32, hasDecay: u32,
+  segSize: u32, segOverlap: u32, hasLengths: u32, hasDecay: u32, Dh: u32, Dv: u32,
 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> Q: array<f32>;
@@ -30,9 +31,10 @@ struct P {
 @group(0) @binding(4) var<storage, read> lengths: array<u32>;
 @group(0) @binding(5) var<storage, read> logGammas: array<f32>;
 @group(0) @binding(6) var<storage, read_write> O: array<f32>;
-var<workgroup> Qs: array<f32, ${BQ * DH}>;
-var<workgroup> Ks: array<f32, ${BQ * DH}>;
-var<workgroup> Vs: array<f32, ${BQ * DV}>;
+var<workgroup> Qs: array<f32, ${BQ * CAP}>;
+var<workgroup> Ks: array<f32, ${BQ * CAP}>;
+var<workgroup> Vs: array<f32, ${BQ * CAP}>;
+var<workgroup> Os: array<f32, ${BQ * CAP}>;
 var<workgroup> S: array<f32, ${BQ * BQ}>;
 var<workgroup> rowMax: array<f32, ${BQ}>;
 var<workgroup> rowSum: array<f32, ${BQ}>;
@@ -49,6 +51,8 @@ fn visible(b: u32, i: u32, j: u32) -> bool {
 
 @compute @workgroup_size(${THREADS})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let DH = p.Dh;
+  let DV = p.Dv;
   let q0 = wg.x * BQ;
   let h = wg.y;
   let b = wg.z;
@@ -60,7 +64,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     Qs[e] = select(0.0, Q[qBase + e], q0 + e / DH < p.Tq);
   }
   if (lid < BQ) { rowMax[lid] = HIDDEN; rowSum[lid] = 0.0; }
-  var acc: array<f32, ${acc}>;
+  for (var e = lid; e < BQ * DV; e += ${THREADS}u) { Os[e] = 0.0; }
   // Under a causal mask no key past the last query's position is visible.
   var kEnd = p.Tk;
   if (p.causal != 0u) { kEnd = min(p.Tk, p.offset + min(q0 + BQ, p.Tq)); }
@@ -103,23 +107,19 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       rowSum[r] = l;
     }
     workgroupBarrier();
-    for (var m = 0u; m < ${acc}u; m++) {
-      let e = lid + m * ${THREADS}u;
-      if (e < BQ * DV) {
-        let r = e / DV; let d = e % DV;
-        var a = acc[m] * rowScale[r];
-        for (var c = 0u; c < BQ; c++) { a = fma(S[r * BQ + c], Vs[c * DV + d], a); }
-        acc[m] = a;
-      }
+    for (var e = lid; e < BQ * DV; e += ${THREADS}u) {
+      let r = e / DV; let d = e % DV;
+      var a = Os[e] * rowScale[r];
+      for (var c = 0u; c < BQ; c++) { a = fma(S[r * BQ + c], Vs[c * DV + d], a); }
+      Os[e] = a;
     }
   }
   workgroupBarrier();
-  for (var m = 0u; m < ${acc}u; m++) {
-    let e = lid + m * ${THREADS}u;
+  for (var e = lid; e < BQ * DV; e += ${THREADS}u) {
     let r = e / DV;
-    if (e < BQ * DV && q0 + r < p.Tq) {
+    if (q0 + r < p.Tq) {
       let l = rowSum[r];
-      O[((b * p.H + h) * p.Tq + q0) * DV + e] = select(0.0, acc[m] / l, l > 0.0);
+      O[((b * p.H + h) * p.Tq + q0) * DV + e] = select(0.0, Os[e] / l, l > 0.0);
     }
   }
 }`;
@@ -128,11 +128,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 const sources = new Map<string, string>();
 
 /** The largest query/key tile (16, 8, 4, 2, 1 rows) whose workgroup memory fits the device. */
-function tileRows(DH: number, DV: number, limit: number): number {
+function tileRows(CAP: number, limit: number): number {
   for (const BQ of [16, 8, 4, 2, 1]) {
-    if ((2 * BQ * DH + BQ * DV + BQ * BQ + 3 * BQ) * 4 <= limit) return BQ;
+    if ((4 * BQ * CAP + BQ * BQ + 3 * BQ) * 4 <= limit) return BQ;
   }
-  throw argError("head dimensions", `Dh and Dv small enough for ${limit} bytes of workgroup memory`, `${DH}, ${DV}`);
+  throw argError("head dimensions", `Dh and Dv small enough for ${limit} bytes of workgroup memory`, CAP);
 }
 
 export interface AttentionArgs {
@@ -153,17 +153,19 @@ export function attention(ctx: GpuContext, q: GpuTensor, k: GpuTensor, v: GpuTen
   const { B, H, Hkv, Tq, Tk, Dh, Dv, scale, mask = {} } = args;
   const offset = mask.offset ?? Tk - Tq;
   checkInteger("mask.offset", offset, 0);
-  const BQ = tileRows(Dh, Dv, ctx.device.limits.maxComputeWorkgroupStorageSize);
-  const key = `${BQ}:${Dh}:${Dv}`;
+  // At least 64: each variant costs seconds to compile on lavapipe, so few variants beat snug memory.
+  const CAP = 2 ** Math.max(6, Math.ceil(Math.log2(Math.max(Dh, Dv, 1))));
+  const BQ = tileRows(CAP, ctx.device.limits.maxComputeWorkgroupStorageSize);
+  const key = `${BQ}:${CAP}`;
   let code = sources.get(key);
-  if (!code) sources.set(key, (code = source(BQ, Dh, Dv)));
+  if (!code) sources.set(key, (code = source(BQ, CAP)));
   const causal = mask.causal || mask.window !== undefined || mask.segment !== undefined;
   const lengths = mask.lengths ? ctx.upload(Uint32Array.from(mask.lengths)) : ctx.acquire(1);
   const gammas = args.logGammas ?? ctx.acquire(1);
   const out = ctx.empty([B, H, Tq, Dv]);
   const params = [
     H, Hkv, Tq, Tk, { f: scale }, causal ? 1 : 0, offset, mask.window ?? 0,
-    mask.segment?.size ?? 0, mask.segment?.overlap ?? 0, mask.lengths ? 1 : 0, args.logGammas ? 1 : 0,
+    mask.segment?.size ?? 0, mask.segment?.overlap ?? 0, mask.lengths ? 1 : 0, args.logGammas ? 1 : 0, Dh, Dv,
   ];
   ctx.dispatch(code, [q.buffer, k.buffer, v.buffer, lengths, gammas, out.buffer], params, [Math.ceil(Tq / BQ), H, B]);
   ctx.release(lengths);

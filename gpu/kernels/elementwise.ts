@@ -71,3 +71,37 @@ export function rope(ctx: GpuContext, x: GpuTensor, table: GPUBuffer, T: number)
 export function gatherRows(ctx: GpuContext, x: GPUBuffer, D: number, indices: GPUBuffer, count: number): GpuTensor {
   return run(ctx, GATHER, [x, indices], [count, D], [D]);
 }
+
+// Block copy: for batch b < nb, row r < rows, column c < width:
+//   dst[dstOff + b·dstBatch + r·dstRow + c] = src[srcOff + b·srcBatch + r·srcRow + c].
+// Head splits, merges and concatenations along the last axis are all this one kernel.
+const COPY = /* wgsl */ `
+struct P { n: u32, rows: u32, width: u32, srcOff: u32, srcRow: u32, srcBatch: u32, dstOff: u32, dstRow: u32, dstBatch: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read_write> Y: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+  let i = gid.x + gid.y * nw.x * 64u;
+  if (i >= p.n) { return; }
+  let c = i % p.width; let r = (i / p.width) % p.rows; let b = i / (p.width * p.rows);
+  Y[p.dstOff + b * p.dstBatch + r * p.dstRow + c] = X[p.srcOff + b * p.srcBatch + r * p.srcRow + c];
+}`;
+
+export interface BlockCopy {
+  batches?: number;
+  rows: number;
+  width: number;
+  srcOff?: number;
+  srcRow: number;
+  srcBatch?: number;
+  dstOff?: number;
+  dstRow: number;
+  dstBatch?: number;
+}
+
+export function copyBlocks(ctx: GpuContext, src: GPUBuffer, dst: GPUBuffer, b: BlockCopy): void {
+  const n = (b.batches ?? 1) * b.rows * b.width;
+  const params = [n, b.rows, b.width, b.srcOff ?? 0, b.srcRow, b.srcBatch ?? 0, b.dstOff ?? 0, b.dstRow, b.dstBatch ?? 0];
+  ctx.dispatch(COPY, [src, dst], params, groups1d(n, 64));
+}

@@ -37,7 +37,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<
   let row = wg.x + wg.y * nw.x;
   if (row >= p.rows) { return; }
   let base = row * p.n;
-  var m = -3.40282347e38;
+  var m = -0x1.fffffep+127f;
   var count = 0.0;
   for (var j = lid; j < p.n; j += 64u) {
     if (seen(base + j)) { m = max(m, X[base + j]); count += 1.0; }

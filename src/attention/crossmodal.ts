@@ -177,7 +177,9 @@ function visibility(queries: Uint8Array, keys: Uint8Array, B: number, H: number,
   const out = new Uint8Array(B * H * Tq * Tk);
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < H; h++) {
-      for (let i = 0; i < Tq; i++) for (let j = 0; j < Tk; j++) out[((b * H + h) * Tq + i) * Tk + j] = queries[b * Tq + i]! & keys[b * Tk + j]!;
+      for (let i = 0; i < Tq; i++) {
+        for (let j = 0; j < Tk; j++) out[((b * H + h) * Tq + i) * Tk + j] = queries[b * Tq + i]! & keys[b * Tk + j]!;
+      }
     }
   }
   return out;

@@ -5,7 +5,7 @@
 //   "as-written": score_ij = q_i·(γ^j·k_j)/√Dh, kept for fidelity to the material, flaw and all.
 // Both are causal; i and j are absolute positions (i = offset + row, offset = what a cache already holds).
 
-import { argError, checkNumber, checkOneOf } from "../errors.ts";
+import { argError, checkInteger, checkNumber, checkOneOf } from "../errors.ts";
 import { causal, combine, type Mask } from "../masks.ts";
 import { expectShape, type Tensor } from "../tensor.ts";
 import { attention, type AttentionResult } from "./attention.ts";
@@ -57,6 +57,10 @@ export function decayAttention(q: Tensor, k: Tensor, v: Tensor, options: DecayOp
 
 /** The relative decay as an additive bias [H, Tq, Tk]: (offset + i - j)·ln γ_h (masking is left to the mask). */
 export function decayBias(logGammas: readonly number[], Tq: number, Tk: number, offset = Tk - Tq): Tensor {
+  checkInteger("Tq", Tq, 0);
+  checkInteger("Tk", Tk, 0);
+  checkInteger("offset", offset, 0);
+  logGammas.forEach((g, h) => checkNumber(`logGammas[${h}]`, g, -Number.MAX_VALUE, 0));
   const H = logGammas.length;
   const bias = new Float32Array(H * Tq * Tk);
   for (let h = 0; h < H; h++) {

@@ -83,14 +83,17 @@ export function createDsaCache(config: DsaConfig, mode: MlaMode = "absorb", batc
  * The indexer's scores I [B, T, L] of the T new tokens (positions offset … offset + T - 1) against every key the
  * cache holds plus the new ones; keys in a query's future are -Infinity. Appends the new keys to `cache`.
  */
-export function indexerScores(x: Tensor, weights: DsaWeights, config: DsaConfig, cache: DsaCache, kernels: Kernels = reference): Tensor {
+export function indexerScores(
+  x: Tensor, weights: DsaWeights, config: DsaConfig, cache: DsaCache, kernels: Kernels = reference,
+): Tensor {
   const c = checkDsaConfig(config);
   const { B, T } = expectShape("x", x, ["B", "T", c.hidden_size]);
   const w = checkIndexerWeights(weights, c);
   const [HI, dI, dr] = [c.index_n_heads, c.index_head_dim, c.qk_rope_head_dim];
   const offset = cache?.mla?.length;
   if (cache?.indexKeys?.shape?.[0] !== B || cache.indexKeys.shape[1] !== offset || cache.indexKeys.shape[2] !== dI) {
-    throw argError("cache", `indexer keys [${B}, ${offset}, ${dI}] beside an MLA cache of ${offset} positions`, cache?.indexKeys?.shape ?? cache);
+    const got = cache?.indexKeys?.shape ?? cache;
+    throw argError("cache", `indexer keys [${B}, ${offset}, ${dI}] beside an MLA cache of ${offset} positions`, got);
   }
   const positions = Array.from({ length: T }, (_, i) => offset + i);
   const freqs = ropeFrequencies({ dim: dr, theta: c.rope_theta, yarn: mlaYarn(c) });
@@ -116,7 +119,9 @@ export function indexerScores(x: Tensor, weights: DsaWeights, config: DsaConfig,
     for (let t = 0; t < T; t++) {
       for (let s = 0; s <= offset + t; s++) {
         let sum = 0;
-        for (let h = 0; h < HI; h++) sum += headWeights.data[(b * T + t) * HI + h]! * norm * Math.max(dots.data[(h * T + t) * L + s]!, 0);
+        for (let h = 0; h < HI; h++) {
+          sum += headWeights.data[(b * T + t) * HI + h]! * norm * Math.max(dots.data[(h * T + t) * L + s]!, 0);
+        }
         scores[(b * T + t) * L + s] = sum;
       }
     }
@@ -163,7 +168,10 @@ export function selectedKeysAttend(selected: { shape: number[]; data: Int32Array
         const gather = (from: Tensor, d: number) => {
           const data = new Float32Array(Hkv * keys.length * d);
           for (let g = 0; g < Hkv; g++) {
-            keys.forEach((s, n) => data.set(from.data.subarray(((b * Hkv + g) * L + s) * d, ((b * Hkv + g) * L + s + 1) * d), (g * keys.length + n) * d));
+            keys.forEach((s, n) => {
+              const row = (b * Hkv + g) * L + s;
+              data.set(from.data.subarray(row * d, (row + 1) * d), (g * keys.length + n) * d);
+            });
           }
           return { shape: [1, Hkv, keys.length, d], data };
         };
@@ -193,12 +201,19 @@ export function dsa(
   const { B, T } = expectShape("x", x3, ["B", "T", c.hidden_size]);
   const live = cache ?? createDsaCache(c, mode ?? "absorb", B);
   if (live.mla.length + T > c.max_position_embeddings) {
-    throw new TinyseekError(`x: ${live.mla.length} cached + ${T} new positions exceed max_position_embeddings ${c.max_position_embeddings}`);
+    const limit = c.max_position_embeddings;
+    throw new TinyseekError(`x: ${live.mla.length} cached + ${T} new positions exceed max_position_embeddings ${limit}`);
   }
-  const scores = indexerScores(x3, weights, c, live, kernels);
-  const selected = topKeys(scores, c.index_topk);
-  const out = mla(x, weights, c, live.mla, kernels, mode ?? live.mla.mode, selectedKeysAttend(selected));
-  return { out, scores, selected };
+  const keysBefore = live.indexKeys;
+  try {
+    const scores = indexerScores(x3, weights, c, live, kernels);
+    const selected = topKeys(scores, c.index_topk);
+    const out = mla(x, weights, c, live.mla, kernels, mode ?? live.mla.mode, selectedKeysAttend(selected));
+    return { out, scores, selected };
+  } catch (error) {
+    live.indexKeys = keysBefore; // MLA's cache is unchanged on failure; keep the indexer's in step with it
+    throw error;
+  }
 }
 
 function checkIndexerWeights(weights: DsaWeights, c: ReturnType<typeof checkDsaConfig>): IndexerWeights {

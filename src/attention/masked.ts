@@ -33,8 +33,8 @@ export function maskedAttention(
         const qRows = { shape: [rows, Dh], data: q.data.subarray((b * Hkv + g) * rows * Dh, (b * Hkv + g + 1) * rows * Dh) };
         const kRows = { shape: [Tk, Dh], data: k.data.subarray((b * Hkv + g) * Tk * Dh, (b * Hkv + g + 1) * Tk * Dh) };
         const vRows = { shape: [Tk, Dv], data: v.data.subarray((b * Hkv + g) * Tk * Dv, (b * Hkv + g + 1) * Tk * Dv) };
-        const scores = kernels.linear(qRows, kRows); // q·kᵀ, [group·Tq, Tk]
-        for (let i = 0; i < scores.data.length; i++) scores.data[i]! *= scale;
+        const dots = kernels.linear(qRows, kRows); // q·kᵀ, [group·Tq, Tk]
+        const scores = { shape: dots.shape, data: dots.data.map((s) => s * scale) };
         const p = kernels.softmax(scores, visible.subarray((b * Hkv + g) * rows * Tk, (b * Hkv + g + 1) * rows * Tk));
         probs.set(p.data, (b * Hkv + g) * rows * Tk);
         out.set(kernels.matmul(p, vRows).data, (b * Hkv + g) * rows * Dv);

@@ -207,10 +207,8 @@ export function mlaProjections(
   const c = checkMlaConfig(config);
   const [H, dn, dr] = [c.num_attention_heads, c.qk_nope_head_dim, c.qk_rope_head_dim];
   const freqs = ropeFrequencies({ dim: dr, theta: c.rope_theta, yarn: mlaYarn(c) });
-  const q =
-    c.q_lora_rank === 0
-      ? kernels.linear(x, weights.q_proj!)
-      : kernels.linear(kernels.rmsnorm(kernels.linear(x, weights.q_a_proj!), weights.q_a_layernorm!, c.rms_norm_eps), weights.q_b_proj!);
+  const queryLatent = () => kernels.rmsnorm(kernels.linear(x, weights.q_a_proj!), weights.q_a_layernorm!, c.rms_norm_eps);
+  const q = c.q_lora_rank === 0 ? kernels.linear(x, weights.q_proj!) : kernels.linear(queryLatent(), weights.q_b_proj!);
   const [qNope, qPeRaw] = splitHeads(q, H, [dn, dr]) as [Tensor, Tensor];
   const [latentRaw, kPeRaw] = splitHeads(kernels.linear(x, weights.kv_a_proj_with_mqa), 1, [c.kv_lora_rank, dr]);
   const [B, T] = x.shape as [number, number];
@@ -248,13 +246,16 @@ export function mla(
   if (cachedBatch !== B) throw argError("x", `batch ${cachedBatch} to match the cache`, shapeString(x.shape));
   const start = live.length;
   if (start + T > c.max_position_embeddings) {
-    throw new TinyseekError(`x: ${start} cached + ${T} new positions exceed max_position_embeddings ${c.max_position_embeddings}`);
+    const limit = c.max_position_embeddings;
+    throw new TinyseekError(`x: ${start} cached + ${T} new positions exceed max_position_embeddings ${limit}`);
   }
 
   const positions = Array.from({ length: T }, (_, i) => start + i);
   const p = mlaProjections(x3, weights, c, positions, kernels);
   const scale = mlaSoftmaxScale(c);
-  const heads = live.mode === "absorb" ? absorb(p, weights, c, live, scale, start, kernels, attend) : naive(p, weights, c, live, scale, start, kernels, attend);
+  const heads = live.mode === "absorb"
+    ? absorb(p, weights, c, live, scale, start, kernels, attend)
+    : naive(p, weights, c, live, scale, start, kernels, attend);
   live.length = start + T;
   const out = kernels.linear(mergeHeads(heads), weights.o_proj);
   return flat ? reshape(out, [T, c.hidden_size]) : out;
@@ -266,11 +267,13 @@ function naive(
   scale: number, start: number, kernels: Kernels, attend: MlaAttend,
 ): Tensor {
   const [B, T] = p.latent.shape as [number, number];
-  const [kNope, v] = splitHeads(kernels.linear(p.latent, weights.kv_b_proj), c.num_attention_heads, [c.qk_nope_head_dim, c.v_head_dim]);
+  const kv = kernels.linear(p.latent, weights.kv_b_proj);
+  const [kNope, v] = splitHeads(kv, c.num_attention_heads, [c.qk_nope_head_dim, c.v_head_dim]);
   const k = concatLast([kNope!, reshape(p.kPe, [B, 1, T, c.qk_rope_head_dim])]); // the rotary key, shared by all heads
-  cache.keys = concatTime(cache.keys, k);
-  cache.values = concatTime(cache.values, v!);
-  return attend(concatLast([p.qNope, p.qPe]), cache.keys, cache.values, scale, start, kernels);
+  const [keys, values] = [concatTime(cache.keys, k), concatTime(cache.values, v!)];
+  const out = attend(concatLast([p.qNope, p.qPe]), keys, values, scale, start, kernels);
+  [cache.keys, cache.values] = [keys, values]; // the cache changes only once the call has succeeded
+  return out;
 }
 
 /** Attention over the latent itself: W_uk folded into the query, W_uv applied after (attn_impl = "absorb"). */
@@ -280,13 +283,13 @@ function absorb(
 ): Tensor {
   const [B, T] = p.latent.shape as [number, number];
   const { wUk, wUvT } = absorbedWeights(weights.kv_b_proj, c, B);
-  cache.latent = concatTime(cache.latent, p.latent);
-  cache.pe = concatTime(cache.pe, p.kPe);
+  const [latent, pe] = [concatTime(cache.latent, p.latent), concatTime(cache.pe, p.kPe)];
   const L = cache.length + T;
   const qLatent = kernels.bmm(p.qNope, wUk); // [B, H, T, kv_lora_rank]: q_nope·W_uk,h
-  const keys = reshape(concatLast([cache.latent, cache.pe]), [B, 1, L, c.kv_lora_rank + c.qk_rope_head_dim]);
-  const values = reshape(cache.latent, [B, 1, L, c.kv_lora_rank]);
+  const keys = reshape(concatLast([latent, pe]), [B, 1, L, c.kv_lora_rank + c.qk_rope_head_dim]);
+  const values = reshape(latent, [B, 1, L, c.kv_lora_rank]);
   const outLatent = attend(concatLast([qLatent, p.qPe]), keys, values, scale, start, kernels);
+  [cache.latent, cache.pe] = [latent, pe]; // the cache changes only once the call has succeeded
   return kernels.bmm(outLatent, wUvT); // [B, H, T, dv]
 }
 

@@ -94,7 +94,8 @@ export function patchEmbed(image: Tensor, weights: PatchWeights, config: PatchCo
   const [rows, cols] = [image.shape[1]! / p, image.shape[2]! / p];
   const projected = kernels.linear(patches, weights.patch_proj);
   const biasAndPosition = positions2d(rows, cols, E);
-  for (let n = 0; n < rows * cols; n++) for (let e = 0; e < E; e++) biasAndPosition.data[n * E + e] += weights.patch_proj_bias.data[e]!;
+  const bias = weights.patch_proj_bias.data;
+  for (let n = 0; n < rows * cols; n++) for (let e = 0; e < E; e++) biasAndPosition.data[n * E + e] += bias[e]!;
   return add(projected, biasAndPosition);
 }
 
@@ -121,7 +122,9 @@ export function readPpm(bytes: Uint8Array): Tensor {
   if (max !== 255) throw argError("ppm maxval", "255", max);
   if (bytes.length - at !== 3 * w * h) throw argError("ppm body", `${3 * w * h} bytes`, bytes.length - at);
   const out = new Float32Array(3 * h * w);
-  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) for (let c = 0; c < 3; c++) out[(c * h + y) * w + x] = bytes[at + (y * w + x) * 3 + c]! / 255;
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) for (let c = 0; c < 3; c++) out[(c * h + y) * w + x] = bytes[at + (y * w + x) * 3 + c]! / 255;
+  }
   return { shape: [3, h, w], data: out };
 }
 

@@ -143,7 +143,7 @@ export function segmentedAttention(
   const { B, T } = expectShape("x", x3, ["B", "T", c.hidden_size]);
   const s = state ?? createSegmentedState(config, B);
   checkState(s, c, B);
-  const { segment_size: S, segment_overlap: W, memory_slots: M, num_attention_heads: H, headDim: Dh } = c;
+  const { segment_size: S, memory_slots: M, num_attention_heads: H, headDim: Dh } = c;
   const start = s.position;
   if (c.absolute_position === "learned" && start + T > c.max_position_embeddings) {
     throw argError("x", `at most max_position_embeddings=${c.max_position_embeddings} positions in all`, start + T);
@@ -159,10 +159,10 @@ export function segmentedAttention(
   const kRot = kernels.rope(k!, positions, freqs);
 
   // One piece per segment the chunk touches: every query of a piece sees the same memory and window start.
-  const pieces: Tensor[] = [];
+  const pieces: Tensor[] = [{ shape: [B, H, 0, Dh], data: new Float32Array(0) }];
   for (let a = start; a < start + T; ) {
     const b = Math.min(start + T, (Math.floor(a / S) + 1) * S);
-    if (a % S === 0 && a > 0) startSegment(s, a, c, weights, kernels);
+    if (a % S === 0 && a > 0) startSegment(s, c, weights, kernels);
     const [from, to] = [a - start, b - start];
     const cached = s.keys.shape[2]!;
     s.keys = concatTime(s.keys, sliceTime(kRot, from, to));
@@ -186,8 +186,8 @@ export function segmentedAttention(
   return flat ? reshape(out, [T, c.hidden_size]) : out;
 }
 
-/** The first token of a new segment arrives at `position`: pool the memory, drop keys before position - W. */
-function startSegment(s: SegmentedState, position: number, c: ResolvedSegmentedConfig, weights: SegmentedWeights, kernels: Kernels): void {
+/** The first token of a new segment arrives at p = s.position: pool the memory, drop the keys before p - W. */
+function startSegment(s: SegmentedState, c: ResolvedSegmentedConfig, weights: SegmentedWeights, kernels: Kernels): void {
   const B = s.keys.shape[0]!;
   if (c.memory_slots > 0) {
     s.memory = poolMemory(s.memory ?? repeatRows(weights.memory!, B), s.segmentInputs, weights.memory_queries!, kernels);
@@ -252,6 +252,8 @@ export interface SegmentedStateSize {
   /** The current segment's inputs, kept to pool the next memory (only with M > 0). */
   segmentInputs: number;
   total: number;
+  /** total / T (0 at T = 0): what the state costs per token of the sequence, falling as T grows past S + W. */
+  perToken: number;
   /** Cached tokens at the peak: at most S + W. */
   cachedTokens: number;
 }
@@ -269,7 +271,8 @@ export function segmentedStateSize(config: SegmentedConfig, T: number): Segmente
   const keysValues = 2 * D * cachedTokens;
   const memory = T > 0 ? M * D : 0;
   const segmentInputs = M > 0 ? Math.min(S, T) * D : 0;
-  return { keysValues, memory, segmentInputs, total: keysValues + memory + segmentInputs, cachedTokens };
+  const total = keysValues + memory + segmentInputs;
+  return { keysValues, memory, segmentInputs, total, perToken: T > 0 ? total / T : 0, cachedTokens };
 }
 
 function checkState(s: SegmentedState, c: ResolvedSegmentedConfig, B: number): void {
@@ -282,8 +285,8 @@ function checkState(s: SegmentedState, c: ResolvedSegmentedConfig, B: number): v
 
 /** t [R, D] repeated for each of B batch rows: [B, R, D]. */
 function repeatRows(t: Tensor, B: number): Tensor {
+  if (t.shape.length !== 2) throw argError("t", "shape [R, D]", shapeString(t.shape));
   const data = new Float32Array(B * t.data.length);
   for (let b = 0; b < B; b++) data.set(t.data, b * t.data.length);
-  if (t.shape.length !== 2) throw argError("t", "shape [R, D]", shapeString(t.shape));
   return { shape: [B, ...t.shape], data };
 }

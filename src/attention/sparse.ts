@@ -15,7 +15,7 @@ import { randn, type Random } from "../random.ts";
 import { ropeFrequencies } from "../rope.ts";
 import { expectShape, reshape, type Tensor } from "../tensor.ts";
 import { concatTime, mergeHeads, splitHeads } from "./heads.ts";
-import { maskedAttention, sliceTime } from "./masked.ts";
+import { maskedAttention, sliceTime, type MaskedAttention } from "./masked.ts";
 import {
   checkNsaBlocks, compressedBlockCount, selectBlocks, selectionBlockCount, selectionMargin, selectionScores, type NsaBlocks,
 } from "./sparse-select.ts";
@@ -194,7 +194,6 @@ export function sparseAttentionTraced(
   const freqs = ropeFrequencies({ dim: Dh, theta: c.ropeTheta });
   const heads = (w: Tensor, n: number) => splitHeads(kernels.linear(x3, w), n, [Dh])[0]!;
   const rotate = (t: Tensor) => kernels.rope(t, positions, freqs);
-  const scale = 1 / Math.sqrt(Dh);
 
   const q = heads(weights.q_proj, H);
   const qRot = rotate(q);
@@ -203,56 +202,90 @@ export function sparseAttentionTraced(
   const vCmp = shared?.v ?? heads(weights.v_cmp_proj!, Hkv);
   const kSlc = rotate(shared?.k ?? heads(weights.k_slc_proj!, Hkv));
   const vSlc = shared?.v ?? heads(weights.v_slc_proj!, Hkv);
+  const window = shared ? null : { k: rotate(heads(weights.k_win_proj!, Hkv)), v: heads(weights.v_win_proj!, Hkv) };
 
-  // compressed: finish every block that this chunk completes, then attend to the ones wholly in each query's past
-  const blocksBefore = s.compressedKeys.shape[2]!;
-  const pendingFrom = blocksBefore * blocks.stride;
+  const cmp = compressedBranch(s, q, kCmp, vCmp, weights, positions, c, kernels);
+  const { selected, margin } = groupSelection(cmp.probs, positions, Hkv, blocks);
+  const slc = selectedBranch(s, qRot, kSlc, vSlc, selected, positions, c, kernels);
+  const win = windowBranch(s, qRot, window, c, kernels);
+  s.position = start + T;
+
+  const gates = kernels.linear(x3, weights.gate_proj);
+  const sigmoid = { shape: gates.shape, data: gates.data.map((g) => 1 / (1 + Math.exp(-g))) };
+  const out = kernels.linear(mergeHeads(gatedSum(sigmoid, cmp.out, slc.out, win)), weights.o_proj);
+  return {
+    out: flat ? reshape(out, [T, c.D]) : out,
+    trace: {
+      selected, queries: qRot, keys: s.selectedKeys, gates: sigmoid, selectionMargin: margin,
+      branches: { compressed: cmp.out, selected: slc.out, window: win },
+    },
+  };
+}
+
+/** Finishes every block this chunk completes, then attends to the blocks wholly in each query's past. */
+function compressedBranch(
+  s: SparseState, q: Tensor, kCmp: Tensor, vCmp: Tensor, weights: SparseWeights, positions: readonly number[],
+  c: ResolvedSparseConfig, kernels: Kernels,
+): MaskedAttention {
+  const { blocks } = c;
+  const before = s.compressedKeys.shape[2]!;
+  const pendingFrom = before * blocks.stride;
   const pendingKeys = concatTime(s.pendingKeys, kCmp);
   const pendingValues = concatTime(s.pendingValues, vCmp);
-  const blocksAfter = compressedBlockCount(start + T - 1, blocks);
-  s.compressedKeys = concatTime(s.compressedKeys, compressBlocks(pendingKeys, weights.compress_k, weights.compress_k_pos, blocksBefore, blocksAfter, pendingFrom, blocks, kernels));
-  s.compressedValues = concatTime(s.compressedValues, compressBlocks(pendingValues, weights.compress_v, weights.compress_v_pos, blocksBefore, blocksAfter, pendingFrom, blocks, kernels));
-  const keepFrom = blocksAfter * blocks.stride - pendingFrom;
+  const after = positions.length > 0 ? compressedBlockCount(positions[positions.length - 1]!, blocks) : before;
+  s.compressedKeys = concatTime(s.compressedKeys, compressBlocks(pendingKeys, weights.compress_k, weights.compress_k_pos, before, after, pendingFrom, blocks, kernels));
+  s.compressedValues = concatTime(s.compressedValues, compressBlocks(pendingValues, weights.compress_v, weights.compress_v_pos, before, after, pendingFrom, blocks, kernels));
+  const keepFrom = after * blocks.stride - pendingFrom;
   s.pendingKeys = sliceTime(pendingKeys, keepFrom, pendingKeys.shape[2]!);
   s.pendingValues = sliceTime(pendingValues, keepFrom, pendingValues.shape[2]!);
-  const cmpVisible = compressedVisibility(B * H, positions, blocksAfter, blocks);
-  const cmp = maskedAttention(q, s.compressedKeys, s.compressedValues, cmpVisible, scale, kernels);
+  const visible = compressedVisibility(q.shape[0]! * c.H, positions, after, blocks);
+  return maskedAttention(q, s.compressedKeys, s.compressedValues, visible, 1 / Math.sqrt(c.Dh), kernels);
+}
 
-  // selected: one choice per GQA group from p_cmp summed over its heads; full resolution, causal
+/** Full-resolution attention over the tokens of each group's selected blocks, causal inside the query's own block. */
+function selectedBranch(
+  s: SparseState, qRot: Tensor, kSlc: Tensor, vSlc: Tensor, selected: Int32Array, positions: readonly number[],
+  c: ResolvedSparseConfig, kernels: Kernels,
+): MaskedAttention {
+  const { H, Hkv, blocks } = c;
   s.selectedKeys = concatTime(s.selectedKeys, kSlc);
   s.selectedValues = concatTime(s.selectedValues, vSlc);
-  const Tk = start + T;
-  const group = H / Hkv;
-  const { selected, margin } = groupSelection(cmp.probs, positions, Hkv, blocks);
-  const slcVisible = new Uint8Array(B * H * T * Tk);
+  const [B, T, Tk, n] = [qRot.shape[0]!, positions.length, s.selectedKeys.shape[2]!, blocks.selectCount];
+  const visible = new Uint8Array(B * H * T * Tk);
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < H; h++) {
       for (let t = 0; t < T; t++) {
-        const at = ((b * Hkv + Math.floor(h / group)) * T + t) * blocks.selectCount;
+        const at = ((b * Hkv + Math.floor(h / (H / Hkv))) * T + t) * n;
         const row = ((b * H + h) * T + t) * Tk;
-        for (const j of selected.subarray(at, at + blocks.selectCount)) {
-          if (j >= 0) slcVisible.fill(1, row + j * blocks.selectBlock, row + Math.min((j + 1) * blocks.selectBlock, start + t + 1));
+        for (const j of selected.subarray(at, at + n)) {
+          if (j >= 0) visible.fill(1, row + j * blocks.selectBlock, row + Math.min((j + 1) * blocks.selectBlock, positions[t]! + 1));
         }
       }
     }
   }
-  const slc = maskedAttention(qRot, s.selectedKeys, s.selectedValues, slcVisible, scale, kernels);
+  return maskedAttention(qRot, s.selectedKeys, s.selectedValues, visible, 1 / Math.sqrt(c.Dh), kernels);
+}
 
-  // window: the last w keys through the fused kernel's sliding-window mask
-  const [windowKeys, windowValues] = shared
-    ? [sliceTime(s.selectedKeys, Math.max(0, Tk - T - blocks.window + 1), Tk), sliceTime(s.selectedValues, Math.max(0, Tk - T - blocks.window + 1), Tk)]
-    : [concatTime(s.windowKeys, rotate(heads(weights.k_win_proj!, Hkv))), concatTime(s.windowValues, heads(weights.v_win_proj!, Hkv))];
-  const win = kernels.attention(qRot, windowKeys, windowValues, { mask: { window: blocks.window, offset: windowKeys.shape[2]! - T }, scale });
-  if (!shared) {
-    const n = windowKeys.shape[2]!;
-    s.windowKeys = sliceTime(windowKeys, Math.max(0, n - blocks.window + 1), n);
-    s.windowValues = sliceTime(windowValues, Math.max(0, n - blocks.window + 1), n);
+/** The last w keys, the query's own included, through the fused kernel's sliding-window mask. */
+function windowBranch(s: SparseState, qRot: Tensor, own: { k: Tensor; v: Tensor } | null, c: ResolvedSparseConfig, kernels: Kernels): Tensor {
+  const { window: w } = c.blocks;
+  const T = qRot.shape[2]!;
+  let keys: Tensor, values: Tensor;
+  if (own) {
+    [keys, values] = [concatTime(s.windowKeys, own.k), concatTime(s.windowValues, own.v)];
+    const n = keys.shape[2]!;
+    s.windowKeys = sliceTime(keys, Math.max(0, n - w + 1), n);
+    s.windowValues = sliceTime(values, Math.max(0, n - w + 1), n);
+  } else { // shared projections: the window reads the selected branch's cache, which already holds this chunk
+    const n = s.selectedKeys.shape[2]!;
+    [keys, values] = [sliceTime(s.selectedKeys, Math.max(0, n - T - w + 1), n), sliceTime(s.selectedValues, Math.max(0, n - T - w + 1), n)];
   }
-  s.position = Tk;
+  return kernels.attention(qRot, keys, values, { mask: { window: w, offset: keys.shape[2]! - T }, scale: 1 / Math.sqrt(c.Dh) });
+}
 
-  // gates, per head and branch
-  const gates = kernels.linear(x3, weights.gate_proj);
-  for (let i = 0; i < gates.data.length; i++) gates.data[i] = 1 / (1 + Math.exp(-gates.data[i]!));
+/** Σ over branches of gate·output per head: gates [B, T, 3·H] (compressed, selected, window), outputs [B, H, T, Dh]. */
+function gatedSum(gates: Tensor, compressed: Tensor, selected: Tensor, window: Tensor): Tensor {
+  const [B, H, T, Dh] = compressed.shape as [number, number, number, number];
   const mixed = new Float32Array(B * H * T * Dh);
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < H; h++) {
@@ -260,15 +293,11 @@ export function sparseAttentionTraced(
         const g = (b * T + t) * 3 * H;
         const [gc, gs, gw] = [gates.data[g + h]!, gates.data[g + H + h]!, gates.data[g + 2 * H + h]!];
         const at = ((b * H + h) * T + t) * Dh;
-        for (let d = 0; d < Dh; d++) mixed[at + d] = gc * cmp.out.data[at + d]! + gs * slc.out.data[at + d]! + gw * win.data[at + d]!;
+        for (let d = 0; d < Dh; d++) mixed[at + d] = gc * compressed.data[at + d]! + gs * selected.data[at + d]! + gw * window.data[at + d]!;
       }
     }
   }
-  const out = kernels.linear(mergeHeads({ shape: [B, H, T, Dh], data: mixed }), weights.o_proj);
-  return {
-    out: flat ? reshape(out, [T, c.D]) : out,
-    trace: { selected, queries: qRot, keys: s.selectedKeys, gates, selectionMargin: margin, branches: { compressed: cmp.out, selected: slc.out, window: win } },
-  };
+  return { shape: [B, H, T, Dh], data: mixed };
 }
 
 /**
@@ -344,6 +373,7 @@ export interface SparseStateSize {
   pending: number; // raw compressed-branch keys of the unfinished blocks (fewer than l tokens)
   window: number; // 2·Hkv·Dh·(w - 1), with separate window projections
   total: number;
+  perToken: number; // total / T (0 at T = 0)
 }
 
 export function sparseStateSize(config: SparseConfig, T: number): SparseStateSize {
@@ -355,7 +385,8 @@ export function sparseStateSize(config: SparseConfig, T: number): SparseStateSiz
   const compressed = perToken * finished;
   const pending = perToken * (T - finished * blocks.stride);
   const window = sharedKv ? 0 : perToken * Math.min(T, blocks.window - 1);
-  return { selected, compressed, pending, window, total: selected + compressed + pending + window };
+  const total = selected + compressed + pending + window;
+  return { selected, compressed, pending, window, total, perToken: T > 0 ? total / T : 0 };
 }
 
 function checkState(s: SparseState, c: ResolvedSparseConfig, B: number): void {

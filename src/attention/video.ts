@@ -80,12 +80,16 @@ export function spaceChannelTimeAttention(
 ): Tensor {
   const x = checkVideo(video, config);
   checkVideoWeights(weights, config);
-  const out = squeezeExcite(spatialAttention(temporalAttention(x, weights, config, kernels), weights, config, kernels), weights, config, kernels);
+  const time = temporalAttention(x, weights, config, kernels);
+  const space = spatialAttention(time, weights, config, kernels);
+  const out = squeezeExcite(space, weights, config, kernels);
   return reshape(out, video.shape);
 }
 
 /** x + W_o·MHA over frames, at each patch: x [B, F, P, C] → [B, F, P, C]. */
-export function temporalAttention(video: Tensor, weights: VideoAttentionWeights, config: VideoAttentionConfig, kernels: Kernels = reference): Tensor {
+export function temporalAttention(
+  video: Tensor, weights: VideoAttentionWeights, config: VideoAttentionConfig, kernels: Kernels = reference,
+): Tensor {
   const c = checkVideoConfig(config);
   const x = checkVideo(video, c);
   checkVideoWeights(weights, c);
@@ -101,7 +105,9 @@ export function temporalAttention(video: Tensor, weights: VideoAttentionWeights,
 }
 
 /** x + W_o·MHA over patches, in each frame: x [B, F, P, C] → [B, F, P, C]. */
-export function spatialAttention(video: Tensor, weights: VideoAttentionWeights, config: VideoAttentionConfig, kernels: Kernels = reference): Tensor {
+export function spatialAttention(
+  video: Tensor, weights: VideoAttentionWeights, config: VideoAttentionConfig, kernels: Kernels = reference,
+): Tensor {
   const c = checkVideoConfig(config);
   const x = checkVideo(video, c);
   checkVideoWeights(weights, c);
@@ -110,7 +116,9 @@ export function spatialAttention(video: Tensor, weights: VideoAttentionWeights, 
 }
 
 /** Squeeze-and-excitation per frame: x [B, F, P, C] scaled channel-wise by g(mean over the frame's patches). */
-export function squeezeExcite(video: Tensor, weights: VideoAttentionWeights, config: VideoAttentionConfig, kernels: Kernels = reference): Tensor {
+export function squeezeExcite(
+  video: Tensor, weights: VideoAttentionWeights, config: VideoAttentionConfig, kernels: Kernels = reference,
+): Tensor {
   const c = checkVideoConfig(config);
   const x = checkVideo(video, c);
   checkVideoWeights(weights, c);
@@ -123,7 +131,8 @@ export function squeezeExcite(video: Tensor, weights: VideoAttentionWeights, con
       squeezed[frame * C + ch] = sum / P;
     }
   }
-  const hidden = withBias(kernels.linear({ shape: [B * F, C], data: squeezed }, weights.se_fc1), weights.se_fc1_bias, (v) => Math.max(v, 0));
+  const squeezedT = { shape: [B * F, C], data: squeezed };
+  const hidden = withBias(kernels.linear(squeezedT, weights.se_fc1), weights.se_fc1_bias, (v) => Math.max(v, 0));
   const gates = withBias(kernels.linear(hidden, weights.se_fc2), weights.se_fc2_bias, (v) => 1 / (1 + Math.exp(-v)));
   const out = new Float32Array(x.data.length);
   for (let i = 0; i < out.length; i++) out[i] = x.data[i]! * gates.data[Math.floor(i / (P * C)) * C + (i % C)]!;
@@ -149,7 +158,10 @@ function swapFramesAndPatches(x: Tensor): Tensor {
   const out = new Float32Array(x.data.length);
   for (let b = 0; b < B; b++) {
     for (let a = 0; a < A; a++) {
-      for (let z = 0; z < Z; z++) out.set(x.data.subarray(((b * A + a) * Z + z) * C, ((b * A + a) * Z + z + 1) * C), ((b * Z + z) * A + a) * C);
+      for (let z = 0; z < Z; z++) {
+        const from = ((b * A + a) * Z + z) * C;
+        out.set(x.data.subarray(from, from + C), ((b * Z + z) * A + a) * C);
+      }
     }
   }
   return { shape: [B, Z, A, C], data: out };

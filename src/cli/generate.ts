@@ -2,18 +2,29 @@
 // cache, printing the text as it comes. Greedy by default; --temperature, --top-k, --top-p sample with --seed.
 
 import { decode, encode } from "../model/tokenizer.ts";
+import { runBatched, type BatchRequest } from "../model/batching.ts";
 import { generate } from "../model/generate.ts";
+import { type Model } from "../model/weights.ts";
+import { type Kernels } from "../kernels.ts";
 import { loadModelBackend, loadModelFrom } from "../step/load.ts";
 import { parse, processIo, UsageError, type Io } from "./io.ts";
 import { toJson } from "./table.ts";
 
-export const help = `usage: tinyseek generate --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]
-                         [--config NAME|FILE] [--weights FILE] [--backend NAME] [--exit-threshold P] [--json]
+export const help = `usage: tinyseek generate --prompt TEXT [--prompt TEXT ...] [--max-tokens N] [--temperature T] [--top-k K]
+                         [--top-p P] [--seed S] [--max-batch N] [--config NAME|FILE] [--weights FILE]
+                         [--backend NAME] [--exit-threshold P] [--json]
 
 Continues a prompt: one forward pass over the prompt (prefill), then one per new token through the KV cache,
 stopping at <eos> or after --max-tokens (default 32). Greedy unless --temperature > 0; --top-k and --top-p cut
 the candidates first; --seed fixes the draws. Without --weights the model is randomly initialised, so the text is
-noise (but the same noise for the same seed). --json prints tokens, timings and exit layers.`;
+noise (but the same noise for the same seed). --json prints tokens, timings and exit layers.
+
+Several --prompt flags run as one continuous batch (at most --max-batch rows, default 4): new requests join as
+others finish, each row keeps its own cache, and request i samples with seed S + i, so each text is exactly what
+it gets alone. It reports how full the batches were.`;
+
+/** Control characters a sampled byte may be (ESC included) shown as their Unicode pictures, so they cannot drive the terminal. */
+const printable = (text: string) => text.replace(/[\x00-\x08\x0b-\x1f\x7f]/g, (c) => String.fromCharCode(c === "\x7f" ? 0x2421 : 0x2400 + c.charCodeAt(0)));
 
 function number(flag: string, value: string | undefined, fallback: number, integer: boolean): number {
   if (value === undefined) return fallback;
@@ -26,12 +37,15 @@ function number(flag: string, value: string | undefined, fallback: number, integ
 
 export async function run(args: string[], io: Io = processIo): Promise<number> {
   const { values, positionals } = parse(args, {
-    prompt: { type: "string" }, "max-tokens": { type: "string" }, temperature: { type: "string" }, "top-k": { type: "string" },
+    prompt: { type: "string", multiple: true }, "max-batch": { type: "string" }, "max-tokens": { type: "string" }, temperature: { type: "string" }, "top-k": { type: "string" },
     "top-p": { type: "string" }, seed: { type: "string" }, config: { type: "string" }, weights: { type: "string" },
     backend: { type: "string" }, "exit-threshold": { type: "string" }, json: { type: "boolean" },
   });
   if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
-  if (values.prompt === undefined) throw new UsageError("--prompt TEXT is required");
+  const prompts = values.prompt ?? [];
+  if (prompts.length === 0) throw new UsageError("--prompt TEXT is required");
+  const maxBatch = number("--max-batch", values["max-batch"], 4, true);
+  if (maxBatch === 0) throw new UsageError("--max-batch: expected an integer >= 1, got 0");
   const maxTokens = number("--max-tokens", values["max-tokens"], 32, true);
   const temperature = number("--temperature", values.temperature, 0, false);
   const topK = number("--top-k", values["top-k"], 0, true);
@@ -48,9 +62,12 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
   }
   try {
     const { model } = await loadModelFrom(values.config, values.weights);
-    const prompt = encode(values.prompt);
+    const sampling = { maxTokens, temperature, topK, topP, seed, kernels: backend.kernels, exitThreshold };
+    if (prompts.length > 1) return batched(model, prompts, maxBatch, sampling, values.json === true, io);
+    const text0 = prompts[0]!;
+    const prompt = encode(text0);
     const stream = !values.json && io === processIo;
-    if (stream) process.stdout.write(values.prompt);
+    if (stream) process.stdout.write(text0);
     // The bytes of one character may arrive over several tokens: print only what decodes completely so far.
     const generated: number[] = [];
     let printed = "";
@@ -59,28 +76,57 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
       const text = decode(generated);
       const complete = text.endsWith("\uFFFD") ? text.slice(0, text.lastIndexOf("\uFFFD")) : text;
       if (complete.length > printed.length) {
-        process.stdout.write(complete.slice(printed.length));
+        process.stdout.write(printable(complete.slice(printed.length)));
         printed = complete;
       }
     };
-    const result = generate(model, prompt, {
-      maxTokens, temperature, topK, topP, seed, kernels: backend.kernels, exitThreshold, onToken: stream ? onToken : undefined,
-    });
+    const result = generate(model, prompt, { ...sampling, onToken: stream ? onToken : undefined });
     const text = decode(result.tokens);
     const decodeMs = result.steps.slice(1).reduce((a, s) => a + s.ms, 0);
     const perSecond = result.steps.length > 1 ? ((result.steps.length - 1) / decodeMs) * 1000 : 0;
     if (values.json) {
       io.out(toJson({
-        prompt: values.prompt, text, tokens: result.tokens, stopReason: result.stopReason, prefillMs: result.prefillMs,
+        prompt: text0, text, tokens: result.tokens, stopReason: result.stopReason, prefillMs: result.prefillMs,
         decodeTokensPerSecond: perSecond, exitLayers: result.steps.map((s) => s.exitLayer), backend: backend.name,
       }));
       return 0;
     }
-    if (stream) process.stdout.write(text.slice(printed.length) + "\n");
-    else io.out(values.prompt + text);
+    if (stream) process.stdout.write(printable(text.slice(printed.length)) + "\n");
+    else io.out(text0 + printable(text));
     io.err(`${result.tokens.length} tokens · prefill ${prompt.length} tokens in ${result.prefillMs.toFixed(1)} ms · decode ${perSecond.toFixed(1)} tokens/s · stopped at ${result.stopReason === "eos" ? "<eos>" : "--max-tokens"}`);
     return 0;
   } finally {
     await backend.dispose();
   }
+}
+
+/**
+ * Several prompts: continuous batching (src/model/batching.ts). Request i samples with seed + i, so its text is what
+ * `generate` gives it alone with that seed; prints each continuation and how full the batches were.
+ */
+function batched(
+  model: Model, prompts: string[], maxBatch: number,
+  options: { maxTokens: number; temperature: number; topK: number; topP: number; seed: number; kernels: Kernels; exitThreshold?: number },
+  json: boolean, io: Io,
+): number {
+  if (options.maxTokens === 0) throw new UsageError("--max-tokens: expected at least 1 with several prompts");
+  const requests: BatchRequest[] = prompts.map((text, i) => ({
+    id: String(i), prompt: encode(text), maxTokens: options.maxTokens, temperature: options.temperature, topK: options.topK,
+    topP: options.topP, seed: options.seed + i,
+  }));
+  const started = performance.now();
+  const result = runBatched(model, requests, { maxBatch, kernels: options.kernels, exitThreshold: options.exitThreshold });
+  const ms = performance.now() - started;
+  const outputs = prompts.map((prompt, i) => ({ prompt, seed: options.seed + i, tokens: result.outputs.get(String(i))!, text: decode(result.outputs.get(String(i))!) }));
+  if (json) {
+    io.out(toJson({ outputs, steps: result.steps, rowUtilisation: result.rowUtilisation, tokenUtilisation: result.tokenUtilisation, ms }));
+    return 0;
+  }
+  for (const o of outputs) io.out(`[${o.prompt === "" ? "(empty)" : printable(o.prompt)}] ${printable(o.text)}`);
+  const generated = outputs.reduce((a, o) => a + o.tokens.length, 0);
+  io.err(
+    `${prompts.length} requests in ${result.steps.length} batched steps of at most ${maxBatch} rows · ${generated} tokens in ${ms.toFixed(0)} ms · ` +
+    `rows used ${(100 * result.rowUtilisation).toFixed(0)}% · padded slots holding real tokens ${(100 * result.tokenUtilisation).toFixed(0)}%`,
+  );
+  return 0;
 }

@@ -1,4 +1,4 @@
-// `tinyseek golden write|check|compare|list`: the golden files of spec/golden.md from the command line.
+// `tinyseek golden write|check|compare|list|support`: the golden files of spec/golden.md from the command line.
 
 import { readdir, rm } from "node:fs/promises";
 import { basename, join } from "node:path";
@@ -13,12 +13,14 @@ import { parse, positionals, processIo, UsageError, type Io } from "./io.ts";
 import { printTable, type Row } from "./table.ts";
 
 export const help = `usage:
-  tinyseek golden write DIR [--only GLOB] [--clean]   run every case on the reference and write DIR/<case>.safetensors
-  tinyseek golden check PATH... --backend NAME          recompute files (or every file in a directory) on a backend
-                        [--only GLOB] [--threads N]     NAME: reference (must be bit-exact), wasm, webgpu
-  tinyseek golden compare A B [--exact]                 compare B's output.* tensors with golden file A's
-  tinyseek golden list [--only GLOB]                    the cases of the suite
-  tinyseek golden support [--backends LIST] [--only GLOB]  case × backend matrix: ok, fail, not supported
+  tinyseek golden write DIR [--only GLOB] [--clean]    run every case on the reference, write DIR/<case>.safetensors
+  tinyseek golden check PATH... --backend NAME           recompute files (or all in a directory) on a backend
+                        [--only GLOB] [--threads N]      NAME: reference (must be bit-exact), wasm, webgpu
+                        [--verbose]                      each file's name and time on stderr as it runs
+  tinyseek golden compare A B [--exact]                  compare B's output.* tensors with golden file A's
+  tinyseek golden list [--only GLOB]                     the cases of the suite
+  tinyseek golden support [--backends LIST] [--only GLOB]
+                                                         case × backend matrix: ok, fail, not supported
 
 options:
   --only GLOB   only cases whose name matches (* and ?, several separated by commas)
@@ -92,7 +94,7 @@ function report(io: Io, results: CheckResult[], json: boolean | undefined, what:
 
 async function check(args: string[], io: Io): Promise<number> {
   const { values, positionals: paths } = parse(args, {
-    backend: { type: "string" }, only: { type: "string" }, threads: { type: "string" }, json: { type: "boolean" },
+    backend: { type: "string" }, only: { type: "string" }, threads: { type: "string" }, json: { type: "boolean" }, verbose: { type: "boolean" },
   });
   if (paths.length === 0) throw new UsageError("expected a directory or golden files to check");
   if (values.backend === undefined) throw new UsageError("--backend is required: reference, wasm or webgpu");
@@ -111,7 +113,12 @@ async function check(args: string[], io: Io): Promise<number> {
     if (selected.length === 0) throw new TinyseekError(`no golden file matches ${JSON.stringify(values.only)}`);
     const suite = goldenSuite();
     const results: CheckResult[] = [];
-    for (const file of selected) results.push(await checkGoldenFile(file, suite, backend));
+    for (const file of selected) {
+      if (values.verbose) io.err(`checking ${basename(file)} on ${backend.name}`); // before: a crash names its file
+      const start = performance.now();
+      results.push(await checkGoldenFile(file, suite, backend));
+      if (values.verbose) io.err(`  ${results.at(-1)!.outcome} in ${(performance.now() - start).toFixed(1)} ms`);
+    }
     return report(io, results, values.json, `backend ${backend.name}: ${backend.description}`);
   } finally {
     await backend.dispose();
@@ -141,7 +148,8 @@ async function list(args: string[], io: Io): Promise<number> {
   const { values, positionals: given } = parse(args, { only: { type: "string" }, json: { type: "boolean" } });
   positionals(given, [], "tinyseek golden list [--only GLOB]");
   const cases = selectCases(values.only);
-  const rows = cases.map((c) => ({ case: c.name, component: c.component, seed: c.seed, config: JSON.stringify(c.config) }));
+  const short = (text: string) => (text.length > 80 ? `${text.slice(0, 79)}…` : text); // --json has it whole
+  const rows = cases.map((c) => ({ case: c.name, component: c.component, seed: c.seed, config: short(JSON.stringify(c.config)) }));
   printTable(io, rows, { json: values.json, value: cases.map((c) => ({ name: c.name, component: c.component, seed: c.seed, config: c.config })) });
   if (!values.json) io.out(`${cases.length} case(s)`);
   return 0;

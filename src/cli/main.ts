@@ -15,10 +15,12 @@ export const COMMANDS: Record<string, Entry> = {
   golden: { summary: "write, check, compare and list golden files; the case × backend support matrix", load: () => import("./golden.ts") },
   tour: { summary: "a guided tour: masks as grids, one attention computation, time decay side by side", load: () => import("./tour.ts") },
   inspect: { summary: "tensors, dtypes, shapes, statistics and metadata of a safetensors file", load: () => import("./inspect.ts") },
+  diff: { summary: "where two traces (or any two tensor files) first part, in forward order", load: () => import("./diff.ts") },
   "attention-report": { summary: "KV state per attention kind and NSA's coverage on real text: the memory and sparsity claims, measured", load: () => import("./attention-report.ts") },
   step: { summary: "run a prompt through the model layer by layer: heatmaps, routing, early exits (npm start)", load: () => import("./step.ts") },
   generate: { summary: "continue a prompt: greedy, temperature, top-k, top-p sampling with a seed", load: () => import("./generate.ts") },
   "moe-report": { summary: "MoE capacity, drop orders and bias balancing on a batch of text", load: () => import("./moe-report.ts") },
+  devices: { summary: "the WebGPU adapter (Dawn): name, native backend, limits; or what is missing", load: () => import("./devices.ts") },
 };
 
 export function topHelp(): string {

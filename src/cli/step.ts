@@ -4,13 +4,17 @@
 
 import { createInterface } from "node:readline/promises";
 import { encode } from "../model/tokenizer.ts";
-import { saveTrace, createTrace } from "../trace.ts";
+import { type Backend } from "../backend.ts";
+import { type Kernels } from "../kernels.ts";
+import { compareTraces, createTrace, saveTrace, TRACE_TOLERANCE } from "../trace.ts";
+import { type Model } from "../model/weights.ts";
+import { depthSweep } from "../model/depth.ts";
 import { forward } from "../model/model.ts";
 import { loadModelBackend, loadModelFrom } from "../step/load.ts";
 import { stepRecord } from "../step/record.ts";
 import { renderHeader, renderLayer, renderOutput, styleFor } from "../step/render.ts";
 import { parse, processIo, UsageError, type Io } from "./io.ts";
-import { toJson } from "./table.ts";
+import { printTable, toJson } from "./table.ts";
 
 export const DEFAULT_PROMPT = "The quick brown fox";
 
@@ -30,7 +34,11 @@ with expert loads and drops, early exits, and the next-token prediction.
   --exit-threshold P   turn on early exit (CALM): a token stops when p_top1 - p_top2 >= P
   --interactive        wait for Enter between layers (only when stdin is a terminal)
   --json               print the whole step record as JSON
-  --trace FILE         also save every traced tensor (or those matching --filter) as safetensors`;
+  --trace FILE         also save every traced tensor (or those matching --filter) as safetensors
+  --exit-sweep LIST    early exit at each threshold (e.g. 0.01,0.1,0.5): mean depth, layer work saved, and how often
+                       the top-1 token still equals the full-depth model's (the "+40%" claim, measured)
+  --compare            run the reference and --backend side by side and list every traced tensor's error in forward
+                       order, naming the first one over tolerance (NMSE 1e-7; exit 1 if any): where a backend departs`;
 
 const int = (flag: string, value: string | undefined): number | undefined => {
   if (value === undefined) return undefined;
@@ -43,7 +51,8 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
   const { values, positionals } = parse(args, {
     prompt: { type: "string" }, config: { type: "string" }, weights: { type: "string" }, backend: { type: "string" },
     layer: { type: "string" }, head: { type: "string" }, "exit-threshold": { type: "string" }, interactive: { type: "boolean" },
-    json: { type: "boolean" }, trace: { type: "string" }, filter: { type: "string" },
+    json: { type: "boolean" }, trace: { type: "string" }, filter: { type: "string" }, compare: { type: "boolean" },
+    "exit-sweep": { type: "string" },
   });
   if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
   let exitThreshold: number | undefined;
@@ -78,6 +87,15 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
     });
     if (progress) process.stderr.write("\r\x1b[K");
 
+    if (values.compare) return compare(model, tokens, backend, record.exitThreshold, values.json === true, io);
+    if (values["exit-sweep"] !== undefined) {
+      const thresholds = values["exit-sweep"].split(",").map((v) => Number(v.trim()));
+      if (thresholds.some((t) => !(t >= 0))) throw new UsageError(`--exit-sweep: expected comma-separated numbers >= 0, got ${JSON.stringify(values["exit-sweep"])}`);
+      const rows = depthSweep(model, tokens, thresholds, { kernels: backend.kernels });
+      printTable(io, rows.map((r) => ({ threshold: r.threshold, "mean layers": r.meanLayers, "layer work saved": `${(100 * r.layersSaved).toFixed(1)}%`, "top-1 = full depth": `${(100 * r.agreement).toFixed(1)}%`, ms: r.ms })), { json: values.json, value: rows });
+      return 0;
+    }
+
     if (values.trace !== undefined) {
       const trace = createTrace(values.filter ?? "*");
       forward(model, tokens, { trace, kernels: backend.kernels, exitThreshold: record.exitThreshold });
@@ -108,4 +126,24 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
   } finally {
     await backend.dispose();
   }
+}
+
+/** The reference and `backend` traced over the same tokens; every tensor's error, in forward order. */
+function compare(model: Model, tokens: number[], backend: Backend & { kernels: Kernels }, exitThreshold: number | null, json: boolean, io: Io): number {
+  const [ref, other] = [createTrace("*"), createTrace("*")];
+  forward(model, tokens, { trace: ref, exitThreshold });
+  forward(model, tokens, { trace: other, kernels: backend.kernels, exitThreshold });
+  const diff = compareTraces(ref, other);
+  const first = diff.firstDeparture;
+  if (json) {
+    io.out(toJson({ backend: backend.name, ...diff }));
+  } else {
+    printTable(io, diff.tensors.map(({ name, comparison: c }) => ({
+      tensor: name, "max abs err": c.maxAbsError, "max rel err": c.maxRelError, nmse: c.nmse, verdict: c.pass ? "ok" : "DEPARTS",
+    })));
+    io.out(first
+      ? `\nfirst departure: ${first.name}\n${first.comparison.message}`
+      : `\n${backend.name} follows the reference through all ${diff.tensors.length} traced tensors (NMSE <= ${TRACE_TOLERANCE.nmse}, indices exact)`);
+  }
+  return first ? 1 : 0;
 }

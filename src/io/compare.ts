@@ -19,6 +19,7 @@ export interface Comparison {
   readonly elements: number;
   readonly mismatches: number;
   readonly maxAbsError: number;
+  /** Over elements whose reference is nonzero (where it is zero, the absolute error is the measure). */
   readonly maxRelError: number;
   /** ||out - ref|| / ||ref|| over finite elements (sqrt of the NMSE). */
   readonly normalisedError: number;
@@ -86,7 +87,7 @@ export function compareTensors(name: string, ref: ComparedTensor, out: ComparedT
       ok = Object.is(r, o) || (Number.isNaN(r) && Number.isNaN(o)); // same NaN or same-signed Inf at the same place
     } else {
       const abs = Math.abs(o - r);
-      const rel = r === 0 ? (abs === 0 ? 0 : Infinity) : abs / Math.abs(r);
+      const rel = r === 0 ? 0 : abs / Math.abs(r); // over nonzero references: at zero only atol means anything
       diffSquares += abs * abs;
       refSquares += r * r;
       if (abs > maxAbs) [maxAbs, maxAbsAt] = [abs, i];

@@ -1,27 +1,25 @@
 // One interface over every attention kind a layer may use (config.attention_kind): its weights (named as the
 // checkpoint names them under self_attn.), its cache, and its forward over one sequence's new tokens
 // x [1, T, D] → [1, T, D]. The kinds themselves live in src/attention/; this file only adapts them to the model.
-//   mla        DeepSeek-V2/V3 multi-head latent attention (src/attention/mla.ts), absorbed: caches the latent
-//   mha        multi-head (grouped-query) attention with rotary positions: q_proj, k_proj, v_proj, o_proj
-//   decay      mha with time decay (design section 2, src/attention/decay.ts)
+//   mla        DeepSeek-V2/V3 multi-head latent attention (src/attention/mla.ts); absorbed (default) caches the latent
+//   mha        multi-head (grouped-query) attention with rotary positions (./mha.ts)
+//   decay      mha with time decay (design section 2; ./mha.ts over src/attention/decay.ts)
 //   segmented  segments + overlap window + compressed memory (section 3, src/attention/segmented.ts)
 //   sparse     NSA: compressed, selected and window branches (section 4, src/attention/sparse.ts)
 // A kind that can show its attention probabilities records them as `<prefix>.probs` [H, T, Tk] when traced.
 
 import { attention as sdpa } from "../attention/attention.ts";
-import { decayAttention, retnetGammas } from "../attention/decay.ts";
-import { concatTime, mergeHeads, splitHeads } from "../attention/heads.ts";
-import { createMlaCache, denseCausal, initMla, mla, mlaCacheNumbersPerToken, mlaYarn, type MlaAttend, type MlaCache, type MlaWeights } from "../attention/mla.ts";
+import { createMlaCache, denseCausal, initMla, mla, mlaCacheNumbersPerToken, type MlaAttend, type MlaCache, type MlaWeights } from "../attention/mla.ts";
 import { createSegmentedState, initSegmented, segmentedAttention, segmentedStateSize, type SegmentedState, type SegmentedWeights } from "../attention/segmented.ts";
-import { createSparseState, initSparse, sparseAttention, sparseStateSize, type SparseState, type SparseWeights } from "../attention/sparse.ts";
+import { createSparseState, initSparse, sparseAttentionTraced, sparseStateSize, type SparseState, type SparseWeights } from "../attention/sparse.ts";
 import { TinyseekError } from "../errors.ts";
 import { type Kernels } from "../kernels.ts";
 import { causal } from "../masks.ts";
-import { randn, type Random } from "../random.ts";
-import { ropeFrequencies, yarnSoftmaxFactor } from "../rope.ts";
-import { reshape, tensor, type Tensor } from "../tensor.ts";
+import { type Random } from "../random.ts";
+import { type Tensor } from "../tensor.ts";
 import { record, wants, type Trace } from "../trace.ts";
 import { type AttentionKind, headDim, type ModelConfig } from "./config.ts";
+import { plainKind, recordProbs } from "./mha.ts";
 
 /** Plain multi-head attention's cache: rotated keys [1, Hkv, L, Dh] and values [1, Hkv, L, Dh]. */
 export interface KvCache {
@@ -82,8 +80,8 @@ const mlaShapes = (c: ModelConfig): Record<string, number[]> => {
 const mlaKind: AttentionKindImpl = {
   shapes: mlaShapes,
   init: (rng, config) => initMla(rng, config) as unknown as Record<string, Tensor>,
-  createCache: (config) => createMlaCache(config, "absorb"),
-  cacheNumbers: (config, T) => T * mlaCacheNumbersPerToken(config, "absorb"),
+  createCache: (config) => createMlaCache(config, config.mla_mode),
+  cacheNumbers: (config, T) => T * mlaCacheNumbersPerToken(config, config.mla_mode),
   forward(x, weights, config, cache, { kernels, trace, prefix }) {
     if ("kind" in cache) throw new TinyseekError(`${prefix}: expected an MLA cache, got a ${cache.kind} cache`);
     // The probabilities MLA attends with, recorded on the way through when the trace asks for them.
@@ -91,74 +89,10 @@ const mlaKind: AttentionKindImpl = {
       if (wants(trace, `${prefix}.probs`)) recordProbs(trace!, `${prefix}.probs`, sdpa(q, k, v, { mask: causal(q.shape[2]!, k.shape[2]!, offset), scale }).probs);
       return denseCausal(q, k, v, scale, offset, kernels);
     };
-    return mla(x, weights as unknown as MlaWeights, config, cache, kernels, "absorb", attend);
+    return mla(x, weights as unknown as MlaWeights, config, cache, kernels, config.mla_mode, attend);
   },
 };
 
-// ── MHA and decay ──
-
-const mhaShapes = (c: ModelConfig): Record<string, number[]> => {
-  const [D, H, Hkv, Dh] = [c.hidden_size, c.num_attention_heads, c.num_key_value_heads, headDim(c)];
-  return { q_proj: [H * Dh, D], k_proj: [Hkv * Dh, D], v_proj: [Hkv * Dh, D], o_proj: [D, H * Dh] };
-};
-
-const initFromShapes = (shapes: Record<string, number[]>, rng: Random, std: number) =>
-  Object.fromEntries(Object.entries(shapes).map(([name, shape]) => [name, randn(rng, shape, std)]));
-
-/** The decay of each query head: one gamma, or RetNet's γ_h = 1 - 2^(-5-h). */
-export function decayGammas(config: ModelConfig): number[] {
-  const H = config.num_attention_heads;
-  return config.decay_gamma === "retnet" ? retnetGammas(H) : Array<number>(H).fill(config.decay_gamma);
-}
-
-function plainKind(decay: boolean): AttentionKindImpl {
-  return {
-    shapes: mhaShapes,
-    init: (rng, config) => initFromShapes(mhaShapes(config), rng, config.init_std),
-    createCache: (config) => {
-      const [Hkv, Dh] = [config.num_key_value_heads, headDim(config)];
-      return { kind: "kv", length: 0, keys: tensor([1, Hkv, 0, Dh]), values: tensor([1, Hkv, 0, Dh]) };
-    },
-    cacheNumbers: (config, T) => T * 2 * config.num_key_value_heads * headDim(config),
-    forward(x, w, config, cache, { kernels, trace, prefix }) {
-      if (!("kind" in cache) || cache.kind !== "kv") throw new TinyseekError(`${prefix}: expected a key-value cache`);
-      const [H, Hkv, Dh] = [config.num_attention_heads, config.num_key_value_heads, headDim(config)];
-      const T = x.shape[1]!;
-      const start = cache.length;
-      const positions = Array.from({ length: T }, (_, i) => start + i);
-      const yarn = mlaYarn(config);
-      const freqs = ropeFrequencies({ dim: Dh, theta: config.rope_theta, yarn });
-      const scale = yarnSoftmaxFactor(yarn) / Math.sqrt(Dh);
-      const [q] = splitHeads(kernels.linear(x, w.q_proj!), H, [Dh]);
-      const [k] = splitHeads(kernels.linear(x, w.k_proj!), Hkv, [Dh]);
-      const [v] = splitHeads(kernels.linear(x, w.v_proj!), Hkv, [Dh]);
-      cache.keys = concatTime(cache.keys, kernels.rope(k!, positions, freqs));
-      cache.values = concatTime(cache.values, v!);
-      cache.length = start + T;
-      const qr = kernels.rope(q!, positions, freqs);
-      const mask = causal(T, cache.length, start);
-      let heads: Tensor;
-      if (decay && config.decay_mode === "as-written") {
-        // The material's form has no fused kernel: it runs on the reference attention (design section 2).
-        const result = decayAttention(qr, cache.keys, cache.values, { gamma: decayGammas(config), mode: "as-written", offset: start });
-        if (wants(trace, `${prefix}.probs`)) recordProbs(trace!, `${prefix}.probs`, result.probs);
-        heads = result.out;
-      } else {
-        const logGammas = decay ? decayGammas(config).map(Math.log) : undefined;
-        if (wants(trace, `${prefix}.probs`)) {
-          recordProbs(trace!, `${prefix}.probs`, sdpa(qr, cache.keys, cache.values, { mask, logGammas, offset: start, scale }).probs);
-        }
-        heads = kernels.attention(qr, cache.keys, cache.values, { mask: { causal: true, offset: start }, logGammas, scale });
-      }
-      return kernels.linear(mergeHeads(heads), w.o_proj!);
-    },
-  };
-}
-
-function recordProbs(trace: Trace, name: string, probs: Tensor): void {
-  const [, H, Tq, Tk] = probs.shape as [number, number, number, number];
-  record(trace, name, reshape(probs, [H, Tq, Tk]));
-}
 
 // ── segmented (section 3): its own module does the work; memory slots carry no rotary phase ──
 
@@ -203,9 +137,14 @@ const sparseKind: AttentionKindImpl = {
   init: (rng, config) => initSparse(rng, sparseConfig(config), config.init_std) as unknown as Record<string, Tensor>,
   createCache: (config) => ({ kind: "sparse", state: createSparseState(sparseConfig(config)) }),
   cacheNumbers: (config, T) => sparseStateSize(sparseConfig(config), T).total,
-  forward(x, weights, config, cache, { kernels, prefix }) {
+  forward(x, weights, config, cache, { kernels, trace, prefix }) {
     if (!("kind" in cache) || cache.kind !== "sparse") throw new TinyseekError(`${prefix}: expected a sparse-attention state`);
-    return sparseAttention(x, weights as unknown as SparseWeights, sparseConfig(config), cache.state, kernels);
+    const { out, trace: inside } = sparseAttentionTraced(x, weights as unknown as SparseWeights, sparseConfig(config), cache.state, kernels);
+    // Which selection blocks each kv group read per query (-1: fewer exist yet), and the three branches' gates.
+    const [T, Hkv, H, n] = [x.shape[1]!, config.num_key_value_heads, config.num_attention_heads, config.sparse_select_count];
+    record(trace, `${prefix}.selected`, { shape: [Hkv, T, n], data: inside.selected });
+    record(trace, `${prefix}.gates`, { shape: [T, 3 * H], data: inside.gates.data });
+    return out;
   },
 };
 

@@ -9,7 +9,8 @@
 
 import { moeLayer, type MoeConfig, type MoeResult, type MoeWeights } from "../moe/layer.ts";
 import { type Kernels } from "../kernels.ts";
-import { concatRows, reshape, sliceRows, type Tensor } from "../tensor.ts";
+import { argError } from "../errors.ts";
+import { concatRows, expectShape, reshape, sliceRows, type Tensor } from "../tensor.ts";
 import { record, wants, type Trace } from "../trace.ts";
 import { attentionKind, type LayerCache } from "./attention.ts";
 import { isMoeLayer, layerKind, type ModelConfig } from "./config.ts";
@@ -59,6 +60,11 @@ export function block(x: Tensor, layer: number, weights: LayerWeights, config: M
   const name = `layers.${layer}`;
   const eps = config.rms_norm_eps;
   const D = config.hidden_size;
+  const { N } = expectShape("x", x, ["N", D]);
+  segments.forEach((s, i) => {
+    if (!(Number.isInteger(s.start) && s.length >= 1 && s.start + s.length <= N)) throw argError(`segments[${i}]`, `rows within [0, ${N})`, `[${s.start}, ${s.start + s.length})`);
+  });
+  if (active && active.length !== N) throw argError("active", `${N} flags`, active.length);
 
   const attnIn = kernels.rmsnorm(x, weights.input_layernorm, eps);
   record(trace, `${name}.attn.in`, attnIn);

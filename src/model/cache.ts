@@ -2,9 +2,9 @@
 // decay, the latent and rotary key for MLA) and the number of positions seen. Prefill fills it; each decode step
 // appends one token. Section 12 of the design.
 
-import { argError } from "../errors.ts";
+import { argError, checkInteger } from "../errors.ts";
 import { attentionKind, type LayerCache } from "./attention.ts";
-import { layerKind, type ModelConfig } from "./config.ts";
+import { layerKind, type ModelConfig, validateConfig } from "./config.ts";
 
 export interface ModelCache {
   /** Positions held: the next token sits at this absolute position. */
@@ -13,19 +13,24 @@ export interface ModelCache {
 }
 
 export function createCache(config: ModelConfig): ModelCache {
+  validateConfig(config);
   const layers = Array.from({ length: config.num_hidden_layers }, (_, l) => attentionKind(layerKind(config, l)).createCache(config));
   return { length: 0, layers };
 }
 
 /** Numbers the cache holds after T tokens, summed over the layers. */
 export function cacheNumbers(config: ModelConfig, T: number): number {
+  checkInteger("T", T, 0);
   let n = 0;
   for (let l = 0; l < config.num_hidden_layers; l++) n += attentionKind(layerKind(config, l)).cacheNumbers(config, T);
   return n;
 }
 
 /** Bytes per token the cache holds after T tokens, at float32 (constant for the full caches, falling for segmented). */
-export const cacheBytesPerToken = (config: ModelConfig, T: number): number => (4 * cacheNumbers(config, T)) / T;
+export function cacheBytesPerToken(config: ModelConfig, T: number): number {
+  checkInteger("T", T, 1);
+  return (4 * cacheNumbers(config, T)) / T;
+}
 
 /** Checks that `cache` belongs to a model of `config` and has room for `T` more positions. */
 export function checkCache(cache: ModelCache, config: ModelConfig, T: number, argument = "cache"): void {

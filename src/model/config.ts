@@ -64,6 +64,8 @@ export interface ModelConfig {
   // ── tinyseek extensions (not DeepSeek fields) ──
   /** One kind for every layer, or one per layer. */
   attention_kind: AttentionKind | AttentionKind[];
+  /** MLA's cache: "absorb" keeps the latent and rotary key (the point of MLA), "naive" full per-head keys and values. */
+  mla_mode: "absorb" | "naive";
   /** MoE capacity factor (design section 6); null = dropless, as DeepSeek-V3 itself. */
   capacity_factor: number | null;
   drop_policy: (typeof DROP_POLICIES)[number];
@@ -132,6 +134,7 @@ export const CONFIG_DEFAULTS: Omit<ModelConfig, "hidden_size" | "num_hidden_laye
   eos_token_id: 257,
   num_nextn_predict_layers: 0,
   attention_kind: "mla",
+  mla_mode: "absorb",
   capacity_factor: null,
   drop_policy: "rank-position",
   exit_threshold: null,
@@ -159,7 +162,7 @@ const KNOWN_FIELDS = new Set([
 ]);
 
 /** A complete config from a partial one (a JSON file, a preset plus overrides): defaults filled, then validated. */
-export function resolveConfig(partial: Partial<ModelConfig> & Record<string, unknown>): ModelConfig {
+export function resolveConfig(partial: Partial<ModelConfig> | Record<string, unknown>): ModelConfig {
   if (typeof partial !== "object" || partial === null || Array.isArray(partial)) {
     throw new TinyseekError(`config: expected a JSON object, got ${Array.isArray(partial) ? "an array" : String(partial)}`);
   }
@@ -266,6 +269,7 @@ export function configProblems(config: Record<string, unknown>): string[] {
     const dh = (config.hidden_size as number) / (config.num_attention_heads as number);
     if (!Number.isInteger(dh) || dh % 2 !== 0) bad("num_attention_heads", `expected hidden_size=${config.hidden_size} / heads to be an even integer (head size of the ${[...kinds].join("/")} kinds)`);
   }
+  oneOf("mla_mode", ["absorb", "naive"]);
   if (config.capacity_factor !== null) num("capacity_factor", 0, Infinity, true);
   oneOf("drop_policy", DROP_POLICIES);
   if (config.exit_threshold !== null) num("exit_threshold", 0);

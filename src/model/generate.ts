@@ -84,6 +84,7 @@ export function sample(logits: Tensor, rng: Random, options: SamplingOptions = {
 
 /** The index of the largest value, ties to the lower index. */
 export function argmax(values: ArrayLike<number>): number {
+  if (!values || values.length === 0) throw argError("values", "at least one value", values?.length);
   let best = 0;
   for (let i = 1; i < values.length; i++) if (values[i]! > values[best]!) best = i;
   return best;

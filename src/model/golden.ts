@@ -4,18 +4,18 @@
 // with early exit on, the layer each token exited at (exact). Small on purpose: vocab 64, hidden 32.
 
 import { NotSupportedError, type Backend } from "../backend.ts";
-import { type GoldenCase, type Tolerance } from "../golden/case.ts";
+import { type GoldenCase } from "../golden/case.ts";
+import { EXACT } from "../io/compare.ts";
 import { Random } from "../random.ts";
 import { type Tensor } from "../tensor.ts";
-import { createTrace } from "../trace.ts";
+import { createTrace, TRACE_TOLERANCE } from "../trace.ts";
 import { type AttentionKind, type ModelConfig } from "./config.ts";
 import { forward } from "./model.ts";
 import { preset } from "./presets.ts";
 import { initModel, modelFromParams, modelParams } from "./weights.ts";
 
 // Whole-model logits on a float32 backend: NMSE <= 1e-7 (golden.md), per element well inside what flips a token.
-const LOGITS: Tolerance = { rtol: 1e-3, atol: 1e-4, nmse: 1e-7 };
-const EXACT: Tolerance = { rtol: 0, atol: 0, nmse: 0, exact: true };
+const LOGITS = TRACE_TOLERANCE;
 
 /** The golden model: the tiny model's structure at vocab 64, hidden 32, two layers. */
 export function goldenConfig(attention: AttentionKind, overrides: Partial<ModelConfig> = {}): ModelConfig {

@@ -42,6 +42,7 @@ export interface ForwardResult {
 
 /** One sequence's new tokens → their next-token logits. */
 export function forward(model: Model, tokens: ArrayLike<number>, options: ForwardOptions = {}): ForwardResult {
+  if (!tokens || typeof tokens.length !== "number" || tokens.length === 0) throw argError("tokens", "at least one token id", tokens?.length ?? tokens);
   const cache = options.cache ?? createCache(model.config);
   return forwardPacked(model, [{ tokens: Array.from(tokens), cache }], options);
 }
@@ -94,6 +95,7 @@ function forwardPacked(model: Model, rows: { tokens: number[]; cache: ModelCache
   const L = config.num_hidden_layers;
   const ids = rows.flatMap((r) => r.tokens);
   const N = ids.length;
+  if (N === 0) return { logits: { shape: [0, config.vocab_size], data: new Float32Array(0) }, exitLayers: new Int32Array(0), moe: [] };
   let x = embedding(weights.embed_tokens, ids);
   record(trace, "tokens", { shape: [N], data: Int32Array.from(ids) });
   record(trace, "embed", x);
@@ -103,11 +105,11 @@ function forwardPacked(model: Model, rows: { tokens: number[]; cache: ModelCache
   const moe: (MoeStats | null)[] = [];
   for (let l = 0; l < L; l++) {
     let start = 0;
-    const segments: Segment[] = rows.map(({ tokens, cache }) => {
-      const s = { start, length: tokens.length, cache: cache.layers[l]! };
+    const segments: Segment[] = [];
+    for (const { tokens, cache } of rows) {
+      if (tokens.length > 0) segments.push({ start, length: tokens.length, cache: cache.layers[l]! }); // a row of padding only: nothing to do
       start += tokens.length;
-      return s;
-    });
+    }
     const result = block(x, l, weights.layers[l]!, config, segments, { kernels, trace, active });
     x = result.out;
     moe.push(result.moe?.stats ?? null);

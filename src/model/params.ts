@@ -8,7 +8,7 @@
 
 import { numel } from "../tensor.ts";
 import { attentionKind } from "./attention.ts";
-import { isMoeLayer, layerKind, type ModelConfig } from "./config.ts";
+import { isMoeLayer, layerKind, type ModelConfig, validateConfig } from "./config.ts";
 
 /** What a weight belongs to, for the active count. */
 export type WeightRole = "embedding" | "always" | "routed-expert";
@@ -20,6 +20,7 @@ export interface WeightEntry {
 
 /** Every weight of `config`, in checkpoint order, with its shape and role. */
 export function weightShapes(config: ModelConfig): Map<string, WeightEntry> {
+  validateConfig(config);
   const D = config.hidden_size;
   const entries = new Map<string, WeightEntry>();
   const add = (name: string, shape: number[], role: WeightRole = "always") => entries.set(name, { shape, role });

@@ -11,7 +11,7 @@ import { Random, randn } from "../random.ts";
 import { shapeString, tensor, type Tensor } from "../tensor.ts";
 import { attentionKind } from "./attention.ts";
 import { moeConfigOf } from "./block.ts";
-import { isMoeLayer, layerKind, type ModelConfig, resolveConfig } from "./config.ts";
+import { isMoeLayer, layerKind, type ModelConfig, resolveConfig, validateConfig } from "./config.ts";
 import { weightShapes } from "./params.ts";
 
 export interface DenseMlpWeights {
@@ -44,6 +44,7 @@ const ones = (n: number) => tensor([n], new Float32Array(n).fill(1));
 
 /** Seeded weights from config.init_seed: linear layers and embeddings N(0, init_std²), norms 1, router bias 0. */
 export function initModel(config: ModelConfig): Model {
+  validateConfig(config);
   const rng = new Random(config.init_seed);
   const [V, D, I, std] = [config.vocab_size, config.hidden_size, config.intermediate_size, config.init_std];
   const embed_tokens = randn(rng, [V, D], std);
@@ -96,6 +97,7 @@ export function modelParams(model: Model): Map<string, Tensor> {
 
 /** A model from checkpoint-named tensors; every missing, extra or mis-shaped tensor is named in one error. */
 export function modelFromParams(config: ModelConfig, params: Map<string, Tensor>): Model {
+  if (!(params instanceof Map)) throw new TinyseekError(`params: expected a Map of checkpoint names to tensors, got ${typeof params}`);
   const expected = weightShapes(config);
   const problems: string[] = [];
   for (const [name, { shape }] of expected) {
@@ -160,7 +162,13 @@ export function modelFromSafetensors(bytes: Uint8Array, config?: ModelConfig): M
   if (!resolved) {
     const json = file.metadata.config;
     if (json === undefined) throw new TinyseekError(`weights: the file has no "config" metadata; pass --config`);
-    resolved = resolveConfig(JSON.parse(json));
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(json);
+    } catch (error) {
+      throw new TinyseekError(`weights: the file's "config" metadata is not valid JSON (${(error as Error).message})`);
+    }
+    resolved = resolveConfig(parsed as Record<string, unknown>);
   }
   const params = new Map<string, Tensor>();
   for (const [name, t] of file.tensors) {

@@ -9,6 +9,7 @@ import { type MoeStats } from "../moe/stats.ts";
 import { softmax } from "../ops.ts";
 import { type TracedTensor, createTrace } from "../trace.ts";
 import { rowNorms } from "../model/block.ts";
+import { cacheBytesPerToken } from "../model/cache.ts";
 import { isMoeLayer, layerKind, type AttentionKind } from "../model/config.ts";
 import { forward } from "../model/model.ts";
 import { countParameters } from "../model/params.ts";
@@ -63,8 +64,11 @@ export interface LayerStep {
   residualNorms: number[];
   /** probs[query][key] of the chosen head, or null when the kind does not expose its probabilities. */
   heatmap: { head: number; probs: number[][] } | null;
+  /** Sparse attention: the selection blocks each query read (kv group of the chosen head; -1 = fewer exist), and the
+   * mean gate of each branch for that head. */
+  sparse: { group: number; blockSize: number; selected: number[][]; gates: { compressed: number; selected: number; window: number } } | null;
   routing: RoutingStep | null;
-  /** Early exit: confidence per token after this layer (null when off), and the tokens that exited here. */
+  /** Early exit: confidence p_top1 - p_top2 per token after this layer (recorded even when exiting is off; null after the last layer), and the tokens that exited here. */
   confidence: number[] | null;
   exited: number[];
 }
@@ -81,6 +85,18 @@ export interface StepRecord {
     n_shared_experts: number;
     num_experts_per_tok: number;
     first_k_dense_replace: number;
+    /** What the layer descriptions quote. */
+    kv_lora_rank: number;
+    qk_rope_head_dim: number;
+    n_group: number;
+    topk_group: number;
+    scoring_func: string;
+    topk_method: string;
+    routed_scaling_factor: number;
+    decay_gamma: number | "retnet";
+    segment_size: number;
+    segment_overlap: number;
+    memory_slots: number;
     parameters: number;
     activeParameters: number;
   };
@@ -90,6 +106,8 @@ export interface StepRecord {
   embedNorms: number[];
   layers: LayerStep[];
   exitThreshold: number | null;
+  /** The KV cache's float32 bytes per token for this config, and what plain multi-head attention (K and V of every head) would hold. */
+  cache: { bytesPerToken: number; mhaBytesPerToken: number };
   exitLayers: number[];
   /** The model's top predictions for the token after the prompt. */
   next: { id: number; label: string; prob: number }[];
@@ -105,6 +123,8 @@ const OPS: [string, string][] = [
   ["+ residual", "out"],
 ];
 
+const NEVER = 2;
+
 const toRows = (t: TracedTensor, rows: number, cols: number): number[][] =>
   Array.from({ length: rows }, (_, r) => Array.from(t.data.subarray(r * cols, (r + 1) * cols)));
 
@@ -118,9 +138,12 @@ export function stepRecord(model: Model, prompt: string, tokens: readonly number
   checkInteger("top", top, 1, config.vocab_size);
   if (tokens.length === 0) throw argError("tokens", "at least one token", 0);
 
+  const threshold = options.exitThreshold === undefined ? config.exit_threshold : options.exitThreshold;
   const trace = createTrace("*");
   const started = performance.now();
-  const result = forward(model, tokens, { trace, kernels: options.kernels, exitThreshold: options.exitThreshold, onLayer: options.onLayer });
+  // With early exit off the confidence is still worth seeing: a threshold above 1 never fires (the model is then
+  // exactly the full-depth one) but records the confidence after every layer.
+  const result = forward(model, tokens, { trace, kernels: options.kernels, exitThreshold: threshold ?? NEVER, onLayer: options.onLayer });
   const ms = performance.now() - started;
   const get = (name: string) => trace.tensors.get(name);
   const T = tokens.length;
@@ -135,6 +158,7 @@ export function stepRecord(model: Model, prompt: string, tokens: readonly number
     const Tk = probs?.shape[2] ?? 0;
     const heatmap = probs ? { head, probs: toRows({ shape: [T, Tk], data: probs.data.subarray(head * T * Tk, (head + 1) * T * Tk) }, T, Tk) } : null;
     const confidence = get(`${p}.exit.confidence`);
+    const sparse = sparseView(get(`${p}.attn.selected`), get(`${p}.attn.gates`), model, head, T);
     const exited = Array.from(result.exitLayers.keys()).filter((t) => result.exitLayers[t] === l + 1 && l + 1 < config.num_hidden_layers);
     return {
       layer: l,
@@ -143,6 +167,7 @@ export function stepRecord(model: Model, prompt: string, tokens: readonly number
       ops,
       residualNorms: Array.from(get(`${p}.residual_norm`)?.data ?? []),
       heatmap,
+      sparse,
       routing: isMoeLayer(config, l) ? routingStep(model, result.moe[l] ?? null, get, p, result.exitLayers, l) : null,
       confidence: confidence ? Array.from(confidence.data) : null,
       exited,
@@ -165,6 +190,17 @@ export function stepRecord(model: Model, prompt: string, tokens: readonly number
       n_shared_experts: config.n_shared_experts,
       num_experts_per_tok: config.num_experts_per_tok,
       first_k_dense_replace: config.first_k_dense_replace,
+      kv_lora_rank: config.kv_lora_rank,
+      qk_rope_head_dim: config.qk_rope_head_dim,
+      n_group: config.n_group,
+      topk_group: config.topk_group,
+      scoring_func: config.scoring_func,
+      topk_method: config.topk_method,
+      routed_scaling_factor: config.routed_scaling_factor,
+      decay_gamma: config.decay_gamma,
+      segment_size: config.segment_size,
+      segment_overlap: config.segment_overlap,
+      memory_slots: config.memory_slots,
       parameters: count.total,
       activeParameters: count.active,
     },
@@ -173,10 +209,29 @@ export function stepRecord(model: Model, prompt: string, tokens: readonly number
     tokens: tokens.map((id) => ({ id, label: tokenLabel(id) })),
     embedNorms: Array.from(rowNorms(get("embed")!).data),
     layers,
-    exitThreshold: options.exitThreshold === undefined ? config.exit_threshold : options.exitThreshold,
+    exitThreshold: threshold,
+    cache: {
+      bytesPerToken: cacheBytesPerToken(config, T),
+      mhaBytesPerToken: 4 * 2 * config.hidden_size * config.num_hidden_layers,
+    },
     exitLayers: Array.from(result.exitLayers),
     next: order.map((id) => ({ id, label: tokenLabel(id), prob: last[id]! })),
     ms,
+  };
+}
+
+/** NSA's selection for the kv group of `head` ([Hkv, T, n] → [T][n]) and that head's mean gate per branch. */
+function sparseView(selected: TracedTensor | undefined, gates: TracedTensor | undefined, model: Model, head: number, T: number): LayerStep["sparse"] {
+  if (!selected || !gates) return null;
+  const { config } = model;
+  const [H, n] = [config.num_attention_heads, selected.shape[2]!];
+  const group = Math.floor(head / (H / config.num_key_value_heads));
+  const gate = (branch: number) => meanOf(Array.from({ length: T }, (_, t) => gates.data[t * 3 * H + branch * H + head]!));
+  return {
+    group,
+    blockSize: config.sparse_select_block,
+    selected: toRows({ shape: [T, n], data: selected.data.subarray(group * T * n, (group + 1) * T * n) }, T, n),
+    gates: { compressed: gate(0), selected: gate(1), window: gate(2) },
   };
 }
 

@@ -65,6 +65,7 @@ export function renderHeader(r: StepRecord, s: Style): string {
     "",
     `  ${s.dim("model  ")}  ${m.config} · ${m.num_hidden_layers} layers · hidden ${m.hidden_size} · ${m.num_attention_heads} heads · ${kinds} attention · ${moe}`,
     `  ${s.dim("params ")}  ${groupDigits(m.parameters)} total · ${groupDigits(m.activeParameters)} active per token`,
+    `  ${s.dim("cache  ")}  ${groupDigits(Math.round(r.cache.bytesPerToken))} bytes per token ${s.dim(`(float32; full K and V of every head would take ${groupDigits(r.cache.mhaBytesPerToken)})`)}`,
     `  ${s.dim("weights")}  ${m.weights}`,
     `  ${s.dim("backend")}  ${r.backend} · forward pass ${fmt(r.ms, 1)} ms`,
     `  ${s.dim("prompt ")}  ${JSON.stringify(r.prompt)} → ${r.tokens.length} byte tokens`,
@@ -84,7 +85,7 @@ export function renderLayer(r: StepRecord, layer: LayerStep, s: Style): string {
     ? `MoE (${layer.routing.experts} routed + ${layer.routing.shared} shared, top-${layer.routing.k})`
     : "dense SwiGLU MLP";
   const title = ` layer ${layer.layer + 1}/${L} · ${layer.attention.toUpperCase()} attention → ${ffn} `;
-  const lines = [s.bold(`━━${title}${"━".repeat(Math.max(2, 96 - title.length))}`), ""];
+  const lines = [s.bold(`━━${title}${"━".repeat(Math.max(2, 96 - title.length))}`), s.dim(`  ${describeAttention(layer, r)}`), s.dim(`  ${describeFfn(layer, r)}`), ""];
 
   const opWidth = Math.max(...layer.ops.map((o) => o.op.length), 2);
   lines.push(`  ${s.dim("op".padEnd(opWidth))}   ${s.dim("trace name".padEnd(24))} ${s.dim("shape".padEnd(10))} ${s.dim("mean ‖row‖")}`);
@@ -96,13 +97,44 @@ export function renderLayer(r: StepRecord, layer: LayerStep, s: Style): string {
     lines.push("", `  residual ‖h‖ per token  ${sparkline(n)}  ${s.dim(`${fmt(Math.min(...n))} … ${fmt(Math.max(...n))}`)}`);
   }
   if (layer.heatmap) lines.push("", ...renderHeatmap(r, layer.heatmap, s));
+  else if (layer.sparse) lines.push("", ...renderSparse(r, layer.sparse, s));
   else lines.push("", s.dim(`  (${layer.attention} attention does not expose per-head probabilities)`));
   if (layer.routing) lines.push("", ...renderRouting(r, layer.routing, s));
   if (layer.confidence) {
-    const exited = layer.exited.map((t) => `${t}${r.tokens[t]!.label}`).join(" ");
-    lines.push("", `  early exit  confidence p₁-p₂ ${sparkline(layer.confidence)}  ${layer.exited.length > 0 ? `${s.accent(`exit here: ${exited}`)}` : s.dim(`none ≥ ${r.exitThreshold}`)}`);
+    const c = layer.confidence;
+    const exited = layer.exited.map((t) => `${t}:${r.tokens[t]!.label}`).join(" ");
+    const verdict = r.exitThreshold === null
+      ? s.dim("early exit off (--exit-threshold P)")
+      : layer.exited.length > 0 ? s.accent(`exit here: ${exited}`) : s.dim(`no token reaches ${r.exitThreshold}`);
+    lines.push("", `  confidence p₁-p₂ per token  ${sparkline(c)}  ${s.dim(`max ${fmt(Math.max(...c), 3)}`)}  ${verdict}`);
   }
   return lines.join("\n");
+}
+
+/** One line on what this layer's attention computes, with the config's numbers. */
+function describeAttention(layer: LayerStep, r: StepRecord): string {
+  const m = r.model;
+  switch (layer.attention) {
+    case "mla":
+      return `MLA: each token is cached as a ${m.kv_lora_rank}-number latent + a ${m.qk_rope_head_dim}-number rotary key, shared by all ${m.num_attention_heads} heads`;
+    case "mha":
+      return `multi-head attention: every head caches its own rotated key and value`;
+    case "decay":
+      return `time-decay attention: scores fall by (i - j)·ln γ with γ = ${m.decay_gamma === "retnet" ? "1 - 2^(-5-h) per head" : m.decay_gamma}, so old tokens fade`;
+    case "segmented":
+      return `segmented attention: segments of ${m.segment_size}, ${m.segment_overlap} tokens of overlap, ${m.memory_slots} memory slots: a bounded cache`;
+    case "sparse":
+      return "native sparse attention: compressed blocks, a few selected blocks at full resolution, and a local window, gated";
+  }
+}
+
+function describeFfn(layer: LayerStep, r: StepRecord): string {
+  const m = r.model;
+  if (layer.ffn === "dense") return `dense SwiGLU feed-forward (the first ${m.first_k_dense_replace} layer${m.first_k_dense_replace === 1 ? " is" : "s are"} dense, as in DeepSeek-V3)`;
+  const groups = m.n_group > 1 ? ` within the best ${m.topk_group} of ${m.n_group} groups` : "";
+  const bias = m.topk_method === "noaux_tc" ? " + balancing bias" : "";
+  const shared = m.n_shared_experts === 0 ? "" : m.n_shared_experts === 1 ? "; the shared expert always runs" : `; ${m.n_shared_experts} shared experts always run`;
+  return `MoE: ${m.scoring_func} scores${bias} pick ${m.num_experts_per_tok} of ${m.n_routed_experts} experts${groups}, weights ×${m.routed_scaling_factor}${shared}`;
 }
 
 function renderHeatmap(r: StepRecord, heatmap: NonNullable<LayerStep["heatmap"]>, s: Style): string[] {
@@ -118,6 +150,25 @@ function renderHeatmap(r: StepRecord, heatmap: NonNullable<LayerStep["heatmap"]>
     const cells = row.slice(first).map((p, j) => (first + j > Tk - T + q ? " " : shade(p))).join(" ");
     const best = row.indexOf(Math.max(...row));
     lines.push(`  ${s.dim(String(q).padStart(3))} ${labels[q]!.padEnd(rowLabelWidth - 4)} ${cells}  ${s.dim(`→ ${labels[best]} ${fmt(row[best]!)}`)}`);
+  }
+  return lines;
+}
+
+function renderSparse(r: StepRecord, sparse: NonNullable<LayerStep["sparse"]>, s: Style): string[] {
+  const T = sparse.selected.length;
+  const blocks = Math.floor((T - 1) / sparse.blockSize) + 1;
+  const labels = r.tokens.map((t) => t.label);
+  const width = Math.max(...labels.map((l) => l.length), 3);
+  const g = sparse.gates;
+  const lines = [
+    `  sparse attention (NSA), kv group ${sparse.group}: blocks of ${sparse.blockSize} tokens each query reads at full resolution ${s.dim("(■ selected, · skipped)")}`,
+    `  ${s.dim(`mean gates: compressed ${fmt(g.compressed)} · selected ${fmt(g.selected)} · window ${fmt(g.window)}`)}`,
+    `  ${" ".repeat(width + 4)} ${Array.from({ length: blocks }, (_, b) => String(b % 10)).join(" ")}`,
+  ];
+  for (let q = Math.max(0, T - MAX_COLUMNS); q < T; q++) {
+    const chosen = new Set(sparse.selected[q]!.filter((b) => b >= 0));
+    const cells = Array.from({ length: blocks }, (_, b) => (b * sparse.blockSize > q ? " " : chosen.has(b) ? "■" : "·")).join(" ");
+    lines.push(`  ${s.dim(String(q).padStart(3))} ${labels[q]!.padEnd(width)} ${cells}`.trimEnd());
   }
   return lines;
 }
@@ -165,6 +216,12 @@ export function renderOutput(r: StepRecord, s: Style): string {
   lines.push(`  next token after ${JSON.stringify(r.prompt)}:`);
   const most = r.next[0]?.prob ?? 1;
   for (const n of r.next) lines.push(`    ${n.label.padEnd(6)} ${bar(n.prob, most, 24).padEnd(24)} ${(100 * n.prob).toFixed(2)}%`);
+  lines.push(
+    "",
+    s.dim("  try:  tinyseek step --layer 2 --head 1 --interactive · --exit-threshold 0.001 · --exit-sweep 0.001,0.01"),
+    s.dim("        --config FILE.json (\"attention_kind\": mha, decay, segmented, sparse) · --json · --trace out.safetensors"),
+    s.dim("        --backend wasm --compare · tinyseek generate --prompt TEXT · tinyseek --help"),
+  );
   return lines.join("\n");
 }
 

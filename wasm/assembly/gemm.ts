@@ -7,6 +7,12 @@ import { storeLanes } from "./simd";
 
 const KC: i32 = 256;
 const NCP: i32 = 32;
+/** Bytes of scratch each part of gemm uses (its packed 4 × KC block of A). */
+const GEMM_SCRATCH: usize = 4 * KC * 4;
+
+export function gemmScratch(): i32 {
+  return <i32>GEMM_SCRATCH;
+}
 
 /** Packs B [K, N] (row stride ldb) into panels at out. */
 export function packB(b: usize, K: i32, N: i32, ldb: i32, out: usize): void {
@@ -122,20 +128,21 @@ export function packBt(w: usize, N: i32, K: i32, ldw: i32, out: usize): void {
 }
 
 /**
- * C[M, N] = A[M, K] · B, B packed at bp (packB/packBt), strides in elements. Part `part` of `parts` computes its
- * share: blocks of rows when there are enough, otherwise ranges of panels (a decode step has one row).
+ * C[M, N] = A[M, K] · B, B packed at bp (packB/packBt), strides in elements; scratch holds GEMM_SCRATCH bytes per part. Part `part` of `parts` computes its
+ * share along the dimension with more tiles: blocks of 4 rows, or panels of 8 columns (a decode step has one
+ * row, and splitting panels then also splits the weight each thread streams).
  */
-export function gemm(M: i32, N: i32, K: i32, a: usize, lda: i32, bp: usize, c: usize, ldc: i32, part: i32, parts: i32): void {
-  const panels = (N + 7) >> 3;
+export function gemm(M: i32, N: i32, K: i32, a: usize, lda: i32, bp: usize, c: usize, ldc: i32, scratch: usize, part: i32, parts: i32): void {
+  scratch += <usize>part * GEMM_SCRATCH;
+  const panels = (N + 7) >> 3, blocks = (M + 3) >> 2;
   let r0 = 0, r1 = M, p0 = 0, p1 = panels;
   if (parts > 1) {
-    if (M >= 8 * parts) {
-      const blocks = (M + 3) >> 2;
-      r0 = min(M, ((blocks * part) / parts) << 2);
-      r1 = min(M, ((blocks * (part + 1)) / parts) << 2);
-    } else {
+    if (panels >= blocks) {
       p0 = (panels * part) / parts;
       p1 = (panels * (part + 1)) / parts;
+    } else {
+      r0 = min(M, ((blocks * part) / parts) << 2);
+      r1 = min(M, ((blocks * (part + 1)) / parts) << 2);
     }
   }
   const ldaB = <usize>lda << 2, ldcB = <usize>ldc << 2;
@@ -152,11 +159,20 @@ export function gemm(M: i32, N: i32, K: i32, a: usize, lda: i32, bp: usize, c: u
       const g1 = min(g0 + NCP, p1);
       let i = r0;
       for (; i + 4 <= r1; i += 4) {
-        const ai = a + <usize>i * ldaB + (<usize>k0 << 2);
+        // A wide A's block of 4 × kc is copied contiguous first: its rows sit multiples of 4 KiB apart, where
+        // their loads alias the stores to C in the CPU's store buffer. A narrow one is read in place.
+        let ai = a + <usize>i * ldaB + (<usize>k0 << 2);
+        let stride = ldaB;
+        if (lda >= 512) {
+          const rowBytes = <usize>kc << 2;
+          for (let r: usize = 0; r < 4; r++) memory.copy(scratch + r * rowBytes, ai + r * ldaB, rowBytes);
+          ai = scratch;
+          stride = rowBytes;
+        }
         const ci = c + <usize>i * ldcB;
         for (let p = g0; p < g1; p++) {
           const bpk = bp + ((<usize>p * <usize>K + <usize>k0) << 5);
-          tile4(ai, ldaB, bpk, kc, ci + (<usize>p << 5), ldcB, min(8, N - (p << 3)), accumulate);
+          tile4(ai, stride, bpk, kc, ci + (<usize>p << 5), ldcB, min(8, N - (p << 3)), accumulate);
         }
       }
       for (; i < r1; i++) {

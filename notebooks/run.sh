@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Executes every notebook (or those named) headlessly with Deno's Jupyter kernel and writes the outputs back into
+# the .ipynb files, so they read well on a code host without running. Fails on the first cell error.
+#   npm run notebooks                       all of them
+#   bash notebooks/run.sh notebooks/03-*.ipynb   some
+# Needs Debian's jupyter-nbconvert, python3-nbclient and python3-ipykernel (apt) and `npm install` (which brings
+# Deno as the `deno` npm package). The kernelspec goes into a temporary JUPYTER_PATH each run, because it holds
+# the absolute path of this checkout's deno.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+python=/usr/bin/python3 # Debian's, which has nbclient: a pyenv or conda python on PATH often lacks it
+"$python" -c "import nbclient, nbformat" 2>/dev/null || python=$(command -v python3 || true)
+if ! "${python:-false}" -c "import nbclient, nbformat" 2>/dev/null; then
+  echo "notebooks: no python3 with nbclient; install it with: apt-get install jupyter-nbconvert python3-nbclient python3-ipykernel" >&2
+  exit 1
+fi
+deno="$root/node_modules/deno/deno"
+[ -x "$deno" ] || deno="$root/node_modules/.bin/deno"
+if [ ! -x "$deno" ]; then
+  echo "notebooks: deno not found; run npm install first" >&2
+  exit 1
+fi
+
+kernels=$(mktemp -d)
+trap 'rm -rf "$kernels"' EXIT
+mkdir -p "$kernels/kernels/deno"
+cat >"$kernels/kernels/deno/kernel.json" <<JSON
+{
+  "argv": ["$deno", "jupyter", "--kernel", "--conn", "{connection_file}"],
+  "display_name": "Deno",
+  "language": "typescript"
+}
+JSON
+export JUPYTER_PATH="$kernels${JUPYTER_PATH:+:$JUPYTER_PATH}"
+export NO_COLOR=1 # no ANSI colours in error tracebacks written into the files
+export DENO_NO_UPDATE_CHECK=1
+
+if [ $# -gt 0 ]; then books=("$@"); else books=(notebooks/[0-9]*.ipynb); fi
+for book in "${books[@]}"; do
+  start=$(date +%s)
+  "$python" - "$book" <<'PY'
+# nbclient, as `jupyter nbconvert --execute` uses it, with one change: Deno's kernel sometimes publishes a cell's
+# result just after it reports itself idle, and plain nbclient then drops that output. Here a message that arrives
+# for an earlier cell is still added to that cell, and a last, silent cell waits a moment for stragglers.
+import sys
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionComplete
+from nbclient.util import ensure_async
+
+class Client(NotebookClient):
+    cells_by_msg = {}
+
+    async def _async_poll_output_msg(self, parent_msg_id, cell, cell_index):
+        self.cells_by_msg[parent_msg_id] = (cell, cell_index)
+        while True:
+            msg = await ensure_async(self.kc.iopub_channel.get_msg(timeout=None))
+            owner = msg["parent_header"].get("msg_id")
+            if owner not in self.cells_by_msg:
+                continue
+            target, index = self.cells_by_msg[owner]
+            try:
+                self.process_message(msg, target, index)
+            except CellExecutionComplete:
+                if owner == parent_msg_id:
+                    return
+
+path = sys.argv[1]
+nb = nbformat.read(path, as_version=4)
+nb.cells.append(nbformat.v4.new_code_cell("await new Promise((resolve) => setTimeout(resolve, 1500));", id="stragglers"))
+client = Client(nb, timeout=180, kernel_name="deno", record_timing=False, resources={"metadata": {"path": path.rsplit("/", 1)[0] if "/" in path else "."}})
+client.execute()
+nb.cells.pop()
+nbformat.write(nb, path)
+PY
+  echo "notebooks: $book ran in $(($(date +%s) - start)) s"
+done

@@ -1,0 +1,61 @@
+// `tinyseek diff A B`: compare two files of named tensors (two traces of one prompt on two backends, say) in forward
+// order and say where they first part, with both sides' statistics.
+
+import { DEFAULT_TOLERANCE } from "../io/golden.ts";
+import { diffTensors, type TensorDiff } from "../io/diff.ts";
+import { readBytes, readSafetensors } from "../io/safetensors.ts";
+import { type TensorStats } from "../io/stats.ts";
+import { parse, positionals, processIo, UsageError, type Io } from "./io.ts";
+import { formatNumber, printTable, toJson } from "./table.ts";
+
+export const help = `usage: tinyseek diff A B [--rtol R] [--atol A] [--nmse N] [--json]
+
+Compares the tensors two safetensors files share, in A's forward order (the "order" metadata that traces carry;
+otherwise A's header order), and names the first one over tolerance, with min, max, mean, NaN and Inf counts on
+both sides. Tolerance per element |b - a| <= atol + rtol·|a| and NMSE <= nmse over the tensor; defaults
+rtol ${DEFAULT_TOLERANCE.rtol}, atol ${DEFAULT_TOLERANCE.atol}, nmse ${DEFAULT_TOLERANCE.nmse} (spec/golden.md). Integer tensors must match exactly.
+Exit 1 when some shared tensor differs.`;
+
+const stats = (s: TensorStats) =>
+  `min ${formatNumber(s.min)}, max ${formatNumber(s.max)}, mean ${formatNumber(s.mean)}, NaN ${s.nan}, Inf ${s.inf}`;
+
+function number(flag: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const v = Number(value);
+  if (!Number.isFinite(v) || v < 0) throw new UsageError(`--${flag}: expected a number >= 0, got ${JSON.stringify(value)}`);
+  return v;
+}
+
+export async function run(args: string[], io: Io = processIo): Promise<number> {
+  const { values, positionals: given } = parse(args, {
+    rtol: { type: "string" }, atol: { type: "string" }, nmse: { type: "string" }, json: { type: "boolean" },
+  });
+  const [pathA, pathB] = positionals(given, ["A", "B"], "tinyseek diff A B [--rtol R] [--atol A] [--nmse N]");
+  const tolerance = {
+    rtol: number("rtol", values.rtol, DEFAULT_TOLERANCE.rtol),
+    atol: number("atol", values.atol, DEFAULT_TOLERANCE.atol),
+    nmse: number("nmse", values.nmse, DEFAULT_TOLERANCE.nmse),
+  };
+  const a = readSafetensors(await readBytes(pathA!));
+  const b = readSafetensors(await readBytes(pathB!));
+  const diff = diffTensors(a, b, tolerance);
+  const failing = diff.tensors.filter((t) => !t.comparison.pass).length;
+  if (values.json) {
+    io.out(toJson({ tolerance, firstDeparture: diff.firstDeparture?.name ?? null, tensors: diff.tensors, onlyInA: diff.onlyInA, onlyInB: diff.onlyInB }));
+    return failing > 0 ? 1 : 0;
+  }
+  printTable(io, diff.tensors.map((t: TensorDiff) => ({
+    tensor: t.name, elements: t.comparison.elements, mismatches: t.comparison.mismatches, "max abs err": t.comparison.maxAbsError,
+    "max rel err": t.comparison.maxRelError, "norm err": t.comparison.normalisedError, verdict: t.comparison.pass ? "ok" : "differs",
+  })));
+  if (diff.onlyInA.length > 0) io.out(`\nonly in ${pathA}: ${diff.onlyInA.join(", ")}`);
+  if (diff.onlyInB.length > 0) io.out(`\nonly in ${pathB}: ${diff.onlyInB.join(", ")}`);
+  const first = diff.firstDeparture;
+  if (!first) {
+    io.out(`\n${diff.tensors.length} shared tensor(s), all within tolerance`);
+    return 0;
+  }
+  io.out(`\nfirst departure: ${first.name} (${failing} of ${diff.tensors.length} shared tensors differ)`);
+  io.out(`  A: ${stats(first.a)}\n  B: ${stats(first.b)}\n${first.comparison.message}`);
+  return 1;
+}

@@ -1,0 +1,52 @@
+// The whole model on the WASM backend against the reference: logits within the whole-model bound of golden.md
+// (NMSE <= 1e-7) and identical greedy tokens, for a prompt and for decode steps through the KV cache.
+
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type Backend } from "../src/backend.ts";
+import { createCache } from "../src/model/cache.ts";
+import { argmax, generate } from "../src/model/generate.ts";
+import { forward } from "../src/model/model.ts";
+import { preset } from "../src/model/presets.ts";
+import { initModel } from "../src/model/weights.ts";
+import { type Tensor } from "../src/tensor.ts";
+import { createBackend } from "../wasm/backend.ts";
+
+const nmse = (out: Tensor, ref: Tensor) => {
+  let num = 0, den = 0;
+  for (let i = 0; i < ref.data.length; i++) {
+    num += (out.data[i]! - ref.data[i]!) ** 2;
+    den += ref.data[i]! ** 2;
+  }
+  return num / den;
+};
+
+let wasm: Backend;
+beforeAll(async () => {
+  wasm = await createBackend({ threads: 2 });
+});
+afterAll(() => wasm.dispose());
+
+describe("model on wasm", () => {
+  const model = initModel(preset("tiny"));
+  const prompt = [1, 84, 104, 101, 32, 113, 117, 105, 99, 107];
+
+  it("matches the reference's logits, prompt and decode steps", () => {
+    const refCache = createCache(model.config), wasmCache = createCache(model.config);
+    let tokens = prompt;
+    for (let step = 0; step < 4; step++) {
+      const ref = forward(model, tokens, { cache: refCache }).logits;
+      const out = forward(model, tokens, { cache: wasmCache, kernels: wasm.kernels! }).logits;
+      expect(nmse(out, ref), `step ${step}`).toBeLessThan(1e-7);
+      const V = ref.shape[ref.shape.length - 1]!;
+      const last = (t: Tensor) => t.data.subarray(t.data.length - V);
+      expect(argmax(last(out))).toBe(argmax(last(ref)));
+      tokens = [argmax(last(ref))];
+    }
+  });
+
+  it("generates the same greedy tokens", () => {
+    const ref = generate(model, prompt, { maxTokens: 8 });
+    const out = generate(model, prompt, { maxTokens: 8, kernels: wasm.kernels! });
+    expect(out.tokens).toEqual(ref.tokens);
+  });
+});
