@@ -5,7 +5,7 @@
 import * as Plot from "@observablehq/plot";
 import { parseHTML } from "linkedom";
 
-const DISPLAY = Symbol.for("Jupyter.display");
+export const DISPLAY: unique symbol = Symbol.for("Jupyter.display") as never;
 
 /** Something a notebook cell can end with to show it: an SVG picture, a table or a block of text. */
 export interface Shown {
@@ -52,6 +52,7 @@ export function heatmap(rows: readonly (readonly number[])[], options: HeatmapOp
   const xl = (j: number) => options.xLabels?.[j] ?? String(j);
   const yl = (i: number) => options.yLabels?.[i] ?? String(i);
   const data = rows.flatMap((row, i) => row.map((v, j) => ({ x: xl(j), y: yl(i), v })));
+  const top = options.domain?.[1] ?? Math.max(...data.map((d) => d.v));
   const every = (n: number) => Math.max(1, Math.ceil(n / 16)); // at most ~16 tick labels an axis
   const xTicks = Array.from({ length: C }, (_, j) => xl(j)).filter((_, j) => j % every(C) === 0);
   const yTicks = Array.from({ length: R }, (_, i) => yl(i)).filter((_, i) => i % every(R) === 0);
@@ -65,7 +66,7 @@ export function heatmap(rows: readonly (readonly number[])[], options: HeatmapOp
     color: { scheme: (options.scheme ?? "blues") as Plot.ColorScheme, domain: options.domain },
     marks: [
       Plot.cell(data, { x: "x", y: "y", fill: "v" }),
-      ...(options.text ? [Plot.text(data, { x: "x", y: "y", text: (d: { v: number }) => fmt(d.v), fill: "black", fontSize: 9 })] : []),
+      ...(options.text ? [Plot.text(data, { x: "x", y: "y", text: (d: { v: number }) => (d.v === 0 ? "" : d.v.toFixed(2)), fill: (d: { v: number }) => (d.v > 0.6 * top ? "white" : "black"), fontSize: 9 })] : []),
     ],
   });
 }
@@ -107,8 +108,8 @@ export function bars<T extends Record<string, unknown>>(
     width: options.width ?? 640,
     height: options.height ?? 260,
     marginLeft: 60,
-    x: { label: options.xLabel ?? options.x, ...(options.fx ? { axis: null } : {}) },
-    fx: options.fx ? { label: options.fx } : undefined,
+    x: { label: options.xLabel ?? options.x, domain: firstSeen(data, options.x), ...(options.fx ? { axis: null } : {}) },
+    fx: options.fx ? { label: null, domain: firstSeen(data, options.fx) } : undefined,
     y: { label: options.yLabel ?? options.y, grid: true, type: options.logY ? "log" : "linear" },
     color: options.fill ? { type: "categorical", scheme: "tableau10", domain: firstSeen(data, options.fill) } : undefined,
     marks: [

@@ -60,11 +60,12 @@ export function unmergeLora(merged: Tensor, lora: Lora): Tensor {
   return { shape: [...merged.shape], data: merged.data.map((w, i) => w - delta.data[i]!) };
 }
 
-/** x·Wᵀ + (alpha / r)·(x·Aᵀ)·Bᵀ without touching W: the unmerged path. */
-export function loraLinear(x: Tensor, weight: Tensor, lora: Lora): Tensor {
+/** x·Wᵀ + (alpha / r)·(x·Aᵀ)·Bᵀ without touching W: the unmerged path. `project` does each x·Wᵀ (default: the
+ *  reference; the model passes its backend's, which may also apply a quantised W: QLoRA). */
+export function loraLinear(x: Tensor, weight: Tensor, lora: Lora, project: (x: Tensor, w: Tensor) => Tensor = linear): Tensor {
   checkLora(weight, lora);
-  const base = linear(x, weight);
-  const update = linear(linear(x, lora.A), lora.B); // [..., rows]
+  const base = project(x, weight);
+  const update = project(project(x, lora.A), lora.B); // [..., rows]
   const out = weight.shape[0]!;
   const scale = lora.alpha / lora.rank;
   const data = Float32Array.from(base.data);

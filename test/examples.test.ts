@@ -9,9 +9,7 @@ import * as mla from "../examples/mla.ts";
 import * as moe from "../examples/moe.ts";
 import * as trace from "../examples/model-trace.ts";
 import * as quant from "../examples/quant.ts";
-import { bars, heatmap, image, lines, maskGrid, table } from "../examples/plot.ts";
-
-const DISPLAY = Symbol.for("Jupyter.display");
+import { bars, DISPLAY, heatmap, image, lines, maskGrid, table } from "../examples/plot.ts";
 
 describe("examples/plot.ts", () => {
   it("draws the same standalone SVG every time, displayable by a notebook kernel", () => {

@@ -101,7 +101,7 @@ describe("depth sweep", () => {
     expect(never!.meanLayers).toBe(3);
     expect(never!.agreement).toBe(1);
     expect(low!.meanLayers).toBe(1);
-    expect(low!.layersSaved).toBeCloseTo(2 / 3);
+    expect(low!.ffnSkipped).toBeCloseTo(2 / 3);
   });
 });
 

@@ -76,6 +76,15 @@ describe("tinyseek step", () => {
     expect(inspect.text()).toContain("layers.2.attn.probs");
   });
 
+  it("--attention picks the kind, for every layer or one per layer", async () => {
+    const c = capture();
+    expect(await main(["step", "--config", small, "--attention", "decay,segmented,mha", "--json"], c.io)).toBe(0);
+    const record = JSON.parse(c.text()) as StepRecord;
+    expect(record.layers.map((l) => l.attention)).toEqual(["decay", "segmented", "mha"]);
+    expect(record.model.config).toContain("attention_kind=decay,segmented,mha");
+    expect(record.layers[1]!.heatmap).toBeNull();
+  });
+
   it("--exit-sweep measures depth saved against agreement with the full-depth model", async () => {
     const c = capture();
     expect(await main(["step", "--config", small, "--exit-sweep", "0,1.5", "--json"], c.io)).toBe(0);

@@ -14,6 +14,7 @@ interface Entry {
 
 export class WeightCache {
   private ids = new WeakMap<ArrayBufferLike, number>();
+  private keys = new WeakMap<object, Map<string, string>>();
   private nextId = 1;
   private entries = new Map<string, Entry>(); // in least- to most-recently used order
   private byBuffer = new Map<number, Set<string>>();
@@ -24,13 +25,7 @@ export class WeightCache {
 
   /** The pointer to `data` in `layout`, filling a fresh block of `bytes` with `pack(ptr)` on a miss. */
   get(data: ArrayBufferView & { length: number }, layout: string, bytes: number, pack: (ptr: number) => void): number {
-    let id = this.ids.get(data.buffer);
-    if (id === undefined) {
-      id = this.nextId++;
-      this.ids.set(data.buffer, id);
-      this.finalizer.register(data.buffer, id);
-    }
-    const key = `${id}:${data.byteOffset}:${data.length}:${layout}`;
+    const key = this.keyOf(data, layout);
     const hit = this.entries.get(key);
     if (hit) {
       this.entries.delete(key);
@@ -40,11 +35,29 @@ export class WeightCache {
     while (this.bytes + bytes > this.budget && this.entries.size > 0) this.evict(this.entries.keys().next().value!);
     const ptr = this.heap.alloc(bytes);
     pack(ptr);
+    const id = this.ids.get(data.buffer)!;
     this.entries.set(key, { ptr, bytes, buffer: id });
     if (!this.byBuffer.has(id)) this.byBuffer.set(id, new Set());
     this.byBuffer.get(id)!.add(key);
     this.bytes += bytes;
     return ptr;
+  }
+
+  /** The entry's key; memoised per view object, since a model passes the same weight arrays every call. */
+  private keyOf(data: ArrayBufferView & { length: number }, layout: string): string {
+    let layouts = this.keys.get(data);
+    let key = layouts?.get(layout);
+    if (key !== undefined) return key;
+    let id = this.ids.get(data.buffer);
+    if (id === undefined) {
+      id = this.nextId++;
+      this.ids.set(data.buffer, id);
+      this.finalizer.register(data.buffer, id);
+    }
+    key = `${id}:${data.byteOffset}:${data.length}:${layout}`;
+    if (!layouts) this.keys.set(data, (layouts = new Map()));
+    layouts.set(layout, key);
+    return key;
   }
 
   get residentBytes(): number {

@@ -6,12 +6,12 @@ import { runBatched, type BatchRequest } from "../model/batching.ts";
 import { generate } from "../model/generate.ts";
 import { type Model } from "../model/weights.ts";
 import { type Kernels } from "../kernels.ts";
-import { loadModelBackend, loadModelFrom } from "../step/load.ts";
+import { attentionOverride, loadModelBackend, loadModelFrom } from "../step/load.ts";
 import { parse, processIo, UsageError, type Io } from "./io.ts";
 import { toJson } from "./table.ts";
 
 export const help = `usage: tinyseek generate --prompt TEXT [--prompt TEXT ...] [--max-tokens N] [--temperature T] [--top-k K]
-                         [--top-p P] [--seed S] [--max-batch N] [--config NAME|FILE] [--weights FILE]
+                         [--top-p P] [--seed S] [--max-batch N] [--config NAME|FILE] [--attention KIND] [--weights FILE]
                          [--backend NAME] [--exit-threshold P] [--json]
 
 Continues a prompt: one forward pass over the prompt (prefill), then one per new token through the KV cache,
@@ -38,7 +38,7 @@ function number(flag: string, value: string | undefined, fallback: number, integ
 export async function run(args: string[], io: Io = processIo): Promise<number> {
   const { values, positionals } = parse(args, {
     prompt: { type: "string", multiple: true }, "max-batch": { type: "string" }, "max-tokens": { type: "string" }, temperature: { type: "string" }, "top-k": { type: "string" },
-    "top-p": { type: "string" }, seed: { type: "string" }, config: { type: "string" }, weights: { type: "string" },
+    "top-p": { type: "string" }, seed: { type: "string" }, config: { type: "string" }, weights: { type: "string" }, attention: { type: "string" },
     backend: { type: "string" }, "exit-threshold": { type: "string" }, json: { type: "boolean" },
   });
   if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
@@ -61,7 +61,7 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
     throw new UsageError((error as Error).message);
   }
   try {
-    const { model } = await loadModelFrom(values.config, values.weights);
+    const { model } = await loadModelFrom(values.config, values.weights, attentionOverride(values.attention));
     const sampling = { maxTokens, temperature, topK, topP, seed, kernels: backend.kernels, exitThreshold };
     if (prompts.length > 1) return batched(model, prompts, maxBatch, sampling, values.json === true, io);
     const text0 = prompts[0]!;

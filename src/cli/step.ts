@@ -10,7 +10,7 @@ import { compareTraces, createTrace, saveTrace, TRACE_TOLERANCE } from "../trace
 import { type Model } from "../model/weights.ts";
 import { depthSweep } from "../model/depth.ts";
 import { forward } from "../model/model.ts";
-import { loadModelBackend, loadModelFrom } from "../step/load.ts";
+import { attentionOverride, loadModelBackend, loadModelFrom } from "../step/load.ts";
 import { stepRecord } from "../step/record.ts";
 import { renderHeader, renderLayer, renderOutput, styleFor } from "../step/render.ts";
 import { parse, processIo, UsageError, type Io } from "./io.ts";
@@ -18,7 +18,7 @@ import { printTable, toJson } from "./table.ts";
 
 export const DEFAULT_PROMPT = "The quick brown fox";
 
-export const help = `usage: tinyseek step [--prompt TEXT] [--config NAME|FILE] [--weights FILE] [--backend NAME]
+export const help = `usage: tinyseek step [--prompt TEXT] [--config NAME|FILE] [--attention KIND] [--weights FILE] [--backend NAME]
                      [--layer N] [--head N] [--exit-threshold P] [--interactive] [--json] [--trace FILE [--filter GLOB]]
 
 Runs a prompt through the model one layer and one op at a time and shows what happens inside: the tokens, each
@@ -27,6 +27,7 @@ with expert loads and drops, early exits, and the next-token prediction.
 
   --prompt TEXT        default ${JSON.stringify(DEFAULT_PROMPT)} (byte-level tokens, <bos> first)
   --config NAME|FILE   a preset (tiny, small) or a JSON config with DeepSeek-V3 field names; default tiny
+  --attention KIND     mla (default), mha, decay, segmented or sparse; or one per layer: mla,mha,decay,sparse
   --weights FILE       safetensors weights (checkpoint names); default: seeded random initialisation
   --backend NAME       reference (default) or wasm; webgpu has no synchronous kernels for the model
   --layer N            show only layer N (0-based)
@@ -35,7 +36,7 @@ with expert loads and drops, early exits, and the next-token prediction.
   --interactive        wait for Enter between layers (only when stdin is a terminal)
   --json               print the whole step record as JSON
   --trace FILE         also save every traced tensor (or those matching --filter) as safetensors
-  --exit-sweep LIST    early exit at each threshold (e.g. 0.01,0.1,0.5): mean depth, layer work saved, and how often
+  --exit-sweep LIST    early exit at each threshold (e.g. 0.01,0.1,0.5): mean depth, feed-forward work skipped, how often
                        the top-1 token still equals the full-depth model's (the "+40%" claim, measured)
   --compare            run the reference and --backend side by side and list every traced tensor's error in forward
                        order, naming the first one over tolerance (NMSE 1e-7; exit 1 if any): where a backend departs`;
@@ -49,7 +50,7 @@ const int = (flag: string, value: string | undefined): number | undefined => {
 
 export async function run(args: string[], io: Io = processIo): Promise<number> {
   const { values, positionals } = parse(args, {
-    prompt: { type: "string" }, config: { type: "string" }, weights: { type: "string" }, backend: { type: "string" },
+    prompt: { type: "string" }, config: { type: "string" }, weights: { type: "string" }, backend: { type: "string" }, attention: { type: "string" },
     layer: { type: "string" }, head: { type: "string" }, "exit-threshold": { type: "string" }, interactive: { type: "boolean" },
     json: { type: "boolean" }, trace: { type: "string" }, filter: { type: "string" }, compare: { type: "boolean" },
     "exit-sweep": { type: "string" },
@@ -71,7 +72,7 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
     throw new UsageError((error as Error).message); // an unknown or unavailable backend: one line, exit 2
   }
   try {
-    const { model, configLabel, weightsLabel } = await loadModelFrom(values.config, values.weights);
+    const { model, configLabel, weightsLabel } = await loadModelFrom(values.config, values.weights, attentionOverride(values.attention));
     const L = model.config.num_hidden_layers;
     if (layer !== undefined && layer >= L) throw new UsageError(`--layer: expected a layer in [0, ${L - 1}], got ${layer}`);
     if (head !== undefined && head >= model.config.num_attention_heads) {
@@ -92,7 +93,7 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
       const thresholds = values["exit-sweep"].split(",").map((v) => Number(v.trim()));
       if (thresholds.some((t) => !(t >= 0))) throw new UsageError(`--exit-sweep: expected comma-separated numbers >= 0, got ${JSON.stringify(values["exit-sweep"])}`);
       const rows = depthSweep(model, tokens, thresholds, { kernels: backend.kernels });
-      printTable(io, rows.map((r) => ({ threshold: r.threshold, "mean layers": r.meanLayers, "layer work saved": `${(100 * r.layersSaved).toFixed(1)}%`, "top-1 = full depth": `${(100 * r.agreement).toFixed(1)}%`, ms: r.ms })), { json: values.json, value: rows });
+      printTable(io, rows.map((r) => ({ threshold: r.threshold, "mean layers": r.meanLayers, "FFN work skipped": `${(100 * r.ffnSkipped).toFixed(1)}%`, "top-1 = full depth": `${(100 * r.agreement).toFixed(1)}%`, ms: r.ms })), { json: values.json, value: rows });
       return 0;
     }
 

@@ -9,6 +9,7 @@
 
 import { moeLayer, type MoeConfig, type MoeResult, type MoeWeights } from "../moe/layer.ts";
 import { type Kernels } from "../kernels.ts";
+import { adapted } from "../model-adapters.ts";
 import { argError } from "../errors.ts";
 import { concatRows, expectShape, reshape, sliceRows, type Tensor } from "../tensor.ts";
 import { record, wants, type Trace } from "../trace.ts";
@@ -74,8 +75,9 @@ export function block(x: Tensor, layer: number, weights: LayerWeights, config: M
     const out = kind.forward(rows, weights.self_attn, config, cache, { kernels, trace, prefix: `${name}.attn` });
     return reshape(out, [length, D]);
   }));
-  record(trace, `${name}.attn.out`, attnOut);
-  const h = residual(x, attnOut, active);
+  const attnAdapted = adapted(attnOut, weights.adapters?.attn); // through a bottleneck adapter, if one is attached
+  record(trace, `${name}.attn.out`, attnAdapted);
+  const h = residual(x, attnAdapted, active);
   record(trace, `${name}.attn.residual`, h);
 
   const running = active ? rowsWhere(active) : null; // null: all rows
@@ -91,6 +93,7 @@ export function block(x: Tensor, layer: number, weights: LayerWeights, config: M
   } else {
     ffnOut = denseMlp(ffnIn, weights.mlp as DenseMlpWeights, kernels);
   }
+  ffnOut = adapted(ffnOut, weights.adapters?.mlp);
   record(trace, `${name}.mlp.out`, ffnOut);
   const out = residual(h, running ? scatterRows(ffnOut, running, h.shape[0]!) : ffnOut, active);
   record(trace, `${name}.out`, out);

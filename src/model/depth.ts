@@ -48,9 +48,10 @@ export function topTwoMargin(probs: Tensor): Tensor {
 
 export interface DepthRow {
   threshold: number;
-  /** Mean layers a token ran, and the fraction of layer work saved against full depth. */
+  /** Mean layers a token ran, and the fraction of feed-forward (MLP/MoE) layers it skipped against full depth
+   * (attention still runs on an exited token, to fill the deeper caches). */
   meanLayers: number;
-  layersSaved: number;
+  ffnSkipped: number;
   /** Fraction of tokens whose top-1 prediction matches the full-depth model's. */
   agreement: number;
   ms: number;
@@ -73,6 +74,6 @@ export function depthSweep(model: Model, tokens: readonly number[], thresholds: 
       if (top1(run.logits, t) === top1(full.logits, t)) agree++;
     }
     const meanLayers = layers / tokens.length;
-    return { threshold, meanLayers, layersSaved: 1 - meanLayers / L, agreement: agree / tokens.length, ms };
+    return { threshold, meanLayers, ffnSkipped: 1 - meanLayers / L, agreement: agree / tokens.length, ms };
   });
 }

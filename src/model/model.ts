@@ -9,6 +9,7 @@
 
 import { argError, checkInteger, checkNumber, TinyseekError } from "../errors.ts";
 import { reference, type Kernels } from "../kernels.ts";
+import { hookedKernels } from "../model-adapters.ts";
 import { type MoeStats } from "../moe/stats.ts";
 import { embedding } from "../ops.ts";
 import { type Tensor } from "../tensor.ts";
@@ -83,7 +84,8 @@ export function forwardBatch(model: Model, tokens: readonly (readonly number[])[
 /** The forward pass over several sequences' new tokens, packed row after row. */
 function forwardPacked(model: Model, rows: { tokens: number[]; cache: ModelCache }[], options: ForwardOptions): ForwardResult {
   const { config, weights } = model;
-  const kernels = options.kernels ?? reference;
+  // Quantised weights and unmerged LoRAs apply themselves through the kernels (src/model-adapters.ts).
+  const kernels = hookedKernels(options.kernels ?? reference);
   const { trace } = options;
   if (trace && rows.length !== 1) throw new TinyseekError("trace: expected a single sequence (trace one request at a time)");
   const threshold = options.exitThreshold === undefined ? config.exit_threshold : options.exitThreshold;

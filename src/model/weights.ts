@@ -6,6 +6,7 @@
 import { writeFile } from "node:fs/promises";
 import { TinyseekError } from "../errors.ts";
 import { readSafetensors, readBytes, writeSafetensors, type TensorToWrite } from "../io/safetensors.ts";
+import { type LayerAdapters } from "../model-adapters.ts";
 import { initMoe, type MoeWeights } from "../moe/layer.ts";
 import { Random, randn } from "../random.ts";
 import { shapeString, tensor, type Tensor } from "../tensor.ts";
@@ -26,6 +27,8 @@ export interface LayerWeights {
   readonly self_attn: Record<string, Tensor>;
   readonly post_attention_layernorm: Tensor;
   readonly mlp: DenseMlpWeights | MoeWeights;
+  /** Bottleneck adapters after attention and after the feed-forward (src/lora.ts attaches them). */
+  readonly adapters?: LayerAdapters;
 }
 
 export interface ModelWeights {

@@ -35,8 +35,16 @@ export function expert(weights: ExpertWeights, e: number): { gate: Tensor; up: T
   return { gate: view(weights.gate), up: view(weights.up), down: view(weights.down) };
 }
 
-/** y[t] = Σ over kept assignments (t, e) of w_te · Expert_e(x_t). x [N, D] → [N, D]. */
-export function dispatchCombine(x: Tensor, routing: Routing, weights: ExpertWeights): Tensor {
+/** y[t] = Σ over kept assignments (t, e) of w_te · Expert_e(x_t). x [N, D] → [N, D]. `runExpert` computes
+ *  Expert_e on its gathered tokens (default: the reference SwiGLU on the stacked weights; quantised experts pass
+ *  their own, src/model-adapters.ts). */
+export function dispatchCombine(
+  x: Tensor, routing: Routing, weights: ExpertWeights,
+  runExpert: (tokens: Tensor, e: number) => Tensor = (tokens, e) => {
+    const w = expert(weights, e);
+    return swigluMlp(tokens, w.gate, w.up, w.down);
+  },
+): Tensor {
   const { N, D } = expectShape("x", x, ["N", "D"]);
   const { E, F } = expectShape("experts.gate", weights.gate, ["E", "F", "D"], { D });
   expectShape("experts.up", weights.up, ["E", "F", "D"], { E, F, D });
@@ -58,8 +66,7 @@ export function dispatchCombine(x: Tensor, routing: Routing, weights: ExpertWeig
     if (slots.length === 0) continue;
     const tokens = new Float32Array(slots.length * D);
     slots.forEach((a, i) => tokens.set(x.data.subarray(Math.floor(a / k) * D, Math.floor(a / k) * D + D), i * D));
-    const w = expert(weights, e);
-    const y = swigluMlp({ shape: [slots.length, D], data: tokens }, w.gate, w.up, w.down);
+    const y = runExpert({ shape: [slots.length, D], data: tokens }, e);
     slots.forEach((a, i) => {
       const t = Math.floor(a / k);
       for (let d = 0; d < D; d++) sum[t * D + d] += routing.weights[a]! * y.data[i * D + d]!;

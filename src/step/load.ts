@@ -39,12 +39,21 @@ export async function loadConfig(nameOrPath: string, overrides: Partial<ModelCon
 
 export async function loadModelFrom(configArg: string | undefined, weightsArg: string | undefined, overrides: Partial<ModelConfig> = {}): Promise<LoadedModel> {
   if (weightsArg !== undefined) {
+    if (Object.keys(overrides).length > 0) throw new TinyseekError(`weights: ${weightsArg} fixes the model's shape; drop ${Object.keys(overrides).join(", ")}`);
     const given = configArg === undefined ? undefined : (await loadConfig(configArg, overrides)).config;
     const model = await loadModel(weightsArg, given);
     return { model, configLabel: configArg ?? `from ${weightsArg}`, weightsLabel: weightsArg };
   }
   const { config, label } = await loadConfig(configArg ?? "tiny", overrides);
-  return { model: initModel(config), configLabel: label, weightsLabel: `random init (seed ${config.init_seed})` };
+  const changed = Object.entries(overrides).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join(",") : v}`).join(" ");
+  return { model: initModel(config), configLabel: changed ? `${label} (${changed})` : label, weightsLabel: `random init (seed ${config.init_seed})` };
+}
+
+/** `--attention mla|mha|…` (one kind, or one per layer separated by commas) as a config override. */
+export function attentionOverride(value: string | undefined): Partial<ModelConfig> {
+  if (value === undefined) return {};
+  const kinds = value.split(",").map((k) => k.trim());
+  return { attention_kind: (kinds.length === 1 ? kinds[0] : kinds) as ModelConfig["attention_kind"] };
 }
 
 /** A backend whose kernels the model can run on; a missing or asynchronous-only one is a clear error. */

@@ -210,7 +210,7 @@ export function renderOutput(r: StepRecord, s: Style): string {
   const L = r.layers.length;
   if (r.exitThreshold !== null) {
     const mean = r.exitLayers.reduce((a, n) => a + n, 0) / r.exitLayers.length;
-    lines.push(`  early exit at threshold ${r.exitThreshold}: mean depth ${fmt(mean)} of ${L} layers (${fmt(100 * (1 - mean / L), 1)}% of layer work skipped)`);
+    lines.push(`  early exit at threshold ${r.exitThreshold}: mean depth ${fmt(mean)} of ${L} layers (${fmt(100 * (1 - mean / L), 1)}% of feed-forward work skipped; attention still fills the caches)`);
     lines.push(`  exit layer per token  ${r.exitLayers.join(" ")}`, "");
   }
   lines.push(`  next token after ${JSON.stringify(r.prompt)}:`);
@@ -219,7 +219,7 @@ export function renderOutput(r: StepRecord, s: Style): string {
   lines.push(
     "",
     s.dim("  try:  tinyseek step --layer 2 --head 1 --interactive · --exit-threshold 0.001 · --exit-sweep 0.001,0.01"),
-    s.dim("        --config FILE.json (\"attention_kind\": mha, decay, segmented, sparse) · --json · --trace out.safetensors"),
+    s.dim("        --attention decay (or mha, segmented, sparse; mla,mha,decay,sparse per layer) · --json · --trace FILE"),
     s.dim("        --backend wasm --compare · tinyseek generate --prompt TEXT · tinyseek --help"),
   );
   return lines.join("\n");
