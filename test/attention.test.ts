@@ -3,23 +3,13 @@ import { describe, expect, it } from "vitest";
 import { attention } from "../src/attention/attention.ts";
 import { decayAttention } from "../src/attention/decay.ts";
 import { referenceBackend } from "../src/backend.ts";
-import { TinyseekError } from "../src/errors.ts";
 import { coreGoldenCases } from "../src/golden/core-cases.ts";
 import { reference } from "../src/kernels.ts";
 import { causal, combine, maskFromSpec, padding, slidingWindow, toBias, type MaskSpec } from "../src/masks.ts";
 import { randBounded, Random } from "../src/random.ts";
 import { tensor, type Tensor } from "../src/tensor.ts";
+import { thrown, seed } from "./helpers.ts";
 
-function thrown(f: () => unknown): string {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(TinyseekError);
-    return (e as Error).message;
-  }
-  throw new Error("expected a TinyseekError, nothing was thrown");
-}
-const seed = fc.integer({ min: 0, max: 2 ** 32 - 1 });
 const size = fc.constantFrom(1, 2, 3, 4, 5, 7, 8, 9, 16, 17);
 const near = (a: ArrayLike<number>, b: ArrayLike<number>, tol = 1e-6) => {
   expect(a.length).toBe(b.length);

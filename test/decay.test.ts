@@ -2,22 +2,12 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { attention } from "../src/attention/attention.ts";
 import { decayAttention, decayBias, retnetGammas } from "../src/attention/decay.ts";
-import { TinyseekError } from "../src/errors.ts";
 import { reference } from "../src/kernels.ts";
 import { causal, slidingWindow } from "../src/masks.ts";
 import { randBounded, Random } from "../src/random.ts";
 import { tensor } from "../src/tensor.ts";
+import { thrown, seed } from "./helpers.ts";
 
-function thrown(f: () => unknown): string {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(TinyseekError);
-    return (e as Error).message;
-  }
-  throw new Error("expected a TinyseekError, nothing was thrown");
-}
-const seed = fc.integer({ min: 0, max: 2 ** 32 - 1 });
 const size = fc.constantFrom(1, 2, 3, 4, 5, 7, 8, 9, 16);
 const lastRow = (probs: Float32Array, T: number) => [...probs.subarray((T - 1) * T, T * T)];
 

@@ -1,19 +1,10 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { TinyseekError } from "../src/errors.ts";
 import {
   blockLocal, causal, combine, maskFromSpec, padding, renderMask, slidingWindow, specVisible, toBias, type Mask, type MaskSpec,
 } from "../src/masks.ts";
+import { thrown } from "./helpers.ts";
 
-function thrown(f: () => unknown): string {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(TinyseekError);
-    return (e as Error).message;
-  }
-  throw new Error("expected a TinyseekError, nothing was thrown");
-}
 /** A grid written as rows of 1s and 0s, e.g. ["110", "111"]. */
 const grid = (mask: Mask, b = 0) => renderMask(mask, b).split("\n").map((r) => r.replaceAll("■", "1").replaceAll("·", "0").replaceAll(" ", ""));
 

@@ -1,28 +1,18 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { TinyseekError } from "../src/errors.ts";
 import {
   bmm, embedding, gelu, layernorm, linear, matmul, rmsnorm, roundHalfEven, silu, softmax, swiglu,
 } from "../src/ops.ts";
 import { randBounded, Random } from "../src/random.ts";
 import { tensor, type Tensor } from "../src/tensor.ts";
+import { thrown, seed } from "./helpers.ts";
 
-function thrown(f: () => unknown): string {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(TinyseekError);
-    return (e as Error).message;
-  }
-  throw new Error("expected a TinyseekError, nothing was thrown");
-}
 const closeTo = (actual: ArrayLike<number>, expected: ArrayLike<number>, digits = 6) => {
   expect(actual.length).toBe(expected.length);
   for (let i = 0; i < expected.length; i++) expect(actual[i]).toBeCloseTo(expected[i]!, digits);
 };
 /** Sizes that matter to kernels: 1, primes, and either side of the SIMD width, 8 and 16. */
 const size = fc.constantFrom(1, 2, 3, 4, 5, 7, 8, 9, 13, 15, 16, 17);
-const seed = fc.integer({ min: 0, max: 2 ** 32 - 1 });
 
 describe("matmul, bmm, linear by hand", () => {
   it("multiplies [2, 3]·[3, 2]", () => {

@@ -1,20 +1,10 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { TinyseekError } from "../src/errors.ts";
 import { randBounded, Random } from "../src/random.ts";
 import { applyRope, ropeFrequencies, yarnSoftmaxFactor, type YarnOptions } from "../src/rope.ts";
 import { tensor } from "../src/tensor.ts";
+import { thrown, seed } from "./helpers.ts";
 
-function thrown(f: () => unknown): string {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(TinyseekError);
-    return (e as Error).message;
-  }
-  throw new Error("expected a TinyseekError, nothing was thrown");
-}
-const seed = fc.integer({ min: 0, max: 2 ** 32 - 1 });
 
 describe("rope by hand", () => {
   it("frequencies are θ^(-2i/dim)", () => {

@@ -1,17 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { argError, TinyseekError } from "../src/errors.ts";
 import { add, concatRows, expectShape, numel, reshape, sliceRows, tensor, zeros } from "../src/tensor.ts";
+import { thrown } from "./helpers.ts";
 
 /** Runs f, expects a TinyseekError, and returns its message. */
-function thrown(f: () => unknown): string {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(TinyseekError);
-    return (e as Error).message;
-  }
-  throw new Error("expected a TinyseekError, nothing was thrown");
-}
 
 describe("tensor", () => {
   it("holds a shape and a row-major Float32Array, copied from the input", () => {
