@@ -212,7 +212,9 @@ export function kernelCases(quick: boolean): BenchCase[] {
 
 /**
  * Times every case on every implementation: `rounds` rounds, each a tinybench run of all implementations in
- * turn for `timeMs` each; the row's figure is the median over rounds of each round's median latency.
+ * turn for timeMs / rounds each (at least one call); the row's figure is the median over rounds of each round's
+ * median latency. Many short rounds, not one long run per implementation, so that load from other processes
+ * falls on every implementation alike.
  */
 export async function runBench(
   cases: BenchCase[],
@@ -224,7 +226,8 @@ export async function runBench(
   for (const c of cases) {
     const runs = impls.map((impl) => ({ impl, fn: impl.prepare(c), medians: [] as number[] })).filter((r) => r.fn);
     for (let round = 0; round < rounds; round++) {
-      const bench = new Bench({ time: timeMs / rounds, iterations: 2, warmupTime: Math.min(50, timeMs / 4), warmupIterations: 1 });
+      const first = round === 0; // warm up (JIT tiers, caches, packed weights) once
+      const bench = new Bench({ time: timeMs / rounds, iterations: 1, warmup: first, warmupTime: Math.min(50, timeMs / 4), warmupIterations: 1 });
       runs.forEach((r, i) => bench.add(String(i), async () => void (await r.fn!())));
       await bench.run();
       bench.tasks.forEach((task, i) => {

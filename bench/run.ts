@@ -54,7 +54,7 @@ console.log(`${cases.length} cases × ${impls.length} implementations${values.qu
 const timeMs = Number(values.time ?? (values.quick ? 150 : 600));
 const rows: BenchRow[] = await runBench(cases, impls, {
   timeMs,
-  rounds: 3,
+  rounds: values.quick ? 3 : 7,
   onRow: (r) => console.error(`  ${r.op} ${r.shape} ${r.impl}×${r.threads}: ${r.medianMs.toFixed(3)} ms`),
 });
 for (const impl of impls) await impl.dispose();

@@ -43,26 +43,29 @@ export interface HeatmapOptions {
   text?: boolean; // print each value in its cell (small grids only)
   xLabels?: readonly string[];
   yLabels?: readonly string[];
+  marginLeft?: number; // default: room for the longest row label
 }
 
 export function heatmap(rows: readonly (readonly number[])[], options: HeatmapOptions = {}): Picture {
   const cell = options.cell ?? 20;
   const R = rows.length;
   const C = rows[0]?.length ?? 0;
+  // Cells are placed by index, so repeated labels (two "o" tokens) stay separate rows; labels only name the ticks.
   const xl = (j: number) => options.xLabels?.[j] ?? String(j);
   const yl = (i: number) => options.yLabels?.[i] ?? String(i);
-  const data = rows.flatMap((row, i) => row.map((v, j) => ({ x: xl(j), y: yl(i), v })));
+  const data = rows.flatMap((row, i) => row.map((v, j) => ({ x: j, y: i, v })));
   const top = options.domain?.[1] ?? Math.max(...data.map((d) => d.v));
-  const every = (n: number) => Math.max(1, Math.ceil(n / 16)); // at most ~16 tick labels an axis
-  const xTicks = Array.from({ length: C }, (_, j) => xl(j)).filter((_, j) => j % every(C) === 0);
-  const yTicks = Array.from({ length: R }, (_, i) => yl(i)).filter((_, i) => i % every(R) === 0);
+  const every = (n: number) => Math.max(1, Math.ceil(n / 24)); // at most ~24 tick labels an axis
+  const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+  const longest = Math.max(0, ...range(R).map((i) => yl(i).length));
+  const marginLeft = options.marginLeft ?? Math.max(40, 10 + 6 * longest);
   return plot({
-    width: 60 + C * cell + 20,
+    width: marginLeft + C * cell + 20,
     height: 40 + R * cell + 30,
-    marginLeft: 60,
+    marginLeft,
     padding: 0.05,
-    x: { label: options.x ?? null, domain: Array.from({ length: C }, (_, j) => xl(j)), ticks: xTicks, axis: "top" },
-    y: { label: options.y ?? null, domain: Array.from({ length: R }, (_, i) => yl(i)), ticks: yTicks },
+    x: { label: options.x ?? null, domain: range(C), ticks: range(C).filter((j) => j % every(C) === 0), tickFormat: xl, axis: "top" },
+    y: { label: options.y ?? null, domain: range(R), ticks: range(R).filter((i) => i % every(R) === 0), tickFormat: yl },
     color: { scheme: (options.scheme ?? "blues") as Plot.ColorScheme, domain: options.domain },
     marks: [
       Plot.cell(data, { x: "x", y: "y", fill: "v" }),
@@ -102,15 +105,15 @@ export function image(data: ArrayLike<number>, H: number, W: number, options: { 
 
 /** Bars: one per row of `data`, grouped (fx) or stacked/coloured by `fill` when given. */
 export function bars<T extends Record<string, unknown>>(
-  data: readonly T[], options: { x: keyof T & string; y: keyof T & string; fill?: keyof T & string; fx?: keyof T & string; yLabel?: string; xLabel?: string; width?: number; height?: number; rule?: number; logY?: boolean },
+  data: readonly T[], options: { x: keyof T & string; y: keyof T & string; fill?: keyof T & string; fx?: keyof T & string; fxLabel?: string; yLabel?: string; xLabel?: string; width?: number; height?: number; rule?: number; logY?: boolean },
 ): Picture {
   return plot({
     width: options.width ?? 640,
     height: options.height ?? 260,
     marginLeft: 60,
     x: { label: options.xLabel ?? options.x, domain: firstSeen(data, options.x), ...(options.fx ? { axis: null } : {}) },
-    fx: options.fx ? { label: null, domain: firstSeen(data, options.fx) } : undefined,
-    y: { label: options.yLabel ?? options.y, grid: true, type: options.logY ? "log" : "linear" },
+    fx: options.fx ? { label: options.fxLabel ?? null, domain: firstSeen(data, options.fx) } : undefined,
+    y: { label: options.yLabel ?? options.y, grid: true, type: options.logY ? "log" : "linear", ...(options.logY ? { tickFormat: "~g" } : {}) },
     color: options.fill ? { type: "categorical", scheme: "tableau10", domain: firstSeen(data, options.fill) } : undefined,
     marks: [
       Plot.barY(data as T[], { x: options.x, y: options.y, fill: options.fill ?? "steelblue", fx: options.fx }),
@@ -132,7 +135,7 @@ export function lines<T extends Record<string, unknown>>(
     marginLeft: 60,
     marginRight: z ? 110 : 20,
     x: { label: options.xLabel ?? options.x, type: options.logX ? "log" : "linear" },
-    y: { label: options.yLabel ?? options.y, type: options.logY ? "log" : "linear", grid: true },
+    y: { label: options.yLabel ?? options.y, type: options.logY ? "log" : "linear", grid: true, ...(options.logY ? { tickFormat: "~g" } : {}) },
     color: z ? { type: "categorical", scheme: "tableau10", domain: firstSeen(data, z) } : undefined,
     marks: [
       Plot.line(data as T[], { x: options.x, y: options.y, stroke: z ?? "steelblue", z }),

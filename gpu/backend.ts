@@ -9,6 +9,7 @@ import { type AsyncKernels, type Backend, type BackendOptions } from "../src/bac
 import { argError, checkNumber } from "../src/errors.ts";
 import { type FusedAttentionOptions } from "../src/kernels.ts";
 import { specVisible } from "../src/masks.ts";
+import { type Model } from "../src/model/weights.ts";
 import { type ExpertWeights, type Routing } from "../src/moe/experts.ts";
 import { expectShape, numel, shapeString, type Tensor } from "../src/tensor.ts";
 import { createContext, type GpuContext, type GpuTensor } from "./context.ts";
@@ -17,12 +18,15 @@ import { attention } from "./kernels/attention.ts";
 import { ropeTable, rope, silu, swiglu } from "./kernels/elementwise.ts";
 import { bmm, linear, matmul } from "./kernels/matmul.ts";
 import { moe } from "./kernels/moe.ts";
+import { type DeviceForwardOptions, type DeviceForwardResult } from "./model.ts";
 import { packFlags, rmsnorm, softmax } from "./kernels/rows.ts";
 
 export interface WebGpuBackend extends Backend {
   readonly adapter: AdapterSummary;
   /** The buffer pool and pipeline cache the kernels share (device-resident runs use it too). */
   readonly context: GpuContext;
+  /** The whole model's forward kept on the device (gpu/model.ts): what golden model cases use here. */
+  forwardModel(model: Model, tokens: ArrayLike<number>, options?: DeviceForwardOptions): Promise<DeviceForwardResult>;
 }
 
 export async function createBackend(options: BackendOptions & DeviceOptions = {}): Promise<WebGpuBackend> {
@@ -36,6 +40,8 @@ export async function createBackend(options: BackendOptions & DeviceOptions = {}
     adapter,
     context: ctx,
     asyncKernels: gpuKernels(ctx),
+    // Loaded on first use: a user of the kernels alone never loads the model code.
+    forwardModel: async (model, tokens, forwardOptions) => (await import("./model.ts")).forwardOnDevice(ctx, model, tokens, forwardOptions),
     async dispose() {
       ctx.destroy();
       gpu.close();

@@ -4,6 +4,7 @@
 // included), `?` one character. A later record of the same name replaces the earlier one.
 // Traces save as safetensors (F32 for floats, I32 for indices, U8 for flags) and read back with `tinyseek inspect`.
 
+import { globToRegExp } from "./glob.ts";
 import { argError } from "./errors.ts";
 import { type Tolerance } from "./golden/case.ts";
 import { diffTensors, type Diff } from "./io/diff.ts";
@@ -27,12 +28,6 @@ export function createTrace(patterns: string | readonly string[] = "*"): Trace {
   const list = (typeof patterns === "string" ? patterns.split(",") : [...patterns]).map((p) => p.trim()).filter((p) => p !== "");
   if (list.length === 0) throw argError("patterns", "at least one glob pattern", typeof patterns === "string" ? patterns : [...patterns]);
   return { patterns: list, matchers: list.map(globToRegExp), tensors: new Map() };
-}
-
-/** A glob as an anchored regular expression: `*` any run of characters, `?` one, everything else literal. */
-export function globToRegExp(pattern: string): RegExp {
-  const body = [...pattern].map((c) => (c === "*" ? ".*" : c === "?" ? "." : c.replace(/[.+^${}()|[\]\\]/g, "\\$&"))).join("");
-  return new RegExp(`^${body}$`);
 }
 
 /** Whether `trace` wants the tensor called `name` (false without a trace): check before computing something costly. */
@@ -84,3 +79,5 @@ export function traceAsFile(trace: Trace): Safetensors {
 export function compareTraces(reference: Trace, other: Trace, tolerance: Tolerance = TRACE_TOLERANCE): Diff {
   return diffTensors(traceAsFile(reference), traceAsFile(other), tolerance);
 }
+
+export { globToRegExp };

@@ -100,11 +100,55 @@ export interface GemmArgs {
   offC?: number;
 }
 
+// x·Wᵀ for at most 4 rows (a decode step): a 64×64 tile would leave 60 of its 64 rows idle, so instead a workgroup
+// of 64 threads owns one output column n, each thread strides over K for the (up to) four rows, and a vec4 tree
+// reduction finishes the dot products. Rows past M read row 0 and are not written.
+const GEMV = /* wgsl */ `
+struct P { M: u32, N: u32, K: u32, strideA: u32, strideB: u32, strideC: u32, offA: u32, offB: u32, offC: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> A: array<f32>;
+@group(0) @binding(2) var<storage, read> B: array<f32>;
+@group(0) @binding(3) var<storage, read_write> C: array<f32>;
+var<workgroup> red: array<vec4<f32>, 64>;
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let n = wg.x + wg.y * nw.x;
+  if (n >= p.N) { return; }
+  let aBase = p.offA + wg.z * p.strideA;
+  let bBase = p.offB + wg.z * p.strideB + n * p.K;
+  let rows = vec4<u32>(0u, select(0u, 1u, p.M > 1u), select(0u, 2u, p.M > 2u), select(0u, 3u, p.M > 3u)) * p.K + aBase;
+  var acc = vec4<f32>(0.0);
+  for (var k = lid; k < p.K; k += 64u) {
+    let a = vec4<f32>(A[rows.x + k], A[rows.y + k], A[rows.z + k], A[rows.w + k]);
+    acc = fma(a, vec4<f32>(B[bBase + k]), acc);
+  }
+  red[lid] = acc;
+  workgroupBarrier();
+  for (var s = 32u; s > 0u; s >>= 1u) {
+    if (lid < s) { red[lid] = red[lid] + red[lid + s]; }
+    workgroupBarrier();
+  }
+  if (lid == 0u) {
+    let cBase = p.offC + wg.z * p.strideC + n;
+    let r = red[0];
+    C[cBase] = r.x;
+    if (p.M > 1u) { C[cBase + p.N] = r.y; }
+    if (p.M > 2u) { C[cBase + 2u * p.N] = r.z; }
+    if (p.M > 3u) { C[cBase + 3u * p.N] = r.w; }
+  }
+}`;
+
 /** Writes C into `c` (which must hold offC + batches·strideC elements). */
 export function gemmInto(ctx: GpuContext, a: GPUBuffer, b: GPUBuffer, c: GPUBuffer, args: GemmArgs): void {
   const { M, N, K, transB, batches = 1 } = args;
   const { strideA = M * K, strideB = K * N, strideC = M * N, offA = 0, offB = 0, offC = 0 } = args;
   if (batches > 65535) throw argError("batches", "at most 65535 matrices per product", batches);
+  if (transB && M <= 4) {
+    const y = Math.ceil(N / 65535);
+    ctx.dispatch(GEMV, [a, b, c], [M, N, K, strideA, strideB, strideC, offA, offB, offC], [Math.ceil(N / y), y, batches]);
+    return;
+  }
   const aligned = (...xs: number[]) => xs.every((x) => x % 4 === 0);
   const vecA = aligned(K, offA, strideA);
   const vecB = transB ? aligned(K, offB, strideB) : aligned(N, offB, strideB);

@@ -32,10 +32,4 @@ export function goldenSuite(): GoldenCase[] {
   return cases;
 }
 
-/** `*` matches any run of characters, `?` one; several patterns may be given separated by commas. */
-export function matchesGlob(name: string, glob: string): boolean {
-  return glob.split(",").some((pattern) => {
-    const regex = pattern.trim().replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".");
-    return new RegExp(`^${regex}$`).test(name);
-  });
-}
+export { matchesGlob } from "../glob.ts";

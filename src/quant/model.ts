@@ -218,7 +218,9 @@ function readQuantized(
   }
   if (scheme.kind === "fp8") {
     consumed.add(name).add(`${name}_scale_inv`);
-    return hooked(readFp8Weight(bytes, header, name, scheme.block), true);
+    const q = readFp8Weight(bytes, header, name, scheme.block);
+    if (shapeString(q.shape) !== shapeString([out, inDim])) throw new TinyseekError(`weights: "${name}" must be F8_E4M3 ${shapeString([out, inDim])}, got ${shapeString(q.shape)}`);
+    return hooked(q, true);
   }
   const m = moduleOf(name);
   const groups = Math.ceil(inDim / scheme.group);
