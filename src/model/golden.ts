@@ -8,11 +8,11 @@ import { type GoldenCase } from "../golden/case.ts";
 import { EXACT } from "../io/compare.ts";
 import { Random } from "../random.ts";
 import { type Tensor } from "../tensor.ts";
-import { createTrace, TRACE_TOLERANCE } from "../trace.ts";
+import { createTrace, TRACE_TOLERANCE, type Trace } from "../trace.ts";
 import { type AttentionKind, type ModelConfig } from "./config.ts";
 import { forward } from "./model.ts";
 import { preset } from "./presets.ts";
-import { initModel, modelFromParams, modelParams } from "./weights.ts";
+import { initModel, modelFromParams, modelParams, type Model } from "./weights.ts";
 
 // Whole-model logits on a float32 backend: NMSE <= 1e-7 (golden.md), per element well inside what flips a token.
 const LOGITS = TRACE_TOLERANCE;
@@ -28,6 +28,8 @@ export function goldenConfig(attention: AttentionKind, overrides: Partial<ModelC
   });
 }
 
+type DeviceForward = (model: Model, tokens: number[], options: { trace: Trace }) => Promise<{ logits: Tensor }>;
+
 function modelCase(name: string, config: ModelConfig, T: number, seed: number): GoldenCase {
   return {
     name,
@@ -40,11 +42,16 @@ function modelCase(name: string, config: ModelConfig, T: number, seed: number): 
       const model = initModel({ ...config, init_seed: seed });
       return { inputs: { tokens: { shape: [T], data: tokens } }, params: Object.fromEntries(modelParams(model)) };
     },
-    run(backend: Backend, inputs, params) {
-      if (!backend.kernels) throw new NotSupportedError(`${backend.name} has no synchronous kernels for the whole model`);
+    async run(backend: Backend, inputs, params) {
+      // An asynchronous backend may keep the whole forward on its device (webgpu: gpu/model.ts).
+      const onDevice = (backend as { forwardModel?: DeviceForward }).forwardModel;
+      if (!backend.kernels && !onDevice) throw new NotSupportedError(`${backend.name} has no synchronous kernels for the whole model`);
       const model = modelFromParams({ ...config, init_seed: seed }, new Map(Object.entries(params as Record<string, Tensor>)));
       const trace = createTrace("layers.1.mlp.router.indices");
-      const result = forward(model, Array.from(inputs.tokens!.data), { kernels: backend.kernels, trace });
+      const tokens = Array.from(inputs.tokens!.data);
+      const result = backend.kernels
+        ? forward(model, tokens, { kernels: backend.kernels, trace })
+        : { ...(await onDevice!(model, tokens, { trace })), exitLayers: new Int32Array(T).fill(config.num_hidden_layers) };
       const outputs: Record<string, { shape: readonly number[]; data: Float32Array | Int32Array }> = {
         logits: result.logits,
         "router.indices": trace.tensors.get("layers.1.mlp.router.indices") as { shape: number[]; data: Int32Array },

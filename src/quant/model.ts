@@ -12,6 +12,7 @@
 // (JSON) names the scheme and every quantised weight; `config` is the model's.
 
 import { argError, TinyseekError } from "../errors.ts";
+import { globToRegExp } from "../glob.ts";
 import { fp8WeightTensors, readFp8Weight } from "../io/fp8-weights.ts";
 import { readSafetensorsHeader, readTensor, writeSafetensors, type SafeTensor, type SafetensorsHeader, type TensorToWrite } from "../io/safetensors.ts";
 import { namedWeights, replaceWeights, type HookedWeight } from "../model-adapters.ts";
@@ -59,6 +60,8 @@ export function linearNames(model: Model): string[] {
   return [...namedWeights(model).keys()].filter((n) => /_proj(_with_mqa)?\.weight$/.test(n) || /\.mlp\.gate\.weight$/.test(n) || n === "lm_head.weight");
 }
 
+const moduleOf = (name: string) => name.replace(/\.weight$/, "");
+
 /** Projections only: what is quantised when no targets are named. */
 const DEFAULT_TARGETS = ["*_proj", "*_proj_with_mqa"];
 
@@ -66,9 +69,11 @@ const DEFAULT_TARGETS = ["*_proj", "*_proj_with_mqa"];
  *  without ".weight", so "q_b_proj" finds every layer's q_b_proj as PEFT's target_modules does. */
 export function globMatcher(pattern: string): (name: string) => boolean {
   if (typeof pattern !== "string" || pattern === "") throw argError("target", "a non-empty name pattern", pattern);
-  const body = pattern.split("*").map((part) => part.split("?").map((s) => s.replace(/[.+^${}()|[\]\\]/g, "\\$&")).join(".")).join(".*");
-  const re = new RegExp(`^(?:.*\\.)?${body}(?:\\.weight)?$`);
-  return (name) => re.test(name);
+  const re = globToRegExp(pattern);
+  return (name) => {
+    const module = moduleOf(name);
+    return re.test(name) || re.test(module) || module.split(".").some((_, i, parts) => re.test(parts.slice(i).join(".")));
+  };
 }
 
 /** The names among `names` that the patterns pick; a pattern that picks none is an error naming it. */
@@ -132,7 +137,6 @@ export function storedBytes(w: Tensor, scheme: QuantScheme | null): number {
 
 // ── safetensors ──
 
-const moduleOf = (name: string) => name.replace(/\.weight$/, "");
 const FLOAT_DTYPES = { bf16: "BF16", fp16: "F16", e4m3: "F8_E4M3", e5m2: "F8_E5M2" } as const;
 
 function quantTensors(name: string, w: Tensor, scheme: QuantScheme): Record<string, TensorToWrite> {
