@@ -19,7 +19,8 @@ export function backendWith(overrides: Partial<Omit<Kernels, "name">>, name = "n
 
 export interface GoldenRow {
   case: string;
-  outcome: "ok" | "fail" | "not supported";
+  /** "stale": the file no longer matches its case (config or seed changed), so it says nothing about the kernel. */
+  outcome: "ok" | "fail" | "not supported" | "stale";
   mismatches: number;
   elements: number;
   maxAbsError: number;
@@ -34,19 +35,21 @@ export async function checkBackend(backend: Backend, glob = "*"): Promise<Golden
   for (const file of files) {
     const r = await checkGoldenFile(file, suite, backend);
     const worst = r.comparisons.reduce((a, c) => ({ mismatches: a.mismatches + c.mismatches, elements: a.elements + c.elements, maxAbsError: Math.max(a.maxAbsError, c.maxAbsError) }), { mismatches: 0, elements: 0, maxAbsError: 0 });
-    rows.push({ case: file.split("/").pop()!.replace(/\.safetensors$/, ""), outcome: r.outcome, ...worst, message: r.message });
+    const stale = r.outcome === "fail" && r.message.includes("has changed its config or seed");
+    rows.push({ case: file.split("/").pop()!.replace(/\.safetensors$/, ""), outcome: stale ? "stale" : r.outcome, ...worst, message: r.message });
   }
   return rows;
 }
 
 /** Count of outcomes per component (the part of the case name before its second dot). */
 export function summarise(rows: readonly GoldenRow[]) {
-  const by = new Map<string, { component: string; ok: number; fail: number }>();
+  const by = new Map<string, { component: string; ok: number; fail: number; stale: number }>();
   for (const r of rows) {
     const component = r.case.split(".").slice(0, 2).join(".");
-    const s = by.get(component) ?? { component, ok: 0, fail: 0 };
+    const s = by.get(component) ?? { component, ok: 0, fail: 0, stale: 0 };
     if (r.outcome === "ok") s.ok++;
     else if (r.outcome === "fail") s.fail++;
+    else if (r.outcome === "stale") s.stale++;
     by.set(component, s);
   }
   return [...by.values()];

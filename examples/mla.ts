@@ -65,7 +65,8 @@ export function maxDiff(a: Tensor, b: Tensor): { maxAbsDiff: number; maxAbs: num
   return { maxAbsDiff: d, maxAbs: m };
 }
 
-/** Cache size in MiB (bf16) over one layer as the context grows, for each scheme. */
+/** Cache size in MiB (bf16) over one layer as the context grows, for each scheme (MLA naive lies on MHA: left out). */
 export function cacheGrowth(config: MlaConfig, lengths = [1024, 4096, 16384, 65536, 131072]) {
-  return lengths.flatMap((T) => cachePerToken(config).map((r) => ({ T, scheme: r.scheme.split(" (")[0]!, MiB: (r.bytesBf16 * T) / 2 ** 20 })));
+  const schemes = cachePerToken(config).filter((r) => !r.scheme.startsWith("MLA naive"));
+  return lengths.flatMap((T) => schemes.map((r) => ({ T, scheme: r.scheme.split(" (")[0]!, MiB: (r.bytesBf16 * T) / 2 ** 20 })));
 }

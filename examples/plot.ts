@@ -40,6 +40,7 @@ export interface HeatmapOptions {
   scheme?: string; // an Observable Plot colour scheme (default "blues")
   domain?: [number, number]; // colour domain (default: the data's range)
   cell?: number; // pixels per cell (default 20)
+  cellHeight?: number; // default: cell
   text?: boolean; // print each value in its cell (small grids only)
   xLabels?: readonly string[];
   yLabels?: readonly string[];
@@ -58,10 +59,10 @@ export function heatmap(rows: readonly (readonly number[])[], options: HeatmapOp
   const every = (n: number) => Math.max(1, Math.ceil(n / 24)); // at most ~24 tick labels an axis
   const range = (n: number) => Array.from({ length: n }, (_, i) => i);
   const longest = Math.max(0, ...range(R).map((i) => yl(i).length));
-  const marginLeft = options.marginLeft ?? Math.max(40, 10 + 6 * longest);
+  const marginLeft = options.marginLeft ?? Math.max(40, 16 + 6.5 * longest);
   return plot({
     width: marginLeft + C * cell + 20,
-    height: 40 + R * cell + 30,
+    height: 40 + R * (options.cellHeight ?? cell) + 30,
     marginLeft,
     padding: 0.05,
     x: { label: options.x ?? null, domain: range(C), ticks: range(C).filter((j) => j % every(C) === 0), tickFormat: xl, axis: "top" },
@@ -134,7 +135,7 @@ export function lines<T extends Record<string, unknown>>(
     height: options.height ?? 300,
     marginLeft: 60,
     marginRight: z ? 110 : 20,
-    x: { label: options.xLabel ?? options.x, type: options.logX ? "log" : "linear" },
+    x: { label: options.xLabel ?? options.x, type: options.logX ? "log" : "linear", ...(options.logX ? { tickFormat: "~g" } : {}) },
     y: { label: options.yLabel ?? options.y, type: options.logY ? "log" : "linear", grid: true, ...(options.logY ? { tickFormat: "~g" } : {}) },
     color: z ? { type: "categorical", scheme: "tableau10", domain: firstSeen(data, z) } : undefined,
     marks: [

@@ -81,6 +81,7 @@ export function createContext(device: GPUDevice): GpuContext {
   let deviceError: string | undefined;
   device.addEventListener("uncapturederror", (event) => {
     deviceError ??= (event as GPUUncapturedErrorEvent).error.message;
+    event.preventDefault(); // reported by the next read-back instead of on the console
   });
 
   function create(size: number, usage: number): GPUBuffer {

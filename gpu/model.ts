@@ -6,51 +6,94 @@
 // in the reference's own code (src/moe/layer.ts routeTokens) and picks exactly the experts it would. The weights,
 // config and routing code are the model's; only the data movement is this file's.
 //
-// Supported: attention_kind "mla" with mla_mode "absorb", a fresh sequence (no cache), full depth. Anything else
+// Supported: attention kinds "mla" (mla_mode "absorb"), "mha" and "decay" (decay_mode "relative"), per layer; one
+// sequence, fresh or continuing a DeviceCache (the attention caches, on the device); early exit, with the head's
+// probabilities [T, V] read back after each eligible layer for the confidence test (src/model/depth.ts). Anything else
 // throws NotSupportedError naming the feature. The trace has every name the reference records except
 // layers.*.attn.probs: the fused attention never forms the probability matrix.
 
 import { mlaSoftmaxScale, mlaYarn, checkMlaConfig, type MlaWeights } from "../src/attention/mla.ts";
 import { NotSupportedError } from "../src/backend.ts";
-import { argError } from "../src/errors.ts";
+import { argError, checkInteger, checkNumber } from "../src/errors.ts";
 import { type Routing } from "../src/moe/experts.ts";
 import { routeTokens, type MoeWeights } from "../src/moe/layer.ts";
 import { moeConfigOf, rowNorms } from "../src/model/block.ts";
-import { isMoeLayer, layerKind } from "../src/model/config.ts";
+import { headDim, isMoeLayer, layerKind, type AttentionKind } from "../src/model/config.ts";
+import { topTwoMargin } from "../src/model/depth.ts";
+import { decayGammas } from "../src/model/mha.ts";
 import { type DenseMlpWeights, type Model } from "../src/model/weights.ts";
-import { ropeFrequencies } from "../src/rope.ts";
+import { ropeFrequencies, yarnSoftmaxFactor } from "../src/rope.ts";
 import { numel, type Tensor } from "../src/tensor.ts";
 import { record, wants, type Trace } from "../src/trace.ts";
 import { type GpuContext, type GpuTensor } from "./context.ts";
 import { attention } from "./kernels/attention.ts";
-import { add, copyBlocks, gatherRows, rope, ropeTable, swiglu } from "./kernels/elementwise.ts";
+import { add, addRows, copyBlocks, gatherRows, rope, ropeTable, swiglu } from "./kernels/elementwise.ts";
 import { gemmInto, linear } from "./kernels/matmul.ts";
 import { moe } from "./kernels/moe.ts";
-import { rmsnorm } from "./kernels/rows.ts";
+import { rmsnorm, softmax } from "./kernels/rows.ts";
 
 export interface DeviceForwardOptions {
   /** Named intermediates to read back, with src/model's names (embed, layers.0.attn.out, norm, logits, ...). */
   trace?: Trace;
+  /** Continue from (and append to) this device-resident cache; absent: a fresh sequence from position 0. */
+  cache?: DeviceCache;
+  /** Early-exit confidence threshold; default config.exit_threshold (null: full depth). */
+  exitThreshold?: number | null;
+  /** Layers every token runs before it may exit; default config.exit_min_layers. */
+  minLayers?: number;
+}
+
+/**
+ * The attention caches on the device, per layer. MLA (absorb): keys [capacity, kv_lora_rank + qk_rope_head_dim]
+ * (the normalised latent and the rotated shared key) and values [capacity, kv_lora_rank] (the latent again,
+ * contiguous for the attention kernel). mha, decay: rotated keys and values [Hkv, capacity, Dh]. `length`
+ * positions are filled; the next token sits at position `length`.
+ */
+export interface DeviceCache {
+  length: number;
+  readonly capacity: number;
+  readonly layers: readonly { keys: GPUBuffer; values: GPUBuffer }[];
+}
+
+/** A cache for up to `capacity` positions (default max_position_embeddings); free it with releaseDeviceCache. */
+export function createDeviceCache(ctx: GpuContext, model: Model, capacity = model.config.max_position_embeddings): DeviceCache {
+  const c = model.config;
+  checkDeviceSupport(model);
+  const [r, dr, kv] = [c.kv_lora_rank, c.qk_rope_head_dim, c.num_key_value_heads * headDim(c)];
+  const layers = Array.from({ length: c.num_hidden_layers }, (_, l) => layerKind(c, l) === "mla"
+    ? { keys: ctx.acquire(capacity * (r + dr)), values: ctx.acquire(capacity * r) }
+    : { keys: ctx.acquire(capacity * kv), values: ctx.acquire(capacity * kv) });
+  return { length: 0, capacity, layers };
+}
+
+export function releaseDeviceCache(ctx: GpuContext, cache: DeviceCache): void {
+  for (const layer of cache.layers) ctx.release(layer.keys, layer.values);
 }
 
 export interface DeviceForwardResult {
   logits: Tensor; // [T, V]
-  /** Per layer: the MoE routing it used, or null for a dense layer. */
+  /** Per layer: the MoE routing it used (over the tokens still running), or null (dense layer, or none ran). */
   routing: (Routing | null)[];
+  /** Layers each token ran: num_hidden_layers unless it exited early. */
+  exitLayers: Int32Array;
 }
+
+const DEVICE_KINDS: readonly AttentionKind[] = ["mla", "mha", "decay"];
 
 /** Throws NotSupportedError unless the device runner covers `model`'s configuration. */
 export function checkDeviceSupport(model: Model): void {
   const c = model.config;
   for (let l = 0; l < c.num_hidden_layers; l++) {
     const kind = layerKind(c, l);
-    if (kind !== "mla") throw new NotSupportedError(`webgpu model: attention kind "${kind}" (layer ${l}) runs only through synchronous kernels; the device runner supports "mla"`);
+    if (!DEVICE_KINDS.includes(kind)) {
+      throw new NotSupportedError(`webgpu model: attention kind "${kind}" (layer ${l}) runs only through synchronous kernels; the device runner supports ${DEVICE_KINDS.map((k) => `"${k}"`).join(", ")}`);
+    }
+    if (kind === "mla" && c.mla_mode !== "absorb") throw new NotSupportedError(`webgpu model: mla_mode "${c.mla_mode}"; the device runner supports "absorb"`);
+    if (kind === "decay" && c.decay_mode !== "relative") throw new NotSupportedError(`webgpu model: decay_mode "${c.decay_mode}"; the device runner supports "relative"`);
   }
-  if (c.mla_mode !== "absorb") throw new NotSupportedError(`webgpu model: mla_mode "${c.mla_mode}"; the device runner supports "absorb"`);
-  if (c.exit_threshold !== null) throw new NotSupportedError("webgpu model: early exit (exit_threshold); the device runner runs full depth");
 }
 
-/** One fresh sequence's tokens → next-token logits, on the device. */
+/** One sequence's new tokens → their next-token logits, on the device (through `cache` when given). */
 export async function forwardOnDevice(ctx: GpuContext, model: Model, tokens: ArrayLike<number>, options: DeviceForwardOptions = {}): Promise<DeviceForwardResult> {
   checkDeviceSupport(model);
   const { config: c, weights } = model;
@@ -62,6 +105,16 @@ export async function forwardOnDevice(ctx: GpuContext, model: Model, tokens: Arr
     return id;
   });
   const { trace } = options;
+  const L = c.num_hidden_layers;
+  const threshold = options.exitThreshold === undefined ? c.exit_threshold : options.exitThreshold;
+  if (threshold !== null) checkNumber("exitThreshold", threshold, 0, Infinity);
+  const minLayers = options.minLayers ?? c.exit_min_layers;
+  checkInteger("minLayers", minLayers, 1, L);
+  const exitLayers = new Int32Array(T).fill(L);
+  const active = threshold === null ? undefined : new Uint8Array(T).fill(1);
+  const cache = options.cache ?? createDeviceCache(ctx, model, T);
+  const start = cache.length;
+  if (start + T > cache.capacity) throw argError("tokens", `at most ${cache.capacity - start} more (the cache's capacity)`, T);
   const W = (t: Tensor): GpuTensor => ({ shape: t.shape, buffer: ctx.weight(t.data) });
   const D = c.hidden_size;
   const eps = c.rms_norm_eps;
@@ -77,19 +130,45 @@ export async function forwardOnDevice(ctx: GpuContext, model: Model, tokens: Arr
   record(trace, "tokens", { shape: [T], data: Int32Array.from(ids) });
   await show("embed", x);
   const routing: (Routing | null)[] = [];
-  const table = ctx.upload(ropeTable(Array.from({ length: T }, (_, t) => t), ropeFrequencies({ dim: c.qk_rope_head_dim, theta: c.rope_theta, yarn: mlaYarn(c) })));
+  // Rotary tables for these positions, one per rotated width (MLA's qk_rope_head_dim, the plain kinds' Dh).
+  const tables = new Map<number, GPUBuffer>();
+  const tableFor = (dim: number) => {
+    let table = tables.get(dim);
+    if (!table) {
+      const freqs = ropeFrequencies({ dim, theta: c.rope_theta, yarn: mlaYarn(c) });
+      tables.set(dim, (table = ctx.upload(ropeTable(Array.from({ length: T }, (_, t) => start + t), freqs))));
+    }
+    return table;
+  };
 
   for (let l = 0; l < c.num_hidden_layers; l++) {
     const layer = weights.layers[l]!;
     const name = `layers.${l}`;
     const attnIn = keep(rmsnorm(ctx, x, W(layer.input_layernorm), eps));
     await show(`${name}.attn.in`, attnIn);
-    const attnOut = keep(mlaAbsorb(ctx, attnIn, layer.self_attn as unknown as MlaWeights, model, table, keep, W));
+    const kind = layerKind(c, l);
+    const place = { start, capacity: cache.capacity, ...cache.layers[l]! };
+    const attnOut = keep(kind === "mla"
+      ? mlaAbsorb(ctx, attnIn, layer.self_attn as unknown as MlaWeights, model, { ...place, table: tableFor(c.qk_rope_head_dim) }, keep, W)
+      : multiHead(ctx, attnIn, layer.self_attn, model, { ...place, table: tableFor(headDim(c)) }, kind === "decay", keep, W));
     await show(`${name}.attn.out`, attnOut);
-    const h = keep(add(ctx, x, attnOut));
+    // Early exit (src/model/block.ts): exited tokens keep their state, and only running tokens run the FFN.
+    const running = active ? [...active.keys()].filter((t) => active[t]) : null;
+    const slots = (of: (t: number) => number) => keep({ shape: [T], buffer: ctx.upload(Int32Array.from({ length: T }, (_, t) => of(t))) }).buffer;
+    const h = keep(active ? addRows(ctx, x, attnOut, slots((t) => (active[t] ? t : -1))) : add(ctx, x, attnOut));
     await show(`${name}.attn.residual`, h);
-    const ffnIn = keep(rmsnorm(ctx, h, W(layer.post_attention_layernorm), eps));
+    if (running && running.length === 0) { // every token has exited
+      routing.push(null);
+      temps.push(x.buffer);
+      ctx.release(...temps.splice(0).filter((b) => b !== h.buffer));
+      x = h;
+      continue;
+    }
+    const subset = running && running.length < T ? running : null;
+    const ffnSource = subset ? keep(gatherRows(ctx, h.buffer, D, keep({ shape: [subset.length], buffer: ctx.upload(Uint32Array.from(subset)) }).buffer, subset.length)) : h;
+    const ffnIn = keep(rmsnorm(ctx, ffnSource, W(layer.post_attention_layernorm), eps));
     await show(`${name}.mlp.in`, ffnIn);
+    const rows = ffnIn.shape[0]!;
     let ffnOut: GpuTensor;
     if (isMoeLayer(c, l)) {
       const result = await moeOnDevice(ctx, ffnIn, layer.mlp as MoeWeights, model, keep, W);
@@ -99,16 +178,17 @@ export async function forwardOnDevice(ctx: GpuContext, model: Model, tokens: Arr
         const k = result.routing.k;
         record(trace, `${name}.mlp.router.logits`, result.logits);
         record(trace, `${name}.mlp.router.scores`, result.scores);
-        record(trace, `${name}.mlp.router.indices`, { shape: [T, k], data: result.routing.experts });
-        record(trace, `${name}.mlp.router.weights`, { shape: [T, k], data: result.routing.weights });
-        record(trace, `${name}.mlp.router.kept`, { shape: [T, k], data: result.routing.kept });
+        record(trace, `${name}.mlp.router.indices`, { shape: [rows, k], data: result.routing.experts });
+        record(trace, `${name}.mlp.router.weights`, { shape: [rows, k], data: result.routing.weights });
+        record(trace, `${name}.mlp.router.kept`, { shape: [rows, k], data: result.routing.kept });
       }
     } else {
       ffnOut = keep(swigluMlp(ctx, ffnIn, layer.mlp as DenseMlpWeights, keep, W));
       routing.push(null);
     }
     await show(`${name}.mlp.out`, ffnOut);
-    const out = add(ctx, h, ffnOut);
+    const slotOf = subset ? new Map(subset.map((t, i) => [t, i])) : null;
+    const out = active ? addRows(ctx, h, ffnOut, slots((t) => (!active[t] ? -1 : slotOf ? slotOf.get(t)! : t))) : add(ctx, h, ffnOut);
     await show(`${name}.out`, out);
     if (wants(trace, `${name}.residual_norm`)) {
       record(trace, `${name}.residual_norm`, rowNorms({ shape: out.shape, data: await ctx.read(out.buffer, T * D) }));
@@ -116,14 +196,38 @@ export async function forwardOnDevice(ctx: GpuContext, model: Model, tokens: Arr
     temps.push(x.buffer);
     ctx.release(...temps.splice(0)); // every buffer of this layer goes back to the pool; `out` carries on
     x = out;
+    if (active && l + 1 >= minLayers && l + 1 < L) await exitCheckOnDevice(ctx, x, l, active, exitLayers, threshold!, model, trace);
   }
+  if (active) record(trace, "exit.layers", { shape: [T], data: exitLayers });
   const normed = rmsnorm(ctx, x, W(weights.norm), eps);
   await show("norm", normed);
   const logitsOnDevice = linear(ctx, normed, W(weights.lm_head));
   const logits = { shape: [T, c.vocab_size], data: await ctx.read(logitsOnDevice.buffer, T * c.vocab_size) };
   record(trace, "logits", logits);
-  ctx.release(table, x.buffer, normed.buffer, logitsOnDevice.buffer);
-  return { logits, routing };
+  ctx.release(...tables.values(), x.buffer, normed.buffer, logitsOnDevice.buffer);
+  cache.length = start + T;
+  if (!options.cache) releaseDeviceCache(ctx, cache);
+  return { logits, routing, exitLayers };
+}
+
+/** src/model/depth.ts exitCheck with the head on the device: only the probabilities [T, V] come back. */
+async function exitCheckOnDevice(
+  ctx: GpuContext, x: GpuTensor, l: number, active: Uint8Array, exitLayers: Int32Array, threshold: number, model: Model, trace?: Trace,
+): Promise<void> {
+  const { weights, config } = model;
+  const normed = rmsnorm(ctx, x, { shape: weights.norm.shape, buffer: ctx.weight(weights.norm.data) }, config.rms_norm_eps);
+  const head = linear(ctx, normed, { shape: weights.lm_head.shape, buffer: ctx.weight(weights.lm_head.data) });
+  const probs = softmax(ctx, head);
+  const data = await ctx.read(probs.buffer, numel(probs.shape));
+  ctx.release(normed.buffer, head.buffer, probs.buffer);
+  const confidence = topTwoMargin({ shape: probs.shape, data });
+  record(trace, `layers.${l}.exit.confidence`, confidence);
+  for (let t = 0; t < active.length; t++) {
+    if (active[t] && confidence.data[t]! >= threshold) {
+      active[t] = 0;
+      exitLayers[t] = l + 1;
+    }
+  }
 }
 
 type Keep = (t: GpuTensor) => GpuTensor;
@@ -136,8 +240,18 @@ function swigluMlp(ctx: GpuContext, x: GpuTensor, w: DenseMlpWeights, keep: Keep
   return linear(ctx, keep(swiglu(ctx, gate, up)), W(w.down_proj));
 }
 
-/** MLA in absorb form for one fresh sequence x [T, D] (src/attention/mla.ts mla → absorb), all on the device. */
-function mlaAbsorb(ctx: GpuContext, x: GpuTensor, w: MlaWeights, model: Model, table: GPUBuffer, keep: Keep, W: Resident): GpuTensor {
+/** Where a layer's new tokens go: the rope table of their positions, the first position, the cache buffers. */
+interface LayerPlace {
+  table: GPUBuffer;
+  start: number;
+  capacity: number;
+  keys: GPUBuffer;
+  values: GPUBuffer;
+}
+
+/** MLA in absorb form for new tokens x [T, D] (src/attention/mla.ts mla → absorb), all on the device. */
+function mlaAbsorb(ctx: GpuContext, x: GpuTensor, w: MlaWeights, model: Model, place: LayerPlace, keep: Keep, W: Resident): GpuTensor {
+  const { table, start } = place;
   const c = checkMlaConfig(model.config);
   const T = x.shape[0]!;
   const [H, dn, dr, dv, r] = [c.num_attention_heads, c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim, c.kv_lora_rank];
@@ -167,12 +281,16 @@ function mlaAbsorb(ctx: GpuContext, x: GpuTensor, w: MlaWeights, model: Model, t
   const query = keep(ctx.empty([1, H, T, r + dr]));
   copyBlocks(ctx, qLatent.buffer, query.buffer, { rows: H * T, width: r, srcRow: r, dstRow: r + dr });
   copyBlocks(ctx, qPe.buffer, query.buffer, { rows: H * T, width: dr, srcRow: dr, dstOff: r, dstRow: r + dr });
-  const keys = keep(ctx.empty([1, 1, T, r + dr]));
-  copyBlocks(ctx, latent.buffer, keys.buffer, { rows: T, width: r, srcRow: r, dstRow: r + dr });
-  copyBlocks(ctx, kPe.buffer, keys.buffer, { rows: T, width: dr, srcRow: dr, dstOff: r, dstRow: r + dr });
-  const values = { shape: [1, 1, T, r], buffer: latent.buffer };
+  // The new positions' keys and values are appended to the cache in place.
+  copyBlocks(ctx, latent.buffer, place.keys, { rows: T, width: r, srcRow: r, dstOff: start * (r + dr), dstRow: r + dr });
+  copyBlocks(ctx, kPe.buffer, place.keys, { rows: T, width: dr, srcRow: dr, dstOff: start * (r + dr) + r, dstRow: r + dr });
+  copyBlocks(ctx, latent.buffer, place.values, { rows: T, width: r, srcRow: r, dstOff: start * r, dstRow: r });
+  const Tk = start + T;
+  const keys = { shape: [1, 1, Tk, r + dr], buffer: place.keys };
+  const values = { shape: [1, 1, Tk, r], buffer: place.values };
   const scale = mlaSoftmaxScale(c);
-  const outLatent = keep(attention(ctx, query, keys, values, { B: 1, H, Hkv: 1, Tq: T, Tk: T, Dh: r + dr, Dv: r, scale, mask: { causal: true, offset: 0 } }));
+  const mask = { causal: true, offset: start };
+  const outLatent = keep(attention(ctx, query, keys, values, { B: 1, H, Hkv: 1, Tq: T, Tk, Dh: r + dr, Dv: r, scale, mask, kvRows: place.capacity }));
   // ·W_uvᵀ per head: W_uv,h is rows [h·(dn+dv) + dn, (h+1)·(dn+dv)) of kv_b_proj, [dv, r], read transposed in place.
   const heads = keep(ctx.empty([1, H, T, dv]));
   gemmInto(ctx, outLatent.buffer, kvB, heads.buffer, { M: T, N: dv, K: r, transB: true, batches: H, strideA: T * r, offB: dn * r, strideB: headStride, strideC: T * dv });
@@ -180,6 +298,37 @@ function mlaAbsorb(ctx: GpuContext, x: GpuTensor, w: MlaWeights, model: Model, t
   const merged = keep(ctx.empty([T, H * dv]));
   copyBlocks(ctx, heads.buffer, merged.buffer, { batches: H, rows: T, width: dv, srcBatch: T * dv, srcRow: dv, dstBatch: dv, dstRow: H * dv });
   return linear(ctx, merged, W(w.o_proj));
+}
+
+/** Multi-head (grouped-query) attention with rotary positions, plain or with relative decay (src/model/mha.ts). */
+function multiHead(
+  ctx: GpuContext, x: GpuTensor, w: Record<string, Tensor>, model: Model, place: LayerPlace, decay: boolean, keep: Keep, W: Resident,
+): GpuTensor {
+  const c = model.config;
+  const T = x.shape[0]!;
+  const [H, Hkv, Dh, cap, start] = [c.num_attention_heads, c.num_key_value_heads, headDim(c), place.capacity, place.start];
+  // splitHeads: [T, heads·Dh] → [heads, T, Dh]; keys (after rotation) and values go straight into the cache.
+  const split = (t: GpuTensor, heads: number) => {
+    const out = keep(ctx.empty([1, heads, T, Dh]));
+    copyBlocks(ctx, t.buffer, out.buffer, { batches: heads, rows: T, width: Dh, srcBatch: Dh, srcRow: heads * Dh, dstBatch: T * Dh, dstRow: Dh });
+    return out;
+  };
+  const q = keep(rope(ctx, split(keep(linear(ctx, x, W(w.q_proj!))), H), place.table, T));
+  const k = keep(rope(ctx, split(keep(linear(ctx, x, W(w.k_proj!))), Hkv), place.table, T));
+  const v = split(keep(linear(ctx, x, W(w.v_proj!))), Hkv);
+  const toCache = { batches: Hkv, rows: T, width: Dh, srcBatch: T * Dh, srcRow: Dh, dstOff: start * Dh, dstBatch: cap * Dh, dstRow: Dh };
+  copyBlocks(ctx, k.buffer, place.keys, toCache);
+  copyBlocks(ctx, v.buffer, place.values, toCache);
+  const Tk = start + T;
+  const gammas = decay ? ctx.upload(Float32Array.from(decayGammas(c), Math.log)) : undefined;
+  const scale = yarnSoftmaxFactor(mlaYarn(c)) / Math.sqrt(Dh);
+  const heads = keep(attention(ctx, q, { shape: [1, Hkv, Tk, Dh], buffer: place.keys }, { shape: [1, Hkv, Tk, Dh], buffer: place.values }, {
+    B: 1, H, Hkv, Tq: T, Tk, Dh, Dv: Dh, scale, mask: { causal: true, offset: start }, logGammas: gammas, kvRows: cap,
+  }));
+  if (gammas) ctx.release(gammas);
+  const merged = keep(ctx.empty([T, H * Dh]));
+  copyBlocks(ctx, heads.buffer, merged.buffer, { batches: H, rows: T, width: Dh, srcBatch: T * Dh, srcRow: Dh, dstBatch: Dh, dstRow: H * Dh });
+  return linear(ctx, merged, W(w.o_proj!));
 }
 
 /** The MoE layer (src/moe/layer.ts moeLayer): router logits read back, routed by the reference, experts on device. */

@@ -7,7 +7,8 @@ import { reference, type Kernels } from "./kernels.ts";
 
 /** The Kernels operations, each allowed to answer with a promise. */
 export type AsyncKernels = {
-  readonly [K in keyof Kernels]: Kernels[K] extends (...args: infer A) => infer R
+  // NonNullable: optional kernels (quantLinear) may answer with a promise too.
+  readonly [K in keyof Kernels]: NonNullable<Kernels[K]> extends (...args: infer A) => infer R
     ? (...args: A) => R | Promise<R>
     : Kernels[K];
 };

@@ -9,7 +9,7 @@ describe("the public API (src/index.ts)", () => {
   });
 
   it("runs the tiny model from the top-level names alone", () => {
-    const model = tinyseek.initModel(tinyseek.preset("tiny"), 0);
+    const model = tinyseek.initModel(tinyseek.preset("tiny"));
     const tokens = tinyseek.encode("hi", { bos: true });
     const { logits } = tinyseek.forward(model, tokens);
     expect(logits.shape).toEqual([tokens.length, tinyseek.VOCAB_SIZE]);

@@ -7,9 +7,9 @@ import { createCache } from "../src/model/cache.ts";
 import { argmax, generate } from "../src/model/generate.ts";
 import { forward } from "../src/model/model.ts";
 import { preset } from "../src/model/presets.ts";
-import { initModel } from "../src/model/weights.ts";
+import { initModel, modelParams } from "../src/model/weights.ts";
 import { type Tensor } from "../src/tensor.ts";
-import { createBackend } from "../wasm/backend.ts";
+import { createBackend, wasmStats } from "../wasm/backend.ts";
 
 const nmse = (out: Tensor, ref: Tensor) => {
   let num = 0, den = 0;
@@ -48,5 +48,20 @@ describe("model on wasm", () => {
     const ref = generate(model, prompt, { maxTokens: 8 });
     const out = generate(model, prompt, { maxTokens: 8, kernels: wasm.kernels! });
     expect(out.tokens).toEqual(ref.tokens);
+  });
+
+  it("keeps memory flat over a long generation", () => {
+    const cache = createCache(model.config);
+    forward(model, prompt, { cache, kernels: wasm.kernels! });
+    const step = (i: number) => forward(model, [32 + (i % 90)], { cache, kernels: wasm.kernels! });
+    for (let i = 0; i < 30; i++) step(i);
+    const early = wasmStats(wasm)!;
+    for (let i = 30; i < 230; i++) step(i);
+    const late = wasmStats(wasm)!;
+    // Weights are packed on first use (an expert when it first gets a token), so they may still be arriving, but
+    // never beyond the model's own size; the per-call arena grows with the cache by a few KiB a step at most.
+    const modelBytes = [...modelParams(model).values()].reduce((sum, t) => sum + t.data.byteLength, 0);
+    expect(late.weightBytes).toBeLessThanOrEqual(modelBytes);
+    expect(late.memoryBytes).toBeLessThanOrEqual(early.memoryBytes + (1 << 20));
   });
 });

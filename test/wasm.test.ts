@@ -138,6 +138,17 @@ describe("wasm heap", () => {
 });
 
 describe("wasm threads", () => {
+  it("runs hundreds of back-to-back pool jobs of every size without a stale or lost chunk", async () => {
+    const eager = await createBackend({ threads: 2, parallelFlops: 0 }); // every call goes through the pool
+    const rng = new Random(6);
+    for (let i = 0; i < 400; i++) {
+      const M = 1 + (i % 13), K = 1 + ((i * 7) % 40), N = 1 + ((i * 5) % 37);
+      const x = randBounded(rng, [M, K]), w = randBounded(rng, [N, K]);
+      expect(eager.kernels!.linear(x, w).data).toEqual(k1.linear(x, w).data);
+    }
+    await eager.dispose();
+  });
+
   it("never keeps the process alive, disposed or not", () => {
     const script = (dispose: boolean) => `
       import { createBackend } from "./wasm/backend.ts";

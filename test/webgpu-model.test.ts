@@ -3,8 +3,9 @@
 // layer, every traced intermediate close, and no buffer growth from one forward to the next.
 
 import { afterAll, describe, expect, it } from "vitest";
-import { forwardOnDevice } from "../gpu/model.ts";
+import { createDeviceCache, forwardOnDevice, releaseDeviceCache } from "../gpu/model.ts";
 import { NotSupportedError } from "../src/backend.ts";
+import { createCache } from "../src/model/cache.ts";
 import { forward } from "../src/model/model.ts";
 import { preset } from "../src/model/presets.ts";
 import { initModel } from "../src/model/weights.ts";
@@ -50,6 +51,24 @@ describe.skipIf(!backend)(`webgpu device-resident model${reason ? ` (skipped: ${
     expect(gpu.routing.filter((r) => r !== null).length).toBe(model.config.num_hidden_layers - model.config.first_k_dense_replace);
   });
 
+  it("decodes through its device cache as the reference does through its own", async () => {
+    const refCache = createCache(model.config);
+    const deviceCache = createDeviceCache(backend!.context, model, 32);
+    try {
+      const steps = [tokens.slice(0, 6), [tokens[6]!], [tokens[7]!], tokens.slice(8, 11)];
+      for (const step of steps) {
+        const ref = forward(model, step, { cache: refCache });
+        const gpu = await forwardOnDevice(backend!.context, model, step, { cache: deviceCache });
+        expect(compare(gpu.logits, ref.logits, 1e-3, 1e-4).nmse).toBeLessThan(1e-7);
+        expect(argmaxRows(gpu.logits)).toEqual(argmaxRows(ref.logits));
+        expect(deviceCache.length).toBe(refCache.length);
+      }
+      await expect(forwardOnDevice(backend!.context, model, Array(22).fill(65), { cache: deviceCache })).rejects.toThrow(/cache's capacity/);
+    } finally {
+      releaseDeviceCache(backend!.context, deviceCache);
+    }
+  });
+
   it("reuses its buffers from one forward to the next", async () => {
     await forwardOnDevice(backend!.context, model, tokens);
     const before = backend!.context.stats();
@@ -59,9 +78,39 @@ describe.skipIf(!backend)(`webgpu device-resident model${reason ? ` (skipped: ${
     expect(after.weights).toBe(before.weights);
   });
 
+  for (const kind of ["mha", "decay"] as const) {
+    it(`runs ${kind} attention layers, prompt then a decode step, as the reference`, async () => {
+      const other = initModel(preset("tiny", { attention_kind: kind, num_key_value_heads: 2, decay_gamma: "retnet" }));
+      const refCache = createCache(other.config);
+      const deviceCache = createDeviceCache(backend!.context, other, 16);
+      try {
+        for (const step of [tokens.slice(0, 7), [tokens[7]!]]) {
+          const ref = forward(other, step, { cache: refCache });
+          const gpu = await forwardOnDevice(backend!.context, other, step, { cache: deviceCache });
+          expect(compare(gpu.logits, ref.logits, 1e-3, 1e-4).nmse).toBeLessThan(1e-7);
+          expect(argmaxRows(gpu.logits)).toEqual(argmaxRows(ref.logits));
+        }
+      } finally {
+        releaseDeviceCache(backend!.context, deviceCache);
+      }
+    });
+  }
+
+  it("exits early where the reference does, and skips the FFN for exited tokens", async () => {
+    const options = { exitThreshold: 0.001, minLayers: 1 };
+    const ref = forward(model, tokens, options);
+    expect(new Set(ref.exitLayers).size, "the case needs tokens exiting at different layers").toBeGreaterThan(1);
+    const gpu = await forwardOnDevice(backend!.context, model, tokens, options);
+    expect(Array.from(gpu.exitLayers)).toEqual(Array.from(ref.exitLayers));
+    expect(compare(gpu.logits, ref.logits, 1e-3, 1e-4).nmse).toBeLessThan(1e-7);
+    gpu.routing.forEach((r, l) => expect(r?.experts.length ?? 0).toBe((ref.moe[l]?.tokens ?? 0) * model.config.num_experts_per_tok));
+  });
+
   it("says what it does not support", async () => {
-    const decay = initModel(preset("tiny", { attention_kind: "decay", n_routed_experts: 0 }));
-    await expect(forwardOnDevice(backend!.context, decay, [1, 2])).rejects.toThrow(NotSupportedError);
-    await expect(forwardOnDevice(backend!.context, decay, [1, 2])).rejects.toThrow(/attention kind "decay"/);
+    const segmented = initModel(preset("tiny", { attention_kind: "segmented" }));
+    await expect(forwardOnDevice(backend!.context, segmented, [1, 2])).rejects.toThrow(NotSupportedError);
+    await expect(forwardOnDevice(backend!.context, segmented, [1, 2])).rejects.toThrow(/attention kind "segmented"/);
+    const naive = initModel(preset("tiny", { mla_mode: "naive" }));
+    await expect(forwardOnDevice(backend!.context, naive, [1, 2])).rejects.toThrow(/mla_mode "naive"/);
   });
 });

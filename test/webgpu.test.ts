@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { diagnose } from "../gpu/device.ts";
+import { main } from "../src/cli/main.ts";
 import { reference } from "../src/kernels.ts";
 import { Random, randBounded } from "../src/random.ts";
 import { webgpuOrReason } from "./webgpu-support.ts";
@@ -96,6 +97,19 @@ describe.skipIf(!backend)(`webgpu backend${reason ? ` (skipped: ${reason})` : ""
   it("checks shapes before touching the device", async () => {
     const a = { shape: [2, 3], data: new Float32Array(6) };
     expect(() => backend!.asyncKernels.matmul(a, { shape: [4, 2], data: new Float32Array(8) })).toThrow(/^b: expected shape \[K=3, N\]/);
+  });
+
+  it("tinyseek devices prints the adapter, as a table or JSON", async () => {
+    const lines: string[] = [];
+    const io = { out: (t: string) => void lines.push(t), err: (t: string) => void lines.push(t) };
+    expect(await main(["devices", "--json"], io)).toBe(0);
+    const summary = JSON.parse(lines.join("\n"));
+    expect(summary.name).toBe(backend!.adapter.name);
+    expect(summary.limits.maxStorageBufferBindingSize).toBeGreaterThan(0);
+    lines.length = 0;
+    expect(await main(["devices"], io)).toBe(0);
+    expect(lines.join("\n")).toMatch(/\| adapter +\| .+\|[\s\S]*maxComputeWorkgroupStorageSize/);
+    expect(await main(["devices", "extra"], io)).toBe(2);
   });
 
   it("lets the process exit promptly after dispose", () => {

@@ -3,7 +3,7 @@
 // skips the compile when the binary is newer than every source. `--force` rebuilds, `--debug` also builds the
 // unoptimised target with a .wat listing.
 
-import { existsSync, readdirSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, renameSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -27,12 +27,18 @@ try {
 }
 
 process.chdir(root);
+mkdirSync("wasm/build", { recursive: true });
 const targets = process.argv.includes("--debug") ? ["release", "debug"] : ["release"];
 for (const target of targets) {
-  const { error, stderr } = await asc.main(["--config", "asconfig.json", "--target", target]);
+  // Compiled under a private name and renamed into place: test processes that start together and find no binary
+  // each build it, and none may read another's half-written file.
+  const outFile = target === "release" ? output : join(root, "wasm/build/tinyseek.debug.wasm");
+  const temporary = `${outFile}.${process.pid}.tmp`;
+  const { error, stderr } = await asc.main(["--config", "asconfig.json", "--target", target, "--outFile", temporary]);
   if (error) {
     console.error(stderr.toString());
     console.error(`tinyseek: WASM build failed: ${error.message}`);
     process.exit(1);
   }
+  renameSync(temporary, outFile);
 }

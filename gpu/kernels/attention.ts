@@ -22,7 +22,7 @@ const BQ = ${BQ}u;
 const HIDDEN = -0x1.fffffep+127f;
 struct P {
   H: u32, Hkv: u32, Tq: u32, Tk: u32, scale: f32, causal: u32, offset: u32, window: u32,
-  segSize: u32, segOverlap: u32, hasLengths: u32, hasDecay: u32, Dh: u32, Dv: u32,
+  segSize: u32, segOverlap: u32, hasLengths: u32, hasDecay: u32, Dh: u32, Dv: u32, kvRows: u32,
 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> Q: array<f32>;
@@ -58,7 +58,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let b = wg.z;
   let kvh = h / (p.H / p.Hkv);
   let qBase = ((b * p.H + h) * p.Tq + q0) * DH;
-  let kBase = (b * p.Hkv + kvh) * p.Tk;
+  let kBase = (b * p.Hkv + kvh) * p.kvRows;
   let decay = select(0.0, logGammas[h], p.hasDecay != 0u);
   for (var e = lid; e < BQ * DH; e += ${THREADS}u) {
     Qs[e] = select(0.0, Q[qBase + e], q0 + e / DH < p.Tq);
@@ -147,6 +147,8 @@ export interface AttentionArgs {
   mask?: MaskSpec;
   /** ln γ per query head, already on the device. */
   logGammas?: GPUBuffer;
+  /** Rows each kv head holds in k and v (default Tk): a cache allocated for more positions than it has filled. */
+  kvRows?: number;
 }
 
 export function attention(ctx: GpuContext, q: GpuTensor, k: GpuTensor, v: GpuTensor, args: AttentionArgs): GpuTensor {
@@ -166,6 +168,7 @@ export function attention(ctx: GpuContext, q: GpuTensor, k: GpuTensor, v: GpuTen
   const params = [
     H, Hkv, Tq, Tk, { f: scale }, causal ? 1 : 0, offset, mask.window ?? 0,
     mask.segment?.size ?? 0, mask.segment?.overlap ?? 0, mask.lengths ? 1 : 0, args.logGammas ? 1 : 0, Dh, Dv,
+    args.kvRows ?? Tk,
   ];
   ctx.dispatch(code, [q.buffer, k.buffer, v.buffer, lengths, gammas, out.buffer], params, [Math.ceil(Tq / BQ), H, B]);
   ctx.release(lengths);

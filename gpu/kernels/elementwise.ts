@@ -105,3 +105,16 @@ export function copyBlocks(ctx: GpuContext, src: GPUBuffer, dst: GPUBuffer, b: B
   const params = [n, b.rows, b.width, b.srcOff ?? 0, b.srcRow, b.srcBatch ?? 0, b.dstOff ?? 0, b.dstRow, b.dstBatch ?? 0];
   ctx.dispatch(COPY, [src, dst], params, groups1d(n, 64));
 }
+
+// Y[r, d] = X[r, d] + U[slot[r], d] where slot[r] >= 0, else X[r, d] (a = D; slots are i32 bit-cast in f32 storage).
+// The residual of a token that exited early (slot -1) stays as it was; a feed-forward run on a subset of rows
+// adds back through the slots.
+const ROW_ADD = unary(
+  `let r = i / p.a; let d = i % p.a; let s = bitcast<i32>(S[r]);
+   Y[i] = select(X[i], X[i] + U[u32(max(s, 0)) * p.a + d], s >= 0);`,
+  ["X", "U", "S"],
+);
+
+export function addRows(ctx: GpuContext, x: GpuTensor, update: GpuTensor, slots: GPUBuffer): GpuTensor {
+  return run(ctx, ROW_ADD, [x.buffer, update.buffer, slots], x.shape, [x.shape[x.shape.length - 1]!]);
+}

@@ -19,6 +19,7 @@ export const COMMANDS: Record<string, Entry> = {
   "attention-report": { summary: "KV state per attention kind and NSA's coverage on real text: the memory and sparsity claims, measured", load: () => import("./attention-report.ts") },
   step: { summary: "run a prompt through the model layer by layer: heatmaps, routing, early exits (npm start)", load: () => import("./step.ts") },
   generate: { summary: "continue a prompt: greedy, temperature, top-k, top-p sampling with a seed", load: () => import("./generate.ts") },
+  "quant-report": { summary: "int8, int4, FP8 and narrow floats on every projection: bytes, layer and logits error, next-token agreement", load: () => import("./quant-report.ts") },
   "moe-report": { summary: "MoE capacity, drop orders and bias balancing on a batch of text", load: () => import("./moe-report.ts") },
   devices: { summary: "the WebGPU adapter (Dawn): name, native backend, limits; or what is missing", load: () => import("./devices.ts") },
 };

@@ -50,11 +50,11 @@ function schemeCase(scheme: Scheme, out: number, inDim: number, tokens: number, 
       const rng = new Random(seed);
       return { inputs: { x: randBounded(rng, [tokens, inDim]) }, params: { weight: randBounded(rng, [out, inDim], 0.02) } };
     },
-    run(backend: Backend, inputs, params) {
-      const quantLinear = backend.kernels?.quantLinear;
+    async run(backend: Backend, inputs, params) {
+      const quantLinear = backend.asyncKernels.quantLinear;
       if (!quantLinear) throw new NotSupportedError(`${backend.name} has no quantLinear kernel`);
       const q = scheme.quantize(params.weight!);
-      return { ...storedCodes(q), y: quantLinear(inputs.x as Tensor, q, { activations: scheme.activations }) };
+      return { ...storedCodes(q), y: await quantLinear(inputs.x as Tensor, q, { activations: scheme.activations }) };
     },
     tolerance: { y: MATMUL_TOLERANCE, codes: { ...MATMUL_TOLERANCE, exact: true }, scales: { rtol: 0, atol: 0, nmse: 0 } },
   };
