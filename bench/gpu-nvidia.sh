@@ -32,7 +32,7 @@ fi
 
 mkdir -p bench/results
 if [ "$dry" = 1 ]; then
-  npx tsx bench/gpu.ts --sizes 128,256 --attention 128 --filter 'matmul|attention' --time 100 --json bench/results/gpu-dry-run.json
+  npx tsx bench/gpu.ts --sizes 128,256 --attention 128 --filter 'matmul|attention' --time 100
 else
   npx tsx bench/gpu.ts --sizes 1024,2048,4096,8192 --attention 1024,2048,4096 --filter 'matmul|attention' \
     --json bench/results/gpu-nvidia.json

@@ -12,6 +12,9 @@ import { type GpuContext, type GpuTensor } from "../gpu/context.ts";
 import { attention } from "../gpu/kernels/attention.ts";
 import { linear, matmul } from "../gpu/kernels/matmul.ts";
 import { rmsnorm, softmax } from "../gpu/kernels/rows.ts";
+import { createDeviceCache, forwardOnDevice, releaseDeviceCache } from "../gpu/model.ts";
+import { preset } from "../src/model/presets.ts";
+import { initModel } from "../src/model/weights.ts";
 import { type BenchRow } from "./kernels.ts";
 
 const { values } = parseArgs({
@@ -97,19 +100,56 @@ async function time(ctx: GpuContext, c: GpuCase): Promise<number> {
   return windows[2]!;
 }
 
+/** Whole-model rows (as bench/model.ts): the tiny preset's prefill of T tokens and one decode step through the
+ * device cache, logits read back each time; tokens/s alongside the median. */
+async function modelRows(ctx: GpuContext, adapter: string) {
+  const T = values.quick ? 16 : 32;
+  const model = initModel(preset("tiny"));
+  const prompt = Array.from({ length: T }, (_, t) => 32 + ((t * 7) % 90));
+  const median = async (run: () => Promise<unknown>) => {
+    await run(); // compiles the pipelines
+    const times: number[] = [];
+    for (let i = 0; i < (values.quick ? 5 : 11); i++) {
+      const started = performance.now();
+      await run();
+      times.push(performance.now() - started);
+    }
+    return times.sort((a, b) => a - b)[times.length >> 1]!;
+  };
+  const prefill = await median(() => forwardOnDevice(ctx, model, prompt));
+  const cache = createDeviceCache(ctx, model, T + 1);
+  await forwardOnDevice(ctx, model, prompt, { cache });
+  const decode = await median(() => {
+    cache.length = T; // the same step each time: position T's rows are overwritten
+    return forwardOnDevice(ctx, model, [65], { cache });
+  });
+  releaseDeviceCache(ctx, cache);
+  const row = (op: string, ms: number, tokens: number) =>
+    ({ op, shape: `tiny mla T=${T}`, impl: "webgpu" as const, threads: 1, medianMs: ms, gflops: null, tokensPerSecond: (tokens * 1000) / ms, adapter });
+  return [row("model.prefill", prefill, T), row("model.decode", decode, 1)];
+}
+
 const backend = await createBackend({ dawnBackend: values.backend });
 const ctx = backend.context;
 const adapter = backend.adapter;
 const label = `${adapter.name} (${adapter.backendType}${adapter.software ? ", software: these are CPU figures" : ""})`;
 console.log(`adapter: ${label}`);
-const rows: (BenchRow & { adapter: string })[] = [];
+const rows: (BenchRow & { adapter: string; tokensPerSecond?: number })[] = [];
 for (const c of cases(ctx)) {
   const medianMs = await time(ctx, c);
   const row = { op: c.op, shape: c.shape, impl: "webgpu" as const, threads: 1, medianMs, gflops: c.flops === null ? null : c.flops / medianMs / 1e6, adapter: adapter.name };
   rows.push(row);
   console.error(`  ${row.op} ${row.shape}: ${medianMs.toFixed(3)} ms${row.gflops === null ? "" : `, ${row.gflops.toFixed(1)} GFLOP/s`}`);
 }
-console.log(["| op | shape | median ms | GFLOP/s |", "|---|---|---|---|",
-  ...rows.map((r) => `| ${r.op} | ${r.shape} | ${r.medianMs.toFixed(3)} | ${r.gflops === null ? "" : r.gflops.toFixed(1)} |`)].join("\n"));
+if (!filter || filter.test("model")) {
+  for (const row of await modelRows(ctx, adapter.name)) {
+    rows.push(row);
+    console.error(`  ${row.op} ${row.shape}: ${row.medianMs.toFixed(3)} ms, ${row.tokensPerSecond.toFixed(1)} tokens/s`);
+  }
+}
+const rate = (r: (typeof rows)[number]) =>
+  r.gflops !== null ? `${r.gflops.toFixed(1)} GFLOP/s` : "tokensPerSecond" in r ? `${(r.tokensPerSecond as number).toFixed(1)} tokens/s` : "";
+console.log(["| op | shape | median ms | rate |", "|---|---|---|---|",
+  ...rows.map((r) => `| ${r.op} | ${r.shape} | ${r.medianMs.toFixed(3)} | ${rate(r)} |`)].join("\n"));
 if (values.json) writeFileSync(values.json, `${JSON.stringify(rows, null, 2)}\n`);
 await backend.dispose();

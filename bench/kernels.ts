@@ -38,6 +38,8 @@ export interface BenchCase {
 export interface Impl {
   impl: ImplName;
   threads: number;
+  /** What it runs on, printed above the table (a backend's description). */
+  description?: string;
   /** Asynchronous set-up for the cases about to run (sessions, uploads), when the implementation needs any. */
   ready?(cases: BenchCase[]): Promise<void>;
   /** A function that runs `c` once (returning when the result is on the host), or undefined if not supported. */
@@ -77,7 +79,7 @@ export const referenceImpl = (): Impl => kernelsImpl("reference", 1, reference, 
 
 export async function wasmImpl(threads: number): Promise<Impl> {
   const backend: Backend = await createWasm({ threads });
-  return kernelsImpl("wasm", threads, backend.kernels!, () => backend.dispose());
+  return { ...kernelsImpl("wasm", threads, backend.kernels!, () => backend.dispose()), description: backend.description };
 }
 
 /** tfjs-core on its wasm (XNNPACK) or cpu backend; copies in and out per call, as the Kernels interface does. */

@@ -50,7 +50,9 @@ if (values.webgpu || wanted?.includes("webgpu")) {
 
 const cases = kernelCases(values.quick).filter((c) => !filter || filter.test(`${c.op} ${c.shape}`));
 console.log(`${cpus()[0]?.model ?? "unknown CPU"}, ${availableParallelism()} cores, Node ${process.version}`);
-console.log(`${cases.length} cases × ${impls.length} implementations${values.quick ? " (quick)" : ""}\n`);
+console.log(`${cases.length} cases × ${impls.length} implementations${values.quick ? " (quick)" : ""}`);
+for (const impl of impls) if (impl.description) console.log(`  ${impl.impl} ×${impl.threads}: ${impl.description}`);
+console.log("");
 const timeMs = Number(values.time ?? (values.quick ? 150 : 600));
 const rows: BenchRow[] = await runBench(cases, impls, {
   timeMs,

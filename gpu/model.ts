@@ -141,73 +141,78 @@ export async function forwardOnDevice(ctx: GpuContext, model: Model, tokens: Arr
     return table;
   };
 
-  for (let l = 0; l < c.num_hidden_layers; l++) {
-    const layer = weights.layers[l]!;
-    const name = `layers.${l}`;
-    const attnIn = keep(rmsnorm(ctx, x, W(layer.input_layernorm), eps));
-    await show(`${name}.attn.in`, attnIn);
-    const kind = layerKind(c, l);
-    const place = { start, capacity: cache.capacity, ...cache.layers[l]! };
-    const attnOut = keep(kind === "mla"
-      ? mlaAbsorb(ctx, attnIn, layer.self_attn as unknown as MlaWeights, model, { ...place, table: tableFor(c.qk_rope_head_dim) }, keep, W)
-      : multiHead(ctx, attnIn, layer.self_attn, model, { ...place, table: tableFor(headDim(c)) }, kind === "decay", keep, W));
-    await show(`${name}.attn.out`, attnOut);
-    // Early exit (src/model/block.ts): exited tokens keep their state, and only running tokens run the FFN.
-    const running = active ? [...active.keys()].filter((t) => active[t]) : null;
-    const slots = (of: (t: number) => number) => keep({ shape: [T], buffer: ctx.upload(Int32Array.from({ length: T }, (_, t) => of(t))) }).buffer;
-    const h = keep(active ? addRows(ctx, x, attnOut, slots((t) => (active[t] ? t : -1))) : add(ctx, x, attnOut));
-    await show(`${name}.attn.residual`, h);
-    if (running && running.length === 0) { // every token has exited
-      routing.push(null);
-      temps.push(x.buffer);
-      ctx.release(...temps.splice(0).filter((b) => b !== h.buffer));
-      x = h;
-      continue;
-    }
-    const subset = running && running.length < T ? running : null;
-    const ffnSource = subset ? keep(gatherRows(ctx, h.buffer, D, keep({ shape: [subset.length], buffer: ctx.upload(Uint32Array.from(subset)) }).buffer, subset.length)) : h;
-    const ffnIn = keep(rmsnorm(ctx, ffnSource, W(layer.post_attention_layernorm), eps));
-    await show(`${name}.mlp.in`, ffnIn);
-    const rows = ffnIn.shape[0]!;
-    let ffnOut: GpuTensor;
-    if (isMoeLayer(c, l)) {
-      const result = await moeOnDevice(ctx, ffnIn, layer.mlp as MoeWeights, model, keep, W);
-      ffnOut = result.out;
-      routing.push(result.routing);
-      if (trace) {
-        const k = result.routing.k;
-        record(trace, `${name}.mlp.router.logits`, result.logits);
-        record(trace, `${name}.mlp.router.scores`, result.scores);
-        record(trace, `${name}.mlp.router.indices`, { shape: [rows, k], data: result.routing.experts });
-        record(trace, `${name}.mlp.router.weights`, { shape: [rows, k], data: result.routing.weights });
-        record(trace, `${name}.mlp.router.kept`, { shape: [rows, k], data: result.routing.kept });
+  try {
+    for (let l = 0; l < c.num_hidden_layers; l++) {
+      const layer = weights.layers[l]!;
+      const name = `layers.${l}`;
+      const attnIn = keep(rmsnorm(ctx, x, W(layer.input_layernorm), eps));
+      await show(`${name}.attn.in`, attnIn);
+      const kind = layerKind(c, l);
+      const place = { start, capacity: cache.capacity, ...cache.layers[l]! };
+      const attnOut = keep(kind === "mla"
+        ? mlaAbsorb(ctx, attnIn, layer.self_attn as unknown as MlaWeights, model, { ...place, table: tableFor(c.qk_rope_head_dim) }, keep, W)
+        : multiHead(ctx, attnIn, layer.self_attn, model, { ...place, table: tableFor(headDim(c)) }, kind === "decay", keep, W));
+      await show(`${name}.attn.out`, attnOut);
+      // Early exit (src/model/block.ts): exited tokens keep their state, and only running tokens run the FFN.
+      const running = active ? [...active.keys()].filter((t) => active[t]) : null;
+      const slots = (of: (t: number) => number) => keep({ shape: [T], buffer: ctx.upload(Int32Array.from({ length: T }, (_, t) => of(t))) }).buffer;
+      const h = keep(active ? addRows(ctx, x, attnOut, slots((t) => (active[t] ? t : -1))) : add(ctx, x, attnOut));
+      await show(`${name}.attn.residual`, h);
+      if (running && running.length === 0) { // every token has exited
+        routing.push(null);
+        temps.push(x.buffer);
+        ctx.release(...temps.splice(0).filter((b) => b !== h.buffer));
+        x = h;
+        continue;
       }
-    } else {
-      ffnOut = keep(swigluMlp(ctx, ffnIn, layer.mlp as DenseMlpWeights, keep, W));
-      routing.push(null);
+      const subset = running && running.length < T ? running : null;
+      const ffnSource = subset ? keep(gatherRows(ctx, h.buffer, D, keep({ shape: [subset.length], buffer: ctx.upload(Uint32Array.from(subset)) }).buffer, subset.length)) : h;
+      const ffnIn = keep(rmsnorm(ctx, ffnSource, W(layer.post_attention_layernorm), eps));
+      await show(`${name}.mlp.in`, ffnIn);
+      const rows = ffnIn.shape[0]!;
+      let ffnOut: GpuTensor;
+      if (isMoeLayer(c, l)) {
+        const result = await moeOnDevice(ctx, ffnIn, layer.mlp as MoeWeights, model, keep, W);
+        ffnOut = result.out;
+        routing.push(result.routing);
+        if (trace) {
+          const k = result.routing.k;
+          record(trace, `${name}.mlp.router.logits`, result.logits);
+          record(trace, `${name}.mlp.router.scores`, result.scores);
+          record(trace, `${name}.mlp.router.indices`, { shape: [rows, k], data: result.routing.experts });
+          record(trace, `${name}.mlp.router.weights`, { shape: [rows, k], data: result.routing.weights });
+          record(trace, `${name}.mlp.router.kept`, { shape: [rows, k], data: result.routing.kept });
+        }
+      } else {
+        ffnOut = keep(swigluMlp(ctx, ffnIn, layer.mlp as DenseMlpWeights, keep, W));
+        routing.push(null);
+      }
+      await show(`${name}.mlp.out`, ffnOut);
+      const slotOf = subset ? new Map(subset.map((t, i) => [t, i])) : null;
+      const out = active ? addRows(ctx, h, ffnOut, slots((t) => (!active[t] ? -1 : slotOf ? slotOf.get(t)! : t))) : add(ctx, h, ffnOut);
+      await show(`${name}.out`, out);
+      if (wants(trace, `${name}.residual_norm`)) {
+        record(trace, `${name}.residual_norm`, rowNorms({ shape: out.shape, data: await ctx.read(out.buffer, T * D) }));
+      }
+      temps.push(x.buffer);
+      ctx.release(...temps.splice(0)); // every buffer of this layer goes back to the pool; `out` carries on
+      x = out;
+      if (active && l + 1 >= minLayers && l + 1 < L) await exitCheckOnDevice(ctx, x, l, active, exitLayers, threshold!, model, trace);
     }
-    await show(`${name}.mlp.out`, ffnOut);
-    const slotOf = subset ? new Map(subset.map((t, i) => [t, i])) : null;
-    const out = active ? addRows(ctx, h, ffnOut, slots((t) => (!active[t] ? -1 : slotOf ? slotOf.get(t)! : t))) : add(ctx, h, ffnOut);
-    await show(`${name}.out`, out);
-    if (wants(trace, `${name}.residual_norm`)) {
-      record(trace, `${name}.residual_norm`, rowNorms({ shape: out.shape, data: await ctx.read(out.buffer, T * D) }));
-    }
-    temps.push(x.buffer);
-    ctx.release(...temps.splice(0)); // every buffer of this layer goes back to the pool; `out` carries on
-    x = out;
-    if (active && l + 1 >= minLayers && l + 1 < L) await exitCheckOnDevice(ctx, x, l, active, exitLayers, threshold!, model, trace);
+    if (active) record(trace, "exit.layers", { shape: [T], data: exitLayers });
+    const normed = rmsnorm(ctx, x, W(weights.norm), eps);
+    await show("norm", normed);
+    const logitsOnDevice = linear(ctx, normed, W(weights.lm_head));
+    const logits = { shape: [T, c.vocab_size], data: await ctx.read(logitsOnDevice.buffer, T * c.vocab_size) };
+    record(trace, "logits", logits);
+    ctx.release(x.buffer, normed.buffer, logitsOnDevice.buffer);
+    cache.length = start + T;
+    return { logits, routing, exitLayers };
+  } finally {
+    // Also on an error half-way: nothing of this call stays out of the pool.
+    ctx.release(...temps, ...tables.values());
+    if (!options.cache) releaseDeviceCache(ctx, cache);
   }
-  if (active) record(trace, "exit.layers", { shape: [T], data: exitLayers });
-  const normed = rmsnorm(ctx, x, W(weights.norm), eps);
-  await show("norm", normed);
-  const logitsOnDevice = linear(ctx, normed, W(weights.lm_head));
-  const logits = { shape: [T, c.vocab_size], data: await ctx.read(logitsOnDevice.buffer, T * c.vocab_size) };
-  record(trace, "logits", logits);
-  ctx.release(...tables.values(), x.buffer, normed.buffer, logitsOnDevice.buffer);
-  cache.length = start + T;
-  if (!options.cache) releaseDeviceCache(ctx, cache);
-  return { logits, routing, exitLayers };
 }
 
 /** src/model/depth.ts exitCheck with the head on the device: only the probabilities [T, V] come back. */

@@ -37,3 +37,5 @@ export { goldenSuite } from "./golden/suite.ts";
 export { checkGolden, compareGolden, writeGoldenCase } from "./io/golden.ts";
 export * as quant from "./quant/index.ts";
 export { initLora, mergeLora, unmergeLora, loraLinear, initBottleneck, bottleneck } from "./adapters.ts";
+export { quantizeModel, quantizedModelToSafetensors, quantizedModelFromSafetensors, SCHEME_NAMES } from "./quant/model.ts";
+export { initModelLora, attachLora, mergeModelLora, unmergeModelLora, initModelBottlenecks, attachBottlenecks, adaptersToSafetensors, adaptersFromSafetensors } from "./lora.ts";

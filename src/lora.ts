@@ -8,7 +8,7 @@
 // metadata rank, alpha and target_modules; bottleneck adapters as base_model.model.model.layers.N.adapter_{attn,mlp}
 // .{down,up}.weight with metadata bottleneck and activation.
 
-import { initBottleneck, initLora, loraDelta, mergeLora, unmergeLora, type AdapterActivation, type BottleneckAdapter, type Lora } from "./adapters.ts";
+import { initBottleneck, initLora, mergeLora, unmergeLora, type AdapterActivation, type BottleneckAdapter, type Lora } from "./adapters.ts";
 import { argError, checkInteger, checkOneOf, TinyseekError } from "./errors.ts";
 import { readSafetensors, writeSafetensors, type TensorToWrite } from "./io/safetensors.ts";
 import { namedWeights, replaceWeights, type HookedWeight, type LayerAdapters } from "./model-adapters.ts";
@@ -16,7 +16,7 @@ import { layerKind } from "./model/config.ts";
 import { type LayerWeights, type Model } from "./model/weights.ts";
 import { linearNames, selectNames } from "./quant/model.ts";
 import { type Random } from "./random.ts";
-import { add, type Tensor } from "./tensor.ts";
+import { type Tensor } from "./tensor.ts";
 
 export interface LoraTarget {
   /** Checkpoint weight name, e.g. model.layers.0.self_attn.kv_b_proj.weight. */
@@ -89,11 +89,7 @@ export function initModelLora(model: Model, rng: Random, options: LoraOptions = 
 }
 
 function checkFits(weights: Map<string, Tensor>, set: LoraSet): void {
-  for (const [name, lora] of set.loras) {
-    const w = weights.get(name);
-    if (!w) throw argError("lora", "weights of this model", name);
-    if (w.shape[1] !== lora.A.shape[1]) throw argError(`lora "${name}".A`, `${w.shape[1]} columns`, lora.A.shape[1]);
-  }
+  for (const name of set.loras.keys()) if (!weights.has(name)) throw argError("lora", "weights of this model", name);
 }
 
 /** The model applying each LoRA unmerged: W stays as it is (quantised too: QLoRA), the update runs beside it. */
@@ -104,7 +100,7 @@ export function attachLora(model: Model, set: LoraSet): Model {
   for (const [name, lora] of set.loras) {
     const base = weights.get(name)!;
     // data: W + ΔW, what a reader of the matrix sees (MLA's absorbed path folds kv_b_proj into the query).
-    const data = add(base, loraDelta(lora, base.shape[0]!)).data;
+    const { data } = mergeLora(base, lora); // checks the shapes too
     hooked.set(name, { shape: [...base.shape], data, lora: { base, lora } } as HookedWeight);
   }
   return replaceWeights(model, hooked);

@@ -1,6 +1,6 @@
 import fc from "fast-check";
-import { describe, expect, it } from "vitest";
-import { NotSupportedError } from "../src/backend.ts";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadBackend, NotSupportedError, type Backend } from "../src/backend.ts";
 import { reference } from "../src/kernels.ts";
 import { namedWeights, type HookedWeight } from "../src/model-adapters.ts";
 import { forward } from "../src/model/model.ts";
@@ -98,5 +98,25 @@ describe("quantising a model", () => {
     expect(() => quantizedModelFromSafetensors(modelToSafetensors(model))).toThrow(/quantization/);
     expect(globMatcher("q_b_proj")("model.layers.3.self_attn.q_b_proj.weight")).toBe(true);
     expect(globMatcher("b_proj")("model.layers.3.self_attn.q_b_proj.weight")).toBe(false);
+  });
+});
+
+describe("a quantised model on the WASM backend", () => {
+  let wasm: Backend;
+  beforeAll(async () => {
+    wasm = await loadBackend("wasm", { threads: 1 });
+  });
+  afterAll(() => wasm.dispose());
+
+  it("gives the reference's logits within the whole-model bound (NMSE <= 1e-7) and the same next tokens", () => {
+    const model = initModel(testConfig({ hidden_size: 64, intermediate_size: 96, moe_intermediate_size: 32 }));
+    for (const scheme of ["int4.g32", "int8.g128.a8", "fp8"]) {
+      const q = quantizeModel(model, scheme);
+      const [ref, out] = [forward(q, TOKENS), forward(q, TOKENS, { kernels: wasm.kernels! })].map((r) => r.logits);
+      expect(relativeError(out!.data, ref!.data) ** 2, scheme).toBeLessThan(1e-7);
+      const V = ref!.shape[1]!;
+      const argmax = (d: Float32Array, t: number) => d.subarray(t * V, (t + 1) * V).reduce((b, v, i, row) => (v > row[b]! ? i : b), 0);
+      for (let t = 0; t < TOKENS.length; t++) expect(argmax(out!.data, t)).toBe(argmax(ref!.data, t));
+    }
   });
 });

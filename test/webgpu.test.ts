@@ -112,6 +112,17 @@ describe.skipIf(!backend)(`webgpu backend${reason ? ` (skipped: ${reason})` : ""
     expect(await main(["devices", "extra"], io)).toBe(2);
   });
 
+  it("passes every committed golden case it supports (tinyseek golden check spec/golden --backend webgpu)", async () => {
+    const lines: string[] = [];
+    const io = { out: (t: string) => void lines.push(t), err: (t: string) => void lines.push(t) };
+    const code = await main(["golden", "check", join(root, "spec/golden"), "--backend", "webgpu"], io);
+    const summary = lines.join("\n").match(/(\d+) ok, (\d+) failed, (\d+) not supported/);
+    expect(summary, lines.join("\n")).not.toBeNull();
+    expect(Number(summary![2]), lines.join("\n")).toBe(0);
+    expect(Number(summary![1])).toBeGreaterThan(Number(summary![3])); // kernel and model cases run; components do not
+    expect(code).toBe(0);
+  });
+
   it("lets the process exit promptly after dispose", () => {
     const result = child(`
       import { createBackend } from "@root/gpu/backend.ts";

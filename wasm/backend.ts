@@ -29,6 +29,12 @@ export interface WasmOptions extends BackendOptions {
   weightBudget?: number;
   /** Jobs of fewer flops stay on the calling thread (default 2²¹; 0 sends every matmul and attention to the pool). */
   parallelFlops?: number;
+  /**
+   * Use the relaxed-SIMD build (fused multiply-add in matmul) where the engine supports it: Node 22+, or Node 20
+   * with --experimental-wasm-relaxed-simd. Default true; env TINYSEEK_WASM_RELAXED=0 turns it off. Its results
+   * round once per multiply-add instead of twice, so they differ from the SIMD128 build's in the last bits.
+   */
+  relaxed?: boolean;
 }
 
 interface Exports {
@@ -53,26 +59,41 @@ const PARALLEL_FLOPS = 2 ** 21;
 /** Chunks per thread: enough that a thread the OS runs late leaves little for the others to wait on. */
 const CHUNKS_PER_THREAD = 4;
 
-const wasmPath = fileURLToPath(new URL("./build/tinyseek.wasm", import.meta.url));
-let compiled: Promise<WasmModule> | undefined;
+const buildPath = (name: string) => fileURLToPath(new URL(`./build/${name}`, import.meta.url));
+const compiled = new Map<string, Promise<WasmModule>>();
 
-/** The compiled module, built first if this checkout has not built it yet. */
-export function wasmModule(): Promise<WasmModule> {
-  if (!compiled) {
-    if (!existsSync(wasmPath)) {
-      execFileSync(process.execPath, [fileURLToPath(new URL("./build.mjs", import.meta.url))], { stdio: "inherit" });
-    }
-    if (!existsSync(wasmPath)) throw new TinyseekError(`wasm: ${wasmPath} is missing: run npm run build:wasm`);
-    compiled = WebAssemblyApi.compile(readFileSync(wasmPath));
+/**
+ * The compiled module (built first if this checkout has not built it yet): the relaxed-SIMD build when asked for
+ * and the engine validates it, else the SIMD128 one. Says which it gave.
+ */
+export async function wasmModule(relaxed: boolean): Promise<{ module: WasmModule; relaxed: boolean }> {
+  const path = buildPath("tinyseek.wasm"), relaxedPath = buildPath("tinyseek.relaxed.wasm");
+  if (!existsSync(path) || !existsSync(relaxedPath)) {
+    execFileSync(process.execPath, [fileURLToPath(new URL("./build.mjs", import.meta.url))], { stdio: "inherit" });
   }
-  return compiled!;
+  if (!existsSync(path)) throw new TinyseekError(`wasm: ${path} is missing: run npm run build:wasm`);
+  const use = relaxed && existsSync(relaxedPath) && WebAssemblyApi.validate(readFileSync(relaxedPath)) ? relaxedPath : path;
+  if (!compiled.has(use)) compiled.set(use, WebAssemblyApi.compile(readFileSync(use)));
+  return { module: await compiled.get(use)!, relaxed: use === relaxedPath };
 }
 
-export async function createBackend(options: WasmOptions = {}): Promise<Backend> {
+export interface WasmStats {
+  liveBytes: number;
+  liveBlocks: number;
+  memoryBytes: number;
+  weightBytes: number;
+}
+
+export interface WasmBackend extends Backend {
+  /** Memory in use and resident weights (tests and benchmarks watch these over long runs). */
+  stats(): WasmStats;
+}
+
+export async function createBackend(options: WasmOptions = {}): Promise<WasmBackend> {
   const threads = options.threads ?? availableParallelism();
   checkInteger("threads", threads, 1, 256);
   const check = options.check ?? process.env.TINYSEEK_WASM_CHECK === "1";
-  const module = await wasmModule();
+  const { module, relaxed } = await wasmModule(options.relaxed ?? process.env.TINYSEEK_WASM_RELAXED !== "0");
   const memory = new WebAssemblyApi.Memory({ initial: 256, maximum: 65536, shared: true });
   const abort = () => {
     throw new TinyseekError("wasm: the module aborted");
@@ -85,29 +106,28 @@ export async function createBackend(options: WasmOptions = {}): Promise<Backend>
   const kernels = wasmKernels(exports, heap, weights, pool, options.parallelFlops ?? PARALLEL_FLOPS);
   return {
     name: "wasm",
-    description: `WebAssembly SIMD128, ${threads} thread${threads > 1 ? "s" : ""}${check ? ", checked buffers" : ""}`,
+    description: `WebAssembly ${relaxed ? "relaxed SIMD" : "SIMD128"}, ${threads} thread${threads > 1 ? "s" : ""}${check ? ", checked buffers" : ""}`,
     kernels,
     asyncKernels: kernels,
     dispose: async () => {
       weights.clear();
       await pool?.dispose();
     },
-    // For tests and benchmarks: memory in use and resident weights.
-    ...({ stats: () => ({ ...heap.stats(), weightBytes: weights.residentBytes }) } as object),
+    stats: () => ({ ...heap.stats(), weightBytes: weights.residentBytes }),
   };
 }
 
 /** Memory statistics of a wasm backend (undefined for others). */
-export function wasmStats(backend: Backend): { liveBytes: number; liveBlocks: number; memoryBytes: number; weightBytes: number } | undefined {
-  return (backend as { stats?: () => ReturnType<typeof wasmStats> }).stats?.();
+export function wasmStats(backend: Backend): WasmStats | undefined {
+  return "stats" in backend ? (backend as WasmBackend).stats() : undefined;
 }
 
 function wasmKernels(ex: Exports, heap: Heap, weights: WeightCache, pool: Pool | undefined, parallelFlops: number): Kernels {
   const threads = pool?.threads ?? 1;
   const gemmScratch = ex.gemmScratch();
 
-  /** Runs body, checks every guard (check mode), and frees the call's temporaries. */
   const temp = new Arena(heap);
+  /** Runs body, checks every guard (check mode), and frees the call's temporaries. */
   function scoped<T>(kernel: string, body: () => T): T {
     try {
       const result = body();

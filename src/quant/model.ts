@@ -30,7 +30,7 @@ export type QuantScheme =
   | { readonly kind: "fp8"; readonly block: 128 }
   | { readonly kind: "float"; readonly format: FormatName };
 
-/** Every scheme name the report runs, in order of size. */
+/** Every scheme name the report runs, from the largest. */
 export const SCHEME_NAMES = [
   "bf16", "fp16", "int8.g32", "int8.g64", "int8.g128", "int8.g128.a8", "fp8", "e4m3", "e5m2", "int4.g32", "int4.g64", "int4.g128",
 ] as const;
@@ -200,9 +200,8 @@ export function quantizedModelFromSafetensors(bytes: Uint8Array, config?: ModelC
     if (!(t.data instanceof Float32Array)) throw new TinyseekError(`weights: tensor "${name}" has dtype ${t.dtype}, expected F32 (or a quantised weight listed in the metadata)`);
     params.set(name, { shape: [...t.shape], data: t.data });
   }
-  // The float model of the dequantised values (every name and shape checked), then the codes hung on it.
-  const plain = new Map([...params].map(([n, t]) => [n, { shape: t.shape, data: t.data }]));
-  return { ...replaceWeights(modelFromParams(resolved, plain), weights), quantization: { scheme, weights } };
+  // The model (every name and shape checked against the config), routed experts' codes hung on their stacks.
+  return { ...replaceWeights(modelFromParams(resolved, params), weights), quantization: { scheme, weights } };
 }
 
 /** One quantised weight of the expected shape [out, in], from its stored tensors. */

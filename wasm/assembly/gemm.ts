@@ -3,7 +3,7 @@
 // accumulators. Blocking over K (KC) keeps the A rows and the current panel in L1; a group of NCP panels
 // (KC × 8·NCP floats, 256 KiB) stays in L2 while every row block of A passes over it (performance.md).
 
-import { storeLanes } from "./simd";
+import { madd, storeLanes } from "./simd";
 
 const KC: i32 = 256;
 const NCP: i32 = 32;
@@ -61,17 +61,17 @@ export function packBt(w: usize, N: i32, K: i32, ldw: i32, out: usize): void {
   for (let k: usize = 0; k < end; k += 4) {
     const b0 = v128.load(b), b1 = v128.load(b, 16);
     let x = v128.load32_splat(a + k);
-    c00 = f32x4.add(c00, f32x4.mul(x, b0));
-    c01 = f32x4.add(c01, f32x4.mul(x, b1));
+    c00 = madd(x, b0, c00);
+    c01 = madd(x, b1, c01);
     x = v128.load32_splat(a1 + k);
-    c10 = f32x4.add(c10, f32x4.mul(x, b0));
-    c11 = f32x4.add(c11, f32x4.mul(x, b1));
+    c10 = madd(x, b0, c10);
+    c11 = madd(x, b1, c11);
     x = v128.load32_splat(a2 + k);
-    c20 = f32x4.add(c20, f32x4.mul(x, b0));
-    c21 = f32x4.add(c21, f32x4.mul(x, b1));
+    c20 = madd(x, b0, c20);
+    c21 = madd(x, b1, c21);
     x = v128.load32_splat(a3 + k);
-    c30 = f32x4.add(c30, f32x4.mul(x, b0));
-    c31 = f32x4.add(c31, f32x4.mul(x, b1));
+    c30 = madd(x, b0, c30);
+    c31 = madd(x, b1, c31);
     b += 32;
   }
   if (width == 8) {
@@ -109,16 +109,16 @@ export function packBt(w: usize, N: i32, K: i32, ldw: i32, out: usize): void {
   let k: usize = 0;
   for (; k + 8 <= end; k += 8) { // two k steps per turn: two independent chains hide the add latency
     const x = v128.load32_splat(a + k), y = v128.load32_splat(a + k + 4);
-    c0 = f32x4.add(c0, f32x4.mul(x, v128.load(b)));
-    c1 = f32x4.add(c1, f32x4.mul(x, v128.load(b, 16)));
-    d0 = f32x4.add(d0, f32x4.mul(y, v128.load(b, 32)));
-    d1 = f32x4.add(d1, f32x4.mul(y, v128.load(b, 48)));
+    c0 = madd(x, v128.load(b), c0);
+    c1 = madd(x, v128.load(b, 16), c1);
+    d0 = madd(y, v128.load(b, 32), d0);
+    d1 = madd(y, v128.load(b, 48), d1);
     b += 64;
   }
   if (k < end) {
     const x = v128.load32_splat(a + k);
-    c0 = f32x4.add(c0, f32x4.mul(x, v128.load(b)));
-    c1 = f32x4.add(c1, f32x4.mul(x, v128.load(b, 16)));
+    c0 = madd(x, v128.load(b), c0);
+    c1 = madd(x, v128.load(b, 16), c1);
   }
   c0 = f32x4.add(c0, d0);
   c1 = f32x4.add(c1, d1);

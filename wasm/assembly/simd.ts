@@ -30,6 +30,16 @@
   return v128.andnot(v128.bitselect(inf, y, high), low);
 }
 
+/**
+ * a·b + c on four lanes. The relaxed-SIMD build (wasm/build/tinyseek.relaxed.wasm) fuses it into one FMA where
+ * the CPU has one (one rounding instead of two, and half the instructions of the matmul inner loop); SIMD128 has
+ * no FMA, so the default build multiplies and adds.
+ */
+@inline export function madd(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
+  return f32x4.add(c, f32x4.mul(a, b));
+}
+
 @inline export function hsum(v: v128): f32 {
   return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
 }
