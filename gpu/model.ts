@@ -17,6 +17,8 @@ import { NotSupportedError } from "../src/backend.ts";
 import { argError, checkInteger, checkNumber } from "../src/errors.ts";
 import { type Routing } from "../src/moe/experts.ts";
 import { routeTokens, type MoeWeights } from "../src/moe/layer.ts";
+import { type MoeStats } from "../src/moe/stats.ts";
+import { namedWeights, type HookedWeight } from "../src/model-adapters.ts";
 import { moeConfigOf, rowNorms } from "../src/model/block.ts";
 import { headDim, isMoeLayer, layerKind, type AttentionKind } from "../src/model/config.ts";
 import { topTwoMargin } from "../src/model/depth.ts";
@@ -74,6 +76,8 @@ export interface DeviceForwardResult {
   logits: Tensor; // [T, V]
   /** Per layer: the MoE routing it used (over the tokens still running), or null (dense layer, or none ran). */
   routing: (Routing | null)[];
+  /** Per layer: the MoE's statistics over the tokens that ran it, or null, as the reference's forward gives them. */
+  moe: (MoeStats | null)[];
   /** Layers each token ran: num_hidden_layers unless it exited early. */
   exitLayers: Int32Array;
 }
@@ -90,6 +94,12 @@ export function checkDeviceSupport(model: Model): void {
     }
     if (kind === "mla" && c.mla_mode !== "absorb") throw new NotSupportedError(`webgpu model: mla_mode "${c.mla_mode}"; the device runner supports "absorb"`);
     if (kind === "decay" && c.decay_mode !== "relative") throw new NotSupportedError(`webgpu model: decay_mode "${c.decay_mode}"; the device runner supports "relative"`);
+    if (model.weights.layers[l]?.adapters) throw new NotSupportedError(`webgpu model: bottleneck adapters (layer ${l}); run adapters on reference or wasm`);
+  }
+  // Weight-only quantisation and unmerged LoRAs run as the weights they stand for (`data` holds them: dequantised,
+  // or W + ΔW); quantised activations change the arithmetic itself, which the device runner does not emulate.
+  for (const [name, w] of namedWeights(model)) {
+    if ((w as HookedWeight).quant?.activations) throw new NotSupportedError(`webgpu model: quantised activations (${name}); the device runner supports weight-only schemes`);
   }
 }
 
@@ -130,6 +140,7 @@ export async function forwardOnDevice(ctx: GpuContext, model: Model, tokens: Arr
   record(trace, "tokens", { shape: [T], data: Int32Array.from(ids) });
   await show("embed", x);
   const routing: (Routing | null)[] = [];
+  const moeStats: (MoeStats | null)[] = [];
   // Rotary tables for these positions, one per rotated width (MLA's qk_rope_head_dim, the plain kinds' Dh).
   const tables = new Map<number, GPUBuffer>();
   const tableFor = (dim: number) => {
@@ -160,6 +171,7 @@ export async function forwardOnDevice(ctx: GpuContext, model: Model, tokens: Arr
       await show(`${name}.attn.residual`, h);
       if (running && running.length === 0) { // every token has exited
         routing.push(null);
+        moeStats.push(null);
         temps.push(x.buffer);
         ctx.release(...temps.splice(0).filter((b) => b !== h.buffer));
         x = h;
@@ -175,6 +187,7 @@ export async function forwardOnDevice(ctx: GpuContext, model: Model, tokens: Arr
         const result = await moeOnDevice(ctx, ffnIn, layer.mlp as MoeWeights, model, keep, W);
         ffnOut = result.out;
         routing.push(result.routing);
+        moeStats.push(result.stats);
         if (trace) {
           const k = result.routing.k;
           record(trace, `${name}.mlp.router.logits`, result.logits);
@@ -186,6 +199,7 @@ export async function forwardOnDevice(ctx: GpuContext, model: Model, tokens: Arr
       } else {
         ffnOut = keep(swigluMlp(ctx, ffnIn, layer.mlp as DenseMlpWeights, keep, W));
         routing.push(null);
+        moeStats.push(null);
       }
       await show(`${name}.mlp.out`, ffnOut);
       const slotOf = subset ? new Map(subset.map((t, i) => [t, i])) : null;
@@ -207,7 +221,7 @@ export async function forwardOnDevice(ctx: GpuContext, model: Model, tokens: Arr
     record(trace, "logits", logits);
     ctx.release(x.buffer, normed.buffer, logitsOnDevice.buffer);
     cache.length = start + T;
-    return { logits, routing, exitLayers };
+    return { logits, routing, moe: moeStats, exitLayers };
   } finally {
     // Also on an error half-way: nothing of this call stays out of the pool.
     ctx.release(...temps, ...tables.values());
@@ -343,7 +357,7 @@ async function moeOnDevice(ctx: GpuContext, x: GpuTensor, w: MoeWeights, model: 
   const E = config.n_routed_experts;
   const logitsOnDevice = keep(linear(ctx, x, W(w.gate.weight)));
   const logits = { shape: [T, E], data: await ctx.read(logitsOnDevice.buffer, T * E) };
-  const { routing, scores } = routeTokens(logits, config, w.gate.e_score_correction_bias);
+  const { routing, scores, stats } = routeTokens(logits, config, w.gate.e_score_correction_bias);
   const experts = {
     gate: ctx.weight(w.experts.gate.data),
     up: ctx.weight(w.experts.up.data),
@@ -353,5 +367,5 @@ async function moeOnDevice(ctx: GpuContext, x: GpuTensor, w: MoeWeights, model: 
   const routed = keep(moe(ctx, x, routing, experts));
   const shared = w.shared_experts ? keep(swigluMlp(ctx, x, w.shared_experts, keep, W)) : null;
   const out = shared ? keep(add(ctx, routed, shared)) : routed;
-  return { out, routing, logits, scores };
+  return { out, routing, stats, logits, scores };
 }

@@ -4,6 +4,10 @@
 
 import { TinyseekError } from "./errors.ts";
 import { reference, type Kernels } from "./kernels.ts";
+import type { Model } from "./model/weights.ts";
+import type { MoeStats } from "./moe/stats.ts";
+import type { Tensor } from "./tensor.ts";
+import type { Trace } from "./trace.ts";
 
 /** The Kernels operations, each allowed to answer with a promise. */
 export type AsyncKernels = {
@@ -23,6 +27,22 @@ export interface Backend {
   readonly asyncKernels: AsyncKernels;
   /** Frees what the backend holds (workers, devices) so that the process can exit. */
   dispose(): Promise<void>;
+  /** A whole forward pass kept on the backend's device, for backends without synchronous kernels (WebGPU):
+   *  uploads once, reads back the logits and what the trace asks for. */
+  forwardModel?(model: Model, tokens: ArrayLike<number>, options?: ModelRunOptions): Promise<ModelRunResult>;
+}
+
+export interface ModelRunOptions {
+  trace?: Trace;
+  /** Early-exit confidence threshold (null: full depth). */
+  exitThreshold?: number | null;
+}
+
+/** What the model's own forward returns, less what only synchronous kernels can give. */
+export interface ModelRunResult {
+  logits: Tensor; // [T, V]
+  exitLayers: Int32Array;
+  moe: (MoeStats | null)[];
 }
 
 /** A backend that cannot run a given operation says so with this error: a third outcome beside pass and fail. */

@@ -11,6 +11,10 @@ import { preset } from "../src/model/presets.ts";
 import { initModel } from "../src/model/weights.ts";
 import { createTrace } from "../src/trace.ts";
 import { type Tensor } from "../src/tensor.ts";
+import { attachBottlenecks, initModelBottlenecks } from "../src/lora.ts";
+import { quantizeModel } from "../src/quant/model.ts";
+import { Random } from "../src/random.ts";
+import { stepRecord, stepRecordOnDevice } from "../src/step/record.ts";
 import { compare, webgpuOrReason } from "./webgpu-support.ts";
 
 const { backend, reason } = await webgpuOrReason();
@@ -112,5 +116,31 @@ describe.skipIf(!backend)(`webgpu device-resident model${reason ? ` (skipped: ${
     await expect(forwardOnDevice(backend!.context, segmented, [1, 2])).rejects.toThrow(/attention kind "segmented"/);
     const naive = initModel(preset("tiny", { mla_mode: "naive" }));
     await expect(forwardOnDevice(backend!.context, naive, [1, 2])).rejects.toThrow(/mla_mode "naive"/);
+  });
+});
+
+describe.skipIf(!backend)(`webgpu step-through${reason ? ` (skipped: ${reason})` : ""}`, () => {
+  it("gives the reference's step record, less the probabilities its fused attention never forms", async () => {
+    const model = initModel(preset("tiny"));
+    const tokens = Array.from("Step on the GPU", (ch) => ch.charCodeAt(0));
+    const onDevice = await stepRecordOnDevice(model, "Step on the GPU", tokens, backend!.forwardModel);
+    const onReference = stepRecord(model, "Step on the GPU", tokens);
+    onDevice.layers.forEach((layer, l) => {
+      const ref = onReference.layers[l]!;
+      expect(layer.heatmap).toBeNull();
+      expect(layer.routing?.routed).toEqual(ref.routing?.routed);
+      expect(layer.routing?.tokens.map((t) => t.experts)).toEqual(ref.routing?.tokens.map((t) => t.experts));
+      layer.residualNorms.forEach((n, t) => expect(n).toBeCloseTo(ref.residualNorms[t]!, 4));
+    });
+    expect(onDevice.next.map((p) => p.id)).toEqual(onReference.next.map((p) => p.id));
+  });
+
+  it("refuses bottleneck adapters and quantised activations rather than skipping them", async () => {
+    const rng = new Random(3);
+    const model = initModel(preset("tiny"));
+    const adapted = attachBottlenecks(model, initModelBottlenecks(model, rng, { where: ["attn"], size: 4 }));
+    await expect(forwardOnDevice(backend!.context, adapted, [1, 2])).rejects.toThrow(/bottleneck adapters/);
+    const a8 = quantizeModel(initModel(preset("tiny")), "int8.g32.a8");
+    await expect(forwardOnDevice(backend!.context, a8, [1, 2])).rejects.toThrow(/quantised activations/);
   });
 });

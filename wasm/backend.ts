@@ -42,6 +42,7 @@ interface Exports {
   gemm(M: number, N: number, K: number, a: number, lda: number, bp: number, c: number, ldc: number, scratch: number, part: number, parts: number): void;
   gemmScratch(): number;
   packB(b: number, K: number, N: number, ldb: number, out: number): void;
+  packPanels(b: number, K: number, N: number, ldb: number, out: number, part: number, parts: number): void;
   packBt(w: number, N: number, K: number, ldw: number, out: number): void;
   attention(...args: number[]): void;
   attentionScratch(Tk: number, Dh: number, Dv: number): number;
@@ -53,7 +54,7 @@ interface Exports {
 }
 
 /** Exports that split across threads (they take part, parts last). */
-const THREADED = ["gemm", "attention"];
+const THREADED = ["gemm", "attention", "packPanels"];
 /** Below this many flops a job stays on the calling thread: waking a worker costs tens of microseconds. */
 const PARALLEL_FLOPS = 2 ** 21;
 /** Chunks per thread: enough that a thread the OS runs late leaves little for the others to wait on. */
@@ -157,6 +158,16 @@ function wasmKernels(ex: Exports, heap: Heap, weights: WeightCache, pool: Pool |
   }
   const panelBytes = (K: number, N: number) => Math.ceil(N / 8) * 8 * K * 4;
 
+  /** Packs B [K, N] into panels, over the pool when the matmul it serves goes there (else it stays serial). */
+  function packB(b: number, K: number, N: number, bp: number, M: number): void {
+    const panels = Math.ceil(N / 8);
+    if (pool && 2 * M * N * K >= parallelFlops && panels > 1) {
+      pool.run("packPanels", [b, K, N, N, bp], ex.packPanels, Math.min(panels, threads));
+    } else {
+      ex.packB(b, K, N, N, bp);
+    }
+  }
+
   /** W [N, K] packed as Wᵀ panels, resident across calls. */
   function packedWeight(data: Float32Array, N: number, K: number): number {
     return weights.get(data, `t${N}x${K}`, panelBytes(K, N), (ptr) => {
@@ -174,7 +185,7 @@ function wasmKernels(ex: Exports, heap: Heap, weights: WeightCache, pool: Pool |
     return scoped("matmul", () => {
       const pa = put(a.data), pbRaw = put(b.data);
       const bp = alloc(panelBytes(K, N));
-      ex.packB(pbRaw, K, N, N, bp);
+      packB(pbRaw, K, N, bp, M);
       const c = alloc(M * N * 4);
       gemm(M, N, K, pa, bp, c);
       return read(c, [...a.shape.slice(0, -1), N]);
@@ -194,7 +205,7 @@ function wasmKernels(ex: Exports, heap: Heap, weights: WeightCache, pool: Pool |
       const bp = alloc(panelBytes(K, N));
       const c = alloc(batches * M * N * 4);
       for (let i = 0; i < batches; i++) {
-        ex.packB(pb + i * K * N * 4, K, N, N, bp);
+        packB(pb + i * K * N * 4, K, N, bp, M);
         gemm(M, N, K, pa + i * M * K * 4, bp, c + i * M * N * 4);
       }
       return read(c, [...lead, M, N]);

@@ -4,14 +4,14 @@
 
 import { createInterface } from "node:readline/promises";
 import { encode } from "../model/tokenizer.ts";
-import { type Backend } from "../backend.ts";
+import { loadBackend, type Backend } from "../backend.ts";
 import { type Kernels } from "../kernels.ts";
 import { compareTraces, createTrace, saveTrace, TRACE_TOLERANCE } from "../trace.ts";
 import { type Model } from "../model/weights.ts";
 import { depthSweep } from "../model/depth.ts";
 import { forward } from "../model/model.ts";
-import { attentionOverride, loadModelBackend, loadModelFrom } from "../step/load.ts";
-import { stepRecord } from "../step/record.ts";
+import { attentionOverride, loadModelFrom } from "../step/load.ts";
+import { stepRecord, stepRecordOnDevice } from "../step/record.ts";
 import { renderHeader, renderLayer, renderOutput, styleFor } from "../step/render.ts";
 import { parse, processIo, UsageError, type Io } from "./io.ts";
 import { printTable, toJson } from "./table.ts";
@@ -29,7 +29,7 @@ with expert loads and drops, early exits, and the next-token prediction.
   --config NAME|FILE   a preset (tiny, small) or a JSON config with DeepSeek-V3 field names; default tiny
   --attention KIND     mla (default), mha, decay, segmented or sparse; or one per layer: mla,mha,decay,sparse
   --weights FILE       safetensors weights (checkpoint names); default: seeded random initialisation
-  --backend NAME       reference (default) or wasm; webgpu has no synchronous kernels for the model
+  --backend NAME       reference (default), wasm, or webgpu (the device-resident forward: mla, mha, decay)
   --layer N            show only layer N (0-based)
   --head N             the attention head drawn (default 0)
   --exit-threshold P   turn on early exit (CALM): a token stops when p_top1 - p_top2 >= P
@@ -65,11 +65,16 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
   const layer = int("--layer", values.layer);
   const head = int("--head", values.head);
 
-  let backend;
+  let backend: Backend;
   try {
-    backend = await loadModelBackend(values.backend ?? "reference");
+    backend = await loadBackend(values.backend ?? "reference");
   } catch (error) {
     throw new UsageError((error as Error).message); // an unknown or unavailable backend: one line, exit 2
+  }
+  const { kernels, forwardModel } = backend;
+  if (!kernels && (values.compare || values["exit-sweep"] !== undefined || values.trace !== undefined)) {
+    await backend.dispose();
+    throw new UsageError(`--compare, --exit-sweep and --trace need synchronous kernels; backend "${backend.name}" runs the model on its device only (use reference or wasm)`);
   }
   try {
     const { model, configLabel, weightsLabel } = await loadModelFrom(values.config, values.weights, attentionOverride(values.attention));
@@ -82,24 +87,27 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
     const tokens = encode(prompt);
     const tty = io === processIo && process.stderr.isTTY === true && !process.env.CI;
     const progress = tty ? (l: number, n: number) => process.stderr.write(`\r  running layer ${l + 1}/${n}…`) : undefined;
-    const record = stepRecord(model, prompt, tokens, {
-      head, kernels: backend.kernels, backend: backend.description ? `${backend.name} (${backend.description})` : backend.name,
+    const stepOptions = {
+      head, kernels, backend: backend.description ? `${backend.name} (${backend.description})` : backend.name,
       exitThreshold: exitThreshold ?? model.config.exit_threshold, configLabel, weightsLabel, onLayer: progress,
-    });
+    };
+    const record = kernels || !forwardModel
+      ? stepRecord(model, prompt, tokens, stepOptions)
+      : await stepRecordOnDevice(model, prompt, tokens, forwardModel, stepOptions);
     if (progress) process.stderr.write("\r\x1b[K");
 
-    if (values.compare) return compare(model, tokens, backend, record.exitThreshold, values.json === true, io);
+    if (values.compare) return compare(model, tokens, kernels!, record.exitThreshold, values.json === true, io);
     if (values["exit-sweep"] !== undefined) {
       const thresholds = values["exit-sweep"].split(",").map((v) => Number(v.trim()));
       if (thresholds.some((t) => !(t >= 0))) throw new UsageError(`--exit-sweep: expected comma-separated numbers >= 0, got ${JSON.stringify(values["exit-sweep"])}`);
-      const rows = depthSweep(model, tokens, thresholds, { kernels: backend.kernels });
+      const rows = depthSweep(model, tokens, thresholds, { kernels });
       printTable(io, rows.map((r) => ({ threshold: r.threshold, "mean layers": r.meanLayers, "FFN work skipped": `${(100 * r.ffnSkipped).toFixed(1)}%`, "top-1 = full depth": `${(100 * r.agreement).toFixed(1)}%`, ms: r.ms })), { json: values.json, value: rows });
       return 0;
     }
 
     if (values.trace !== undefined) {
       const trace = createTrace(values.filter ?? "*");
-      forward(model, tokens, { trace, kernels: backend.kernels, exitThreshold: record.exitThreshold });
+      forward(model, tokens, { trace, kernels, exitThreshold: record.exitThreshold });
       await saveTrace(values.trace, trace, { prompt, config: JSON.stringify(model.config) });
       if (!values.json) io.err(`saved ${trace.tensors.size} traced tensors to ${values.trace} (read it with: tinyseek inspect ${values.trace})`);
     }
@@ -130,21 +138,22 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
 }
 
 /** The reference and `backend` traced over the same tokens; every tensor's error, in forward order. */
-function compare(model: Model, tokens: number[], backend: Backend & { kernels: Kernels }, exitThreshold: number | null, json: boolean, io: Io): number {
+function compare(model: Model, tokens: number[], kernels: Kernels, exitThreshold: number | null, json: boolean, io: Io): number {
+  const name = kernels.name;
   const [ref, other] = [createTrace("*"), createTrace("*")];
   forward(model, tokens, { trace: ref, exitThreshold });
-  forward(model, tokens, { trace: other, kernels: backend.kernels, exitThreshold });
+  forward(model, tokens, { trace: other, kernels, exitThreshold });
   const diff = compareTraces(ref, other);
   const first = diff.firstDeparture;
   if (json) {
-    io.out(toJson({ backend: backend.name, ...diff }));
+    io.out(toJson({ backend: name, ...diff }));
   } else {
     printTable(io, diff.tensors.map(({ name, comparison: c }) => ({
       tensor: name, "max abs err": c.maxAbsError, "max rel err": c.maxRelError, nmse: c.nmse, verdict: c.pass ? "ok" : "DEPARTS",
     })));
     io.out(first
       ? `\nfirst departure: ${first.name}\n${first.comparison.message}`
-      : `\n${backend.name} follows the reference through all ${diff.tensors.length} traced tensors (NMSE <= ${TRACE_TOLERANCE.nmse}, indices exact)`);
+      : `\n${name} follows the reference through all ${diff.tensors.length} traced tensors (NMSE <= ${TRACE_TOLERANCE.nmse}, indices exact)`);
   }
   return first ? 1 : 0;
 }

@@ -122,8 +122,7 @@ export function moeLayer(
   checkMask(mask, N);
 
   const logits = kernels.linear(x, weights.gate.weight);
-  const { routing, scores, capacity } = routeTokens(logits, config, weights.gate.e_score_correction_bias, mask);
-  const stats = routingStats(routing, routingProbs(scores, config.scoring_func), capacity, mask);
+  const { routing, scores, stats } = routeTokens(logits, config, weights.gate.e_score_correction_bias, mask);
   if (N === 0) return { out: { shape: [0, D], data: new Float32Array(0) }, routing, stats, logits, scores };
 
   const routed = kernels.moe(x, routing, weights.experts);
@@ -139,21 +138,22 @@ export function moeLayer(
 
 /**
  * Router and capacity together, from the logits [N, E]: each token's k experts and weights, which assignments
- * capacity keeps (C from the real tokens of this batch), and the scores.
+ * capacity keeps (C from the real tokens of this batch), the scores, and the routing statistics.
  */
 export function routeTokens(
   logits: Tensor,
   config: MoeConfig,
   bias: Tensor | null,
   mask?: TokenMask,
-): { routing: Routing; scores: Tensor; capacity: number | null } {
+): { routing: Routing; scores: Tensor; capacity: number | null; stats: MoeStats } {
   const E = config.n_routed_experts;
   const { N } = expectShape("logits", logits, ["N", E]);
   checkMask(mask, N);
   const { k, experts, weights, scores } = route(logits, config, bias);
   const capacity = expertCapacity(config.capacityFactor, k, countTokens(N, mask), E);
   const kept = applyCapacity(experts, weights, k, E, capacity, config.dropPolicy, mask);
-  return { routing: { k, experts, weights, kept }, scores, capacity };
+  const routing = { k, experts, weights, kept };
+  return { routing, scores, capacity, stats: routingStats(routing, routingProbs(scores, config.scoring_func), capacity, mask) };
 }
 
 /** The shared experts: one SwiGLU MLP, down(silu(gate·x) ⊙ up·x), on the backend's kernels. */

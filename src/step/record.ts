@@ -7,11 +7,12 @@ import { argError, checkInteger } from "../errors.ts";
 import { type Kernels } from "../kernels.ts";
 import { type MoeStats } from "../moe/stats.ts";
 import { softmax } from "../ops.ts";
-import { type TracedTensor, createTrace } from "../trace.ts";
+import { type Backend } from "../backend.ts";
+import { type Trace, type TracedTensor, createTrace } from "../trace.ts";
 import { rowNorms } from "../model/block.ts";
 import { cacheBytesPerToken } from "../model/cache.ts";
 import { isMoeLayer, layerKind, type AttentionKind } from "../model/config.ts";
-import { forward } from "../model/model.ts";
+import { forward, type ForwardResult } from "../model/model.ts";
 import { countParameters } from "../model/params.ts";
 import { tokenLabel } from "../model/tokenizer.ts";
 import { type Model } from "../model/weights.ts";
@@ -130,21 +131,43 @@ const toRows = (t: TracedTensor, rows: number, cols: number): number[][] =>
 
 const meanOf = (values: ArrayLike<number>) => (values.length === 0 ? 0 : Array.from(values).reduce((a, v) => a + v, 0) / values.length);
 
-export function stepRecord(model: Model, prompt: string, tokens: readonly number[], options: StepOptions = {}): StepRecord {
-  const { config } = model;
-  const head = options.head ?? 0;
-  checkInteger("head", head, 0, config.num_attention_heads - 1);
-  const top = options.top ?? 5;
-  checkInteger("top", top, 1, config.vocab_size);
-  if (tokens.length === 0) throw argError("tokens", "at least one token", 0);
+/** What a step needs from one forward pass, on whichever backend ran it. */
+type StepForward = Pick<ForwardResult, "logits" | "exitLayers" | "moe">;
 
-  const threshold = options.exitThreshold === undefined ? config.exit_threshold : options.exitThreshold;
-  const trace = createTrace("*");
+/** The step record of `tokens` through `model`, run on synchronous kernels (the reference by default). */
+export function stepRecord(model: Model, prompt: string, tokens: readonly number[], options: StepOptions = {}): StepRecord {
+  const run = (trace: Trace, exitThreshold: number) => forward(model, tokens, { trace, kernels: options.kernels, exitThreshold, onLayer: options.onLayer });
   const started = performance.now();
+  const { record, result } = prepare(model, tokens, options, run);
+  return buildRecord(model, prompt, tokens, options, result, record, performance.now() - started);
+}
+
+/** The same record from a backend that runs the whole model itself (WebGPU's device-resident forward). */
+export async function stepRecordOnDevice(
+  model: Model, prompt: string, tokens: readonly number[], forwardModel: NonNullable<Backend["forwardModel"]>, options: StepOptions = {},
+): Promise<StepRecord> {
+  const started = performance.now();
+  const { record, result } = prepare(model, tokens, options, (trace, exitThreshold) => forwardModel(model, tokens, { trace, exitThreshold }));
+  return buildRecord(model, prompt, tokens, options, await result, record, performance.now() - started);
+}
+
+function prepare<R>(model: Model, tokens: readonly number[], options: StepOptions, run: (trace: Trace, exitThreshold: number) => R) {
+  const { config } = model;
+  checkInteger("head", options.head ?? 0, 0, config.num_attention_heads - 1);
+  checkInteger("top", options.top ?? 5, 1, config.vocab_size);
+  if (tokens.length === 0) throw argError("tokens", "at least one token", 0);
+  const threshold = options.exitThreshold === undefined ? config.exit_threshold : options.exitThreshold;
+  const record = createTrace("*");
   // With early exit off the confidence is still worth seeing: a threshold above 1 never fires (the model is then
   // exactly the full-depth one) but records the confidence after every layer.
-  const result = forward(model, tokens, { trace, kernels: options.kernels, exitThreshold: threshold ?? NEVER, onLayer: options.onLayer });
-  const ms = performance.now() - started;
+  return { record, result: run(record, threshold ?? NEVER) };
+}
+
+function buildRecord(model: Model, prompt: string, tokens: readonly number[], options: StepOptions, result: StepForward, trace: Trace, ms: number): StepRecord {
+  const { config } = model;
+  const head = options.head ?? 0;
+  const top = options.top ?? 5;
+  const threshold = options.exitThreshold === undefined ? config.exit_threshold : options.exitThreshold;
   const get = (name: string) => trace.tensors.get(name);
   const T = tokens.length;
 

@@ -98,7 +98,8 @@ export function renderLayer(r: StepRecord, layer: LayerStep, s: Style): string {
   }
   if (layer.heatmap) lines.push("", ...renderHeatmap(r, layer.heatmap, s));
   else if (layer.sparse) lines.push("", ...renderSparse(r, layer.sparse, s));
-  else lines.push("", s.dim(`  (${layer.attention} attention does not expose per-head probabilities)`));
+  else if (layer.attention === "segmented") lines.push("", s.dim("  (segmented attention does not expose per-head probabilities)"));
+  else lines.push("", s.dim(`  (no heatmap: the ${r.backend.split(" ")[0]} backend's fused attention never forms the probability matrix)`));
   if (layer.routing) lines.push("", ...renderRouting(r, layer.routing, s));
   if (layer.confidence) {
     const c = layer.confidence;

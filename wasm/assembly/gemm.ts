@@ -16,8 +16,13 @@ export function gemmScratch(): i32 {
 
 /** Packs B [K, N] (row stride ldb) into panels at out. */
 export function packB(b: usize, K: i32, N: i32, ldb: i32, out: usize): void {
+  packPanels(b, K, N, ldb, out, 0, 1);
+}
+
+/** packB's panels split over parts, for the pool (a large matmul's B is packed on every call). */
+export function packPanels(b: usize, K: i32, N: i32, ldb: i32, out: usize, part: i32, parts: i32): void {
   const panels = (N + 7) >> 3;
-  for (let p = 0; p < panels; p++) {
+  for (let p = (panels * part) / parts; p < (panels * (part + 1)) / parts; p++) {
     const j0 = p << 3;
     const width = min(8, N - j0);
     let dst = out + ((<usize>p * <usize>K) << 5);
