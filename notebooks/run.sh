@@ -3,8 +3,9 @@
 # the .ipynb files, so they read well on a code host without running. Fails on the first cell error.
 #   npm run notebooks                       all of them
 #   bash notebooks/run.sh notebooks/03-*.ipynb   some
-# Needs Debian's jupyter-nbconvert, python3-nbclient and python3-ipykernel (apt) and `npm install` (which brings
-# Deno as the `deno` npm package). The kernelspec goes into a temporary JUPYTER_PATH each run, because it holds
+#   npm run notebooks -- --install-kernel   register the Deno kernel with Jupyter, to open them yourself
+# Needs Debian's jupyter-nbconvert, python3-nbclient and python3-ipykernel (apt) and `npm install`; Deno itself
+# (the `deno` npm package) is installed on first use. The kernelspec goes into a temporary JUPYTER_PATH each run, because it holds
 # the absolute path of this checkout's deno.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,11 +17,18 @@ if ! "${python:-false}" -c "import nbclient, nbformat" 2>/dev/null; then
   echo "notebooks: no python3 with nbclient; install it with: apt-get install jupyter-nbconvert python3-nbclient python3-ipykernel" >&2
   exit 1
 fi
-deno="$root/node_modules/deno/deno"
-[ -x "$deno" ] || deno="$root/node_modules/.bin/deno"
+# Deno comes from the npm package `deno`, installed on first use into its own folder: it is no devDependency,
+# because its lockfile entry would name the other platforms' binaries, which `npm ci` then insists on finding.
+DENO_VERSION=2.9.6
+tools="$root/node_modules/.tinyseek-tools"
+deno="$tools/node_modules/deno/deno"
 if [ ! -x "$deno" ]; then
-  echo "notebooks: deno not found; run npm install first" >&2
-  exit 1
+  echo "notebooks: installing deno $DENO_VERSION (npm package) into $tools" >&2
+  npm install --prefix "$tools" --no-save --no-audit --no-fund --loglevel=error "deno@$DENO_VERSION" >&2
+fi
+[ -x "$deno" ] || { echo "notebooks: deno not found in $tools after installing it" >&2; exit 1; }
+if [ "${1:-}" = "--install-kernel" ]; then # for opening the notebooks in Jupyter or VS Code yourself
+  exec "$deno" jupyter --install --force
 fi
 
 kernels=$(mktemp -d)
