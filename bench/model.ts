@@ -2,8 +2,8 @@
 // each kind holds per token. `npm run bench` includes these rows (bench/run.ts calls runModelBench); on its own:
 //   npx tsx bench/model.ts [--quick] [--filter REGEX] [--json FILE]
 // Rows: { op: "model.prefill" | "model.decode", shape: "tiny mla T=32", impl, threads, medianMs, gflops: null,
-//         tokensPerSecond, cacheBytesPerToken }. A decode row times one token at position T (the cache is copied
-// fresh for every run, so it does not grow while being timed).
+//         tokensPerSecond, cacheBytesPerToken }. A decode row times one token at a time through a live cache, as
+// generation runs it: positions T … T + 15, then the cache is filled with the prompt again (untimed) and so on.
 
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
@@ -24,11 +24,14 @@ export interface ModelBenchRow extends BenchRow {
   cacheBytesPerToken: number;
 }
 
+/** Decode rows time positions T … T + DECODE_STEPS - 1 of one cache. */
+const DECODE_STEPS = 16;
+
 const TEXT = "DeepSeek-V3 routes each token to 8 of 256 experts; tinyseek routes it to 4 of 16, and shows you which. ";
 
-async function timeMedian(fn: () => unknown, timeMs: number): Promise<number> {
+async function timeMedian(fn: () => unknown, timeMs: number, beforeEach?: () => void): Promise<number> {
   const bench = new Bench({ time: timeMs, iterations: 3, warmupTime: Math.min(50, timeMs / 4), warmupIterations: 1 });
-  bench.add("run", fn);
+  bench.add("run", fn, beforeEach ? { beforeEach } : {}); // beforeEach runs outside the timed call
   await bench.run();
   const result = bench.tasks[0]!.result;
   if (result.state === "errored") throw result.error;
@@ -60,10 +63,14 @@ export async function runModelBench(options: { quick: boolean; filter?: RegExp; 
     const cacheBytes = cacheBytesPerToken(model.config, T);
     for (const { impl, threads, kernels } of impls) {
       const prefillMs = await timeMedian(() => forward(model, prompt, { kernels }), timeMs);
-      const warm = createCache(model.config);
-      forward(model, prompt, { kernels, cache: warm });
-      const fresh = (): ModelCache => structuredClone(warm);
-      const decodeMs = await timeMedian(() => forward(model, [prompt[T - 1]!], { kernels, cache: fresh() }), timeMs);
+      // Decode continues one live cache (grown in place, as in generation) for 16 steps, then starts again.
+      let cache: ModelCache = createCache(model.config);
+      const ready = () => {
+        if (cache.length > 0 && cache.length < T + DECODE_STEPS) return;
+        cache = createCache(model.config);
+        forward(model, prompt, { kernels, cache });
+      };
+      const decodeMs = await timeMedian(() => forward(model, [prompt[cache.length % T]!], { kernels, cache }), timeMs, ready);
       const common = { impl, threads, gflops: null, cacheBytesPerToken: cacheBytes };
       rows.push({ op: "model.prefill", shape, medianMs: prefillMs, tokensPerSecond: (T / prefillMs) * 1000, ...common });
       rows.push({ op: "model.decode", shape, medianMs: decodeMs, tokensPerSecond: 1000 / decodeMs, ...common });

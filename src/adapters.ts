@@ -21,7 +21,10 @@ export interface Lora {
 
 /** A fresh LoRA for a weight of shape [out, in]: A uniform in ±1/√in (PEFT's Kaiming default), B zero. */
 export function initLora(rng: Random, shape: readonly [number, number], rank: number, alpha = 16, rows?: Int32Array): Lora {
+  if (!Array.isArray(shape) || shape.length !== 2) throw argError("shape", "the weight's [out, in]", shape);
   const [out, inDim] = shape;
+  checkInteger("shape[0]", out, 1);
+  checkInteger("shape[1]", inDim, 1);
   checkInteger("rank", rank, 1, Math.min(out, inDim));
   checkNumber("alpha", alpha, Number.MIN_VALUE, Infinity, " (above 0)");
   rows?.forEach((r, i) => checkInteger(`rows[${i}]`, r, 0, out - 1));

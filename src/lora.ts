@@ -89,6 +89,7 @@ export function initModelLora(model: Model, rng: Random, options: LoraOptions = 
 }
 
 function checkFits(weights: Map<string, Tensor>, set: LoraSet): void {
+  if (typeof set !== "object" || set === null || !(set.loras instanceof Map)) throw argError("set", "a LoraSet from initModelLora or adaptersFromSafetensors", set === null ? "null" : typeof set?.loras);
   for (const name of set.loras.keys()) if (!weights.has(name)) throw argError("lora", "weights of this model", name);
 }
 

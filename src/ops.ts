@@ -84,6 +84,15 @@ export function softmax(x: Tensor, visible?: Uint8Array): Tensor {
   return { shape: [...x.shape], data: out };
 }
 
+/** log Σ exp(v) over `row`, max-subtracted so that it never overflows: max + ln Σ exp(v - max). */
+export function logsumexp(row: ArrayLike<number>): number {
+  let max = -Infinity;
+  for (let i = 0; i < row.length; i++) max = Math.max(max, row[i]!);
+  let sum = 0;
+  for (let i = 0; i < row.length; i++) sum += Math.exp(row[i]! - max);
+  return max + Math.log(sum);
+}
+
 /** RMSNorm (Zhang & Sennrich 2019): x / sqrt(mean(x²) + eps) · weight, over the last axis. */
 export function rmsnorm(x: Tensor, weight: Tensor, eps = 1e-6): Tensor {
   if (x.shape.length < 1) throw argError("x", "shape [..., D]", shapeString(x.shape));
@@ -122,6 +131,9 @@ export function layernorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): 
 const map = (x: Tensor, f: (v: number) => number): Tensor => ({ shape: [...x.shape], data: x.data.map(f) });
 
 export const silu = (x: Tensor): Tensor => map(x, (v) => v / (1 + Math.exp(-v)));
+
+/** The logistic function 1 / (1 + e^-x), element-wise (sigmoid router scores, NSA's gates). */
+export const sigmoid = (x: Tensor): Tensor => map(x, (v) => 1 / (1 + Math.exp(-v)));
 
 /** GELU, tanh approximation (Hendrycks & Gimpel 2016; GPT-2's form). */
 export const gelu = (x: Tensor): Tensor =>

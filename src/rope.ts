@@ -60,12 +60,24 @@ function yarnActive(yarn: YarnOptions | undefined): yarn is YarnOptions {
   return yarn.maxPosition > yarn.originalMaxPosition;
 }
 
+/** Dh = hidden_size / H for a layer that rotates whole heads: H must divide hidden_size and Dh be even (rotary pairs). */
+export function rotaryHeadSize(hiddenSize: number, heads: number): number {
+  checkInteger("hidden_size", hiddenSize, 1);
+  checkInteger("num_attention_heads", heads, 1);
+  if (hiddenSize % heads !== 0) throw argError("num_attention_heads", `a divisor of hidden_size=${hiddenSize}`, heads);
+  const Dh = hiddenSize / heads;
+  if (Dh % 2 !== 0) throw argError("num_attention_heads", "a head size hidden_size/H that is even (rotary pairs)", `H=${heads}, head size ${Dh}`);
+  return Dh;
+}
+
 /**
  * YaRN's attention-scale factor: the softmax scale is multiplied by mscale² = (0.1·mscale·ln(factor) + 1)².
  * It depends on the configuration (maxPosition beyond the original), not on the current sequence length.
  */
 export function yarnSoftmaxFactor(yarn: YarnOptions | undefined): number {
   if (!yarnActive(yarn)) return 1;
+  checkNumber("yarn.factor", yarn.factor, 1, Infinity);
+  checkNumber("yarn.mscale", yarn.mscale ?? 1, 0, Infinity);
   const m = 0.1 * (yarn.mscale ?? 1) * Math.log(yarn.factor) + 1;
   return m * m;
 }

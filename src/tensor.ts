@@ -48,26 +48,23 @@ export function expectShape(
   pattern: readonly (string | number)[],
   known: Record<string, number> = {},
 ): Record<string, number> {
-  const expected = `shape [${pattern.join(", ")}]`;
+  // Called on every kernel call: plain loops, and the error messages built only when thrown.
   if (t === undefined || t === null || !Array.isArray(t.shape) || !(t.data instanceof Float32Array)) {
-    throw argError(argument, `a tensor of ${expected}`, t === undefined ? "undefined" : typeof t);
+    throw argError(argument, `a tensor of shape [${pattern.join(", ")}]`, t === undefined ? "undefined" : typeof t);
   }
   if (t.data.length !== numel(t.shape)) {
     throw argError(argument, `${numel(t.shape)} values for its shape ${shapeString(t.shape)}`, t.data.length);
   }
   const sizes: Record<string, number> = { ...known };
-  const fail = () => argError(argument, describePattern(pattern, sizes), shapeString(t.shape));
-  if (t.shape.length !== pattern.length) throw fail();
-  pattern.forEach((p, i) => {
+  if (t.shape.length !== pattern.length) throw argError(argument, describePattern(pattern, sizes), shapeString(t.shape));
+  for (let i = 0; i < pattern.length; i++) {
+    const p = pattern[i]!;
     const d = t.shape[i]!;
-    if (typeof p === "number") {
-      if (d !== p) throw fail();
-    } else if (sizes[p] === undefined) {
-      sizes[p] = d;
-    } else if (sizes[p] !== d) {
-      throw fail();
+    if (typeof p === "number" ? d !== p : sizes[p] !== undefined && sizes[p] !== d) {
+      throw argError(argument, describePattern(pattern, sizes), shapeString(t.shape));
     }
-  });
+    if (typeof p === "string") sizes[p] = d;
+  }
   return sizes;
 }
 

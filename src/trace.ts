@@ -25,6 +25,9 @@ export interface Trace {
 
 /** A trace that records every name matching one of `patterns` (a comma-separated string or a list). */
 export function createTrace(patterns: string | readonly string[] = "*"): Trace {
+  if (typeof patterns !== "string" && !(Array.isArray(patterns) && patterns.every((p) => typeof p === "string"))) {
+    throw argError("patterns", "a comma-separated string or a list of glob patterns", Array.isArray(patterns) ? "a list with a non-string" : typeof patterns);
+  }
   const list = (typeof patterns === "string" ? patterns.split(",") : [...patterns]).map((p) => p.trim()).filter((p) => p !== "");
   if (list.length === 0) throw argError("patterns", "at least one glob pattern", typeof patterns === "string" ? patterns : [...patterns]);
   return { patterns: list, matchers: list.map(globToRegExp), tensors: new Map() };

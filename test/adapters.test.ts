@@ -70,3 +70,11 @@ describe("bottleneck adapter", () => {
     expect(() => initBottleneck(rng, 8, 0)).toThrow(/bottleneck/);
   });
 });
+
+describe("LoRA shape checks", () => {
+  it("refuses a weight shape that is not two integers >= 1, instead of a NaN-sized A", () => {
+    expect(() => initLora(new Random(1), [NaN, 4], 2)).toThrow(/^shape\[0\]: expected an integer >= 1, got NaN/);
+    expect(() => initLora(new Random(1), [4, 0], 1)).toThrow(/^shape\[1\]: expected an integer >= 1, got 0/);
+    expect(() => initLora(new Random(1), [4] as unknown as [number, number], 1)).toThrow(/^shape: expected the weight's \[out, in\]/);
+  });
+});

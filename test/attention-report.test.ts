@@ -3,14 +3,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { kvStateTable, measureNsaQuality, nsaAccessTable } from "../src/attention/report.ts";
 import { compressedBlockCount, PAPER_BLOCKS, TINY_BLOCKS } from "../src/attention/sparse-select.ts";
-import { main } from "../src/cli/main.ts";
-
-async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(argv, { out: (t) => void out.push(t), err: (t) => void err.push(t) });
-  return { code, out: out.join("\n"), err: err.join("\n") };
-}
+import { cli } from "./helpers.ts";
 
 const text = new Uint8Array(readFileSync(new URL("../data/alice-chapter-1.txt", import.meta.url)));
 

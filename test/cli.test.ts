@@ -4,11 +4,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { beforeAll, describe, expect, it, vi } from "vitest";
-import { COMMANDS, main } from "../src/cli/main.ts";
+import { COMMANDS } from "../src/cli/main.ts";
 import { formatTable, toJson } from "../src/cli/table.ts";
 import { encodeGolden, runGoldenCase } from "../src/io/golden.ts";
 import { readSafetensorsHeader, writeSafetensors } from "../src/io/safetensors.ts";
 import { softmaxCase } from "./golden-fixtures.ts";
+import { cli } from "./helpers.ts";
 
 // In-process runs see our fixture cases as the suite, so these tests do not depend on what the real suite holds.
 vi.mock("../src/golden/suite.ts", async (importOriginal) => {
@@ -17,12 +18,6 @@ vi.mock("../src/golden/suite.ts", async (importOriginal) => {
   return { ...original, goldenSuite: fixtureSuite };
 });
 
-async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(argv, { out: (t) => void out.push(t), err: (t) => void err.push(t) });
-  return { code, out: out.join("\n"), err: err.join("\n") };
-}
 
 const expectOneLineError = (err: string) => {
   expect(err.split("\n")).toHaveLength(1);
@@ -244,6 +239,69 @@ describe("tinyseek diff", () => {
     const bad = await cli("diff", a, a, "--rtol=-1");
     expect(bad.code).toBe(2);
     expect(bad.err).toMatch(/--rtol: expected a number >= 0, got "-1"/);
+  });
+});
+
+describe("bad arguments: one line that names the flag, exit 2", () => {
+  const usage = async (pattern: RegExp, ...argv: string[]) => {
+    const { code, err } = await cli(...argv);
+    expect(code, argv.join(" ")).toBe(2);
+    expect(err).toMatch(pattern);
+    expectOneLineError(err);
+  };
+
+  it("says an unknown option in one sentence, and how to pass a value starting with '-'", async () => {
+    const { err } = await cli("tour", "--frob");
+    expect(err).toBe("tinyseek tour: Unknown option '--frob' (see tinyseek tour --help)");
+    await usage(/--seed: a value that starts with '-' must be written --seed=VALUE/, "tour", "--seed", "-1");
+  });
+
+  it("refuses an empty or blank number instead of reading it as 0", async () => {
+    await usage(/--values: expected an integer >= 0, got ""/, "inspect", "x.safetensors", "--values", "");
+    await usage(/--seed: expected an integer in \[0, 4294967295\], got ""/, "tour", "--seed", "");
+    await usage(/--rtol: expected a number >= 0, got " "/, "diff", "a", "b", "--rtol", " ");
+    await usage(/--exit-threshold: expected a number >= 0, got ""/, "step", "--exit-threshold", "");
+    await usage(/--exit-sweep: expected comma-separated numbers >= 0, got "0.1,,0.5"/, "step", "--exit-sweep", "0.1,,0.5");
+  });
+
+  it("checks moe-report's ranges as usage errors naming the flag", async () => {
+    await usage(/--batches: expected an integer in \[1, 10000\], got "1.5"/, "moe-report", "--batches", "1.5");
+    await usage(/--tokens: expected an integer in \[1, 100000\], got "0"/, "moe-report", "--tokens", "0");
+    await usage(/--rate: expected a number in \[0, 1\], got "2"/, "moe-report", "--rate", "2");
+  });
+
+  it("refuses an unknown quantisation scheme, attention kind or Dawn backend", async () => {
+    await usage(/--schemes: scheme: expected one of int8.gG, .*got "int3"/, "quant-report", "--schemes", "int8.g32,int3");
+    await usage(/--attention: expected mla, mha, decay, segmented, sparse .*got "flash"/, "step", "--attention", "mla,flash");
+    await usage(/--attention: .*got "flash"/, "generate", "--prompt", "a", "--attention", "flash");
+    await usage(/--backend: expected one of Dawn's backends \(vulkan, .*\), got "foo"/, "devices", "--backend", "foo");
+  });
+
+  it("says in one line which file could not be written, not an internal error", async () => {
+    const file = join(mkdtempSync(join(tmpdir(), "tinyseek-notdir-")), "plain");
+    writeFileSync(file, "");
+    const { code, err } = await cli("golden", "write", join(file, "sub"), "--only", "test.lin*");
+    expect(code).toBe(1);
+    expect(err).toBe(`tinyseek golden: ${join(file, "sub")}: not a directory (mkdir)`);
+  });
+
+  it("keeps binary bytes out of a --config that is not JSON", async () => {
+    const file = join(mkdtempSync(join(tmpdir(), "tinyseek-binary-")), "weights.safetensors");
+    writeFileSync(file, Uint8Array.from([0xef, 0x01, 0x00, 0x1b, 0x7b]));
+    const { code, err } = await cli("generate", "--prompt", "a", "--config", file);
+    expect(code).toBe(1);
+    expect(err).toMatch(/: not valid JSON \(/);
+    expect(err).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f]/);
+    expectOneLineError(err);
+  });
+
+  it("golden list and support name a glob that matches no case, as write does", async () => {
+    for (const sub of ["list", "support"]) {
+      const { code, err, out } = await cli("golden", sub, "--only", "nothing*");
+      expect(code, sub).toBe(1);
+      expect(err).toMatch(/no case matches "nothing\*"/);
+      expect(out).toBe("");
+    }
   });
 });
 

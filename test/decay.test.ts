@@ -133,3 +133,11 @@ describe("decay errors name the argument", () => {
     expect(thrown(() => decayBias([-0.1], 3, 2))).toMatch(/^offset: expected an integer >= 0, got -1/);
   });
 });
+
+describe("retnetGammas arguments", () => {
+  it("refuses a head count that is not an integer >= 1 instead of returning no gammas", () => {
+    expect(retnetGammas(3)).toEqual([0.96875, 0.984375, 0.9921875]);
+    expect(thrown(() => retnetGammas(0))).toMatch(/^H: expected an integer >= 1, got 0/);
+    expect(thrown(() => retnetGammas(NaN))).toMatch(/^H: expected an integer >= 1, got NaN/);
+  });
+});

@@ -1,7 +1,10 @@
 // Small helpers the unit tests share.
 import fc from "fast-check";
 import { expect } from "vitest";
+import { type Io } from "../src/cli/io.ts";
+import { main } from "../src/cli/main.ts";
 import { TinyseekError } from "../src/errors.ts";
+import { type Tensor } from "../src/tensor.ts";
 
 /** The message of the TinyseekError that `f` throws; fails the test if it throws nothing or something else. */
 export function thrown(f: () => unknown): string {
@@ -12,6 +15,29 @@ export function thrown(f: () => unknown): string {
     return (e as Error).message;
   }
   throw new Error("expected a TinyseekError, nothing was thrown");
+}
+
+/** |a - b| <= atol + rtol·|b| element-wise: float32 roundings in a different order, nothing more. */
+export const close = (a: Tensor, b: Tensor, rtol = 1e-5, atol = 1e-6) => {
+  expect(a.shape).toEqual(b.shape);
+  let worst = 0;
+  a.data.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - b.data[i]!) - rtol * Math.abs(b.data[i]!))));
+  expect(worst).toBeLessThanOrEqual(atol);
+};
+
+/** An Io that keeps what a command prints, line by line: run commands in-process and read their output. */
+export function capture() {
+  const out: string[] = [];
+  const err: string[] = [];
+  const io: Io = { out: (t) => void out.push(t), err: (t) => void err.push(t) };
+  return { io, out, err, text: () => out.join("\n") };
+}
+
+/** `tinyseek ...argv` in-process: the exit code and what it printed on stdout and stderr. */
+export async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  const c = capture();
+  const code = await main(argv, c.io);
+  return { code, out: c.out.join("\n"), err: c.err.join("\n") };
 }
 
 /** A PRNG seed for fast-check properties. */

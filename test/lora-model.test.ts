@@ -123,3 +123,10 @@ describe("bottleneck adapters on the model", () => {
     expect(() => initModelBottlenecks(model, new Random(1), { where: ["ffn" as "mlp"] })).toThrow(/where/);
   });
 });
+
+describe("attachLora arguments", () => {
+  it("names a set that is not a LoraSet", () => {
+    const model = initModel(testConfig());
+    expect(() => attachLora(model, {} as LoraSet)).toThrow(/^set: expected a LoraSet from initModelLora or adaptersFromSafetensors/);
+  });
+});

@@ -5,7 +5,7 @@ import {
   type MlaConfig, type MlaMode, type MlaWeights,
 } from "../src/attention/mla.ts";
 import { NotSupportedError, referenceBackend } from "../src/backend.ts";
-import { concatLast, concatTime, mergeHeads, splitHeads } from "../src/attention/heads.ts";
+import { appendTime, concatLast, concatTime, mergeHeads, splitHeads } from "../src/attention/heads.ts";
 import { mlaFamilyGoldenCases } from "../src/attention/mla-golden.ts";
 import { reference } from "../src/kernels.ts";
 import * as ops from "../src/ops.ts";
@@ -238,5 +238,86 @@ describe("head layout helpers (src/attention/heads.ts)", () => {
     const cache = tensor([2, 1, 1], [1, 2]);
     expect([...concatTime(cache, tensor([2, 2, 1], [3, 4, 5, 6])).data]).toEqual([1, 3, 4, 2, 5, 6]);
     expect(() => concatTime(cache, tensor([2, 2, 2]))).toThrow("b");
+  });
+  it("appendTime equals concatTime step after step, grows one plane in place, and never rewrites a position", () => {
+    const rng = new Random(5);
+    for (const planes of [1, 3]) {
+      let grown = tensor([planes, 0, 2]);
+      let copied = grown;
+      const kept: [Tensor, number[]][] = [];
+      for (let step = 0; step < 40; step++) {
+        const b = randBounded(rng, [planes, 1 + (step % 3), 2]);
+        [grown, copied] = [appendTime(grown, b), concatTime(copied, b)];
+        expect(grown.shape).toEqual(copied.shape);
+        expect([...grown.data]).toEqual([...copied.data]);
+        kept.push([grown, [...grown.data]]);
+      }
+      for (const [t, data] of kept) expect([...t.data]).toEqual(data); // every earlier tensor keeps its values
+      const buffers = new Set(kept.slice(-4).map(([t]) => t.data.buffer)).size;
+      expect(buffers).toBe(planes === 1 ? 1 : 4); // one plane: no copy per step
+    }
+    // Two caches sharing a history: the second append to the same tensor must not overwrite the first one's row.
+    const base = appendTime(tensor([1, 0, 1]), tensor([1, 2, 1], [1, 2]));
+    const first = appendTime(base, tensor([1, 1, 1], [3]));
+    const second = appendTime(base, tensor([1, 1, 1], [4]));
+    expect([...first.data]).toEqual([1, 2, 3]);
+    expect([...second.data]).toEqual([1, 2, 4]);
+    expect([...appendTime(first, tensor([1, 1, 1], [5])).data]).toEqual([1, 2, 3, 5]);
+  });
+  it("a cache copied by reference continues independently of the original, in both modes", () => {
+    const cfg: MlaConfig = {
+      hidden_size: 8, num_attention_heads: 2, q_lora_rank: 0, kv_lora_rank: 4, qk_nope_head_dim: 3,
+      qk_rope_head_dim: 2, v_head_dim: 3, max_position_embeddings: 64,
+    };
+    const rng = new Random(8);
+    const weights = initMla(rng, cfg);
+    const prompt = randBounded(rng, [1, 5, 8]);
+    const [a, b] = [randBounded(rng, [1, 1, 8]), randBounded(rng, [1, 1, 8])];
+    for (const mode of ["absorb", "naive"] as const) {
+      const cache = createMlaCache(cfg, mode);
+      mla(prompt, weights, cfg, cache);
+      const fork = { ...cache };
+      const outA = mla(a, weights, cfg, cache);
+      const outB = mla(b, weights, cfg, fork);
+      const alone = (x: Tensor) => {
+        const own = createMlaCache(cfg, mode);
+        mla(prompt, weights, cfg, own);
+        return mla(x, weights, cfg, own);
+      };
+      expect(maxAbsDiff(outA, alone(a))).toBe(0);
+      expect(maxAbsDiff(outB, alone(b))).toBe(0);
+      expect(maxAbsDiff(mla(b, weights, cfg, cache), mla(b, weights, cfg, { ...fork }))).toBeGreaterThan(0); // a and b differ
+    }
+  });
+  it("leaves the cache as it was when attention throws; uses a replaced kv_b_proj at once", () => {
+    const cfg: MlaConfig = {
+      hidden_size: 8, num_attention_heads: 2, q_lora_rank: 0, kv_lora_rank: 4, qk_nope_head_dim: 3,
+      qk_rope_head_dim: 2, v_head_dim: 3, max_position_embeddings: 64,
+    };
+    const rng = new Random(9);
+    const weights = initMla(rng, cfg);
+    const x = randBounded(rng, [2, 3, 8]);
+    for (const [mode, B] of [["absorb", 1], ["absorb", 2], ["naive", 1], ["naive", 2]] as const) {
+      const cache = createMlaCache(cfg, mode, B);
+      mla(sliceRows(x, 0, B), weights, cfg, cache);
+      const held = JSON.stringify(cache, (_, v) => (v instanceof Float32Array ? [...v] : v));
+      const fail = () => {
+        throw new Error("attend failed");
+      };
+      expect(() => mla(randBounded(rng, [B, 2, 8]), weights, cfg, cache, reference, mode, fail)).toThrow("attend failed");
+      expect(cache.length).toBe(3);
+      expect(JSON.stringify(cache, (_, v) => (v instanceof Float32Array ? [...v] : v))).toBe(held);
+      const next = randBounded(rng, [B, 1, 8]);
+      const fresh = createMlaCache(cfg, mode, B);
+      mla(sliceRows(x, 0, B), weights, cfg, fresh);
+      expect(maxAbsDiff(mla(next, weights, cfg, cache), mla(next, weights, cfg, fresh))).toBe(0); // and goes on as if never tried
+    }
+    // The absorbed W_uk and W_uvᵀ are kept per kv_b_proj tensor: a new tensor (what LoRA and quantisation make) is
+    // folded afresh, and absorb still equals naive with it.
+    const other = { ...weights, kv_b_proj: randBounded(rng, weights.kv_b_proj.shape, 0.5) };
+    for (const w of [weights, other, weights]) {
+      expect(maxAbsDiff(mla(x, w, cfg, undefined, reference, "absorb"), mla(x, w, cfg, undefined, reference, "naive"))).toBeLessThan(1e-6);
+    }
+    expect(maxAbsDiff(mla(x, weights, cfg), mla(x, other, cfg))).toBeGreaterThan(1e-4);
   });
 });

@@ -86,3 +86,12 @@ describe("reading DeepSeek's own config.json", () => {
     expect([count.total, count.active]).toEqual([671_026_419_200, 36_625_618_432]);
   });
 });
+
+describe("config problems show NaN and Infinity as they are", () => {
+  it("does not print NaN as null (JSON's way)", () => {
+    const problems = configProblems({ ...preset("tiny"), hidden_size: NaN, rope_scaling: { type: "yarn", factor: Infinity, original_max_position_embeddings: NaN } });
+    expect(problems).toContain("hidden_size: expected an integer >= 1, got NaN");
+    expect(problems.join("\n")).toMatch(/rope_scaling.original_max_position_embeddings: expected an integer >= 1, got NaN/);
+    expect(problems.join("\n")).not.toMatch(/got null/);
+  });
+});

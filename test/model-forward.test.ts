@@ -3,8 +3,12 @@ import { initMla } from "../src/attention/mla.ts";
 import { Random } from "../src/random.ts";
 import { cacheBytesPerToken, createCache } from "../src/model/cache.ts";
 import { ATTENTION_KINDS, type AttentionKind } from "../src/model/config.ts";
-import { forward } from "../src/model/model.ts";
-import { weightShapes } from "../src/model/params.ts";
+import { forward, forwardBatch } from "../src/model/model.ts";
+import { generate } from "../src/model/generate.ts";
+import { depthSweep } from "../src/model/depth.ts";
+import { runBatched } from "../src/model/batching.ts";
+import { stepRecord } from "../src/step/record.ts";
+import { countParameters, weightShapes } from "../src/model/params.ts";
 import { initModel, modelFromParams, modelFromSafetensors, modelParams, modelToSafetensors } from "../src/model/weights.ts";
 import { attentionKind } from "../src/model/attention.ts";
 import { testConfig } from "./model-fixtures.ts";
@@ -21,6 +25,20 @@ const available = ATTENTION_KINDS.filter((kind) => {
 });
 
 describe("model forward", () => {
+  it("honours a config changed in place between forwards (the checked MLA and MoE configs are remade)", () => {
+    const model = initModel(testConfig({ attention_kind: "mla" }));
+    const logits = () => forward(model, prompt).logits.data;
+    const before = logits();
+    const config = model.config as { rope_theta: number; routed_scaling_factor: number };
+    for (const [field, value] of [["rope_theta", 500], ["routed_scaling_factor", 0.5]] as const) {
+      const held = config[field];
+      config[field] = value;
+      const changed = logits();
+      expect(changed.some((v, i) => v !== before[i])).toBe(true);
+      config[field] = held;
+      expect([...logits()]).toEqual([...before]);
+    }
+  });
   it.each(available)("%s: prefill logits equal token-by-token decode through the cache", (kind: AttentionKind) => {
     const model = initModel(testConfig({ attention_kind: kind }));
     const full = forward(model, prompt);
@@ -193,5 +211,22 @@ describe("backends", () => {
     } finally {
       await backend.dispose();
     }
+  });
+});
+
+describe("a value that is not a model", () => {
+  it("is named as the model argument by every entry point, not met with a TypeError", () => {
+    const message = /^model: expected a Model \{ config, weights \} from initModel or loadModel, got /;
+    const notModels = [null, {}, { config: testConfig() }] as unknown as Parameters<typeof forward>[0][];
+    for (const m of notModels) {
+      expect(() => forward(m, [1])).toThrow(message);
+      expect(() => forwardBatch(m, [[1]], [1], { caches: [createCache(testConfig())] })).toThrow(message);
+      expect(() => generate(m, [1], { maxTokens: 1 })).toThrow(message);
+      expect(() => runBatched(m, [], { maxBatch: 1 })).toThrow(message);
+      expect(() => depthSweep(m, [1], [0.1])).toThrow(message);
+      expect(() => stepRecord(m, "a", [1])).toThrow(message);
+      expect(() => modelToSafetensors(m)).toThrow(message);
+    }
+    expect(() => countParameters(null as unknown as Parameters<typeof countParameters>[0])).toThrow(/config: expected an object, got null/);
   });
 });

@@ -124,3 +124,14 @@ function gather(x: Tensor, rows: number[]): Tensor {
   rows.forEach((t, i) => data.set(x.data.subarray(t * Dx, (t + 1) * Dx), i * Dx));
   return { shape: [rows.length, Dx], data };
 }
+
+describe("moe layer: configs with defaults left out", () => {
+  it("initMoe and moeLayer fill the defaults instead of drawing NaN-shaped weights", () => {
+    const input = { n_routed_experts: 4, num_experts_per_tok: 2, moe_intermediate_size: 4 } as MoeConfigInput;
+    const weights = initMoe(new Random(1), input as MoeConfig, 8);
+    expect(weights.shared_experts).toBeNull(); // n_shared_experts defaults to 0
+    expect(weights.experts.gate.shape).toEqual([4, 4, 8]);
+    const x = randBounded(new Random(2), [3, 8]);
+    expect(moeLayer(x, weights, input as MoeConfig).out).toEqual(moeLayer(x, weights, moeConfig(input)).out);
+  });
+});

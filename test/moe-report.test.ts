@@ -1,14 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { main } from "../src/cli/main.ts";
-import { type Io } from "../src/cli/io.ts";
 import { formatMoeReport, loadBars, moeReport } from "../src/moe/report.ts";
 
-const capture = () => {
-  const out: string[] = [];
-  const err: string[] = [];
-  const io: Io = { out: (t) => void out.push(t), err: (t) => void err.push(t) };
-  return { io, out, err };
-};
+import { capture } from "./helpers.ts";
 
 describe("moe report", () => {
   const report = moeReport();
@@ -57,6 +51,6 @@ describe("moe report", () => {
     const bad = capture();
     expect(await main(["moe-report", "--rate", "fast"], bad.io)).toBe(2);
     expect(bad.err.join("")).toMatch(/--rate: expected a number/);
-    expect(await main(["moe-report", "--batches", "0"], capture().io)).toBe(1);
+    expect(await main(["moe-report", "--batches", "0"], capture().io)).toBe(2); // a usage error naming --batches
   });
 });

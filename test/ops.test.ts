@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
-  bmm, embedding, gelu, layernorm, linear, matmul, rmsnorm, roundHalfEven, silu, softmax, swiglu,
+  bmm, embedding, gelu, layernorm, linear, logsumexp, matmul, rmsnorm, roundHalfEven, silu, softmax, swiglu,
 } from "../src/ops.ts";
 import { randBounded, Random } from "../src/random.ts";
 import { tensor, type Tensor } from "../src/tensor.ts";
@@ -99,6 +99,15 @@ describe("softmax", () => {
       }),
       { numRuns: 60 },
     );
+  });
+});
+
+describe("logsumexp", () => {
+  it("is max + ln Σ exp(v - max): exact on equal values, no overflow at 1000, -Infinity entries add nothing", () => {
+    expect(logsumexp([0, 0])).toBe(Math.log(2));
+    expect(logsumexp([1000, 1000])).toBe(1000 + Math.log(2));
+    expect(logsumexp([3, -Infinity])).toBe(3);
+    expect(logsumexp([1, 2, 3])).toBeCloseTo(Math.log(Math.exp(1) + Math.exp(2) + Math.exp(3)), 14);
   });
 });
 

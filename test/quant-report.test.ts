@@ -1,13 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { type Io } from "../src/cli/io.ts";
 import { main } from "../src/cli/main.ts";
 import { type QuantReport } from "../src/quant/report.ts";
 
-function capture() {
-  const [out, err]: [string[], string[]] = [[], []];
-  const io: Io = { out: (t) => void out.push(t), err: (t) => void err.push(t) };
-  return { io, out, err };
-}
+import { capture } from "./helpers.ts";
 
 const FAST = ["--length", "12", "--layer-rows", "4"];
 
@@ -50,7 +45,7 @@ describe("tinyseek quant-report", () => {
 
   it("names bad arguments", async () => {
     const bad = capture();
-    expect(await main(["quant-report", ...FAST, "--schemes", "int3.g32"], bad.io)).toBe(1);
+    expect(await main(["quant-report", ...FAST, "--schemes", "int3.g32"], bad.io)).toBe(2); // a usage error, like --length 0
     expect(bad.err.join("")).toMatch(/scheme: .*"int3\.g32"/);
     const usage = capture();
     expect(await main(["quant-report", "--length", "0"], usage.io)).toBe(2);

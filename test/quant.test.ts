@@ -188,3 +188,12 @@ describe("quantised linear", () => {
     expect([...codes]).toEqual([127, -64, 0]); // -63.5 → -64 (even); 0.5 → 0 (even)
   });
 });
+
+describe("minifloat decode: bit patterns only", () => {
+  it("refuses a value that is not a bit pattern of the format, naming it", () => {
+    expect(() => decode(FORMATS.e4m3, 256)).toThrow(/^bits: expected an integer in \[0, 255\] \(a e4m3 bit pattern\), got 256/);
+    expect(() => decode(FORMATS.fp16, -1)).toThrow(/^bits: expected an integer in \[0, 65535\]/);
+    expect(() => decode(FORMATS.e5m2, 1.5)).toThrow(/^bits: .*got 1\.5/);
+    expect(decode(FORMATS.e4m3, 255)).toBeNaN();
+  });
+});

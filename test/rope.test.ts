@@ -122,3 +122,12 @@ describe("rope errors name the argument", () => {
     expect(thrown(() => applyRope(tensor([2, 4]), [0, NaN], freqs))).toMatch(/^positions\[1\]: expected a finite number, got NaN/);
   });
 });
+
+describe("yarnSoftmaxFactor arguments", () => {
+  it("refuses a NaN factor or a negative mscale instead of returning NaN", () => {
+    const yarn: YarnOptions = { factor: 40, mscale: 1, originalMaxPosition: 4096, maxPosition: 163840 };
+    expect(yarnSoftmaxFactor(yarn)).toBeCloseTo(1.8738542, 7);
+    expect(thrown(() => yarnSoftmaxFactor({ ...yarn, factor: NaN }))).toMatch(/^yarn.factor: expected a finite number in \[1, Infinity\], got NaN/);
+    expect(thrown(() => yarnSoftmaxFactor({ ...yarn, mscale: -1 }))).toMatch(/^yarn.mscale: expected a finite number in \[0, Infinity\], got -1/);
+  });
+});

@@ -12,14 +12,8 @@ import { linear, softmax } from "../src/ops.ts";
 import { Random, randBounded } from "../src/random.ts";
 import { applyRope, ropeFrequencies } from "../src/rope.ts";
 import { add, concatRows, sliceRows, type Tensor } from "../src/tensor.ts";
+import { close } from "./helpers.ts";
 
-/** |a - b| <= atol + rtol·|b| element-wise: float32 roundings in a different order, nothing more. */
-const close = (a: Tensor, b: Tensor, rtol = 1e-5, atol = 1e-6) => {
-  expect(a.shape).toEqual(b.shape);
-  let worst = 0;
-  a.data.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - b.data[i]!) - rtol * Math.abs(b.data[i]!))));
-  expect(worst).toBeLessThanOrEqual(atol);
-};
 
 /** Seeded weights large enough for peaked attention (std 1/√D), and inputs from randBounded. */
 function setup(config: SegmentedConfig, seed: number, T: number, B = 1) {

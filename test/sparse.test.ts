@@ -19,14 +19,8 @@ import { type Tensor } from "../src/tensor.ts";
 import { segmentedSparseGoldenCases } from "../src/attention/segmented-sparse-golden.ts";
 import { checkGolden, runGoldenCase } from "../src/io/golden.ts";
 import { createBackend } from "../wasm/backend.ts";
+import { close } from "./helpers.ts";
 
-/** |a - b| <= atol + rtol·|b| element-wise: float32 roundings in a different order, nothing more. */
-const close = (a: Tensor, b: Tensor, rtol = 1e-5, atol = 1e-6) => {
-  expect(a.shape).toEqual(b.shape);
-  let worst = 0;
-  a.data.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - b.data[i]!) - rtol * Math.abs(b.data[i]!))));
-  expect(worst).toBeLessThanOrEqual(atol);
-};
 
 function setup(config: SparseConfig, seed: number, T: number, B = 1) {
   const rng = new Random(seed);

@@ -3,7 +3,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { main } from "../src/cli/main.ts";
-import { type Io } from "../src/cli/io.ts";
 import { readSafetensors } from "../src/io/safetensors.ts";
 import { readFileSync } from "node:fs";
 import { saveModel, initModel } from "../src/model/weights.ts";
@@ -12,12 +11,7 @@ import { bar, renderStep, shade, sparkline } from "../src/step/render.ts";
 import { stepRecord, type StepRecord } from "../src/step/record.ts";
 import { testConfig } from "./model-fixtures.ts";
 
-function capture() {
-  const out: string[] = [];
-  const err: string[] = [];
-  const io: Io = { out: (t) => void out.push(t), err: (t) => void err.push(t) };
-  return { io, out, err, text: () => out.join("\n") };
-}
+import { capture } from "./helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "tinyseek-step-"));
 const small = join(dir, "small.json");

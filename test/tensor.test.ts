@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { argError, TinyseekError } from "../src/errors.ts";
+import { argError } from "../src/errors.ts";
 import { add, concatRows, expectShape, numel, reshape, sliceRows, tensor, zeros } from "../src/tensor.ts";
 import { thrown } from "./helpers.ts";
 

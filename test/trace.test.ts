@@ -81,3 +81,10 @@ describe("compareTraces", () => {
     expect(compareTraces(a, b).tensors.find((t) => t.name === "layers.1.mlp.router.indices")!.comparison.pass).toBe(false);
   });
 });
+
+describe("createTrace arguments", () => {
+  it("refuses patterns that are neither a string nor a list of strings with a TinyseekError, not a TypeError", () => {
+    expect(() => createTrace(42 as unknown as string)).toThrow(/^patterns: expected a comma-separated string or a list of glob patterns, got "number"/);
+    expect(() => createTrace(["logits", 3] as unknown as string[])).toThrow(/^patterns: .*got "a list with a non-string"/);
+  });
+});

@@ -23,7 +23,10 @@ export interface DecayOptions {
 }
 
 /** RetNet's per-head decays γ_h = 1 - 2^(-5-h). */
-export const retnetGammas = (H: number): number[] => Array.from({ length: H }, (_, h) => 1 - 2 ** (-5 - h));
+export function retnetGammas(H: number): number[] {
+  checkInteger("H", H, 1);
+  return Array.from({ length: H }, (_, h) => 1 - 2 ** (-5 - h));
+}
 
 export function decayAttention(q: Tensor, k: Tensor, v: Tensor, options: DecayOptions): AttentionResult {
   const { H, Tq, Dh } = expectShape("q", q, ["B", "H", "Tq", "Dh"]);

@@ -8,6 +8,8 @@ import { type GoldenCase, type GoldenTensor, type TensorMap, type Tolerance } fr
 import { type Kernels } from "../kernels.ts";
 import { Random, randBounded } from "../random.ts";
 import { type Tensor } from "../tensor.ts";
+import { concatTime } from "./heads.ts";
+import { sliceTime } from "./masked.ts";
 import { crossModalAttention, earlyFusion, initCrossModal, type CrossAttentionWeights, type CrossModalConfig, type EarlyFusionWeights } from "./crossmodal.ts";
 import { createDsaCache, dsa, initDsa, type DsaConfig, type DsaWeights } from "./dsa.ts";
 import { createMlaCache, initMla, mla, type MlaCache, type MlaConfig, type MlaMode, type MlaWeights } from "./mla.ts";
@@ -76,29 +78,14 @@ function mlaCase(name: string, config: MlaConfig, mode: MlaMode, T: number, chun
       const cache = createMlaCache(config, mode, 1);
       // With chunk < T: a prefill of `chunk` tokens, then the rest at positions chunk … T - 1 (offset-aware mask).
       const parts = chunk < T ? [[0, chunk], [chunk, T]] : [[0, T]];
-      const outs = parts.map(([a, b]) => mla(sliceTokens(x, a!, b!), weights, config, cache, kernels, mode));
-      return { y: joinTokens(outs), ...cacheOutputs(cache) };
+      const outs = parts.map(([a, b]) => mla(sliceTime(x, a!, b!), weights, config, cache, kernels, mode));
+      return { y: outs.reduce(concatTime), ...cacheOutputs(cache) };
     },
   };
 }
 
 function cacheOutputs(cache: MlaCache): TensorMap {
   return cache.mode === "absorb" ? { cache_latent: cache.latent, cache_pe: cache.pe } : { cache_keys: cache.keys, cache_values: cache.values };
-}
-
-function sliceTokens(x: Tensor, a: number, b: number): Tensor {
-  const D = x.shape[2]!;
-  return { shape: [1, b - a, D], data: x.data.slice(a * D, b * D) };
-}
-function joinTokens(parts: Tensor[]): Tensor {
-  const D = parts[0]!.shape[2]!;
-  const data = new Float32Array(parts.reduce((n, p) => n + p.data.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    data.set(p.data, at);
-    at += p.data.length;
-  }
-  return { shape: [1, data.length / D, D], data };
 }
 
 function dsaCase(seed: number): GoldenCase {

@@ -15,7 +15,7 @@ import { reference, type Kernels } from "../kernels.ts";
 import { type Random, randn } from "../random.ts";
 import { ropeFrequencies, yarnSoftmaxFactor, type YarnOptions } from "../rope.ts";
 import { expectShape, reshape, shapeString, tensor, type Tensor } from "../tensor.ts";
-import { concatLast, concatTime, mergeHeads, splitHeads } from "./heads.ts";
+import { appendTime, concatLast, mergeHeads, splitHeads } from "./heads.ts";
 
 /** YaRN settings with DeepSeek-V3's config.json names. */
 export interface RopeScaling {
@@ -78,9 +78,13 @@ export type MlaAttend = (q: Tensor, k: Tensor, v: Tensor, scale: number, offset:
 export const denseCausal: MlaAttend = (q, k, v, scale, offset, kernels) =>
   kernels.attention(q, k, v, { mask: { causal: true, offset }, scale });
 
+/** Configs checkMlaConfig returned: frozen, so checking one again (each forward does, several times) is free. */
+const checkedConfigs = new WeakSet<object>();
+
 /** Checks every field and returns the config with its defaults filled in. */
 export function checkMlaConfig(config: MlaConfig): Required<MlaConfig> & { q_lora_rank: number } {
   if (typeof config !== "object" || config === null) throw argError("config", "an MLA config object", config);
+  if (checkedConfigs.has(config)) return config as Required<MlaConfig> & { q_lora_rank: number };
   checkInteger("config.hidden_size", config.hidden_size, 1);
   checkInteger("config.num_attention_heads", config.num_attention_heads, 1);
   const qLora = config.q_lora_rank ?? 0;
@@ -109,7 +113,9 @@ export function checkMlaConfig(config: MlaConfig): Required<MlaConfig> & { q_lor
       throw argError("config.rope_scaling.mscale_all_dim", `equal to mscale (${s.mscale ?? 1})`, s.mscale_all_dim);
     }
   }
-  return { ...config, q_lora_rank: qLora, rope_theta: theta, rms_norm_eps: eps, rope_scaling: s };
+  const checked = Object.freeze({ ...config, q_lora_rank: qLora, rope_theta: theta, rms_norm_eps: eps, rope_scaling: s });
+  checkedConfigs.add(checked);
+  return checked;
 }
 
 /** The YaRN options rope.ts reads, or undefined when the config has no rope scaling. */
@@ -270,7 +276,7 @@ function naive(
   const kv = kernels.linear(p.latent, weights.kv_b_proj);
   const [kNope, v] = splitHeads(kv, c.num_attention_heads, [c.qk_nope_head_dim, c.v_head_dim]);
   const k = concatLast([kNope!, reshape(p.kPe, [B, 1, T, c.qk_rope_head_dim])]); // the rotary key, shared by all heads
-  const [keys, values] = [concatTime(cache.keys, k), concatTime(cache.values, v!)];
+  const [keys, values] = [appendTime(cache.keys, k), appendTime(cache.values, v!)]; // H planes: copied
   const out = attend(concatLast([p.qNope, p.qPe]), keys, values, scale, start, kernels);
   [cache.keys, cache.values] = [keys, values]; // the cache changes only once the call has succeeded
   return out;
@@ -283,19 +289,47 @@ function absorb(
 ): Tensor {
   const [B, T] = p.latent.shape as [number, number];
   const { wUk, wUvT } = absorbedWeights(weights.kv_b_proj, c, B);
-  const [latent, pe] = [concatTime(cache.latent, p.latent), concatTime(cache.pe, p.kPe)];
+  const [latent, pe] = [appendTime(cache.latent, p.latent), appendTime(cache.pe, p.kPe)]; // in place when B = 1
   const L = cache.length + T;
   const qLatent = kernels.bmm(p.qNope, wUk); // [B, H, T, kv_lora_rank]: q_nope·W_uk,h
-  const keys = reshape(concatLast([latent, pe]), [B, 1, L, c.kv_lora_rank + c.qk_rope_head_dim]);
+  const keys = reshape(joinedKeys(cache, latent, pe, p), [B, 1, L, c.kv_lora_rank + c.qk_rope_head_dim]);
   const values = reshape(latent, [B, 1, L, c.kv_lora_rank]);
   const outLatent = attend(concatLast([qLatent, p.qPe]), keys, values, scale, start, kernels);
   [cache.latent, cache.pe] = [latent, pe]; // the cache changes only once the call has succeeded
   return kernels.bmm(outLatent, wUvT); // [B, H, T, dv]
 }
 
-/** kv_b_proj [H·(dn + dv), c] cut per head into W_uk [dn, c] and W_uvᵀ [c, dv], repeated over the batch for bmm. */
+/**
+ * The keys attention reads, [c ; k_pe] per position: [B, L, kv_lora_rank + dr]. Joining the whole cache at every
+ * step costs O(L) (a fresh allocation included), so the joined keys are kept beside the cache, keyed by its latent
+ * tensor, and grown in place with it (appendTime); they are joined afresh only for a cache this code did not grow
+ * (a copied one). A second copy of the cache in memory: the price of a kernel that takes one key tensor.
+ */
+const joined = new WeakMap<Tensor, { pe: Tensor; keys: Tensor }>();
+
+function joinedKeys(cache: MlaCache & { mode: "absorb" }, latent: Tensor, pe: Tensor, p: MlaProjections): Tensor {
+  const held = joined.get(cache.latent);
+  const keys = held && held.pe === cache.pe && held.keys.shape[1] === cache.length
+    ? appendTime(held.keys, concatLast([p.latent, p.kPe]))
+    : concatLast([latent, pe]);
+  joined.set(latent, { pe, keys });
+  return keys;
+}
+
+/**
+ * kv_b_proj [H·(dn + dv), c] cut per head into W_uk [dn, c] and W_uvᵀ [c, dv], repeated over the batch for bmm.
+ * Made once per weight tensor (and batch size), not on every call: a weight is never changed in place (LoRA and
+ * quantisation make new tensors), so the tensor object is the key.
+ */
+const absorbed = new WeakMap<Tensor, Map<string, { wUk: Tensor; wUvT: Tensor }>>();
+
 function absorbedWeights(kvB: Tensor, c: ReturnType<typeof checkMlaConfig>, B: number) {
   const [H, dn, dv, r] = [c.num_attention_heads, c.qk_nope_head_dim, c.v_head_dim, c.kv_lora_rank];
+  const key = `${B} ${H} ${dn} ${dv} ${r}`;
+  let byShape = absorbed.get(kvB);
+  if (!byShape) absorbed.set(kvB, (byShape = new Map()));
+  let made = byShape.get(key);
+  if (made) return made;
   const wUk = new Float32Array(B * H * dn * r);
   const wUvT = new Float32Array(B * H * r * dv);
   for (let h = 0; h < H; h++) {
@@ -308,5 +342,7 @@ function absorbedWeights(kvB: Tensor, c: ReturnType<typeof checkMlaConfig>, B: n
       }
     }
   }
-  return { wUk: tensor([B, H, dn, r], wUk), wUvT: tensor([B, H, r, dv], wUvT) };
+  made = { wUk: tensor([B, H, dn, r], wUk), wUvT: tensor([B, H, r, dv], wUvT) };
+  byShape.set(key, made);
+  return made;
 }

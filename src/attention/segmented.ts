@@ -14,7 +14,7 @@
 import { argError, checkInteger, checkNumber, checkOneOf } from "../errors.ts";
 import { reference, type Kernels } from "../kernels.ts";
 import { randn, type Random } from "../random.ts";
-import { ropeFrequencies } from "../rope.ts";
+import { ropeFrequencies, rotaryHeadSize } from "../rope.ts";
 import { add, expectShape, reshape, shapeString, type Tensor } from "../tensor.ts";
 import { concatTime, mergeHeads, splitHeads } from "./heads.ts";
 import { sliceTime } from "./masked.ts";
@@ -64,11 +64,7 @@ export interface SegmentedState {
 
 export function resolveSegmentedConfig(config: SegmentedConfig): ResolvedSegmentedConfig {
   const { hidden_size: D, num_attention_heads: H } = config;
-  checkInteger("hidden_size", D, 1);
-  checkInteger("num_attention_heads", H, 1);
-  if (D % H !== 0) throw argError("num_attention_heads", `a divisor of hidden_size=${D}`, H);
-  const headDim = D / H;
-  if (headDim % 2 !== 0) throw argError("num_attention_heads", `a head size hidden_size/H that is even (rotary pairs)`, `H=${H}, head size ${headDim}`);
+  const headDim = rotaryHeadSize(D, H);
   const segment_size = config.segment_size ?? 512;
   checkInteger("segment_size", segment_size, 1);
   const segment_overlap = config.segment_overlap ?? Math.floor(segment_size / 2);

@@ -11,10 +11,11 @@
 
 import { argError, checkInteger, checkNumber } from "../errors.ts";
 import { reference, type Kernels } from "../kernels.ts";
+import { sigmoid } from "../ops.ts";
 import { randn, type Random } from "../random.ts";
-import { ropeFrequencies } from "../rope.ts";
+import { ropeFrequencies, rotaryHeadSize } from "../rope.ts";
 import { expectShape, reshape, type Tensor } from "../tensor.ts";
-import { concatTime, mergeHeads, splitHeads } from "./heads.ts";
+import { appendTime, concatTime, mergeHeads, splitHeads } from "./heads.ts";
 import { maskedAttention, sliceTime, type MaskedAttention } from "./masked.ts";
 import {
   checkNsaBlocks, compressedBlockCount, selectBlocks, selectionBlockCount, selectionMargin, selectionScores, type NsaBlocks,
@@ -83,11 +84,7 @@ export interface SparseState {
 
 export function resolveSparseConfig(config: SparseConfig): ResolvedSparseConfig {
   const { hidden_size: D, num_attention_heads: H } = config;
-  checkInteger("hidden_size", D, 1);
-  checkInteger("num_attention_heads", H, 1);
-  if (D % H !== 0) throw argError("num_attention_heads", `a divisor of hidden_size=${D}`, H);
-  const Dh = D / H;
-  if (Dh % 2 !== 0) throw argError("num_attention_heads", "a head size hidden_size/H that is even (rotary pairs)", `H=${H}, head size ${Dh}`);
+  const Dh = rotaryHeadSize(D, H);
   const Hkv = config.num_key_value_heads || H;
   checkInteger("num_key_value_heads", Hkv, 1);
   if (H % Hkv !== 0) throw argError("num_key_value_heads", `a divisor of num_attention_heads=${H}`, Hkv);
@@ -210,13 +207,12 @@ export function sparseAttentionTraced(
   const win = windowBranch(s, qRot, window, c, kernels);
   s.position = start + T;
 
-  const gates = kernels.linear(x3, weights.gate_proj);
-  const sigmoid = { shape: gates.shape, data: gates.data.map((g) => 1 / (1 + Math.exp(-g))) };
-  const out = kernels.linear(mergeHeads(gatedSum(sigmoid, cmp.out, slc.out, win)), weights.o_proj);
+  const gates = sigmoid(kernels.linear(x3, weights.gate_proj));
+  const out = kernels.linear(mergeHeads(gatedSum(gates, cmp.out, slc.out, win)), weights.o_proj);
   return {
     out: flat ? reshape(out, [T, c.D]) : out,
     trace: {
-      selected, queries: qRot, keys: s.selectedKeys, gates: sigmoid, selectionMargin: margin,
+      selected, queries: qRot, keys: s.selectedKeys, gates, selectionMargin: margin,
       branches: { compressed: cmp.out, selected: slc.out, window: win },
     },
   };
@@ -233,8 +229,8 @@ function compressedBranch(
   const pendingKeys = concatTime(s.pendingKeys, kCmp);
   const pendingValues = concatTime(s.pendingValues, vCmp);
   const after = positions.length > 0 ? compressedBlockCount(positions[positions.length - 1]!, blocks) : before;
-  s.compressedKeys = concatTime(s.compressedKeys, compressBlocks(pendingKeys, weights.compress_k, weights.compress_k_pos, before, after, pendingFrom, blocks, kernels));
-  s.compressedValues = concatTime(s.compressedValues, compressBlocks(pendingValues, weights.compress_v, weights.compress_v_pos, before, after, pendingFrom, blocks, kernels));
+  s.compressedKeys = appendTime(s.compressedKeys, compressBlocks(pendingKeys, weights.compress_k, weights.compress_k_pos, before, after, pendingFrom, blocks, kernels));
+  s.compressedValues = appendTime(s.compressedValues, compressBlocks(pendingValues, weights.compress_v, weights.compress_v_pos, before, after, pendingFrom, blocks, kernels));
   const keepFrom = after * blocks.stride - pendingFrom;
   s.pendingKeys = sliceTime(pendingKeys, keepFrom, pendingKeys.shape[2]!);
   s.pendingValues = sliceTime(pendingValues, keepFrom, pendingValues.shape[2]!);
@@ -248,8 +244,8 @@ function selectedBranch(
   c: ResolvedSparseConfig, kernels: Kernels,
 ): MaskedAttention {
   const { H, Hkv, blocks } = c;
-  s.selectedKeys = concatTime(s.selectedKeys, kSlc);
-  s.selectedValues = concatTime(s.selectedValues, vSlc);
+  s.selectedKeys = appendTime(s.selectedKeys, kSlc); // in place with one kv head (appendTime)
+  s.selectedValues = appendTime(s.selectedValues, vSlc);
   const [B, T, Tk, n] = [qRot.shape[0]!, positions.length, s.selectedKeys.shape[2]!, blocks.selectCount];
   const visible = new Uint8Array(B * H * T * Tk);
   for (let b = 0; b < B; b++) {

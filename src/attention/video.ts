@@ -86,14 +86,20 @@ export function spaceChannelTimeAttention(
   return reshape(out, video.shape);
 }
 
-/** x + W_o·MHA over frames, at each patch: x [B, F, P, C] → [B, F, P, C]. */
-export function temporalAttention(
-  video: Tensor, weights: VideoAttentionWeights, config: VideoAttentionConfig, kernels: Kernels = reference,
-): Tensor {
+/** What each of the three steps checks first: the config (defaults filled), the video as [B, F, P, C], the weights. */
+function checkedStep(video: Tensor, weights: VideoAttentionWeights, config: VideoAttentionConfig) {
   const c = checkVideoConfig(config);
   const x = checkVideo(video, c);
   checkVideoWeights(weights, c);
   const [B, F, P, C] = x.shape as [number, number, number, number];
+  return { c, x, B, F, P, C };
+}
+
+/** x + W_o·MHA over frames, at each patch: x [B, F, P, C] → [B, F, P, C]. */
+export function temporalAttention(
+  video: Tensor, weights: VideoAttentionWeights, config: VideoAttentionConfig, kernels: Kernels = reference,
+): Tensor {
+  const { c, x, B, F, P, C } = checkedStep(video, weights, config);
   const sequences = swapFramesAndPatches(x); // [B, P, F, C]: one sequence of F frames per patch
   const visible = (H: number) => {
     const v = new Uint8Array(B * P * H * F * F);
@@ -108,10 +114,7 @@ export function temporalAttention(
 export function spatialAttention(
   video: Tensor, weights: VideoAttentionWeights, config: VideoAttentionConfig, kernels: Kernels = reference,
 ): Tensor {
-  const c = checkVideoConfig(config);
-  const x = checkVideo(video, c);
-  checkVideoWeights(weights, c);
-  const [B, F, P, C] = x.shape as [number, number, number, number];
+  const { c, x, B, F, P, C } = checkedStep(video, weights, config);
   return reshape(attentionStep(reshape(x, [B * F, P, C]), weights.spatial, c, kernels), [B, F, P, C]);
 }
 
@@ -119,10 +122,7 @@ export function spatialAttention(
 export function squeezeExcite(
   video: Tensor, weights: VideoAttentionWeights, config: VideoAttentionConfig, kernels: Kernels = reference,
 ): Tensor {
-  const c = checkVideoConfig(config);
-  const x = checkVideo(video, c);
-  checkVideoWeights(weights, c);
-  const [B, F, P, C] = x.shape as [number, number, number, number];
+  const { x, B, F, P, C } = checkedStep(video, weights, config);
   const squeezed = new Float32Array(B * F * C);
   for (let frame = 0; frame < B * F; frame++) {
     for (let ch = 0; ch < C; ch++) {

@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import { readBytes } from "../io/safetensors.ts";
 import { kvStateTable, measureNsaQuality, nsaAccessTable, TINY_MLA, type NsaQuality } from "../attention/report.ts";
 import { PAPER_BLOCKS, TINY_BLOCKS } from "../attention/sparse-select.ts";
-import { parse, positionals, processIo, UsageError, type Io } from "./io.ts";
+import { numberArg, parse, positionals, processIo, UsageError, type Io } from "./io.ts";
 import { formatNumber, formatTable, toJson } from "./table.ts";
 
 const DEFAULT_TEXT = fileURLToPath(new URL("../../data/alice-chapter-1.txt", import.meta.url));
@@ -33,12 +33,7 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
     text: { type: "string" }, length: { type: "string" }, queries: { type: "string" }, json: { type: "boolean" },
   });
   positionals(given, [], "tinyseek attention-report [--text FILE] [--length N] [--queries N] [--json]");
-  const count = (name: string, raw: string | undefined, fallback: number) => {
-    if (raw === undefined) return fallback;
-    const n = Number(raw);
-    if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${name}: expected an integer >= 1, got ${JSON.stringify(raw)}`);
-    return n;
-  };
+  const count = (name: string, raw: string | undefined, fallback: number) => numberArg(`--${name}`, raw, fallback, { integer: true, min: 1 });
   const path = values.text ?? DEFAULT_TEXT;
   const all = await readBytes(path);
   const bytes = all.subarray(0, count("length", values.length, all.length));

@@ -14,11 +14,14 @@ options:
   --json          print JSON instead of a table
 Exit codes: 0 an adapter was found, 1 none (the message names what is missing), 2 usage.`;
 
+/** The native backends Dawn's "backend=" flag knows; any other name makes Dawn throw a plain Error. */
+const DAWN_BACKENDS = ["vulkan", "metal", "d3d12", "d3d11", "opengl", "opengles", "webgpu", "null"] as const;
+
 export async function run(args: string[], io: Io = processIo): Promise<number> {
   const { values, positionals: given } = parse(args, { backend: { type: "string" }, json: { type: "boolean" } });
   positionals(given, [], "tinyseek devices [--backend NAME] [--json]");
-  if (values.backend !== undefined && !/^[a-z0-9]+$/.test(values.backend)) {
-    throw new UsageError(`--backend: expected a Dawn backend name such as vulkan, got ${JSON.stringify(values.backend)}`);
+  if (values.backend !== undefined && !(DAWN_BACKENDS as readonly string[]).includes(values.backend)) {
+    throw new UsageError(`--backend: expected one of Dawn's backends (${DAWN_BACKENDS.join(", ")}), got ${JSON.stringify(values.backend)}`);
   }
   const { openDevice } = await import("../../gpu/device.ts");
   const gpu = await openDevice({ dawnBackend: values.backend });

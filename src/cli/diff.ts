@@ -5,7 +5,7 @@ import { DEFAULT_TOLERANCE } from "../io/golden.ts";
 import { diffTensors, type TensorDiff } from "../io/diff.ts";
 import { readBytes, readSafetensors } from "../io/safetensors.ts";
 import { type TensorStats } from "../io/stats.ts";
-import { parse, positionals, processIo, UsageError, type Io } from "./io.ts";
+import { numberArg, parse, positionals, processIo, type Io } from "./io.ts";
 import { formatNumber, printTable, toJson } from "./table.ts";
 
 export const help = `usage: tinyseek diff A B [--rtol R] [--atol A] [--nmse N] [--json]
@@ -19,18 +19,13 @@ Exit 1 when some shared tensor differs.`;
 const stats = (s: TensorStats) =>
   `min ${formatNumber(s.min)}, max ${formatNumber(s.max)}, mean ${formatNumber(s.mean)}, NaN ${s.nan}, Inf ${s.inf}`;
 
-function number(flag: string, value: string | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  const v = Number(value);
-  if (!Number.isFinite(v) || v < 0) throw new UsageError(`--${flag}: expected a number >= 0, got ${JSON.stringify(value)}`);
-  return v;
-}
+const number = (flag: string, value: string | undefined, fallback: number) => numberArg(`--${flag}`, value, fallback, { min: 0 });
 
 export async function run(args: string[], io: Io = processIo): Promise<number> {
   const { values, positionals: given } = parse(args, {
     rtol: { type: "string" }, atol: { type: "string" }, nmse: { type: "string" }, json: { type: "boolean" },
   });
-  const [pathA, pathB] = positionals(given, ["A", "B"], "tinyseek diff A B [--rtol R] [--atol A] [--nmse N]");
+  const [pathA, pathB] = positionals(given, ["A", "B"], "tinyseek diff A B [--rtol R] [--atol A] [--nmse N] [--json]");
   const tolerance = {
     rtol: number("rtol", values.rtol, DEFAULT_TOLERANCE.rtol),
     atol: number("atol", values.atol, DEFAULT_TOLERANCE.atol),

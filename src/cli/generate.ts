@@ -7,7 +7,7 @@ import { generate } from "../model/generate.ts";
 import { type Model } from "../model/weights.ts";
 import { type Kernels } from "../kernels.ts";
 import { attentionOverride, loadModelBackend, loadModelFrom } from "../step/load.ts";
-import { parse, processIo, UsageError, type Io } from "./io.ts";
+import { numberArg, parse, processIo, UsageError, type Io } from "./io.ts";
 import { toJson } from "./table.ts";
 
 export const help = `usage: tinyseek generate --prompt TEXT [--prompt TEXT ...] [--max-tokens N] [--temperature T] [--top-k K]
@@ -26,14 +26,7 @@ it gets alone. It reports how full the batches were.`;
 /** Control characters a sampled byte may be (ESC included) shown as their Unicode pictures, so they cannot drive the terminal. */
 const printable = (text: string) => text.replace(/[\x00-\x08\x0b-\x1f\x7f]/g, (c) => String.fromCharCode(c === "\x7f" ? 0x2421 : 0x2400 + c.charCodeAt(0)));
 
-function number(flag: string, value: string | undefined, fallback: number, integer: boolean): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (value.trim() === "" || !Number.isFinite(n) || n < 0 || (integer && !Number.isInteger(n))) {
-    throw new UsageError(`${flag}: expected ${integer ? "an integer" : "a number"} >= 0, got ${JSON.stringify(value)}`);
-  }
-  return n;
-}
+const number = (flag: string, value: string | undefined, fallback: number, integer: boolean) => numberArg(flag, value, fallback, { integer, min: 0 });
 
 export async function run(args: string[], io: Io = processIo): Promise<number> {
   const { values, positionals } = parse(args, {

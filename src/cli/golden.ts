@@ -9,7 +9,7 @@ import { goldenSuite, matchesGlob } from "../golden/suite.ts";
 import { type Comparison } from "../io/compare.ts";
 import { checkGoldenFile, checkSupport, compareGolden, decodeGolden, goldenFilesIn, writeGoldenCase, type CheckResult } from "../io/golden.ts";
 import { readBytes, readSafetensors } from "../io/safetensors.ts";
-import { parse, positionals, processIo, UsageError, type Io } from "./io.ts";
+import { numberArg, parse, positionals, processIo, UsageError, type Io } from "./io.ts";
 import { printTable, type Row } from "./table.ts";
 
 export const help = `usage:
@@ -43,14 +43,17 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
 
 function selectCases(only: string | undefined): GoldenCase[] {
   const cases = goldenSuite();
-  return only === undefined ? cases : cases.filter((c) => matchesGlob(c.name, only));
+  if (only === undefined) return cases;
+  const selected = cases.filter((c) => matchesGlob(c.name, only));
+  if (selected.length === 0) throw new TinyseekError(`no case matches ${JSON.stringify(only)} (see tinyseek golden list)`);
+  return selected;
 }
 
 async function write(args: string[], io: Io): Promise<number> {
   const { values, positionals: given } = parse(args, { only: { type: "string" }, clean: { type: "boolean" }, json: { type: "boolean" } });
   const [dir] = positionals(given, ["DIR"], "tinyseek golden write DIR [--only GLOB] [--clean]");
   const cases = selectCases(values.only);
-  if (cases.length === 0) throw new TinyseekError(values.only ? `no case matches ${JSON.stringify(values.only)} (see tinyseek golden list)` : "the golden suite has no cases yet");
+  if (cases.length === 0) throw new TinyseekError("the golden suite has no cases yet");
   const rows: Row[] = [];
   for (const c of cases) {
     const { path, bytes } = await writeGoldenCase(dir!, c);
@@ -98,8 +101,7 @@ async function check(args: string[], io: Io): Promise<number> {
   });
   if (paths.length === 0) throw new UsageError("expected a directory or golden files to check");
   if (values.backend === undefined) throw new UsageError("--backend is required: reference, wasm or webgpu");
-  const threads = values.threads === undefined ? undefined : Number(values.threads);
-  if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1)) throw new UsageError(`--threads: expected an integer >= 1, got ${JSON.stringify(values.threads)}`);
+  const threads = values.threads === undefined ? undefined : numberArg("--threads", values.threads, 1, { integer: true, min: 1 });
   let backend: Backend;
   try {
     backend = await loadBackend(values.backend, threads === undefined ? {} : { threads });

@@ -3,7 +3,7 @@
 
 import { readBytes, readSafetensors, type SafeTensor } from "../io/safetensors.ts";
 import { tensorStats, type TensorStats } from "../io/stats.ts";
-import { parse, positionals, processIo, UsageError, type Io } from "./io.ts";
+import { numberArg, parse, positionals, processIo, type Io } from "./io.ts";
 import { formatNumber, printTable, toJson } from "./table.ts";
 
 export const help = `usage: tinyseek inspect FILE [--values N] [--json]
@@ -26,8 +26,7 @@ function summarise(name: string, t: SafeTensor, firstCount: number): TensorSumma
 export async function run(args: string[], io: Io = processIo): Promise<number> {
   const { values, positionals: given } = parse(args, { values: { type: "string" }, json: { type: "boolean" } });
   const [path] = positionals(given, ["FILE"], "tinyseek inspect FILE [--values N] [--json]");
-  const count = values.values === undefined ? 4 : Number(values.values);
-  if (!Number.isInteger(count) || count < 0) throw new UsageError(`--values: expected an integer >= 0, got ${JSON.stringify(values.values)}`);
+  const count = numberArg("--values", values.values, 4, { integer: true, min: 0 });
   const bytes = await readBytes(path!);
   const file = readSafetensors(bytes);
   const stats = [...file.tensors].map(([name, t]) => summarise(name, t, count)).sort((a, b) => (a.name < b.name ? -1 : 1));

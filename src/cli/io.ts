@@ -34,8 +34,33 @@ export function parse<O extends Options>(args: string[], options: O) {
   try {
     return parseArgs({ args, options, allowPositionals: true, strict: true });
   } catch (error) {
-    throw new UsageError((error as Error).message.split("\n")[0]!);
+    throw new UsageError(parseArgsMessage(error as Error));
   }
+}
+
+/** node:util's message on one line: its first sentence, with the hint that matters kept (how to pass "-1"). */
+function parseArgsMessage(error: Error): string {
+  const first = error.message.split("\n")[0]!;
+  const ambiguous = /^Option '(--[^']+)' argument is ambiguous/.exec(first);
+  if (ambiguous) return `${ambiguous[1]}: a value that starts with '-' must be written ${ambiguous[1]}=VALUE`;
+  // "Unknown option '--x'. To specify a positional argument starting with a '-', …": the first sentence says it.
+  return (error as NodeJS.ErrnoException).code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" ? first.replace(/\. To specify .*$/, "") : first;
+}
+
+/**
+ * A numeric flag's value, or `fallback` when the flag is absent. Anything but a finite number (an integer with
+ * `integer`) in [min, max] — the empty string included, which Number() would read as 0 — is a UsageError.
+ */
+export function numberArg(
+  flag: string, raw: string | undefined, fallback: number, { integer = false, min = -Infinity, max = Infinity }: { integer?: boolean; min?: number; max?: number } = {},
+): number {
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (raw.trim() === "" || !Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < min || n > max) {
+    const range = max !== Infinity ? ` in [${min}, ${max}]` : min !== -Infinity ? ` >= ${min}` : "";
+    throw new UsageError(`${flag}: expected ${integer ? "an integer" : "a number"}${range}, got ${JSON.stringify(raw)}`);
+  }
+  return n;
 }
 
 /** Exactly `names.length` positional arguments, named in the error when some are missing or extra. */

@@ -71,8 +71,21 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       io.err(`tinyseek ${name}: ${oneLine(error)}`);
       return 1;
     }
+    const system = systemError(error);
+    if (system) {
+      io.err(`tinyseek ${name}: ${system}`);
+      return 1;
+    }
     const e = error instanceof Error ? error : new Error(String(error));
     io.err(`tinyseek ${name}: internal error: ${e.name}: ${oneLine(e)}${process.env.TINYSEEK_DEBUG ? `\n${e.stack}` : " (set TINYSEEK_DEBUG=1 for the stack)"}`);
     return 1;
   }
+}
+
+/** A file the command could not read or write (Node's ENOENT, ENOTDIR, EACCES, …) in one line: "PATH: reason (syscall)". */
+function systemError(error: unknown): string | null {
+  const e = error as NodeJS.ErrnoException;
+  if (!(error instanceof Error) || typeof e.code !== "string" || !/^E[A-Z]+$/.test(e.code) || typeof e.path !== "string") return null;
+  const reason = e.message.replace(/^E[A-Z]+: /, "").replace(/, \w+ '.*'$/s, "");
+  return `${e.path}: ${reason}${e.syscall ? ` (${e.syscall})` : ""}`;
 }

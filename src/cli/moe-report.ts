@@ -1,7 +1,8 @@
 // `tinyseek moe-report`: capacity factors, drop orders and bias balancing on a batch of text (src/moe/report.ts).
 
+import { DEFAULT_BIAS_UPDATE_RATE } from "../moe/balance.ts";
 import { formatMoeReport, moeReport } from "../moe/report.ts";
-import { parse, positionals, processIo, UsageError, type Io } from "./io.ts";
+import { numberArg, parse, positionals, processIo, type Io } from "./io.ts";
 import { toJson } from "./table.ts";
 
 export const help = `usage: tinyseek moe-report [--seeded] [--seed N] [--batches N] [--tokens N] [--rate U] [--skew S] [--json]
@@ -30,19 +31,14 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
     json: { type: "boolean" },
   });
   positionals(given, [], "tinyseek moe-report [options]");
-  const number = (name: string, v: string | undefined) => {
-    if (v === undefined) return undefined;
-    const n = Number(v);
-    if (v.trim() === "" || !Number.isFinite(n)) throw new UsageError(`--${name}: expected a number, got ${JSON.stringify(v)}`);
-    return n;
-  };
+  // The ranges moeReport checks, as usage errors that name the flag.
   const report = moeReport({
     source: values.seeded ? "seeded" : "text",
-    seed: number("seed", values.seed),
-    batches: number("batches", values.batches),
-    tokens: number("tokens", values.tokens),
-    rate: number("rate", values.rate),
-    skew: number("skew", values.skew),
+    seed: numberArg("--seed", values.seed, 1, { integer: true, min: 0, max: 2 ** 32 - 1 }),
+    batches: numberArg("--batches", values.batches, 50, { integer: true, min: 1, max: 10_000 }),
+    tokens: numberArg("--tokens", values.tokens, 128, { integer: true, min: 1, max: 100_000 }),
+    rate: numberArg("--rate", values.rate, DEFAULT_BIAS_UPDATE_RATE, { min: 0, max: 1 }),
+    skew: numberArg("--skew", values.skew, 0.5, { min: 0, max: 100 }),
   });
   io.out(values.json ? toJson(report) : formatMoeReport(report));
   return 0;

@@ -3,9 +3,10 @@
 
 import { fileURLToPath } from "node:url";
 import { readBytes } from "../io/safetensors.ts";
-import { SCHEME_NAMES } from "../quant/model.ts";
+import { parseScheme, SCHEME_NAMES } from "../quant/model.ts";
+import { TinyseekError } from "../errors.ts";
 import { quantReport, type QuantReport } from "../quant/report.ts";
-import { parse, positionals, processIo, UsageError, type Io } from "./io.ts";
+import { numberArg, parse, positionals, processIo, UsageError, type Io } from "./io.ts";
 import { formatNumber, formatTable, toJson, type Row } from "./table.ts";
 
 const DEFAULT_TEXT = fileURLToPath(new URL("../../data/alice-chapter-1.txt", import.meta.url));
@@ -37,12 +38,7 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
     preset: { type: "string" }, json: { type: "boolean" },
   });
   positionals(given, [], "tinyseek quant-report [options]");
-  const count = (name: string, raw: string | undefined, fallback: number) => {
-    if (raw === undefined) return fallback;
-    const n = Number(raw);
-    if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${name}: expected an integer >= 1, got ${JSON.stringify(raw)}`);
-    return n;
-  };
+  const count = (name: string, raw: string | undefined, fallback: number) => numberArg(`--${name}`, raw, fallback, { integer: true, min: 1 });
   const presetName = values.preset ?? "tiny";
   if (presetName !== "tiny" && presetName !== "small") throw new UsageError(`--preset: expected "tiny" or "small", got ${JSON.stringify(presetName)}`);
   const path = values.text ?? DEFAULT_TEXT;
@@ -50,6 +46,14 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
   const text = all.subarray(0, count("length", values.length, 128));
   if (text.length === 0) throw new UsageError(`--text: ${path} is empty`);
   const schemes = values.schemes === undefined ? SCHEME_NAMES : values.schemes.split(",").map((s) => s.trim());
+  for (const s of schemes) {
+    try {
+      parseScheme(s);
+    } catch (error) {
+      if (error instanceof TinyseekError) throw new UsageError(`--schemes: ${error.message}`);
+      throw error;
+    }
+  }
   const report = quantReport({ text, schemes, layerRows: count("layer-rows", values["layer-rows"], 64), presetName });
   io.out(values.json ? toJson(report) : formatQuantReport(report, path));
   return 0;

@@ -13,7 +13,7 @@ import { forward } from "../model/model.ts";
 import { attentionOverride, loadModelFrom } from "../step/load.ts";
 import { stepRecord, stepRecordOnDevice } from "../step/record.ts";
 import { renderHeader, renderLayer, renderOutput, styleFor } from "../step/render.ts";
-import { parse, processIo, UsageError, type Io } from "./io.ts";
+import { numberArg, parse, processIo, UsageError, type Io } from "./io.ts";
 import { printTable, toJson } from "./table.ts";
 
 export const DEFAULT_PROMPT = "The quick brown fox";
@@ -41,12 +41,8 @@ with expert loads and drops, early exits, and the next-token prediction.
   --compare            run the reference and --backend side by side and list every traced tensor's error in forward
                        order, naming the first one over tolerance (NMSE 1e-7; exit 1 if any): where a backend departs`;
 
-const int = (flag: string, value: string | undefined): number | undefined => {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new UsageError(`${flag}: expected an integer >= 0, got ${JSON.stringify(value)}`);
-  return n;
-};
+const int = (flag: string, value: string | undefined): number | undefined =>
+  value === undefined ? undefined : numberArg(flag, value, 0, { integer: true, min: 0 });
 
 export async function run(args: string[], io: Io = processIo): Promise<number> {
   const { values, positionals } = parse(args, {
@@ -56,12 +52,10 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
     "exit-sweep": { type: "string" },
   });
   if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
-  let exitThreshold: number | undefined;
-  if (values["exit-threshold"] !== undefined) {
-    exitThreshold = Number(values["exit-threshold"]);
-    if (!(exitThreshold >= 0)) throw new UsageError(`--exit-threshold: expected a number >= 0, got ${JSON.stringify(values["exit-threshold"])}`);
-  }
+  const exitThreshold = values["exit-threshold"] === undefined ? undefined : numberArg("--exit-threshold", values["exit-threshold"], 0, { min: 0 });
   if (values.filter !== undefined && values.trace === undefined) throw new UsageError("--filter: needs --trace FILE");
+  const sweep = values["exit-sweep"]?.split(",").map((v) => v.trim());
+  if (sweep?.some((v) => v === "" || !(Number(v) >= 0 && Number.isFinite(Number(v))))) throw new UsageError(`--exit-sweep: expected comma-separated numbers >= 0, got ${JSON.stringify(values["exit-sweep"])}`);
   const layer = int("--layer", values.layer);
   const head = int("--head", values.head);
 
@@ -97,9 +91,8 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
     if (progress) process.stderr.write("\r\x1b[K");
 
     if (values.compare) return compare(model, tokens, kernels!, record.exitThreshold, values.json === true, io);
-    if (values["exit-sweep"] !== undefined) {
-      const thresholds = values["exit-sweep"].split(",").map((v) => Number(v.trim()));
-      if (thresholds.some((t) => !(t >= 0))) throw new UsageError(`--exit-sweep: expected comma-separated numbers >= 0, got ${JSON.stringify(values["exit-sweep"])}`);
+    if (sweep !== undefined) {
+      const thresholds = sweep.map(Number);
       const rows = depthSweep(model, tokens, thresholds, { kernels });
       printTable(io, rows.map((r) => ({ threshold: r.threshold, "mean layers": r.meanLayers, "FFN work skipped": `${(100 * r.ffnSkipped).toFixed(1)}%`, "top-1 = full depth": `${(100 * r.agreement).toFixed(1)}%`, ms: r.ms })), { json: values.json, value: rows });
       return 0;

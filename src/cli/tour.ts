@@ -1,7 +1,7 @@
 // `tinyseek tour`: masks, attention and time decay explained on seeded data (src/tour.ts).
 
 import { renderTour, runTour } from "../tour.ts";
-import { parse, positionals, processIo, UsageError, type Io } from "./io.ts";
+import { numberArg, parse, positionals, processIo, type Io } from "./io.ts";
 
 export const help = `usage: tinyseek tour [--seed N] [--json]
 
@@ -15,10 +15,7 @@ options:
 export async function run(args: string[], io: Io = processIo): Promise<number> {
   const { values, positionals: given } = parse(args, { seed: { type: "string" }, json: { type: "boolean" } });
   positionals(given, [], "tinyseek tour [--seed N] [--json]");
-  const seed = values.seed === undefined ? 7 : Number(values.seed);
-  if (!Number.isInteger(seed) || seed < 0 || seed > 2 ** 32 - 1) {
-    throw new UsageError(`--seed: expected an integer in [0, 4294967295], got ${JSON.stringify(values.seed)}`);
-  }
+  const seed = numberArg("--seed", values.seed, 7, { integer: true, min: 0, max: 2 ** 32 - 1 });
   const report = runTour(seed);
   io.out(values.json ? JSON.stringify(report, null, 2) : renderTour(report));
   return 0;

@@ -180,7 +180,7 @@ export interface ReadOptions {
 export function readSafetensors(bytes: Uint8Array, options: ReadOptions = {}): Safetensors {
   const header = readSafetensorsHeader(bytes);
   const tensors = new Map<string, SafeTensor>();
-  for (const [name, entry] of header.entries) tensors.set(name, readTensor(bytes, header, name, options));
+  for (const name of header.entries.keys()) tensors.set(name, readTensor(bytes, header, name, options));
   return { tensors, metadata: header.metadata };
 }
 
@@ -373,9 +373,4 @@ export async function readBytes(path: string): Promise<Uint8Array> {
     const code = (error as NodeJS.ErrnoException).code;
     throw new TinyseekError(`${path}: ${code === "ENOENT" ? "no such file" : code === "EISDIR" ? "is a directory" : (error as Error).message}`);
   }
-}
-
-/** Float tensors as float64 numbers, whatever their stored dtype (for statistics and comparisons). */
-export function isFloatDtype(dtype: Dtype): boolean {
-  return dtype.startsWith("F") || dtype === "BF16";
 }

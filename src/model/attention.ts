@@ -9,7 +9,7 @@
 // A kind that can show its attention probabilities records them as `<prefix>.probs` [H, T, Tk] when traced.
 
 import { attention as sdpa } from "../attention/attention.ts";
-import { createMlaCache, denseCausal, initMla, mla, mlaCacheNumbersPerToken, type MlaAttend, type MlaCache, type MlaWeights } from "../attention/mla.ts";
+import { checkMlaConfig, createMlaCache, denseCausal, initMla, mla, mlaCacheNumbersPerToken, type MlaAttend, type MlaCache, type MlaConfig, type MlaWeights } from "../attention/mla.ts";
 import { createSegmentedState, initSegmented, segmentedAttention, segmentedStateSize, type SegmentedState, type SegmentedWeights } from "../attention/segmented.ts";
 import { createSparseState, initSparse, sparseAttentionTraced, sparseStateSize, type SparseState, type SparseWeights } from "../attention/sparse.ts";
 import { TinyseekError } from "../errors.ts";
@@ -77,6 +77,26 @@ const mlaShapes = (c: ModelConfig): Record<string, number[]> => {
   };
 };
 
+/**
+ * checkMlaConfig(config), made once per model config (checking spreads the whole config, at every layer of every
+ * step otherwise) and made again if one of the fields MLA reads has changed since: configs are plain objects.
+ */
+function checkedMlaConfig(config: ModelConfig): MlaConfig {
+  const s = config.rope_scaling;
+  const fields = [
+    config.hidden_size, config.num_attention_heads, config.q_lora_rank, config.kv_lora_rank, config.qk_nope_head_dim,
+    config.qk_rope_head_dim, config.v_head_dim, config.max_position_embeddings, config.rope_theta, config.rms_norm_eps,
+    s, s?.type, s?.factor, s?.original_max_position_embeddings, s?.beta_fast, s?.beta_slow, s?.mscale, s?.mscale_all_dim,
+  ];
+  const kept = checkedMlaConfigs.get(config);
+  if (kept && kept.fields.every((v, i) => v === fields[i])) return kept.checked;
+  const checked = checkMlaConfig(config);
+  checkedMlaConfigs.set(config, { fields, checked });
+  return checked;
+}
+
+const checkedMlaConfigs = new WeakMap<ModelConfig, { fields: unknown[]; checked: MlaConfig }>();
+
 const mlaKind: AttentionKindImpl = {
   shapes: mlaShapes,
   init: (rng, config) => initMla(rng, config) as unknown as Record<string, Tensor>,
@@ -89,7 +109,7 @@ const mlaKind: AttentionKindImpl = {
       if (wants(trace, `${prefix}.probs`)) recordProbs(trace!, `${prefix}.probs`, sdpa(q, k, v, { mask: causal(q.shape[2]!, k.shape[2]!, offset), scale }).probs);
       return denseCausal(q, k, v, scale, offset, kernels);
     };
-    return mla(x, weights as unknown as MlaWeights, config, cache, kernels, config.mla_mode, attend);
+    return mla(x, weights as unknown as MlaWeights, checkedMlaConfig(config), cache, kernels, config.mla_mode, attend);
   },
 };
 

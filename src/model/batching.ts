@@ -14,7 +14,7 @@ import { createCache, type ModelCache } from "./cache.ts";
 import { checkSampling, sample, type SamplingOptions } from "./generate.ts";
 import { forwardBatch } from "./model.ts";
 import { PAD } from "./tokenizer.ts";
-import { type Model } from "./weights.ts";
+import { checkModel, type Model } from "./weights.ts";
 
 export interface BatchRequest extends SamplingOptions {
   readonly id: string;
@@ -62,6 +62,7 @@ interface Running {
 }
 
 export function runBatched(model: Model, requests: readonly BatchRequest[], options: SchedulerOptions): BatchingResult {
+  checkModel(model);
   checkInteger("maxBatch", options.maxBatch, 1);
   const ids = new Set<string>();
   requests.forEach((r, i) => {

@@ -7,7 +7,7 @@
 // keys and values computed from the exited state (CALM's state copying), but the residual is not updated and the
 // feed-forward, the expensive part, skips them.
 
-import { moeLayer, type MoeConfig, type MoeResult, type MoeWeights } from "../moe/layer.ts";
+import { moeConfig, moeLayer, type MoeConfig, type MoeResult, type MoeWeights } from "../moe/layer.ts";
 import { type Kernels } from "../kernels.ts";
 import { adapted } from "../model-adapters.ts";
 import { argError } from "../errors.ts";
@@ -35,6 +35,20 @@ export function moeConfigOf(config: ModelConfig): MoeConfig {
     dropPolicy: config.drop_policy,
   };
 }
+
+/** moeConfigOf(config), checked: made once per config and made again only if one of its fields has changed. */
+function checkedMoeConfig(config: ModelConfig): MoeConfig {
+  const fields = moeConfigOf(config);
+  const kept = checkedMoeConfigs.get(config);
+  let same = kept !== undefined;
+  for (const key of Object.keys(fields) as (keyof MoeConfig)[]) same &&= kept![key] === fields[key];
+  if (same) return kept!;
+  const checked = moeConfig(fields);
+  checkedMoeConfigs.set(config, checked);
+  return checked;
+}
+
+const checkedMoeConfigs = new WeakMap<ModelConfig, MoeConfig>();
 
 /** The rows of one sequence inside the packed x, and that sequence's cache for this layer. */
 export interface Segment {
@@ -87,7 +101,7 @@ export function block(x: Tensor, layer: number, weights: LayerWeights, config: M
   let ffnOut: Tensor;
   let moe: MoeResult | null = null;
   if (isMoeLayer(config, layer)) {
-    moe = moeLayer(ffnIn, weights.mlp as MoeWeights, moeConfigOf(config), kernels);
+    moe = moeLayer(ffnIn, weights.mlp as MoeWeights, checkedMoeConfig(config), kernels);
     ffnOut = moe.out;
     recordRouting(trace, `${name}.mlp.router`, moe);
   } else {
@@ -110,7 +124,8 @@ export function denseMlp(x: Tensor, w: DenseMlpWeights, kernels: Kernels): Tenso
 function residual(x: Tensor, update: Tensor, active?: Uint8Array): Tensor {
   const D = x.shape[1]!;
   const out = new Float32Array(x.data.length);
-  for (let i = 0; i < out.length; i++) out[i] = !active || active[Math.floor(i / D)] ? x.data[i]! + update.data[i]! : x.data[i]!;
+  if (!active) for (let i = 0; i < out.length; i++) out[i] = x.data[i]! + update.data[i]!;
+  else for (let i = 0; i < out.length; i++) out[i] = active[Math.floor(i / D)] ? x.data[i]! + update.data[i]! : x.data[i]!;
   return { shape: [...x.shape], data: out };
 }
 

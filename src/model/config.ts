@@ -174,10 +174,14 @@ export function resolveConfig(partial: Partial<ModelConfig> | Record<string, unk
   return config;
 }
 
+/** A config value as JSON, except NaN and ±Infinity, which JSON would show as null. */
+const shown = (v: unknown): string => (typeof v === "number" && !Number.isFinite(v) ? String(v) : JSON.stringify(v));
+
 /** Every problem with `config`, one line each ("field: reason"); empty when it is valid. */
 export function configProblems(config: Record<string, unknown>): string[] {
+  if (typeof config !== "object" || config === null || Array.isArray(config)) return [`config: expected an object, got ${Array.isArray(config) ? "an array" : String(config)}`];
   const problems: string[] = [];
-  const bad = (field: string, reason: string) => problems.push(`${field}: ${reason}, got ${JSON.stringify(config[field])}`);
+  const bad = (field: string, reason: string) => problems.push(`${field}: ${reason}, got ${shown(config[field])}`);
   const int = (field: string, min: number) => {
     const v = config[field];
     if (typeof v !== "number" || !Number.isInteger(v) || v < min) {
@@ -243,10 +247,10 @@ export function configProblems(config: Record<string, unknown>): string[] {
   if (scaling !== null) {
     if (typeof scaling !== "object" || scaling.type !== "yarn") bad("rope_scaling", 'expected null or { "type": "yarn", ... }');
     else {
-      if (!(typeof scaling.factor === "number" && scaling.factor >= 1)) problems.push(`rope_scaling.factor: expected a number >= 1, got ${JSON.stringify(scaling.factor)}`);
+      if (!(typeof scaling.factor === "number" && scaling.factor >= 1)) problems.push(`rope_scaling.factor: expected a number >= 1, got ${shown(scaling.factor)}`);
       const original = scaling.original_max_position_embeddings;
       if (!(Number.isInteger(original) && original >= 1)) {
-        problems.push(`rope_scaling.original_max_position_embeddings: expected an integer >= 1, got ${JSON.stringify(original)}`);
+        problems.push(`rope_scaling.original_max_position_embeddings: expected an integer >= 1, got ${shown(original)}`);
       }
     }
   }

@@ -11,7 +11,7 @@ import { type Tensor } from "../tensor.ts";
 import { record, type Trace } from "../trace.ts";
 import { argmax } from "./generate.ts";
 import { forward } from "./model.ts";
-import { type Model } from "./weights.ts";
+import { checkModel, type Model } from "./weights.ts";
 
 /** After layer l: running tokens whose confidence reaches the threshold stop (active 0, exitLayers l + 1). */
 export function exitCheck(
@@ -59,6 +59,7 @@ export interface DepthRow {
 
 /** For each threshold: mean depth, layers saved and top-1 agreement with full depth on `tokens`. */
 export function depthSweep(model: Model, tokens: readonly number[], thresholds: readonly number[], options: { kernels?: Kernels; minLayers?: number } = {}): DepthRow[] {
+  checkModel(model);
   thresholds.forEach((t, i) => checkNumber(`thresholds[${i}]`, t, 0, Infinity));
   const L = model.config.num_hidden_layers;
   const V = model.config.vocab_size;

@@ -12,7 +12,7 @@ import { Random } from "../random.ts";
 import { type Tensor } from "../tensor.ts";
 import { createCache, type ModelCache } from "./cache.ts";
 import { forward, type ForwardResult } from "./model.ts";
-import { type Model } from "./weights.ts";
+import { checkModel, type Model } from "./weights.ts";
 
 export interface SamplingOptions {
   /** 0 = greedy (default 0). */
@@ -92,6 +92,7 @@ export function argmax(values: ArrayLike<number>): number {
 
 /** Continues `prompt` (token ids, BOS included if wanted) by up to maxTokens tokens. */
 export function generate(model: Model, prompt: readonly number[], options: GenerateOptions): GenerateResult {
+  checkModel(model);
   const { config } = model;
   checkInteger("maxTokens", options.maxTokens, 0);
   checkSampling(options);

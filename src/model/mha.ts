@@ -8,7 +8,7 @@
 
 import { attention as sdpa } from "../attention/attention.ts";
 import { decayAttention, retnetGammas } from "../attention/decay.ts";
-import { concatTime, mergeHeads, splitHeads } from "../attention/heads.ts";
+import { appendTime, mergeHeads, splitHeads } from "../attention/heads.ts";
 import { TinyseekError } from "../errors.ts";
 import { causal } from "../masks.ts";
 import { randn, type Random } from "../random.ts";
@@ -55,8 +55,8 @@ export function plainKind(decay: boolean): AttentionKindImpl {
       const [q] = splitHeads(kernels.linear(x, w.q_proj!), H, [Dh]);
       const [k] = splitHeads(kernels.linear(x, w.k_proj!), Hkv, [Dh]);
       const [v] = splitHeads(kernels.linear(x, w.v_proj!), Hkv, [Dh]);
-      cache.keys = concatTime(cache.keys, kernels.rope(k!, positions, freqs));
-      cache.values = concatTime(cache.values, v!);
+      cache.keys = appendTime(cache.keys, kernels.rope(k!, positions, freqs)); // in place with one kv head
+      cache.values = appendTime(cache.values, v!);
       cache.length = start + T;
       const qr = kernels.rope(q!, positions, freqs);
       const mask = causal(T, cache.length, start);

@@ -17,7 +17,7 @@ import { record, type Trace } from "../trace.ts";
 import { block, type Segment } from "./block.ts";
 import { checkCache, createCache, type ModelCache } from "./cache.ts";
 import { exitCheck } from "./depth.ts";
-import { type Model } from "./weights.ts";
+import { checkModel, type Model } from "./weights.ts";
 
 export interface ForwardOptions {
   /** Continue from (and append to) this cache; absent: a fresh sequence from position 0. */
@@ -43,6 +43,7 @@ export interface ForwardResult {
 
 /** One sequence's new tokens → their next-token logits. */
 export function forward(model: Model, tokens: ArrayLike<number>, options: ForwardOptions = {}): ForwardResult {
+  checkModel(model);
   if (!tokens || typeof tokens.length !== "number" || tokens.length === 0) throw argError("tokens", "at least one token id", tokens?.length ?? tokens);
   const cache = options.cache ?? createCache(model.config);
   return forwardPacked(model, [{ tokens: Array.from(tokens), cache }], options);
@@ -58,6 +59,7 @@ export interface BatchForwardOptions extends Omit<ForwardOptions, "cache" | "tra
  * Each row continues its own cache. Padding computes nothing and its logits are zeros: logits [B, T, V].
  */
 export function forwardBatch(model: Model, tokens: readonly (readonly number[])[], lengths: readonly number[], options: BatchForwardOptions): ForwardResult {
+  checkModel(model);
   const B = tokens.length;
   const T = B === 0 ? 0 : tokens[0]!.length;
   tokens.forEach((row, b) => {

@@ -4,7 +4,7 @@
 // file against the config's full list of names (params.ts): every missing, extra or mis-shaped tensor is named.
 
 import { writeFile } from "node:fs/promises";
-import { TinyseekError } from "../errors.ts";
+import { argError, TinyseekError } from "../errors.ts";
 import { readSafetensors, readBytes, writeSafetensors, type TensorToWrite } from "../io/safetensors.ts";
 import { type LayerAdapters } from "../model-adapters.ts";
 import { initMoe, type MoeWeights } from "../moe/layer.ts";
@@ -67,7 +67,18 @@ export function initModel(config: ModelConfig): Model {
 const isMoe = (mlp: LayerWeights["mlp"]): mlp is MoeWeights => "experts" in mlp;
 
 /** Every weight under its checkpoint name, routed experts one by one (views, no copies). */
+/** Throws unless `model` is shaped like what initModel and loadModel return, so a wrong argument is named, not a TypeError. */
+export function checkModel(model: Model, argument = "model"): void {
+  const m = model as unknown as Record<string, unknown> | null;
+  const isObject = (v: unknown) => typeof v === "object" && v !== null;
+  if (!isObject(m) || !isObject(m!.config) || !isObject(m!.weights) || !Array.isArray((m!.weights as { layers?: unknown }).layers)) {
+    const got = !isObject(m) ? (m === null ? "null" : typeof m) : `an object with ${Object.keys(m!).join(", ") || "no keys"}`;
+    throw argError(argument, "a Model { config, weights } from initModel or loadModel", got);
+  }
+}
+
 export function modelParams(model: Model): Map<string, Tensor> {
+  checkModel(model);
   const { config, weights } = model;
   const params = new Map<string, Tensor>();
   params.set("model.embed_tokens.weight", weights.embed_tokens);

@@ -12,7 +12,7 @@ import { randn, type Random } from "../random.ts";
 import { expectShape, type Tensor } from "../tensor.ts";
 import { applyCapacity, checkCapacityFactor, checkMask, countTokens, DROP_POLICIES, expertCapacity, type DropPolicy, type TokenMask } from "./capacity.ts";
 import { type ExpertWeights, type Routing } from "./experts.ts";
-import { route, routerConfig, routerDefaults, stripUndefined, type RouterConfig, type RouterConfigInput } from "./router.ts";
+import { markChecked, route, routerConfig, routerDefaults, stripUndefined, type RouterConfig, type RouterConfigInput } from "./router.ts";
 import { routingProbs, routingStats, type MoeStats } from "./stats.ts";
 
 export interface MoeConfig extends RouterConfig {
@@ -31,14 +31,18 @@ export const moeDefaults = { ...routerDefaults, n_shared_experts: 0, capacityFac
 
 /** Fills the defaults and checks every hyper-parameter, naming the one that is wrong. */
 export function moeConfig(input: MoeConfigInput): MoeConfig {
+  if (checkedMoeConfigs.has(input)) return input as MoeConfig;
   const c = { ...moeDefaults, ...stripUndefined(input) } as MoeConfig;
   routerConfig(c);
   checkInteger("moe_intermediate_size", c.moe_intermediate_size, 1);
   checkInteger("n_shared_experts", c.n_shared_experts, 0);
   checkCapacityFactor(c.capacityFactor);
   checkOneOf("dropPolicy", c.dropPolicy, DROP_POLICIES);
+  checkedMoeConfigs.add(markChecked(c)); // frozen: the next check of this object returns it at once
   return c;
 }
+
+const checkedMoeConfigs = new WeakSet<object>();
 
 /** The weights of one MoE layer, named as in the Hugging Face DeepSeek-V3 checkpoint (experts stacked). */
 export interface MoeWeights {
@@ -55,9 +59,9 @@ export interface MoeWeights {
  * normal with `std` (0.02 as GPT-2 and V3); the bias starts at zero.
  */
 export function initMoe(rng: Random, config: MoeConfig, D: number, std = 0.02): MoeWeights {
-  moeConfig(config);
+  const c = moeConfig(config); // with its defaults filled: a config without n_shared_experts has none
   checkInteger("D", D, 1);
-  const { n_routed_experts: E, moe_intermediate_size: F, n_shared_experts: S } = config;
+  const { n_routed_experts: E, moe_intermediate_size: F, n_shared_experts: S } = c;
   const weight = randn(rng, [E, D], std);
   const experts = { gate: randn(rng, [E, F, D], std), up: randn(rng, [E, F, D], std), down: randn(rng, [E, D, F], std) };
   const shared_experts = S === 0 ? null : {
@@ -65,7 +69,7 @@ export function initMoe(rng: Random, config: MoeConfig, D: number, std = 0.02): 
     up_proj: randn(rng, [S * F, D], std),
     down_proj: randn(rng, [D, S * F], std),
   };
-  const bias = config.topk_method === "noaux_tc" ? { shape: [E], data: new Float32Array(E) } : null;
+  const bias = c.topk_method === "noaux_tc" ? { shape: [E], data: new Float32Array(E) } : null;
   return { gate: { weight, e_score_correction_bias: bias }, experts, shared_experts };
 }
 
@@ -115,14 +119,14 @@ export function moeLayer(
   kernels: Kernels = reference,
   options: MoeOptions = {},
 ): MoeResult {
-  moeConfig(config);
-  const D = checkMoeWeights(weights, config);
+  const c = moeConfig(config);
+  const D = checkMoeWeights(weights, c);
   const { N } = expectShape("x", x, ["N", D]);
   const { mask } = options;
   checkMask(mask, N);
 
   const logits = kernels.linear(x, weights.gate.weight);
-  const { routing, scores, stats } = routeTokens(logits, config, weights.gate.e_score_correction_bias, mask);
+  const { routing, scores, stats } = routeTokens(logits, c, weights.gate.e_score_correction_bias, mask);
   if (N === 0) return { out: { shape: [0, D], data: new Float32Array(0) }, routing, stats, logits, scores };
 
   const routed = kernels.moe(x, routing, weights.experts);
@@ -146,6 +150,7 @@ export function routeTokens(
   bias: Tensor | null,
   mask?: TokenMask,
 ): { routing: Routing; scores: Tensor; capacity: number | null; stats: MoeStats } {
+  config = moeConfig(config);
   const E = config.n_routed_experts;
   const { N } = expectShape("logits", logits, ["N", E]);
   checkMask(mask, N);

@@ -11,6 +11,7 @@
 // Padding tokens (mask 0) count nowhere; with no real token every loss is 0.
 
 import { argError, checkInteger } from "../errors.ts";
+import { logsumexp } from "../ops.ts";
 import { expectShape, type Tensor } from "../tensor.ts";
 import { checkMask, countTokens, type TokenMask } from "./capacity.ts";
 import { type Routing } from "./experts.ts";
@@ -61,11 +62,7 @@ export function zLoss(logits: Tensor, mask?: TokenMask): number {
   let sum = 0;
   for (let t = 0; t < N; t++) {
     if (mask && !mask[t]) continue;
-    const row = logits.data.subarray(t * E, (t + 1) * E);
-    const max = Math.max(...row);
-    let s = 0;
-    for (const v of row) s += Math.exp(v - max);
-    sum += (max + Math.log(s)) ** 2;
+    sum += logsumexp(logits.data.subarray(t * E, (t + 1) * E)) ** 2;
   }
   return n === 0 ? 0 : sum / n;
 }

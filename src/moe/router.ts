@@ -11,7 +11,7 @@
 // The bias changes which experts are chosen, never how much they weigh.
 
 import { argError, checkInteger, checkNumber, checkOneOf } from "../errors.ts";
-import { softmax } from "../ops.ts";
+import { sigmoid, softmax } from "../ops.ts";
 import { expectShape, type Tensor } from "../tensor.ts";
 
 export type ScoringFunc = "softmax" | "sigmoid";
@@ -41,8 +41,15 @@ export const routerDefaults = {
 type RouterKeys = "n_routed_experts" | "num_experts_per_tok";
 export type RouterConfigInput = Pick<RouterConfig, RouterKeys> & Partial<Omit<RouterConfig, RouterKeys>>;
 
+/**
+ * Configs routerConfig or moeConfig returned: checked and frozen, so checking one again (every layer of every
+ * forward does) returns it at once.
+ */
+const checkedConfigs = new WeakSet<object>();
+
 /** Fills the defaults and checks every hyper-parameter, naming the one that is wrong. */
 export function routerConfig(input: RouterConfigInput): RouterConfig {
+  if (checkedConfigs.has(input)) return input as RouterConfig;
   const c: RouterConfig = { ...routerDefaults, ...stripUndefined(input) } as RouterConfig;
   checkInteger("n_routed_experts", c.n_routed_experts, 1);
   checkInteger("num_experts_per_tok", c.num_experts_per_tok, 1, c.n_routed_experts);
@@ -59,11 +66,20 @@ export function routerConfig(input: RouterConfigInput): RouterConfig {
   checkOneOf("topk_method", c.topk_method, ["greedy", "noaux_tc"]);
   if (typeof c.norm_topk_prob !== "boolean") throw argError("norm_topk_prob", "a boolean", c.norm_topk_prob);
   checkNumber("routed_scaling_factor", c.routed_scaling_factor, Number.MIN_VALUE, Infinity, " (0 excluded)");
+  return markChecked(c);
+}
+
+/** A frozen config, remembered as checked (callers check it fully first). */
+export function markChecked<T extends object>(c: T): T {
+  checkedConfigs.add(Object.freeze(c));
   return c;
 }
 
 export function stripUndefined<T extends object>(o: T): T {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+  const from = o as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(from)) if (from[key] !== undefined) out[key] = from[key];
+  return out as T;
 }
 
 /** The router's output for N tokens: every score, and k chosen experts with their weights per token. */
@@ -80,8 +96,7 @@ export interface RouterOutput {
 /** Scores of every expert: softmax over the experts, or an independent sigmoid each. */
 export function routerScores(logits: Tensor, scoringFunc: ScoringFunc): Tensor {
   expectShape("logits", logits, ["N", "E"]);
-  if (scoringFunc === "softmax") return softmax(logits);
-  return { shape: [...logits.shape], data: logits.data.map((v) => 1 / (1 + Math.exp(-v))) };
+  return scoringFunc === "softmax" ? softmax(logits) : sigmoid(logits);
 }
 
 /**

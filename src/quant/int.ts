@@ -4,7 +4,7 @@
 // (q + 8) and packed two to a byte, low nibble first. The last group of a row may be shorter when `in` is not a
 // multiple of the group size.
 
-import { argError, checkOneOf } from "../errors.ts";
+import { argError } from "../errors.ts";
 import { roundHalfEven } from "../ops.ts";
 import { expectShape, type Tensor } from "../tensor.ts";
 
@@ -77,8 +77,4 @@ export function unpackInt4(bytes: Uint8Array, count: number): Int8Array {
   const codes = new Int8Array(count);
   for (let i = 0; i < count; i++) codes[i] = ((bytes[i >> 1]! >> (i & 1 ? 4 : 0)) & 15) - 8;
   return codes;
-}
-
-export function checkScheme(scheme: string): asserts scheme is "int8" | "int4" {
-  checkOneOf("scheme", scheme as "int8" | "int4", ["int8", "int4"]);
 }

@@ -3,7 +3,7 @@
 // ties to even, done once from the float64 value. JavaScript has no Float16Array in Node 20 and no bfloat16 or
 // fp8 arrays anywhere, so these conversions are ours, and they are tested on every special value.
 
-import { checkOneOf } from "../errors.ts";
+import { argError, checkOneOf } from "../errors.ts";
 import { roundHalfEven } from "../ops.ts";
 
 export interface MiniFloat {
@@ -85,6 +85,8 @@ export function encode(f: MiniFloat, x: number, options: RoundOptions = {}): num
 /** The value of a bit pattern of format `f`. */
 export function decode(f: MiniFloat, bits: number): number {
   const { exponentBits: eb, mantissaBits: mb, bias } = f;
+  const top = 2 ** (1 + eb + mb) - 1;
+  if (!Number.isInteger(bits) || bits < 0 || bits > top) throw argError("bits", `an integer in [0, ${top}] (a ${f.name} bit pattern)`, bits);
   const sign = (bits >> (eb + mb)) & 1 ? -1 : 1;
   const exponentField = (bits >> mb) & (2 ** eb - 1);
   const mantissa = bits & (2 ** mb - 1);

@@ -7,12 +7,13 @@
 import { argError, checkInteger } from "../errors.ts";
 import { reference, type Kernels } from "../kernels.ts";
 import { linearOf, namedWeights } from "../model-adapters.ts";
+import { argmax } from "../model/generate.ts";
 import { forward } from "../model/model.ts";
 import { countParameters } from "../model/params.ts";
 import { preset } from "../model/presets.ts";
 import { encode } from "../model/tokenizer.ts";
 import { initModel, type Model } from "../model/weights.ts";
-import { swiglu, linear } from "../ops.ts";
+import { swiglu, linear, logsumexp } from "../ops.ts";
 import { numel, type Tensor } from "../tensor.ts";
 import { createTrace } from "../trace.ts";
 import { parseScheme, quantizeModel, SCHEME_NAMES, schemeName, storedBytes } from "./model.ts";
@@ -130,7 +131,7 @@ export function quantReport(options: QuantReportOptions): QuantReport {
     const q = quantizeModel(model, scheme);
     const qWeights = namedWeights(q);
     let [bytes, count] = [0, 0];
-    for (const [n, w] of q.quantization.weights) [bytes, count] = [bytes + storedBytes(w, scheme), count + numel(w.shape)];
+    for (const w of q.quantization.weights.values()) [bytes, count] = [bytes + storedBytes(w, scheme), count + numel(w.shape)];
     [quantisedWeights, quantisedParameters] = [q.quantization.weights.size, count];
 
     const sums = new Map<string, [number, number]>();
@@ -188,8 +189,6 @@ function squaredDistance(a: Float32Array, b?: Float32Array): number {
   return sum;
 }
 
-const argmax = (row: Float32Array) => row.reduce((best, v, i) => (v > row[best]! ? i : best), 0);
-
 function agreement(a: Tensor, b: Tensor): number {
   const V = a.shape[a.shape.length - 1]!;
   const T = a.data.length / V;
@@ -220,10 +219,7 @@ function crossEntropy(logits: Tensor, tokens: number[]): number {
   let sum = 0;
   for (let t = 0; t + 1 < tokens.length; t++) {
     const row = logits.data.subarray(t * V, (t + 1) * V);
-    const max = Math.max(...row);
-    let z = 0;
-    for (const v of row) z += Math.exp(v - max);
-    sum += Math.log(z) + max - row[tokens[t + 1]!]!;
+    sum += logsumexp(row) - row[tokens[t + 1]!]!;
   }
   return sum / Math.max(tokens.length - 1, 1);
 }

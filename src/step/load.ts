@@ -4,9 +4,10 @@
 import { readFile } from "node:fs/promises";
 import { loadBackend, type Backend } from "../backend.ts";
 import { TinyseekError } from "../errors.ts";
-import { resolveConfig, type ModelConfig } from "../model/config.ts";
+import { ATTENTION_KINDS, resolveConfig, type ModelConfig } from "../model/config.ts";
 import { preset, PRESET_NAMES, RUNNABLE_PRESETS } from "../model/presets.ts";
 import { initModel, loadModel, type Model } from "../model/weights.ts";
+import { UsageError } from "../cli/io.ts";
 
 export interface LoadedModel {
   model: Model;
@@ -32,7 +33,9 @@ export async function loadConfig(nameOrPath: string, overrides: Partial<ModelCon
   try {
     json = JSON.parse(text);
   } catch (error) {
-    throw new TinyseekError(`${nameOrPath}: not valid JSON (${(error as Error).message})`);
+    // JSON.parse quotes the text it choked on: binary bytes (a safetensors file given as --config) must not reach the terminal.
+    const reason = (error as Error).message.replace(/[\x00-\x1f\x7f-\x9f\ufffd]/g, "?");
+    throw new TinyseekError(`${nameOrPath}: not valid JSON (${reason})`);
   }
   return { config: resolveConfig({ ...(json as object), ...overrides }), label: nameOrPath };
 }
@@ -53,6 +56,8 @@ export async function loadModelFrom(configArg: string | undefined, weightsArg: s
 export function attentionOverride(value: string | undefined): Partial<ModelConfig> {
   if (value === undefined) return {};
   const kinds = value.split(",").map((k) => k.trim());
+  const unknown = kinds.find((k) => !(ATTENTION_KINDS as readonly string[]).includes(k));
+  if (unknown !== undefined) throw new UsageError(`--attention: expected ${ATTENTION_KINDS.join(", ")} or one per layer separated by commas, got ${JSON.stringify(unknown)}`);
   return { attention_kind: (kinds.length === 1 ? kinds[0] : kinds) as ModelConfig["attention_kind"] };
 }
 

@@ -15,7 +15,7 @@ import { isMoeLayer, layerKind, type AttentionKind } from "../model/config.ts";
 import { forward, type ForwardResult } from "../model/model.ts";
 import { countParameters } from "../model/params.ts";
 import { tokenLabel } from "../model/tokenizer.ts";
-import { type Model } from "../model/weights.ts";
+import { checkModel, type Model } from "../model/weights.ts";
 
 export interface StepOptions {
   /** The attention head whose probabilities are drawn (default 0). */
@@ -152,6 +152,7 @@ export async function stepRecordOnDevice(
 }
 
 function prepare<R>(model: Model, tokens: readonly number[], options: StepOptions, run: (trace: Trace, exitThreshold: number) => R) {
+  checkModel(model);
   const { config } = model;
   checkInteger("head", options.head ?? 0, 0, config.num_attention_heads - 1);
   checkInteger("top", options.top ?? 5, 1, config.vocab_size);
