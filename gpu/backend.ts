@@ -5,6 +5,8 @@
 // is gpu/model.ts. Component code needs synchronous kernels, so this backend has no `kernels`: such golden cases
 // report "not supported".
 
+import { attentionSizes } from "../src/attention/attention.ts";
+import { ropeSizes } from "../src/rope.ts";
 import { type AsyncKernels, type Backend, type BackendOptions } from "../src/backend.ts";
 import { argError, checkNumber } from "../src/errors.ts";
 import { type FusedAttentionOptions } from "../src/kernels.ts";
@@ -102,11 +104,7 @@ export function gpuKernels(ctx: GpuContext): AsyncKernels {
       return roundTrip(ctx, [x], ([t]) => rmsnorm(ctx, t!, resident(ctx, weight), eps));
     },
     async rope(x, positions, freqs) {
-      const dim = freqs.length * 2;
-      const T = positions.length;
-      if (x.shape.length < 2 || x.shape[x.shape.length - 1] !== dim || x.shape[x.shape.length - 2] !== T) {
-        throw argError("x", `shape [..., T=${T}, ${dim}]`, shapeString(x.shape));
-      }
+      const { T } = ropeSizes(x, positions, freqs);
       const table = ctx.upload(ropeTable(positions, freqs));
       try {
         return await roundTrip(ctx, [x], ([t]) => rope(ctx, t!, table, T));
@@ -160,12 +158,7 @@ function quantisedActivations(x: Tensor, weight: QuantWeight, activations: boole
 }
 
 async function fusedAttention(ctx: GpuContext, q: Tensor, k: Tensor, v: Tensor, options: FusedAttentionOptions = {}) {
-  const { B, H, Tq, Dh } = expectShape("q", q, ["B", "H", "Tq", "Dh"]);
-  const { Hkv, Tk } = expectShape("k", k, ["B", "Hkv", "Tk", "Dh"], { B, Dh });
-  const { Dv } = expectShape("v", v, ["B", "Hkv", "Tk", "Dv"], { B, Hkv, Tk });
-  if (Hkv === 0 || H % Hkv !== 0) throw argError("k", `a number of kv heads that divides H=${H}`, Hkv);
-  const scale = options.scale ?? 1 / Math.sqrt(Dh);
-  if (!Number.isFinite(scale)) throw argError("scale", "a finite number", scale);
+  const { B, H, Hkv, Tq, Tk, Dh, Dv, scale } = attentionSizes(q, k, v, options.scale);
   const { mask, logGammas } = options;
   if (mask) specVisible(mask, Tq, Tk); // validates offset, window and segment
   if (mask?.lengths) {

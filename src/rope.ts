@@ -87,14 +87,7 @@ export function yarnSoftmaxFactor(yarn: YarnOptions | undefined): number {
  * `positions` gives the absolute position of each of the T rows (a cache offset makes them start above 0).
  */
 export function applyRope(x: Tensor, positions: ArrayLike<number>, freqs: Float64Array): Tensor {
-  const dim = freqs.length * 2;
-  const T = positions.length;
-  if (x.shape.length < 2 || x.shape[x.shape.length - 1] !== dim || x.shape[x.shape.length - 2] !== T) {
-    throw argError("x", `shape [..., T=${T}, ${dim}]`, `[${x.shape.join(", ")}]`);
-  }
-  for (let t = 0; t < T; t++) {
-    if (!Number.isFinite(positions[t])) throw argError(`positions[${t}]`, "a finite number", positions[t]);
-  }
+  const { dim, T } = ropeSizes(x, positions, freqs);
   const out = new Float32Array(x.data.length);
   for (let base = 0; base < x.data.length; base += T * dim) {
     for (let t = 0; t < T; t++) {
@@ -110,4 +103,17 @@ export function applyRope(x: Tensor, positions: ArrayLike<number>, freqs: Float6
     }
   }
   return { shape: [...x.shape], data: out };
+}
+
+/** Checks a rotary call (x [..., T, dim] with dim = 2·freqs.length, finite positions) for every backend. */
+export function ropeSizes(x: Tensor, positions: ArrayLike<number>, freqs: Float64Array): { dim: number; T: number } {
+  const dim = freqs.length * 2;
+  const T = positions.length;
+  if (x.shape.length < 2 || x.shape[x.shape.length - 1] !== dim || x.shape[x.shape.length - 2] !== T) {
+    throw argError("x", `shape [..., T=${T}, ${dim}]`, `[${x.shape.join(", ")}]`);
+  }
+  for (let t = 0; t < T; t++) {
+    if (!Number.isFinite(positions[t])) throw argError(`positions[${t}]`, "a finite number", positions[t]);
+  }
+  return { dim, T };
 }

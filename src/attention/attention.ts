@@ -25,13 +25,20 @@ export interface AttentionResult {
   probs: Tensor; // [B, H, Tq, Tk]
 }
 
-export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions = {}): AttentionResult {
+/** The sizes of an attention call, checked: q [B, H, Tq, Dh], k [B, Hkv, Tk, Dh], v [B, Hkv, Tk, Dv], Hkv | H; and
+ *  the scale (default 1/√Dh). Every backend's attention validates through this one function. */
+export function attentionSizes(q: Tensor, k: Tensor, v: Tensor, scaleOption?: number) {
   const { B, H, Tq, Dh } = expectShape("q", q, ["B", "H", "Tq", "Dh"]);
   const { Hkv, Tk } = expectShape("k", k, ["B", "Hkv", "Tk", "Dh"], { B, Dh });
   const { Dv } = expectShape("v", v, ["B", "Hkv", "Tk", "Dv"], { B, Hkv, Tk });
   if (Hkv === 0 || H % Hkv !== 0) throw argError("k", `a number of kv heads that divides H=${H}`, Hkv);
-  const scale = options.scale ?? 1 / Math.sqrt(Dh);
+  const scale = scaleOption ?? 1 / Math.sqrt(Dh);
   if (!Number.isFinite(scale)) throw argError("scale", "a finite number", scale);
+  return { B: B!, H: H!, Hkv: Hkv!, Tq: Tq!, Tk: Tk!, Dh: Dh!, Dv: Dv!, scale };
+}
+
+export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions = {}): AttentionResult {
+  const { B, H, Hkv, Tq, Tk, Dh, Dv, scale } = attentionSizes(q, k, v, options.scale);
   const maskAt = maskIndexer(options.mask, B, Tq, Tk);
   const biasAt = biasIndexer(options.bias, B, H, Tq, Tk);
   const group = H / Hkv;
