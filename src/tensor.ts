@@ -108,3 +108,14 @@ export function concatRows(parts: readonly Tensor[]): Tensor {
   }
   return { shape: [rows, ...rest], data };
 }
+
+/** Data that its maker promises never to change in place (weights derived once, such as MLA's absorbed W_uk): a
+ *  backend may pack it once and keep it resident. A plain activation is never marked, so it is never cached. */
+const constants = new WeakSet<Float32Array>();
+
+export function markConstant<T extends Tensor>(t: T): T {
+  constants.add(t.data);
+  return t;
+}
+
+export const isConstant = (data: Float32Array): boolean => constants.has(data);

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Backend } from "../src/backend.ts";
 import { reference, type Kernels } from "../src/kernels.ts";
 import { Random, randBounded } from "../src/random.ts";
-import { type Tensor } from "../src/tensor.ts";
+import { markConstant, type Tensor } from "../src/tensor.ts";
 import { createBackend, wasmStats } from "../wasm/backend.ts";
 import { Heap } from "../wasm/heap.ts";
 import { WebAssemblyApi } from "../wasm/webassembly.ts";
@@ -165,6 +165,27 @@ describe("wasm threads", () => {
         encoding: "utf8",
       });
       expect(out.trim()).toBe("done");
+    }
+  });
+});
+
+describe("wasm bmm residency", () => {
+  it("keeps a constant second operand resident, and packs anything else per call, even when changed in place", async () => {
+    const backend = await createBackend({ threads: 1 });
+    try {
+      const k = backend.kernels!;
+      const rng = new Random(8);
+      const same = (x: Tensor, y: Tensor) => x.data.forEach((v, i) => expect(Math.abs(v - y.data[i]!)).toBeLessThan(1e-5 * (1 + Math.abs(y.data[i]!))));
+      const a = randBounded(rng, [2, 3, 5]);
+      const b = randBounded(rng, [2, 5, 4]);
+      for (let i = 0; i < 3; i++) {
+        b.data[i] = 7 + i; // an activation changed in place between calls: never a stale answer
+        same(k.bmm(a, b), reference.bmm(a, b));
+      }
+      const w = markConstant(randBounded(rng, [2, 5, 4]));
+      for (let i = 0; i < 3; i++) same(k.bmm(a, w), reference.bmm(a, w));
+    } finally {
+      await backend.dispose();
     }
   });
 });

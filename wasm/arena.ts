@@ -31,7 +31,7 @@ export class Arena {
 
   put(data: Float32Array | Int32Array | Uint8Array): number {
     const ptr = this.alloc(data.byteLength);
-    this.heap.u8(ptr, data.byteLength).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    this.heap.write(ptr, data);
     return ptr;
   }
 

@@ -1,7 +1,10 @@
 // The WASM SIMD backend: the Kernels interface over an AssemblyScript module (wasm/assembly/) compiled with
 // SIMD128 into wasm/build/tinyseek.wasm. Inputs are copied into the module's memory per call, weights are packed
-// once and stay resident (wasm/weights.ts), outputs are copied out; large matmuls and attention split across a
-// worker pool sharing the memory (wasm/pool.ts). Validation matches the reference's, argument names and all.
+// once and stay resident (wasm/weights.ts: linear's and the experts' weights, RMSNorm's, and bmm's second operand
+// when it is marked constant, as MLA's absorbed weights are), outputs are copied out; large matmuls
+// and attention split across a worker pool sharing the memory (wasm/pool.ts). Validation matches the
+// reference's, argument names and all. A decode step is ~80 small calls, so each call is kept cheap: see
+// wasmKernels below.
 
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
@@ -15,7 +18,7 @@ import { type ExpertWeights, type Routing } from "../src/moe/experts.ts";
 import { dequantizeFp8, quantizeActivationTiles } from "../src/quant/fp8.ts";
 import { dequantizeInt } from "../src/quant/int.ts";
 import { quantizeTokenInt8, type QuantLinearOptions, type QuantWeight } from "../src/quant/linear.ts";
-import { expectShape, numel, shapeString, type Tensor } from "../src/tensor.ts";
+import { expectShape, isConstant, numel, shapeString, type Tensor } from "../src/tensor.ts";
 import { Arena } from "./arena.ts";
 import { Heap } from "./heap.ts";
 import { Pool } from "./pool.ts";
@@ -44,7 +47,10 @@ interface Exports {
   packB(b: number, K: number, N: number, ldb: number, out: number): void;
   packPanels(b: number, K: number, N: number, ldb: number, out: number, part: number, parts: number): void;
   packBt(w: number, N: number, K: number, ldw: number, out: number): void;
-  attention(...args: number[]): void;
+  attention(
+    q: number, k: number, v: number, out: number, B: number, H: number, Hkv: number, Tq: number, Tk: number, Dh: number, Dv: number,
+    scale: number, lo: number, hi: number, logGammas: number, offset: number, scratch: number, scratchStride: number, part: number, parts: number,
+  ): void;
   attentionScratch(Tk: number, Dh: number, Dv: number): number;
   softmax(x: number, flags: number, rows: number, N: number, out: number): void;
   rmsnorm(x: number, w: number, rows: number, D: number, eps: number, out: number): void;
@@ -59,6 +65,8 @@ const THREADED = ["gemm", "attention", "packPanels"];
 const PARALLEL_FLOPS = 2 ** 21;
 /** Chunks per thread: enough that a thread the OS runs late leaves little for the others to wait on. */
 const CHUNKS_PER_THREAD = 4;
+/** Outputs of up to SLAB_MAX bytes are carved from shared SLAB_BYTES buffers (see output() below). */
+const SLAB_BYTES = 32768, SLAB_MAX = 4096;
 
 const buildPath = (name: string) => fileURLToPath(new URL(`./build/${name}`, import.meta.url));
 const compiled = new Map<string, Promise<WasmModule>>();
@@ -126,35 +134,56 @@ export function wasmStats(backend: Backend): WasmStats | undefined {
 function wasmKernels(ex: Exports, heap: Heap, weights: WeightCache, pool: Pool | undefined, parallelFlops: number): Kernels {
   const threads = pool?.threads ?? 1;
   const gemmScratch = ex.gemmScratch();
+  // A decode step makes ~80 small calls, so the fixed cost of a call matters as much as its arithmetic: no closure
+  // per call (each kernel frees its temporaries in its own finally), inputs written through the heap's
+  // whole-memory views, one resident scratch block for every matmul that stays on the calling thread, resident
+  // weights found through a per-array memo (WeightCache.find), shape checks done inline with expectShape called
+  // only to word an error, outputs carved from slabs (output() below).
+  const localScratch = heap.alloc(gemmScratch);
 
   const temp = new Arena(heap);
-  /** Runs body, checks every guard (check mode), and frees the call's temporaries. */
-  function scoped<T>(kernel: string, body: () => T): T {
-    try {
-      const result = body();
-      heap.verify(kernel);
-      return result;
-    } finally {
-      temp.reset();
-    }
+  /** A kernel's last step on success: checks every guard (check mode). The caller's finally resets the arena. */
+  function verify(kernel: string): void {
+    if (heap.check) heap.verify(kernel);
   }
-  const put = (data: Float32Array | Int32Array | Uint8Array) => temp.put(data);
-  const alloc = (bytes: number) => temp.alloc(bytes);
-  // new + set: slice() of a view of shared memory is an order of magnitude slower in V8.
-  const read = (ptr: number, shape: readonly number[]): Tensor => {
-    const data = new Float32Array(numel(shape));
-    data.set(heap.f32(ptr, data.length));
+  function put(data: Float32Array | Int32Array | Uint8Array): number {
+    return temp.put(data);
+  }
+  function alloc(bytes: number): number {
+    return temp.alloc(bytes);
+  }
+  // Outputs. A fresh Float32Array of more than 64 bytes costs V8 ~0.7 µs (a backing store off the JS heap, zeroed
+  // and tracked): more than the rest of a small call. So outputs up to SLAB_MAX bytes are views carved one after
+  // another out of a SLAB_BYTES ArrayBuffer, and a new slab is made when one is used up: a slab lives as long as
+  // any output in it is referenced, then goes to the garbage collector like any array. An output's buffer may thus
+  // hold other tensors' data beside its own, as appendTime's cache views and the expert views already do.
+  let slab = new ArrayBuffer(SLAB_BYTES), slabTop = 0;
+  function output(n: number): Float32Array {
+    const bytes = n * 4;
+    if (bytes <= 64 || bytes > SLAB_MAX) return new Float32Array(n);
+    if (slabTop + bytes > SLAB_BYTES) {
+      slab = new ArrayBuffer(SLAB_BYTES);
+      slabTop = 0;
+    }
+    const data = new Float32Array(slab, slabTop, n);
+    slabTop += (bytes + 15) & ~15;
+    return data;
+  }
+  /** The n floats at ptr as a new tensor (new + set: slice() of a view of shared memory is far slower in V8). */
+  function read(ptr: number, shape: readonly number[], n: number): Tensor {
+    const data = output(n);
+    const at = ptr >>> 2;
+    data.set(heap.F32.subarray(at, at + n));
     return { shape: [...shape], data };
-  };
+  }
 
-  /** C[M, N] = A · B for B packed at bp; rows or panels split over the pool when it pays. */
+  /** C[M, N] = A · B for B packed at bp; rows or panels split over the pool when it pays. Inside a kernel's try. */
   function gemm(M: number, N: number, K: number, a: number, bp: number, c: number): void {
     // The same rule as the kernel's: split the dimension with more tiles, in a few chunks per thread.
     const tiles = Math.max(Math.ceil(N / 8), Math.ceil(M / 4));
     const chunks = pool && 2 * M * N * K >= parallelFlops && tiles > 1 ? Math.min(tiles, CHUNKS_PER_THREAD * threads) : 1;
-    const scratch = alloc(chunks * gemmScratch); // callers are inside scoped(): freed with the call's temporaries
-    if (chunks > 1) pool!.run("gemm", [M, N, K, a, K, bp, c, N, scratch], ex.gemm, chunks);
-    else ex.gemm(M, N, K, a, K, bp, c, N, scratch, 0, 1);
+    if (chunks > 1) pool!.run("gemm", [M, N, K, a, K, bp, c, N, alloc(chunks * gemmScratch)], ex.gemm, chunks);
+    else ex.gemm(M, N, K, a, K, bp, c, N, localScratch, 0, 1);
   }
   const panelBytes = (K: number, N: number) => Math.ceil(N / 8) * 8 * K * 4;
 
@@ -170,11 +199,16 @@ function wasmKernels(ex: Exports, heap: Heap, weights: WeightCache, pool: Pool |
 
   /** W [N, K] packed as Wᵀ panels, resident across calls. */
   function packedWeight(data: Float32Array, N: number, K: number): number {
-    return weights.get(data, `t${N}x${K}`, panelBytes(K, N), (ptr) => {
+    return weights.find(data, "t", N, K) || weights.get(data, "t", N, K, panelBytes(K, N), (ptr) => {
       const raw = heap.put(data);
       ex.packBt(raw, N, K, K, ptr);
       heap.release(raw);
     });
+  }
+
+  /** A vector weight (RMSNorm's) copied in once and resident, like a linear weight. */
+  function residentVector(data: Float32Array): number {
+    return weights.find(data, "v", data.length, 0) || weights.get(data, "v", data.length, 0, data.byteLength, (ptr) => heap.write(ptr, data));
   }
 
   function matmul(a: Tensor, b: Tensor): Tensor {
@@ -182,48 +216,89 @@ function wasmKernels(ex: Exports, heap: Heap, weights: WeightCache, pool: Pool |
     const K = a.shape[a.shape.length - 1]!;
     const { N } = expectShape("b", b, ["K", "N"], { K });
     const M = K === 0 ? numel(a.shape.slice(0, -1)) : a.data.length / K;
-    return scoped("matmul", () => {
+    try {
       const pa = put(a.data), pbRaw = put(b.data);
       const bp = alloc(panelBytes(K, N));
       packB(pbRaw, K, N, bp, M);
       const c = alloc(M * N * 4);
       gemm(M, N, K, pa, bp, c);
-      return read(c, [...a.shape.slice(0, -1), N]);
-    });
+      verify("matmul");
+      return read(c, [...a.shape.slice(0, -1), N], M * N);
+    } finally {
+      temp.reset();
+    }
   }
+
+  /** N for bmm's b [lead..., K, N]; the reference's shape check (and message) only when the quick one fails. */
+  function bmmColumns(b: Tensor, lead: readonly number[], K: number): number {
+    const s = b?.shape;
+    if (Array.isArray(s) && b.data instanceof Float32Array && s.length === lead.length + 2 && s[lead.length] === K) {
+      let same = b.data.length === numel(s);
+      for (let i = 0; i < lead.length && same; i++) same = s[i] === lead[i];
+      if (same) return s[s.length - 1]!;
+    }
+    const names = lead.map((_, i) => `b${i}`);
+    const known = { ...Object.fromEntries(lead.map((d, i) => [`b${i}`, d])), K };
+    return expectShape("b", b, [...names, "K", "N"], known).N!;
+  }
+
+  // bmm's b is packed and kept resident when its maker marked it constant (src/tensor.ts markConstant): MLA's
+  // absorbed W_uk and W_uvᵀ are made once per weight and passed every step. Anything else is packed per call, so an
+  // array a caller changes in place between calls can never give a stale result.
 
   function bmm(a: Tensor, b: Tensor): Tensor {
     if (a.shape.length < 3) throw argError("a", "shape [batch..., M, K]", shapeString(a.shape));
     const lead = a.shape.slice(0, -2);
-    const [M, K] = a.shape.slice(-2) as [number, number];
-    const names = lead.map((_, i) => `b${i}`);
-    const known = { ...Object.fromEntries(lead.map((d, i) => [`b${i}`, d])), K };
-    const { N } = expectShape("b", b, [...names, "K", "N"], known);
+    const M = a.shape[a.shape.length - 2]!, K = a.shape[a.shape.length - 1]!;
+    const N = bmmColumns(b, lead, K);
     const batches = numel(lead);
-    return scoped("bmm", () => {
-      const pa = put(a.data), pb = put(b.data);
-      const bp = alloc(panelBytes(K, N));
+    const panel = panelBytes(K, N);
+    let resident = 0;
+    if (isConstant(b.data)) {
+      resident = weights.find(b.data, "bmm", K, N) || weights.get(b.data, "bmm", K, N, Math.max(1, batches * panel), (ptr) => {
+        const raw = heap.put(b.data);
+        for (let i = 0; i < batches; i++) ex.packB(raw + i * K * N * 4, K, N, N, ptr + i * panel);
+        heap.release(raw);
+      });
+    }
+    try {
+      const pa = put(a.data);
+      const pb = resident ? 0 : put(b.data);
+      const bp = resident ? 0 : alloc(panel);
       const c = alloc(batches * M * N * 4);
       for (let i = 0; i < batches; i++) {
-        packB(pb + i * K * N * 4, K, N, bp, M);
-        gemm(M, N, K, pa + i * M * K * 4, bp, c + i * M * N * 4);
+        if (resident) {
+          gemm(M, N, K, pa + i * M * K * 4, resident + i * panel, c + i * M * N * 4);
+        } else {
+          packB(pb + i * K * N * 4, K, N, bp, M);
+          gemm(M, N, K, pa + i * M * K * 4, bp, c + i * M * N * 4);
+        }
       }
-      return read(c, [...lead, M, N]);
-    });
+      verify("bmm");
+      return read(c, [...lead, M, N], batches * M * N);
+    } finally {
+      temp.reset();
+    }
   }
 
   function linear(x: Tensor, weight: Tensor): Tensor {
     if (x.shape.length < 1) throw argError("x", "shape [..., in]", shapeString(x.shape));
     const K = x.shape[x.shape.length - 1]!;
-    const { out: N } = expectShape("weight", weight, ["out", "in"], { in: K });
+    if (!fits(weight, 2) || weight.shape[1] !== K) expectShape("weight", weight, ["out", "in"], { in: K });
+    const N = weight.shape[0]!;
     const M = K === 0 ? numel(x.shape.slice(0, -1)) : x.data.length / K;
-    return scoped("linear", () => {
-      const bp = packedWeight(weight.data, N, K);
+    const bp = packedWeight(weight.data, N, K);
+    try {
       const pa = put(x.data);
       const c = alloc(M * N * 4);
       gemm(M, N, K, pa, bp, c);
-      return read(c, [...x.shape.slice(0, -1), N]);
-    });
+      verify("linear");
+      const shape = x.shape.slice();
+      shape[shape.length - 1] = N;
+      return read(c, shape, M * N);
+    } finally {
+      temp.reset();
+    }
   }
 
   /**
@@ -236,7 +311,7 @@ function wasmKernels(ex: Exports, heap: Heap, weights: WeightCache, pool: Pool |
     if (x.shape[x.shape.length - 1] !== K) throw argError("x", `shape [..., ${K}]`, `[${x.shape.join(", ")}]`);
     const rows = K === 0 ? numel(x.shape.slice(0, -1)) : x.data.length / K;
     const codes = w.scheme === "fp8" ? w.bits : w.codes;
-    const bp = weights.get(codes, `q${w.scheme}:${N}x${K}`, panelBytes(K, N), (ptr) => {
+    const bp = weights.get(codes, `q${w.scheme}`, N, K, panelBytes(K, N), (ptr) => {
       const raw = heap.put((w.scheme === "fp8" ? dequantizeFp8(w) : dequantizeInt(w)).data);
       ex.packBt(raw, N, K, K, ptr);
       heap.release(raw);
@@ -255,39 +330,49 @@ function wasmKernels(ex: Exports, heap: Heap, weights: WeightCache, pool: Pool |
         }
       }
     }
-    return scoped("quantLinear", () => {
+    try {
       const pa = put(xs);
       const c = alloc(rows * N * 4);
       gemm(rows, N, K, pa, bp, c);
-      return read(c, [...x.shape.slice(0, -1), N]);
-    });
+      verify("quantLinear");
+      return read(c, [...x.shape.slice(0, -1), N], rows * N);
+    } finally {
+      temp.reset();
+    }
   }
 
   function softmax(x: Tensor, visible?: Uint8Array): Tensor {
     const N = x.shape[x.shape.length - 1] ?? 1;
     if (visible && visible.length !== x.data.length) throw argError("visible", `${x.data.length} flags`, visible.length);
     if (N === 0 || x.data.length === 0) return { shape: [...x.shape], data: new Float32Array(x.data.length) };
-    return scoped("softmax", () => {
+    try {
       const px = put(x.data);
       const flags = visible ? put(visible) : 0;
       const out = alloc(x.data.length * 4);
       ex.softmax(px, flags, x.data.length / N, N, out);
-      return read(out, x.shape);
-    });
+      verify("softmax");
+      return read(out, x.shape, x.data.length);
+    } finally {
+      temp.reset();
+    }
   }
 
   function rmsnorm(x: Tensor, weight: Tensor, eps = 1e-6): Tensor {
     if (x.shape.length < 1) throw argError("x", "shape [..., D]", shapeString(x.shape));
     const D = x.shape[x.shape.length - 1]!;
-    expectShape("weight", weight, ["D"], { D });
+    if (!fits(weight, 1) || weight.shape[0] !== D) expectShape("weight", weight, ["D"], { D });
     checkNumber("eps", eps, 0, 1);
     if (D === 0 || x.data.length === 0) return { shape: [...x.shape], data: new Float32Array(x.data.length) };
-    return scoped("rmsnorm", () => {
-      const px = put(x.data), pw = put(weight.data);
+    const pw = residentVector(weight.data);
+    try {
+      const px = put(x.data);
       const out = alloc(x.data.length * 4);
       ex.rmsnorm(px, pw, x.data.length / D, D, eps, out);
-      return read(out, x.shape);
-    });
+      verify("rmsnorm");
+      return read(out, x.shape, x.data.length);
+    } finally {
+      temp.reset();
+    }
   }
 
   function rope(x: Tensor, positions: ArrayLike<number>, freqs: Float64Array): Tensor {
@@ -300,53 +385,74 @@ function wasmKernels(ex: Exports, heap: Heap, weights: WeightCache, pool: Pool |
       if (!Number.isFinite(positions[t])) throw argError(`positions[${t}]`, "a finite number", positions[t]);
     }
     if (x.data.length === 0) return { shape: [...x.shape], data: new Float32Array(0) };
-    // Angles in float64 as the reference takes them; the rotation itself runs in float32 lanes.
-    const cosines = new Float32Array(T * dim), sines = new Float32Array(T * dim);
-    for (let t = 0; t < T; t++) {
-      for (let i = 0; i < dim / 2; i++) {
-        const angle = positions[t]! * freqs[i]!;
-        const [c, s] = [Math.cos(angle), Math.sin(angle)];
-        cosines[t * dim + 2 * i] = c;
-        cosines[t * dim + 2 * i + 1] = c;
-        sines[t * dim + 2 * i] = -s;
-        sines[t * dim + 2 * i + 1] = s;
-      }
-    }
-    return scoped("rope", () => {
-      const px = put(x.data), pc = put(cosines), ps = put(sines);
+    try {
+      const px = put(x.data), pc = alloc(T * dim * 4), ps = alloc(T * dim * 4);
       const out = alloc(x.data.length * 4);
+      // Angles in float64 as the reference takes them, rounded to float32 on store; the rotation itself runs in
+      // float32 lanes. The tables are written straight into the call's memory.
+      const f32 = heap.F32, cos = pc >>> 2, sin = ps >>> 2;
+      for (let t = 0; t < T; t++) {
+        const row = t * dim;
+        for (let i = 0; i < dim / 2; i++) {
+          const angle = positions[t]! * freqs[i]!;
+          const c = Math.cos(angle), s = Math.sin(angle);
+          f32[cos + row + 2 * i] = c;
+          f32[cos + row + 2 * i + 1] = c;
+          f32[sin + row + 2 * i] = -s;
+          f32[sin + row + 2 * i + 1] = s;
+        }
+      }
       ex.rope(px, pc, ps, x.data.length / (T * dim), T, dim, out);
-      return read(out, x.shape);
-    });
+      verify("rope");
+      return read(out, x.shape, x.data.length);
+    } finally {
+      temp.reset();
+    }
   }
 
   function silu(x: Tensor): Tensor {
-    return scoped("silu", () => {
+    try {
       const px = put(x.data);
       const out = alloc(x.data.length * 4);
       ex.silu(px, x.data.length, out);
-      return read(out, x.shape);
-    });
+      verify("silu");
+      return read(out, x.shape, x.data.length);
+    } finally {
+      temp.reset();
+    }
   }
 
   function swiglu(gate: Tensor, up: Tensor): Tensor {
-    expectShape("up", up, gate.shape.map((_, i) => `d${i}`), Object.fromEntries(gate.shape.map((d, i) => [`d${i}`, d])));
-    return scoped("swiglu", () => {
+    const gs = gate.shape, us = up?.shape;
+    let same = Array.isArray(us) && up.data instanceof Float32Array && us.length === gs.length && up.data.length === numel(us);
+    for (let i = 0; i < gs.length && same; i++) same = us[i] === gs[i];
+    if (!same) expectShape("up", up, gs.map((_, i) => `d${i}`), Object.fromEntries(gs.map((d, i) => [`d${i}`, d])));
+    try {
       const pg = put(gate.data), pu = put(up.data);
       const out = alloc(gate.data.length * 4);
       ex.swiglu(pg, pu, gate.data.length, out);
-      return read(out, gate.shape);
-    });
+      verify("swiglu");
+      return read(out, gate.shape, gate.data.length);
+    } finally {
+      temp.reset();
+    }
   }
 
   function attention(q: Tensor, k: Tensor, v: Tensor, options: FusedAttentionOptions = {}): Tensor {
-    const { B, H, Tq, Dh } = expectShape("q", q, ["B", "H", "Tq", "Dh"]);
-    const { Hkv, Tk } = expectShape("k", k, ["B", "Hkv", "Tk", "Dh"], { B, Dh });
-    const { Dv } = expectShape("v", v, ["B", "Hkv", "Tk", "Dv"], { B, Hkv, Tk });
+    if (!(fits(q, 4) && fits(k, 4) && fits(v, 4) && k.shape[0] === q.shape[0] && k.shape[3] === q.shape[3] &&
+      v.shape[0] === q.shape[0] && v.shape[1] === k.shape[1] && v.shape[2] === k.shape[2])) {
+      const { B, Dh } = expectShape("q", q, ["B", "H", "Tq", "Dh"]);
+      const { Hkv, Tk } = expectShape("k", k, ["B", "Hkv", "Tk", "Dh"], { B, Dh });
+      expectShape("v", v, ["B", "Hkv", "Tk", "Dv"], { B, Hkv, Tk });
+    }
+    const [B, H, Tq, Dh] = q.shape as [number, number, number, number];
+    const [, Hkv, Tk] = k.shape as [number, number, number];
+    const Dv = v.shape[3]!;
     if (Hkv === 0 || H % Hkv !== 0) throw argError("k", `a number of kv heads that divides H=${H}`, Hkv);
     const scale = options.scale ?? 1 / Math.sqrt(Dh);
     if (!Number.isFinite(scale)) throw argError("scale", "a finite number", scale);
-    const { lo, hi, offset } = visibleIntervals(options.mask, B, Tq, Tk);
+    const mask = options.mask;
+    const offset = checkMask(mask, B, Tq, Tk);
     const logGammas = options.logGammas;
     if (logGammas) {
       if (logGammas.length !== H) throw argError("logGammas", `${H} values (one per query head)`, logGammas.length);
@@ -354,11 +460,12 @@ function wasmKernels(ex: Exports, heap: Heap, weights: WeightCache, pool: Pool |
       checkInteger("offset", offset, 0);
     }
     const outShape = [B, H, Tq, Dv];
-    if (numel(outShape) === 0) return { shape: outShape, data: new Float32Array(0) };
-    return scoped("attention", () => {
+    const size = B * H * Tq * Dv;
+    if (size === 0) return { shape: outShape, data: new Float32Array(0) };
+    try {
       const pq = put(q.data), pk = put(k.data), pv = put(v.data);
-      const plo = put(lo), phi = put(hi);
-      const pg = logGammas ? put(Float32Array.from(logGammas)) : 0;
+      const plo = alloc(B * Tq * 4), phi = alloc(B * Tq * 4);
+      const pg = logGammas ? alloc(H * 4) : 0;
       const flops = 2 * B * H * Tq * Tk * (Dh + Dv);
       // Chunks are (batch row, kv head) units when there are enough of them, else row blocks of every unit (each
       // chunk then packs every unit's K and V again: a few percent of the work at T = 512).
@@ -367,72 +474,125 @@ function wasmKernels(ex: Exports, heap: Heap, weights: WeightCache, pool: Pool |
       const parts = pool && flops >= parallelFlops && chunks > 1 ? Math.min(CHUNKS_PER_THREAD * threads, chunks) : 1;
       const stride = Math.ceil(ex.attentionScratch(Tk, Dh, Dv) / 64) * 64;
       const scratch = alloc(stride * parts); // one scratch region per chunk: chunks may run concurrently
-      const out = alloc(numel(outShape) * 4);
-      const args = [pq, pk, pv, out, B, H, Hkv, Tq, Tk, Dh, Dv, scale, plo, phi, pg, offset, scratch, stride];
-      if (parts > 1) pool!.run("attention", args, ex.attention, parts);
-      else ex.attention(...args, 0, 1);
-      return read(out, outShape);
-    });
+      const out = alloc(size * 4);
+      fillIntervals(heap.I32, plo >>> 2, phi >>> 2, mask, offset, B, Tq, Tk);
+      if (logGammas) for (let h = 0; h < H; h++) heap.F32[(pg >>> 2) + h] = logGammas[h]!;
+      if (parts > 1) {
+        const args = [pq, pk, pv, out, B, H, Hkv, Tq, Tk, Dh, Dv, scale, plo, phi, pg, offset, scratch, stride];
+        pool!.run("attention", args, ex.attention as (...args: number[]) => void, parts);
+      } else {
+        ex.attention(pq, pk, pv, out, B, H, Hkv, Tq, Tk, Dh, Dv, scale, plo, phi, pg, offset, scratch, stride, 0, 1);
+      }
+      verify("attention");
+      return read(out, outShape, size);
+    } finally {
+      temp.reset();
+    }
   }
 
+  // Each expert's gate, up and down weights as views of the stacked tensors, made once per stacked array (the
+  // model passes the same [E, F, D] tensors every step), so the weight cache's per-view memo hits every call.
+  const expertViews = new WeakMap<Float32Array, { size: number; views: Float32Array[] }>();
+  function expertWeight(stacked: Float32Array, e: number, size: number): Float32Array {
+    let held = expertViews.get(stacked);
+    if (!held || held.size !== size) expertViews.set(stacked, (held = { size, views: [] }));
+    return (held.views[e] ??= stacked.subarray(e * size, (e + 1) * size));
+  }
+
+  let moeIndex = new Int32Array(0), moeSum = new Float64Array(0);
   function moe(x: Tensor, routing: Routing, experts: ExpertWeights): Tensor {
-    const { N, D } = expectShape("x", x, ["N", "D"]);
-    const { E, F } = expectShape("experts.gate", experts.gate, ["E", "F", "D"], { D });
-    expectShape("experts.up", experts.up, ["E", "F", "D"], { E, F, D });
-    expectShape("experts.down", experts.down, ["E", "D", "F"], { E, F, D });
-    const { k } = routing;
-    for (const [name, a] of [["experts", routing.experts], ["weights", routing.weights], ["kept", routing.kept]] as const) {
-      if (a.length !== N * k) throw argError(`routing.${name}`, `${N * k} entries (N=${N} · k=${k})`, a.length);
+    const { gate, up, down } = experts;
+    if (!(fits(x, 2) && fits(gate, 3) && fits(up, 3) && fits(down, 3) && gate.shape[2] === x.shape[1] &&
+      up.shape[0] === gate.shape[0] && up.shape[1] === gate.shape[1] && up.shape[2] === gate.shape[2] &&
+      down.shape[0] === gate.shape[0] && down.shape[1] === gate.shape[2] && down.shape[2] === gate.shape[1])) {
+      const { D } = expectShape("x", x, ["N", "D"]);
+      const { E, F } = expectShape("experts.gate", gate, ["E", "F", "D"], { D });
+      expectShape("experts.up", up, ["E", "F", "D"], { E, F, D });
+      expectShape("experts.down", down, ["E", "D", "F"], { E, F, D });
     }
-    const slots: number[][] = Array.from({ length: E }, () => []); // kept assignments per expert, token order
-    for (let a = 0; a < N * k; a++) {
+    const [N, D] = x.shape as [number, number];
+    const [E, F] = gate.shape as [number, number];
+    const { k } = routing;
+    const A = N * k;
+    if (routing.experts.length !== A) throw argError("routing.experts", `${A} entries (N=${N} · k=${k})`, routing.experts.length);
+    if (routing.weights.length !== A) throw argError("routing.weights", `${A} entries (N=${N} · k=${k})`, routing.weights.length);
+    if (routing.kept.length !== A) throw argError("routing.kept", `${A} entries (N=${N} · k=${k})`, routing.kept.length);
+    // Kept assignments grouped by expert, in token order within each (a counting sort). The index arrays and (for
+    // up to 2¹⁶ numbers, a decode step's size) the float64 sum are kept between calls, grown when too small.
+    if (moeIndex.length < 2 * E + 1 + A) moeIndex = new Int32Array(2 * (2 * E + 1 + A));
+    const start = moeIndex, next = E + 1, order = 2 * E + 1; // start[0..E], next[0..E), order[0..A)
+    start.fill(0, 0, E + 1);
+    for (let a = 0; a < A; a++) {
       const chosen = routing.experts[a]!;
       if (!Number.isInteger(chosen) || chosen < 0 || chosen >= E) {
         throw argError(`routing.experts[${a}]`, `an expert in [0, ${E - 1}]`, chosen);
       }
-      if (routing.kept[a]) slots[chosen]!.push(a);
+      if (routing.kept[a]) start[chosen + 1]!++;
     }
-    const sum = new Float64Array(N * D); // float64 over a token's k experts, as the reference
-    const busiest = Math.max(0, ...slots.map((s) => s.length));
+    let busiest = 0;
+    for (let e = 0; e < E; e++) {
+      busiest = Math.max(busiest, start[e + 1]!);
+      start[e + 1]! += start[e]!;
+      start[next + e] = start[e]!;
+    }
+    for (let a = 0; a < A; a++) if (routing.kept[a]) start[order + start[next + routing.experts[a]!]!++] = a;
+    if (moeSum.length < N * D && N * D <= 1 << 16) moeSum = new Float64Array(N * D);
+    const sum = N * D <= moeSum.length ? moeSum.fill(0, 0, N * D) : new Float64Array(N * D); // float64 over a token's k experts, as the reference
     if (busiest > 0) {
-      scoped("moe", () => {
+      try {
         const px = put(x.data);
         const tokens = alloc(busiest * D * 4);
         const g = alloc(busiest * F * 4), u = alloc(busiest * F * 4);
         const y = alloc(busiest * D * 4);
-        const view = (t: Tensor, e: number, size: number) => t.data.subarray(e * size, (e + 1) * size);
         for (let e = 0; e < E; e++) {
-          const list = slots[e]!, n = list.length;
+          const from = start[e]!, n = start[e + 1]! - from;
           if (n === 0) continue;
-          const rows = heap.f32(tokens, n * D), all = heap.f32(px, N * D);
-          list.forEach((a, i) => rows.set(all.subarray(Math.floor(a / k) * D, Math.floor(a / k) * D + D), i * D));
-          gemm(n, F, D, tokens, packedWeight(view(experts.gate, e, F * D), F, D), g);
-          gemm(n, F, D, tokens, packedWeight(view(experts.up, e, F * D), F, D), u);
+          const pGate = packedWeight(expertWeight(gate.data, e, F * D), F, D);
+          const pUp = packedWeight(expertWeight(up.data, e, F * D), F, D);
+          const pDown = packedWeight(expertWeight(down.data, e, D * F), D, F);
+          const f32 = heap.F32; // after the packing a first use does, which may grow the memory
+          for (let i = 0; i < n; i++) {
+            const src = (px >>> 2) + Math.floor(start[order + from + i]! / k) * D;
+            f32.copyWithin((tokens >>> 2) + i * D, src, src + D);
+          }
+          gemm(n, F, D, tokens, pGate, g);
+          gemm(n, F, D, tokens, pUp, u);
           ex.swiglu(g, u, n * F, g);
-          gemm(n, D, F, g, packedWeight(view(experts.down, e, D * F), D, F), y);
-          const ys = heap.f32(y, n * D);
-          list.forEach((a, i) => {
-            const t = Math.floor(a / k), w = routing.weights[a]!;
-            for (let d = 0; d < D; d++) sum[t * D + d]! += w * ys[i * D + d]!;
-          });
+          gemm(n, D, F, g, pDown, y);
+          const ys = y >>> 2;
+          for (let i = 0; i < n; i++) {
+            const a = start[order + from + i]!, row = Math.floor(a / k) * D, w = routing.weights[a]!;
+            for (let d = 0; d < D; d++) sum[row + d]! += w * f32[ys + i * D + d]!;
+          }
         }
-      });
+        verify("moe");
+      } finally {
+        temp.reset();
+      }
     }
-    return { shape: [N, D], data: Float32Array.from(sum) };
+    const out = output(N * D);
+    for (let i = 0; i < N * D; i++) out[i] = sum[i]!;
+    return { shape: [N, D], data: out };
   }
 
   return { name: "wasm", matmul, bmm, linear, softmax, rmsnorm, rope, silu, swiglu, attention, moe, quantLinear };
 }
 
 /**
- * The keys query i of batch row b sees under `spec`, as one interval [lo, hi) per (b, i): causal, window and
- * segment bound it from above and below, padding lengths from above (and empty it for queries at padded positions).
- * Validation and defaults follow masks.ts (specVisible, maskFromSpec).
+ * Whether t is a tensor of this rank whose data fits its shape: the quick check the hot kernels make before their
+ * own size comparisons, calling expectShape (for the reference's message) only when one fails.
  */
-function visibleIntervals(spec: MaskSpec | undefined, B: number, Tq: number, Tk: number) {
+function fits(t: Tensor | undefined, rank: number): t is Tensor {
+  if (t == null || !Array.isArray(t.shape) || t.shape.length !== rank || !(t.data instanceof Float32Array)) return false;
+  return t.data.length === numel(t.shape);
+}
+
+/**
+ * Checks `spec` as masks.ts does (specVisible, maskFromSpec) and gives the position offset of query 0.
+ */
+function checkMask(spec: MaskSpec | undefined, B: number, Tq: number, Tk: number): number {
   const offset = spec?.offset ?? Tk - Tq;
-  const lo = new Int32Array(B * Tq), hi = new Int32Array(B * Tq).fill(Tk);
-  if (!spec) return { lo, hi, offset };
+  if (!spec) return offset;
   checkInteger("mask.offset", offset, 0);
   if (spec.window !== undefined) checkInteger("mask.window", spec.window, 1);
   if (spec.segment) {
@@ -441,6 +601,20 @@ function visibleIntervals(spec: MaskSpec | undefined, B: number, Tq: number, Tk:
   }
   if (spec.lengths && spec.lengths.length !== B) throw argError("mask.lengths", `${B} lengths`, spec.lengths.length);
   spec.lengths?.forEach((l, b) => checkInteger(`mask.lengths[${b}]`, l, 0, Tk));
+  return offset;
+}
+
+/**
+ * The keys query i of batch row b sees under `spec` (checked by checkMask), as one interval [lo, hi) per (b, i),
+ * written into i32 at lo and hi: causal, window and segment bound it from above and below, padding lengths from
+ * above (and empty it for queries at padded positions).
+ */
+function fillIntervals(i32: Int32Array, lo: number, hi: number, spec: MaskSpec | undefined, offset: number, B: number, Tq: number, Tk: number): void {
+  if (!spec) {
+    i32.fill(0, lo, lo + B * Tq);
+    i32.fill(Tk, hi, hi + B * Tq);
+    return;
+  }
   const causalOn = spec.causal || spec.window !== undefined || spec.segment !== undefined;
   for (let b = 0; b < B; b++) {
     for (let i = 0; i < Tq; i++) {
@@ -451,9 +625,8 @@ function visibleIntervals(spec: MaskSpec | undefined, B: number, Tq: number, Tk:
       if (spec.segment) from = Math.max(from, Math.floor(p / spec.segment.size) * spec.segment.size - spec.segment.overlap);
       if (spec.lengths) to = p >= spec.lengths[b]! ? 0 : Math.min(to, spec.lengths[b]!); // padded query or key
       if (from >= to) from = to = 0;
-      lo[b * Tq + i] = from;
-      hi[b * Tq + i] = to;
+      i32[lo + b * Tq + i] = from;
+      i32[hi + b * Tq + i] = to;
     }
   }
-  return { lo, hi, offset };
 }

@@ -20,9 +20,21 @@ export class Heap {
   private free: Block[] = []; // sorted by address, never adjacent
   private top: number; // everything from here to the end of memory is unused
   private live = new Map<number, number>(); // user pointer → user bytes
+  /** Views of the whole memory, remade whenever alloc grows it (the hot paths index these instead of making views). */
+  F32!: Float32Array;
+  I32!: Int32Array;
+  U8!: Uint8Array;
 
   constructor(readonly memory: WasmMemory, base: number, readonly check: boolean) {
     this.top = Math.ceil(base / ALIGN) * ALIGN;
+    this.remap();
+  }
+
+  private remap(): void {
+    const buffer = this.memory.buffer;
+    this.F32 = new Float32Array(buffer);
+    this.I32 = new Int32Array(buffer);
+    this.U8 = new Uint8Array(buffer);
   }
 
   /** A block of at least `bytes`, 64-byte aligned; NaN-filled in check mode. */
@@ -45,6 +57,7 @@ export class Heap {
         } catch {
           throw new TinyseekError(`wasm: out of memory allocating ${bytes} bytes (${this.memory.buffer.byteLength} in use)`);
         }
+        this.remap();
       }
       this.top += size;
     }
@@ -113,8 +126,15 @@ export class Heap {
   /** Copies `data` into a new block. */
   put(data: Float32Array | Int32Array | Uint8Array): number {
     const ptr = this.alloc(data.byteLength);
-    this.u8(ptr, data.byteLength).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    this.write(ptr, data);
     return ptr;
+  }
+
+  /** Copies `data` to ptr (64-byte aligned, as every block is) through the whole-memory views. */
+  write(ptr: number, data: Float32Array | Int32Array | Uint8Array): void {
+    if (data instanceof Float32Array) this.F32.set(data, ptr >>> 2);
+    else if (data instanceof Int32Array) this.I32.set(data, ptr >>> 2);
+    else this.U8.set(data, ptr);
   }
 
   /** Bytes in live blocks, and the memory's size. */

@@ -14,7 +14,7 @@ import { argError, checkInteger, checkNumber, checkOneOf, TinyseekError } from "
 import { reference, type Kernels } from "../kernels.ts";
 import { type Random, randn } from "../random.ts";
 import { ropeFrequencies, yarnSoftmaxFactor, type YarnOptions } from "../rope.ts";
-import { expectShape, reshape, shapeString, tensor, type Tensor } from "../tensor.ts";
+import { expectShape, markConstant, reshape, shapeString, tensor, type Tensor } from "../tensor.ts";
 import { appendTime, concatLast, mergeHeads, splitHeads } from "./heads.ts";
 
 /** YaRN settings with DeepSeek-V3's config.json names. */
@@ -342,7 +342,7 @@ function absorbedWeights(kvB: Tensor, c: ReturnType<typeof checkMlaConfig>, B: n
       }
     }
   }
-  made = { wUk: tensor([B, H, dn, r], wUk), wUvT: tensor([B, H, r, dv], wUvT) };
+  made = { wUk: markConstant({ shape: [B, H, dn, r], data: wUk }), wUvT: markConstant({ shape: [B, H, r, dv], data: wUvT }) };
   byShape.set(key, made);
   return made;
 }
