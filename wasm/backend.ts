@@ -18,6 +18,7 @@ import { type ExpertWeights, type Routing } from "../src/moe/experts.ts";
 import { dequantizeFp8, quantizeActivationTiles } from "../src/quant/fp8.ts";
 import { dequantizeInt } from "../src/quant/int.ts";
 import { quantizeTokenInt8, type QuantLinearOptions, type QuantWeight } from "../src/quant/linear.ts";
+import { ropeSizes } from "../src/rope.ts";
 import { expectShape, isConstant, numel, shapeString, type Tensor } from "../src/tensor.ts";
 import { Arena } from "./arena.ts";
 import { Heap } from "./heap.ts";
@@ -376,14 +377,7 @@ function wasmKernels(ex: Exports, heap: Heap, weights: WeightCache, pool: Pool |
   }
 
   function rope(x: Tensor, positions: ArrayLike<number>, freqs: Float64Array): Tensor {
-    const dim = freqs.length * 2;
-    const T = positions.length;
-    if (x.shape.length < 2 || x.shape[x.shape.length - 1] !== dim || x.shape[x.shape.length - 2] !== T) {
-      throw argError("x", `shape [..., T=${T}, ${dim}]`, `[${x.shape.join(", ")}]`);
-    }
-    for (let t = 0; t < T; t++) {
-      if (!Number.isFinite(positions[t])) throw argError(`positions[${t}]`, "a finite number", positions[t]);
-    }
+    const { dim, T } = ropeSizes(x, positions, freqs);
     if (x.data.length === 0) return { shape: [...x.shape], data: new Float32Array(0) };
     try {
       const px = put(x.data), pc = alloc(T * dim * 4), ps = alloc(T * dim * 4);
