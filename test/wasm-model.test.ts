@@ -10,15 +10,8 @@ import { preset } from "../src/model/presets.ts";
 import { initModel, modelParams } from "../src/model/weights.ts";
 import { type Tensor } from "../src/tensor.ts";
 import { createBackend, wasmStats } from "../wasm/backend.ts";
+import { nmse } from "./helpers.ts";
 
-const nmse = (out: Tensor, ref: Tensor) => {
-  let num = 0, den = 0;
-  for (let i = 0; i < ref.data.length; i++) {
-    num += (out.data[i]! - ref.data[i]!) ** 2;
-    den += ref.data[i]! ** 2;
-  }
-  return num / den;
-};
 
 let wasm: Backend;
 beforeAll(async () => {

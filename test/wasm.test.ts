@@ -11,15 +11,8 @@ import { markConstant, type Tensor } from "../src/tensor.ts";
 import { createBackend, wasmStats } from "../wasm/backend.ts";
 import { Heap } from "../wasm/heap.ts";
 import { WebAssemblyApi } from "../wasm/webassembly.ts";
+import { nmse } from "./helpers.ts";
 
-const nmse = (out: Tensor, ref: Tensor) => {
-  let num = 0, den = 0;
-  for (let i = 0; i < ref.data.length; i++) {
-    num += (out.data[i]! - ref.data[i]!) ** 2;
-    den += ref.data[i]! ** 2;
-  }
-  return num / den;
-};
 
 let one: Backend, two: Backend;
 let k1: Kernels, k2: Kernels;
