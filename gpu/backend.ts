@@ -36,7 +36,7 @@ export interface WebGpuBackend extends Backend {
 
 export async function createBackend(options: BackendOptions & DeviceOptions = {}): Promise<WebGpuBackend> {
   const gpu = await openDevice(options);
-  const ctx = createContext(gpu.device);
+  const ctx = createContext(gpu.device, { poison: options.check });
   const adapter = gpu.adapter;
   const kind = adapter.software ? "software Vulkan on the CPU" : adapter.backendType;
   return {

@@ -60,7 +60,14 @@ function bucket(bytes: number): number {
   return Math.ceil(b / step) * step;
 }
 
-export function createContext(device: GPUDevice): GpuContext {
+export interface ContextOptions {
+  /** Fill every output buffer with NaN before its kernel runs (tests): an element a kernel forgets to write then
+   *  reads back as NaN instead of whatever the pooled buffer last held. Env: TINYSEEK_GPU_CHECK=1. */
+  poison?: boolean;
+}
+
+export function createContext(device: GPUDevice, options: ContextOptions = {}): GpuContext {
+  const poison = options.poison ?? process.env.TINYSEEK_GPU_CHECK === "1";
   const free = new Map<number, GPUBuffer[]>(); // storage buffers by size
   const uniforms: GPUBuffer[] = [];
   const pipelines = new Map<string, GPUComputePipeline>();
@@ -160,7 +167,11 @@ export function createContext(device: GPUDevice): GpuContext {
       }
       return buffer;
     },
-    empty: (shape) => ({ shape: [...shape], buffer: acquire(Math.max(1, numel(shape))) }),
+    empty(shape) {
+      const buffer = acquire(Math.max(1, numel(shape)));
+      if (poison) device.queue.writeBuffer(buffer, 0, new Float32Array(buffer.size / 4).fill(NaN));
+      return { shape: [...shape], buffer };
+    },
     async read(buffer, count) {
       const size = Math.max(16, Math.ceil((count * 4) / 16) * 16);
       const staging = device.createBuffer({ size, usage: USAGE.MAP_READ | USAGE.COPY_DST });

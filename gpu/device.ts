@@ -13,6 +13,8 @@ export interface DeviceOptions {
   /** Dawn adapter name, as Dawn lists it when given a wrong one. */
   adapter?: string;
   powerPreference?: GPUPowerPreference;
+  /** NaN-filled output buffers, as the WASM backend's check mode (see gpu/context.ts). */
+  check?: boolean;
 }
 
 export interface AdapterSummary {

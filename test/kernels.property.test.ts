@@ -45,7 +45,7 @@ const BACKENDS: BackendRow[] = [
   // Every matmul and attention through the pool, however small, so chunking meets every odd shape.
   { name: "wasm 2 threads", spec: "wasm", create: () => createWasm({ threads: 2, check: true, relaxed: false, parallelFlops: 0 }) },
   { name: "wasm relaxed", spec: "wasm", create: relaxedWasm, optional: true, engineDependent: true },
-  { name: "webgpu", spec: "webgpu", create: () => loadBackend("webgpu"), optional: true },
+  { name: "webgpu", spec: "webgpu", create: async () => (await import("../gpu/backend.ts")).createBackend({ check: true }), optional: true },
 ];
 
 const RUNS = Number(process.env.TINYSEEK_PROPERTY_RUNS ?? 12);
@@ -202,6 +202,7 @@ function readTolerances(): Map<string, Tolerance> {
 
 const tolerances = readTolerances();
 const worst = new Map<string, { nmse: number; abs: number; rel: number }>();
+const NMSE_MIN_ELEMENTS = 16;
 
 /** Throws with op, case, how many elements fail, the worst one with its index, and where NaN appeared. */
 function check(op: string, row: string, c: Case, out: Tensor, ref: Tensor, tol: Tolerance): void {
@@ -230,7 +231,9 @@ function check(op: string, row: string, c: Case, out: Tensor, ref: Tensor, tol: 
   const nmse = num / Math.max(den, ref.data.length * tol.atol ** 2) || 0;
   const seen = worst.get(`${op}/${row}`) ?? { nmse: 0, abs: 0, rel: 0 };
   worst.set(`${op}/${row}`, { nmse: Math.max(seen.nmse, nmse), abs: Math.max(seen.abs, maxAbs), rel: Math.max(seen.rel, maxRel) });
-  if (bad === 0 && nmse <= tol.nmse) return;
+  // NMSE over fewer than 16 elements is the relative error of a few sums, which cancellation inflates while every
+  // element sits well inside atol (spec/backends.md): such outputs are judged element by element.
+  if (bad === 0 && (nmse <= tol.nmse || ref.data.length < NMSE_MIN_ELEMENTS)) return;
   const index = (i: number) => {
     const idx: number[] = [];
     for (let d = ref.shape.length - 1; d >= 0; d--) {

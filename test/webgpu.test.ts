@@ -11,6 +11,7 @@ import { diagnose } from "../gpu/device.ts";
 import { main } from "../src/cli/main.ts";
 import { reference } from "../src/kernels.ts";
 import { Random, randBounded } from "../src/random.ts";
+import { createBackend } from "../gpu/backend.ts";
 import { webgpuOrReason } from "./webgpu-support.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -54,6 +55,18 @@ describe.skipIf(!backend)(`webgpu backend${reason ? ` (skipped: ${reason})` : ""
     expect(backend!.adapter.name.length).toBeGreaterThan(0);
     expect(backend!.adapter.limits.maxComputeWorkgroupStorageSize).toBeGreaterThanOrEqual(16384);
     expect(backend!.kernels).toBeUndefined(); // asynchronous only: component code reports "not supported"
+  });
+
+  it("poisons output buffers with NaN in check mode, so an unwritten element cannot pass", async () => {
+    const checked = await createBackend({ check: true });
+    try {
+      const stale = checked.context.upload(Float32Array.from([1, 2, 3, 4]));
+      checked.context.release(stale); // back to the pool: the next output of this size reuses it
+      const out = checked.context.empty([4]);
+      expect([...(await checked.context.read(out.buffer, 4))].every(Number.isNaN)).toBe(true);
+    } finally {
+      await checked.dispose();
+    }
   });
 
   it("reuses pooled buffers: a long run does not grow", async () => {
