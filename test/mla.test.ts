@@ -19,6 +19,11 @@ const maxAbsDiff = (a: Tensor, b: Tensor) => {
 
 /** A config drawn from small sizes, including 1 and primes, with weights of std 0.5 so that scores matter. */
 const sizes = fc.constantFrom(1, 2, 3, 5, 7);
+/** A small MLA without the query's low-rank path, for the cache tests. */
+const cfg: MlaConfig = {
+  hidden_size: 8, num_attention_heads: 2, q_lora_rank: 0, kv_lora_rank: 4, qk_nope_head_dim: 3,
+  qk_rope_head_dim: 2, v_head_dim: 3, max_position_embeddings: 64,
+};
 const setup = fc.record({
   H: fc.constantFrom(1, 2, 3),
   qLora: fc.constantFrom(0, 3, 5),
@@ -265,10 +270,6 @@ describe("head layout helpers (src/attention/heads.ts)", () => {
     expect([...appendTime(first, tensor([1, 1, 1], [5])).data]).toEqual([1, 2, 3, 5]);
   });
   it("a cache copied by reference continues independently of the original, in both modes", () => {
-    const cfg: MlaConfig = {
-      hidden_size: 8, num_attention_heads: 2, q_lora_rank: 0, kv_lora_rank: 4, qk_nope_head_dim: 3,
-      qk_rope_head_dim: 2, v_head_dim: 3, max_position_embeddings: 64,
-    };
     const rng = new Random(8);
     const weights = initMla(rng, cfg);
     const prompt = randBounded(rng, [1, 5, 8]);
@@ -290,10 +291,6 @@ describe("head layout helpers (src/attention/heads.ts)", () => {
     }
   });
   it("leaves the cache as it was when attention throws; uses a replaced kv_b_proj at once", () => {
-    const cfg: MlaConfig = {
-      hidden_size: 8, num_attention_heads: 2, q_lora_rank: 0, kv_lora_rank: 4, qk_nope_head_dim: 3,
-      qk_rope_head_dim: 2, v_head_dim: 3, max_position_embeddings: 64,
-    };
     const rng = new Random(9);
     const weights = initMla(rng, cfg);
     const x = randBounded(rng, [2, 3, 8]);
