@@ -285,6 +285,12 @@ describe("bad arguments: one line that names the flag, exit 2", () => {
     expect(err).toBe(`tinyseek golden: ${join(file, "sub")}: not a directory (mkdir)`);
   });
 
+  it.runIf(existsSync("/proc/self"))("answers at once where the system refuses a directory Node's mkdir -p would spin on", async () => {
+    const { code, err } = await cli("golden", "write", "/proc/tinyseek/golden", "--only", "test.lin*");
+    expect(code).toBe(1);
+    expect(err).toBe("tinyseek golden: /proc/tinyseek: no such file or directory (mkdir)");
+  });
+
   it("keeps binary bytes out of a --config that is not JSON", async () => {
     const file = join(mkdtempSync(join(tmpdir(), "tinyseek-binary-")), "weights.safetensors");
     writeFileSync(file, Uint8Array.from([0xef, 0x01, 0x00, 0x1b, 0x7b]));

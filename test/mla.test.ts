@@ -165,7 +165,9 @@ describe("MLA properties", () => {
       const a = mla(x, weights, config, undefined, reference, mode);
       const c = mla(changed, weights, config, undefined, reference, mode);
       expect(timeSlice(a, 0, s.T - 1).data).toEqual(timeSlice(c, 0, s.T - 1).data);
-      expect(timeSlice(a, s.T - 1, s.T).data).not.toEqual(timeSlice(c, s.T - 1, s.T).data);
+      // A one-number latent normalises to ±its weight, so with kv_lora_rank 1 the values can stay put: the
+      // perturbation only has to show where the latent keeps a direction.
+      if (s.kvLora >= 2) expect(timeSlice(a, s.T - 1, s.T).data).not.toEqual(timeSlice(c, s.T - 1, s.T).data);
     }), opts);
   });
 });

@@ -151,11 +151,26 @@ function goldenTensor(name: string, t: SafeTensor, fail: (m: string) => Error): 
 /** Writes `<dir>/<case name>.safetensors`; returns its path and size. */
 export async function writeGoldenCase(dir: string, c: GoldenCase): Promise<{ path: string; bytes: number }> {
   const bytes = encodeGolden(await runGoldenCase(c));
-  const { mkdir, writeFile } = await import("node:fs/promises"); // loaded on use: the rest runs in a browser too
-  await mkdir(dir, { recursive: true });
+  const { writeFile } = await import("node:fs/promises"); // loaded on use: the rest runs in a browser too
+  await makeDirectory(dir);
   const path = `${dir.replace(/\/+$/, "")}/${c.name}.safetensors`;
   await writeFile(path, bytes);
   return { path, bytes: bytes.length };
+}
+
+/**
+ * `mkdir -p`, one level at a time. Node's own recursive mkdir spins forever where mkdir answers ENOENT for a
+ * parent that exists (inside /proc, for one); here that error reaches the caller with the path it names.
+ */
+async function makeDirectory(dir: string): Promise<void> {
+  const { mkdir, stat } = await import("node:fs/promises");
+  const { dirname } = await import("node:path");
+  try {
+    if ((await stat(dir)).isDirectory()) return;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT" && dirname(dir) !== dir) await makeDirectory(dirname(dir));
+  }
+  await mkdir(dir); // EEXIST for a file in the way, ENOENT or EACCES where the system refuses: all name `dir`
 }
 
 export type Outcome = "ok" | "fail" | "not supported";
