@@ -62,9 +62,16 @@ function bucket(bytes: number): number {
 
 export interface ContextOptions {
   /** Fill every output buffer with NaN before its kernel runs (tests): an element a kernel forgets to write then
-   *  reads back as NaN instead of whatever the pooled buffer last held. Env: TINYSEEK_GPU_CHECK=1. */
+   *  reads back as NaN instead of whatever the pooled buffer last held; and follow it with guard words that its
+   *  read-back checks, so a write past the end fails. Env: TINYSEEK_GPU_CHECK=1. */
   poison?: boolean;
 }
+
+// Check mode's guard: words after an output tensor, filled with a NaN whose payload no arithmetic produces (GPUs
+// write canonical NaNs), checked when the tensor is read back. WebGPU clamps accesses to the binding, and a
+// binding is the whole pooled buffer: a kernel writing past its tensor lands in the pool's slack unseen without it.
+const GUARD_WORDS = 16;
+const GUARD_BITS = 0x7fa5a5a5;
 
 export function createContext(device: GPUDevice, options: ContextOptions = {}): GpuContext {
   const poison = options.poison ?? process.env.TINYSEEK_GPU_CHECK === "1";
@@ -82,6 +89,7 @@ export function createContext(device: GPUDevice, options: ContextOptions = {}): 
     owned.delete(buffer);
     buffer.destroy();
   });
+  const guarded = new WeakMap<GPUBuffer, number>(); // check mode: output buffer → its tensor's element count
   const maxBinding = device.limits.maxStorageBufferBindingSize;
   // Validation errors (a shader that does not compile, a bad binding) arrive here, not as exceptions: keep the
   // first and fail the next read-back with it, so a broken kernel never returns stale buffer contents.
@@ -112,6 +120,7 @@ export function createContext(device: GPUDevice, options: ContextOptions = {}): 
   function release(...buffers: GPUBuffer[]): void {
     for (const buffer of buffers) {
       if (!owned.has(buffer)) continue; // a weight or a foreign buffer: not ours to pool
+      guarded.delete(buffer);
       let list = free.get(buffer.size);
       if (!list) free.set(buffer.size, (list = []));
       if (!list.includes(buffer)) list.push(buffer);
@@ -168,12 +177,19 @@ export function createContext(device: GPUDevice, options: ContextOptions = {}): 
       return buffer;
     },
     empty(shape) {
-      const buffer = acquire(Math.max(1, numel(shape)));
-      if (poison) device.queue.writeBuffer(buffer, 0, new Float32Array(buffer.size / 4).fill(NaN));
+      const n = Math.max(1, numel(shape));
+      if (!poison) return { shape: [...shape], buffer: acquire(n) };
+      const buffer = acquire(n + GUARD_WORDS);
+      const fill = new Float32Array(buffer.size / 4).fill(NaN);
+      new Uint32Array(fill.buffer, n * 4, GUARD_WORDS).fill(GUARD_BITS);
+      device.queue.writeBuffer(buffer, 0, fill);
+      guarded.set(buffer, n);
       return { shape: [...shape], buffer };
     },
     async read(buffer, count) {
-      const size = Math.max(16, Math.ceil((count * 4) / 16) * 16);
+      const tensorLength = guarded.get(buffer);
+      const words = tensorLength === undefined ? count : Math.max(count, tensorLength + GUARD_WORDS);
+      const size = Math.max(16, Math.ceil((words * 4) / 16) * 16);
       const staging = device.createBuffer({ size, usage: USAGE.MAP_READ | USAGE.COPY_DST });
       const encoder = device.createCommandEncoder();
       encoder.copyBufferToBuffer(buffer, 0, staging, 0, Math.min(size, buffer.size));
@@ -185,8 +201,11 @@ export function createContext(device: GPUDevice, options: ContextOptions = {}): 
           deviceError = undefined; // reported once: later kernels start clean
           throw new TinyseekError(`webgpu: ${message}`);
         }
-        const data = new Float32Array(staging.getMappedRange().slice(0, count * 4));
+        const mapped = staging.getMappedRange();
+        const data = new Float32Array(mapped.slice(0, count * 4));
+        const overrun = tensorLength === undefined ? -1 : new Uint32Array(mapped, tensorLength * 4, GUARD_WORDS).findIndex((bits) => bits !== GUARD_BITS);
         staging.unmap();
+        if (overrun >= 0) throw new TinyseekError(`webgpu: a kernel wrote past the end of its output of ${tensorLength} elements (element ${tensorLength! + overrun})`);
         return data;
       } finally {
         staging.destroy();

@@ -69,6 +69,25 @@ describe.skipIf(!backend)(`webgpu backend${reason ? ` (skipped: ${reason})` : ""
     }
   });
 
+  it("fails the read-back of an output a kernel wrote past, in check mode", async () => {
+    const checked = await createBackend({ check: true });
+    try {
+      const ctx = checked.context;
+      const overrun = (extra: number) => `
+        @group(0) @binding(0) var<uniform> n: vec4<u32>;
+        @group(0) @binding(1) var<storage, read_write> out: array<f32>;
+        @compute @workgroup_size(1) fn main() { for (var i = 0u; i < n.x + ${extra}u; i++) { out[i] = 1.0; } }`;
+      const exact = ctx.empty([5]);
+      ctx.dispatch(overrun(0), [exact.buffer], [5], [1]);
+      expect([...(await ctx.read(exact.buffer, 5))]).toEqual([1, 1, 1, 1, 1]);
+      const past = ctx.empty([5]);
+      ctx.dispatch(overrun(1), [past.buffer], [5], [1]);
+      await expect(ctx.read(past.buffer, 5)).rejects.toThrow("webgpu: a kernel wrote past the end of its output of 5 elements (element 5)");
+    } finally {
+      await checked.dispose();
+    }
+  });
+
   it("reuses pooled buffers: a long run does not grow", async () => {
     const k = backend!.asyncKernels;
     const rng = new Random(3);
