@@ -115,6 +115,7 @@ describe("moe layer", () => {
     expect(() => moeLayer(randBounded(new Random(1), [3, D + 1]), w, c)).toThrow(/^x: expected shape \[N=3, 6\]/);
     expect(() => moeLayer(input(1, 3), w, config({ n_shared_experts: 1 }))).toThrow(/^shared_experts: expected/);
     expect(() => moeLayer(input(1, 3), w, c, reference, { mask: new Uint8Array(2) })).toThrow(/^mask: expected/);
+    expect(() => moeLayer(input(1, 3), w, c, reference, { mask: Uint8Array.of(1, 2, 0) })).toThrow("mask[1]: expected 0 (padding) or 1 (a real token), got 2");
   });
 });
 

@@ -39,11 +39,13 @@ export function checkMask(mask: TokenMask | undefined, N: number): void {
   if (!(mask instanceof Uint8Array) || mask.length !== N) {
     throw argError("mask", `a Uint8Array of ${N} flags (one per token)`, mask instanceof Uint8Array ? mask.length : typeof mask);
   }
+  const bad = mask.findIndex((flag) => flag > 1); // token ids or counts passed by mistake would read as "real"
+  if (bad >= 0) throw argError(`mask[${bad}]`, "0 (padding) or 1 (a real token)", mask[bad]);
 }
 
 /** The number of real tokens. */
 export const countTokens = (N: number, mask?: TokenMask): number =>
-  mask ? mask.reduce((n, m) => n + (m ? 1 : 0), 0) : N;
+  mask ? mask.reduce((n, m) => n + m, 0) : N;
 
 /**
  * Which of the N·k assignments (token-major, expert `experts[t·k + r]`, weight `weights[t·k + r]`) each expert
