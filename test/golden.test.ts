@@ -185,6 +185,12 @@ describe("compareTensors", () => {
     expect(compareTensors("o", t([1, 2, 3, 4]), t([1.11, 2, 3, 4]), tol).pass).toBe(false);
     expect(compareTensors("o", t([1, 2, 3, 4]), t([1.09, 2, 3, 4]), { ...tol, nmse: 1e-6 }).message).toMatch(/0 of 4 elements mismatch.*\n.*\n.*\n.*NMSE 2\.70e-4, allowed 1\.00e-6: too large/);
   });
+  it("tells -0 from +0 and matches NaN bits only under an exact tolerance", () => {
+    const exact = { rtol: 0, atol: 0, nmse: 0, exact: true };
+    expect(compareTensors("o", t([-0, NaN, 1, 2]), t([-0, NaN, 1, 2]), exact).pass).toBe(true);
+    expect(compareTensors("o", t([0, 1, 1, 2]), t([-0, 1, 1, 2]), exact).pass).toBe(false);
+    expect(compareTensors("o", t([0, 1, 1, 2]), t([-0, 1, 1, 2]), { ...exact, exact: false }).pass).toBe(true);
+  });
   it("refuses a shape or kind mismatch", () => {
     expect(compareTensors("o", t([1, 2, 3, 4]), { shape: [4], data: new Float32Array(4) }, tol).message).toMatch(/shape \[4\] differs from the reference's \[2, 2\]/);
     expect(compareTensors("o", t([1, 2, 3, 4]), { shape: [2, 2], data: new Int32Array(4) }, tol).message).toMatch(/integer output where the reference is float/);
