@@ -39,8 +39,9 @@ describe("model forward", () => {
       expect([...logits()]).toEqual([...before]);
     }
   });
-  it.each(available)("%s: prefill logits equal token-by-token decode through the cache", (kind: AttentionKind) => {
-    const model = initModel(testConfig({ attention_kind: kind }));
+  const withGqa = [...available.map((kind) => [kind, 4] as const), ...available.filter((k) => k !== "mla").map((kind) => [kind, 2] as const)];
+  it.each(withGqa)("%s with %i kv heads: prefill logits equal token-by-token decode through the cache", (kind: AttentionKind, kvHeads: number) => {
+    const model = initModel(testConfig({ attention_kind: kind, num_key_value_heads: kvHeads }));
     const full = forward(model, prompt);
     expect(full.logits.shape).toEqual([prompt.length, 260]);
     const cache = createCache(model.config);

@@ -158,6 +158,37 @@ describe("decoding through the state", () => {
   });
 });
 
+describe("grouped-query attention", () => {
+  /** The same layer as plain multi-head attention: each k_proj / v_proj head's rows repeated for its query group. */
+  function repeatKvHeads(w: SegmentedWeights, H: number, Hkv: number, Dh: number): SegmentedWeights {
+    const repeat = (t: Tensor) => concatRows(Array.from({ length: H }, (_, h) => {
+      const g = Math.floor(h / (H / Hkv));
+      return sliceRows(t, g * Dh, (g + 1) * Dh);
+    }));
+    return { ...w, k_proj: repeat(w.k_proj), v_proj: repeat(w.v_proj) };
+  }
+
+  it("equals multi-head attention with every kv head repeated for its group, through the state and with memory", () => {
+    fc.assert(fc.property(shapes, fc.integer({ min: 0, max: 2 }), fc.constantFrom([4, 1], [4, 2], [2, 1]), ({ seed, T, S, W }, M, [H, Hkv]) => {
+      const config = { hidden_size: 16, num_attention_heads: H!, num_key_value_heads: Hkv!, segment_size: S, segment_overlap: W, memory_slots: M };
+      const { weights, x } = setup(config, seed, T, 2);
+      expect(weights.k_proj.shape).toEqual([Hkv! * (16 / H!), 16]);
+      const asMha = { ...config, num_key_value_heads: H! };
+      const expected = segmentedAttention(x, repeatKvHeads(weights, H!, Hkv!, 16 / H!), asMha);
+      const state = createSegmentedState(config, 2);
+      const parts = Array.from({ length: T }, (_, t) => segmentedAttention(sliceTime(x, t, t + 1), weights, config, state));
+      expect(state.keys.shape[1]).toBe(Hkv);
+      close(parts.reduce((a, p) => concatTime(a, p)), expected, 1e-6, 1e-7);
+    }), { numRuns: 20 });
+  });
+
+  it("holds Hkv heads' keys and values in its state: H / Hkv times less", () => {
+    const mha = { hidden_size: 128, num_attention_heads: 4, segment_size: 512, segment_overlap: 256 };
+    const gqa = { ...mha, num_key_value_heads: 1 };
+    expect(segmentedStateSize(gqa, 16384).keysValues).toBe(segmentedStateSize(mha, 16384).keysValues / 4);
+  });
+});
+
 describe("state size", () => {
   it("is O(S + W + M): S = 512, W = 256, M = 16 holds 768 tokens at most", () => {
     const config = { hidden_size: 128, num_attention_heads: 4, segment_size: 512, segment_overlap: 256, memory_slots: 16 };
@@ -194,6 +225,8 @@ describe("bad hyper-parameters name the argument", () => {
     [{ memory_slots: 1.5 }, /memory_slots: expected an integer >= 0, got 1.5/],
     [{ num_attention_heads: 3 }, /num_attention_heads: expected a divisor of hidden_size=8, got 3/],
     [{ num_attention_heads: 8 }, /num_attention_heads: .*even/],
+    [{ num_key_value_heads: 3 }, /num_key_value_heads: expected a divisor of num_attention_heads=2, got 3/],
+    [{ num_key_value_heads: 0 }, /num_key_value_heads: expected an integer >= 1, got 0/],
     [{ absolute_position: "alibi" as never }, /absolute_position: expected one of/],
     [{ absolute_position: "learned" as const }, /max_position_embeddings: expected an integer >= 1, got 0/],
   ])("%j", (change, message) => {
@@ -201,6 +234,7 @@ describe("bad hyper-parameters name the argument", () => {
   });
   it("missing memory weights and a wrong input width", () => {
     expect(() => segmentedAttention(x, w, { ...base, memory_slots: 2 })).toThrow(/memory: expected a tensor of shape \[2, 8\]/);
+    expect(() => segmentedAttention(x, w, { ...base, num_key_value_heads: 1 })).toThrow("k_proj: expected shape [4, 8], got [8, 8]");
     expect(() => segmentedAttention(randBounded(new Random(2), [1, 3, 4]), w, base)).toThrow(/x: expected shape \[B=1, T=3, 8\], got "?\[1, 3, 4\]"?/);
   });
 });

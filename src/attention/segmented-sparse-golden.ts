@@ -42,6 +42,7 @@ const SEGMENTED: Spec<SegmentedConfig>[] = [
   { name: "memory.t13-s4-w6-m3", config: { hidden_size: 16, num_attention_heads: 2, segment_size: 4, segment_overlap: 6, memory_slots: 3 }, B: 2, T: 13 },
   { name: "memory.learned.t10-s3-w1-m1", config: { hidden_size: 8, num_attention_heads: 1, segment_size: 3, segment_overlap: 1, memory_slots: 1, absolute_position: "learned", max_position_embeddings: 12 }, B: 1, T: 10 },
   { name: "memory.decode.t11-s4-w2-m2", config: { hidden_size: 16, num_attention_heads: 4, segment_size: 4, segment_overlap: 2, memory_slots: 2 }, B: 1, T: 11, prefill: 6 },
+  { name: "memory.gqa.t9-s4-w2-m2", config: { hidden_size: 16, num_attention_heads: 4, num_key_value_heads: 2, segment_size: 4, segment_overlap: 2, memory_slots: 2 }, B: 1, T: 9, prefill: 5 },
 ];
 
 const SPARSE: Spec<SparseConfig>[] = [

@@ -26,6 +26,7 @@ export type AbsolutePosition = (typeof ABSOLUTE_POSITIONS)[number];
 export interface SegmentedConfig {
   hidden_size: number; // D
   num_attention_heads: number; // H; head size D / H, even (rotary pairs)
+  num_key_value_heads?: number; // Hkv, a divisor of H (grouped-query attention); default H
   segment_size?: number; // S, default 512
   segment_overlap?: number; // W, default S / 2 (rounded down)
   memory_slots?: number; // M, default 0
@@ -41,8 +42,8 @@ export type ResolvedSegmentedConfig = Required<SegmentedConfig> & { headDim: num
 /** PyTorch-style names, linear weights [out, in]. */
 export interface SegmentedWeights {
   q_proj: Tensor; // [D, D]
-  k_proj: Tensor; // [D, D]
-  v_proj: Tensor; // [D, D]
+  k_proj: Tensor; // [Hkv·Dh, D]
+  v_proj: Tensor; // [Hkv·Dh, D]
   o_proj: Tensor; // [D, D]
   memory?: Tensor; // [M, D] mem_0, when M > 0
   memory_queries?: Tensor; // [M, D] the pooling queries P, when M > 0
@@ -53,7 +54,7 @@ export interface SegmentedWeights {
 export interface SegmentedState {
   /** Tokens seen so far: the next token sits at this absolute position. */
   position: number;
-  /** Rotated keys and values of the cached tokens, positions [position - n, position): [B, H, n, Dh]. */
+  /** Rotated keys and values of the cached tokens, positions [position - n, position): [B, Hkv, n, Dh]. */
   keys: Tensor;
   values: Tensor;
   /** mem_s of the segment of the last token seen (mem_0 before any): [B, M, D]. */
@@ -65,6 +66,9 @@ export interface SegmentedState {
 export function resolveSegmentedConfig(config: SegmentedConfig): ResolvedSegmentedConfig {
   const { hidden_size: D, num_attention_heads: H } = config;
   const headDim = rotaryHeadSize(D, H);
+  const num_key_value_heads = config.num_key_value_heads ?? H;
+  checkInteger("num_key_value_heads", num_key_value_heads, 1);
+  if (H % num_key_value_heads !== 0) throw argError("num_key_value_heads", `a divisor of num_attention_heads=${H}`, num_key_value_heads);
   const segment_size = config.segment_size ?? 512;
   checkInteger("segment_size", segment_size, 1);
   const segment_overlap = config.segment_overlap ?? Math.floor(segment_size / 2);
@@ -78,7 +82,7 @@ export function resolveSegmentedConfig(config: SegmentedConfig): ResolvedSegment
   const rope_theta = config.rope_theta ?? 10000;
   checkNumber("rope_theta", rope_theta, 1, Infinity);
   return {
-    hidden_size: D, num_attention_heads: H, segment_size, segment_overlap, memory_slots, absolute_position,
+    hidden_size: D, num_attention_heads: H, num_key_value_heads, segment_size, segment_overlap, memory_slots, absolute_position,
     max_position_embeddings, rope_theta, headDim,
   };
 }
@@ -87,10 +91,11 @@ export function resolveSegmentedConfig(config: SegmentedConfig): ResolvedSegment
 export function initSegmented(rng: Random, config: SegmentedConfig, std = 0.02): SegmentedWeights {
   const c = resolveSegmentedConfig(config);
   const D = c.hidden_size;
+  const kv = c.num_key_value_heads * c.headDim;
   const weights: SegmentedWeights = {
     q_proj: randn(rng, [D, D], std),
-    k_proj: randn(rng, [D, D], std),
-    v_proj: randn(rng, [D, D], std),
+    k_proj: randn(rng, [kv, D], std),
+    v_proj: randn(rng, [kv, D], std),
     o_proj: randn(rng, [D, D], std),
   };
   if (c.memory_slots > 0) {
@@ -104,7 +109,9 @@ export function initSegmented(rng: Random, config: SegmentedConfig, std = 0.02):
 export function checkSegmentedWeights(weights: SegmentedWeights, config: SegmentedConfig): void {
   const c = resolveSegmentedConfig(config);
   const D = c.hidden_size;
-  for (const name of ["q_proj", "k_proj", "v_proj", "o_proj"] as const) expectShape(name, weights[name], [D, D]);
+  const kv = c.num_key_value_heads * c.headDim;
+  for (const name of ["q_proj", "o_proj"] as const) expectShape(name, weights[name], [D, D]);
+  for (const name of ["k_proj", "v_proj"] as const) expectShape(name, weights[name], [kv, D]);
   if (c.memory_slots > 0) {
     expectShape("memory", weights.memory, [c.memory_slots, D]);
     expectShape("memory_queries", weights.memory_queries, [c.memory_slots, D]);
@@ -118,8 +125,8 @@ export function createSegmentedState(config: SegmentedConfig, batch = 1): Segmen
   const empty = (shape: number[]): Tensor => ({ shape, data: new Float32Array(0) });
   return {
     position: 0,
-    keys: empty([batch, c.num_attention_heads, 0, c.headDim]),
-    values: empty([batch, c.num_attention_heads, 0, c.headDim]),
+    keys: empty([batch, c.num_key_value_heads, 0, c.headDim]),
+    values: empty([batch, c.num_key_value_heads, 0, c.headDim]),
     memory: null,
     segmentInputs: empty([batch, 0, c.hidden_size]),
   };
@@ -139,7 +146,7 @@ export function segmentedAttention(
   const { B, T } = expectShape("x", x3, ["B", "T", c.hidden_size]);
   const s = state ?? createSegmentedState(config, B);
   checkState(s, c, B);
-  const { segment_size: S, memory_slots: M, num_attention_heads: H, headDim: Dh } = c;
+  const { segment_size: S, memory_slots: M, num_attention_heads: H, num_key_value_heads: Hkv, headDim: Dh } = c;
   const start = s.position;
   if (c.absolute_position === "learned" && start + T > c.max_position_embeddings) {
     throw argError("x", `at most max_position_embeddings=${c.max_position_embeddings} positions in all`, start + T);
@@ -149,8 +156,8 @@ export function segmentedAttention(
   const input = c.absolute_position === "none" ? x3 : add(x3, absolutePositions(c, positions, weights, B));
   const freqs = ropeFrequencies({ dim: Dh, theta: c.rope_theta });
   const [q] = splitHeads(kernels.linear(input, weights.q_proj), H, [Dh]);
-  const [k] = splitHeads(kernels.linear(input, weights.k_proj), H, [Dh]);
-  const [v] = splitHeads(kernels.linear(input, weights.v_proj), H, [Dh]);
+  const [k] = splitHeads(kernels.linear(input, weights.k_proj), Hkv, [Dh]);
+  const [v] = splitHeads(kernels.linear(input, weights.v_proj), Hkv, [Dh]);
   const qRot = kernels.rope(q!, positions, freqs);
   const kRot = kernels.rope(k!, positions, freqs);
 
@@ -166,8 +173,8 @@ export function segmentedAttention(
     let [keys, values] = [s.keys, s.values];
     if (M > 0) {
       s.memory ??= repeatRows(weights.memory!, B);
-      const [memoryKeys] = splitHeads(kernels.linear(s.memory, weights.k_proj), H, [Dh]); // no rotary phase
-      const [memoryValues] = splitHeads(kernels.linear(s.memory, weights.v_proj), H, [Dh]);
+      const [memoryKeys] = splitHeads(kernels.linear(s.memory, weights.k_proj), Hkv, [Dh]); // no rotary phase
+      const [memoryValues] = splitHeads(kernels.linear(s.memory, weights.v_proj), Hkv, [Dh]);
       keys = concatTime(memoryKeys!, keys);
       values = concatTime(memoryValues!, values);
       s.segmentInputs = concatTime(s.segmentInputs, sliceTime(input, from, to));
@@ -241,7 +248,7 @@ export function absolutePositions(
 
 /** How much the state holds (numbers, not bytes) at the peak over a sequence of T tokens, per layer. */
 export interface SegmentedStateSize {
-  /** Token keys and values in the window: 2·D numbers per cached token. */
+  /** Token keys and values in the window: 2·Hkv·Dh numbers per cached token. */
   keysValues: number;
   /** The memory vectors mem_s, M·D. */
   memory: number;
@@ -264,7 +271,7 @@ export function segmentedStateSize(config: SegmentedConfig, T: number): Segmente
   const held = (p: number) => p + 1 - Math.max(0, Math.floor(p / S) * S - W);
   for (let end = S - 1; end < T; end += S) cachedTokens = Math.max(cachedTokens, held(end));
   if (T > 0) cachedTokens = Math.max(cachedTokens, held(T - 1));
-  const keysValues = 2 * D * cachedTokens;
+  const keysValues = 2 * c.num_key_value_heads * c.headDim * cachedTokens;
   const memory = T > 0 ? M * D : 0;
   const segmentInputs = M > 0 ? Math.min(S, T) * D : 0;
   const total = keysValues + memory + segmentInputs;
@@ -273,8 +280,8 @@ export function segmentedStateSize(config: SegmentedConfig, T: number): Segmente
 
 function checkState(s: SegmentedState, c: ResolvedSegmentedConfig, B: number): void {
   checkInteger("state.position", s.position, 0);
-  expectShape("state.keys", s.keys, [B, c.num_attention_heads, "n", c.headDim]);
-  expectShape("state.values", s.values, [B, c.num_attention_heads, s.keys.shape[2]!, c.headDim]);
+  expectShape("state.keys", s.keys, [B, c.num_key_value_heads, "n", c.headDim]);
+  expectShape("state.values", s.values, [B, c.num_key_value_heads, s.keys.shape[2]!, c.headDim]);
   if (s.memory !== null) expectShape("state.memory", s.memory, [B, c.memory_slots, c.hidden_size]);
   expectShape("state.segmentInputs", s.segmentInputs, [B, "n", c.hidden_size]);
 }

@@ -117,15 +117,15 @@ const mlaKind: AttentionKindImpl = {
 // ── segmented (section 3): its own module does the work; memory slots carry no rotary phase ──
 
 const segmentedConfig = (c: ModelConfig) => ({
-  hidden_size: c.hidden_size, num_attention_heads: c.num_attention_heads, segment_size: c.segment_size,
+  hidden_size: c.hidden_size, num_attention_heads: c.num_attention_heads, num_key_value_heads: c.num_key_value_heads, segment_size: c.segment_size,
   segment_overlap: c.segment_overlap, memory_slots: c.memory_slots, rope_theta: c.rope_theta, absolute_position: "sinusoidal" as const,
 });
 
 const segmentedKind: AttentionKindImpl = {
   shapes: (c) => {
-    const D = c.hidden_size;
+    const [D, kv] = [c.hidden_size, c.num_key_value_heads * headDim(c)];
     const memory: Record<string, number[]> = c.memory_slots > 0 ? { memory: [c.memory_slots, D], memory_queries: [c.memory_slots, D] } : {};
-    return { q_proj: [D, D], k_proj: [D, D], v_proj: [D, D], o_proj: [D, D], ...memory };
+    return { q_proj: [D, D], k_proj: [kv, D], v_proj: [kv, D], o_proj: [D, D], ...memory };
   },
   init: (rng, config) => initSegmented(rng, segmentedConfig(config), config.init_std) as unknown as Record<string, Tensor>,
   createCache: (config) => ({ kind: "segmented", state: createSegmentedState(segmentedConfig(config)) }),
