@@ -4,12 +4,17 @@
 // a worker that the OS has not scheduled yet costs nothing: the caller takes its chunks. The Kernels interface is
 // synchronous, so the caller then blocks in Atomics.wait until every claimed chunk is finished. Workers are
 // unref'd: a forgotten dispose() still lets the process exit.
+// Both sides spin for a bounded SPIN_MS before Atomics.wait: waking a sleeping thread costs tens of microseconds
+// on a VM (a futex and a halted vCPU to rouse), paid twice per job, while jobs often come back to back (bmm's
+// batches, a model's consecutive linears) and a job's last chunks finish close together.
 
 import { Worker } from "node:worker_threads";
 import { TinyseekError } from "../src/errors.ts";
 import { type WasmMemory, type WasmModule } from "./webassembly.ts";
 
 const MAX_ARGS = 32;
+/** Milliseconds a thread polls for new work (worker) or for the last chunks (caller) before it sleeps. */
+const SPIN_MS = 0.2;
 // Control words. TICKET packs the job's generation (high 16 bits) with the next unclaimed chunk (low 16), so a
 // worker that wakes late can never claim a chunk of a newer job with the older job's arguments.
 const GENERATION = 0, TICKET = 1, FINISHED = 2, EXPORT = 3, COUNT = 4, CHUNKS = 5, FAILED = 6;
@@ -50,6 +55,7 @@ function work(c, gen, chunks, call) {
 parentPort.postMessage("ready");
 let seen = 0;
 for (;;) {
+  for (const until = performance.now() + ${SPIN_MS}; Atomics.load(c, GENERATION) === seen && performance.now() < until;);
   Atomics.wait(c, GENERATION, seen);
   seen = Atomics.load(c, GENERATION);
   const index = c[EXPORT];
@@ -96,8 +102,12 @@ export class Pool {
     return this.workers.length + 1;
   }
 
-  /** Runs `local(...args, chunk, chunks)` for every chunk, spread over all threads; `local` is the caller's export. */
-  run(name: string, args: number[], local: (...args: number[]) => void, chunks = this.threads): void {
+  /**
+   * Runs `local(...args, chunk, chunks)` for every chunk, spread over all threads; `local` is the caller's export.
+   * `meanwhile`, if given, runs on the caller after the workers have started and before it takes chunks: JS work
+   * that does not touch the job's memory (allocating the output) overlaps the job instead of adding to it.
+   */
+  run(name: string, args: number[], local: (...args: number[]) => void, chunks = this.threads, meanwhile?: () => void): void {
     if (this.workers.length === 0) throw new TinyseekError("wasm: the thread pool has been disposed");
     const index = this.names.indexOf(name);
     if (index < 0 || args.length > MAX_ARGS || chunks > 0xffff) throw new TinyseekError(`wasm: ${name} cannot run on the pool`);
@@ -112,9 +122,14 @@ export class Pool {
     Atomics.store(c, TICKET, (gen & 0xffff) << 16);
     Atomics.store(c, GENERATION, gen);
     Atomics.notify(c, GENERATION);
-    work(c, gen, chunks, (chunk) => local(...args, chunk, chunks));
-    for (let done = Atomics.load(c, FINISHED); done < chunks; done = Atomics.load(c, FINISHED)) {
-      Atomics.wait(c, FINISHED, done);
+    try {
+      meanwhile?.();
+    } finally { // never return (or throw) while a worker may still write the job's memory
+      work(c, gen, chunks, (chunk) => local(...args, chunk, chunks));
+      const until = performance.now() + SPIN_MS;
+      for (let done = Atomics.load(c, FINISHED); done < chunks; done = Atomics.load(c, FINISHED)) {
+        if (performance.now() >= until) Atomics.wait(c, FINISHED, done);
+      }
     }
     if (Atomics.load(c, FAILED)) throw new TinyseekError(`wasm ${name}: a kernel trapped on the thread pool`);
   }

@@ -39,6 +39,16 @@ export function packPanels(b: usize, K: i32, N: i32, ldb: i32, out: usize, part:
   }
 }
 
+/**
+ * gemm's part `part` of `parts` packing its own panels of B [K, N] (row stride ldb) into bp first, when the split
+ * falls on panels (panels >= row blocks, or parts = 1; the caller checks): a threaded matmul is then one pool job
+ * instead of a packing job, a barrier and a product job, and each panel is packed by the thread that reads it.
+ */
+export function gemmPackB(M: i32, N: i32, K: i32, a: usize, lda: i32, b: usize, ldb: i32, bp: usize, c: usize, ldc: i32, scratch: usize, part: i32, parts: i32): void {
+  packPanels(b, K, N, ldb, bp, part, parts);
+  gemm(M, N, K, a, lda, bp, c, ldc, scratch, part, parts);
+}
+
 /** Packs Wᵀ for W [N, K] (a linear layer's [out, in] weight, row stride ldw) into the same panels. */
 export function packBt(w: usize, N: i32, K: i32, ldw: i32, out: usize): void {
   const panels = (N + 7) >> 3;

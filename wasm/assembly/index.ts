@@ -2,7 +2,7 @@
 // worker instantiates this same module over the same memory, so kernels take byte addresses and never allocate.
 // Kernels that threads split take (part, parts) last and compute only their share.
 
-export { gemm, gemmScratch, packB, packBt, packPanels } from "./gemm";
+export { gemm, gemmPackB, gemmScratch, packB, packBt, packPanels } from "./gemm";
 export { attention, attentionScratch } from "./attention";
 export { rmsnorm, rope, silu, softmax, swiglu } from "./elementwise";
 
