@@ -13,7 +13,7 @@ import { Random, randBounded } from "../src/random.ts";
 import { type Tensor } from "../src/tensor.ts";
 import { createBackend as createWasm } from "../wasm/backend.ts";
 
-export type ImplName = "reference" | "wasm" | "webgpu" | "tfjs-wasm" | "tfjs-cpu" | "ort-wasm";
+export type ImplName = "reference" | "wasm" | "wasm-resident" | "webgpu" | "tfjs-wasm" | "tfjs-cpu" | "ort-wasm";
 
 export interface BenchRow {
   op: string;

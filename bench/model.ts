@@ -1,22 +1,27 @@
-// Whole-model benchmarks: prefill and decode speed of tiny with each attention kind and of small with MLA, on the reference (and on WASM where it loads, for the "decode ≥ 30× the reference" bar), plus the cache
-// each kind holds per token. `npm run bench` includes these rows (bench/run.ts calls runModelBench); on its own:
+// Whole-model benchmarks: prefill and decode speed of tiny with each attention kind and of small with MLA, on the
+// reference and, where WASM loads, on WASM kernel by kernel ("wasm") and with the forward kept in WASM memory
+// ("wasm-resident", mla, mha and decay only), for the "decode ≥ 30× the reference" bar; plus the cache each kind
+// holds per token. `npm run bench` includes these rows (bench/run.ts calls runModelBench); on its own:
 //   npx tsx bench/model.ts [--quick] [--filter REGEX] [--json FILE]
 // Rows: { op: "model.prefill" | "model.decode", shape: "tiny mla T=32", impl, threads, medianMs, gflops: null,
 //         tokensPerSecond, cacheBytesPerToken }. A decode row times one token at a time through a live cache, as
-// generation runs it: positions T … T + 15, then the cache is filled with the prompt again (untimed) and so on.
+// generation runs it: positions T … T + 15 after the prompt, in rounds interleaving the implementations.
 
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { parseArgs } from "node:util";
 import { Bench } from "tinybench";
-import { loadBackend } from "../src/backend.ts";
+import { NotSupportedError } from "../src/backend.ts";
 import { type Kernels, reference } from "../src/kernels.ts";
-import { cacheBytesPerToken, createCache, type ModelCache } from "../src/model/cache.ts";
+import { cacheBytesPerToken, createCache } from "../src/model/cache.ts";
 import { ATTENTION_KINDS } from "../src/model/config.ts";
 import { forward } from "../src/model/model.ts";
 import { preset, RUNNABLE_PRESETS } from "../src/model/presets.ts";
 import { encode } from "../src/model/tokenizer.ts";
-import { initModel } from "../src/model/weights.ts";
+import { checkResidentSupport } from "../src/model/resident.ts";
+import { initModel, type Model } from "../src/model/weights.ts";
+import { createBackend as createWasm, type WasmBackend } from "../wasm/backend.ts";
+import { createWasmCache, releaseWasmCache } from "../wasm/model.ts";
 import { type BenchRow, type ImplName } from "./kernels.ts";
 
 export interface ModelBenchRow extends BenchRow {
@@ -29,14 +34,86 @@ const DECODE_STEPS = 16;
 
 const TEXT = "DeepSeek-V3 routes each token to 8 of 256 experts; tinyseek routes it to 4 of 16, and shows you which. ";
 
-async function timeMedian(fn: () => unknown, timeMs: number, beforeEach?: () => void): Promise<number> {
+async function timeMedian(fn: () => unknown, timeMs: number): Promise<number> {
   const bench = new Bench({ time: timeMs, iterations: 3, warmupTime: Math.min(50, timeMs / 4), warmupIterations: 1 });
-  bench.add("run", fn, beforeEach ? { beforeEach } : {}); // beforeEach runs outside the timed call
+  bench.add("run", fn);
   await bench.run();
   const result = bench.tasks[0]!.result;
   if (result.state === "errored") throw result.error;
   if (!("latency" in result)) throw new Error("tinybench gave no latency");
   return result.latency.p50;
+}
+
+/** One way to run the whole model: a prefill, and sessions that decode through a cache of their own. */
+interface ModelImpl {
+  impl: ImplName;
+  threads: number;
+  /** Whether it runs this model (the resident forward covers mla, mha and decay only). */
+  runs(model: Model): boolean;
+  prefill(model: Model, prompt: number[]): unknown;
+  /** A fresh sequence: feed() runs tokens through its cache (awaited when it answers with a promise). */
+  session(model: Model): { feed(tokens: number[]): unknown; release(): void };
+}
+
+function kernelImpl(impl: ImplName, kernels: Kernels): ModelImpl {
+  return {
+    impl, threads: 1, runs: () => true,
+    prefill: (model, prompt) => forward(model, prompt, { kernels }),
+    session(model) {
+      const cache = createCache(model.config);
+      return { feed: (tokens) => forward(model, tokens, { kernels, cache }), release: () => {} };
+    },
+  };
+}
+
+/** The forward kept in WASM memory (wasm/model.ts), through the backend's forwardModel and a resident cache. */
+function residentImpl(wasm: WasmBackend, capacity: number): ModelImpl {
+  return {
+    impl: "wasm-resident", threads: 1,
+    runs(model) {
+      try {
+        checkResidentSupport(model, "wasm");
+        return true;
+      } catch (error) {
+        if (error instanceof NotSupportedError) return false;
+        throw error;
+      }
+    },
+    prefill: (model, prompt) => wasm.forwardModel(model, prompt),
+    session(model) {
+      const cache = createWasmCache(wasm, model, capacity);
+      return { feed: (tokens) => wasm.forwardModel(model, tokens, { cache }), release: () => releaseWasmCache(wasm, cache) };
+    },
+  };
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+
+/**
+ * Decode ms per token for each impl, interleaved: a round runs every impl in turn, each a fresh session fed the
+ * prompt (untimed) and then DECODE_STEPS single tokens timed one by one; an impl's figure is the median over rounds
+ * of each round's median, so that a neighbour's load falls on all of them alike.
+ */
+async function decodeRounds(model: Model, prompt: number[], impls: ModelImpl[], rounds: number): Promise<number[]> {
+  const perImpl = impls.map(() => [] as number[]);
+  for (let round = -1; round < rounds; round++) { // round -1 warms the code up and is not counted
+    for (const [i, impl] of impls.entries()) {
+      const session = impl.session(model);
+      try {
+        await session.feed(prompt);
+        const times: number[] = [];
+        for (let step = 0; step < DECODE_STEPS; step++) {
+          const started = performance.now();
+          await session.feed([prompt[step % prompt.length]!]);
+          times.push(performance.now() - started);
+        }
+        if (round >= 0) perImpl[i]!.push(median(times));
+      } finally {
+        session.release();
+      }
+    }
+  }
+  return perImpl.map(median);
 }
 
 export async function runModelBench(options: { quick: boolean; filter?: RegExp; timeMs?: number } = { quick: true }): Promise<ModelBenchRow[]> {
@@ -45,12 +122,11 @@ export async function runModelBench(options: { quick: boolean; filter?: RegExp; 
   // tiny with every kind; small (25M parameters, seconds per prefill on the reference) with the default kind only.
   const runs = RUNNABLE_PRESETS.flatMap((name) =>
     (name === "tiny" ? [...ATTENTION_KINDS] : options.quick ? [] : ["mla" as const]).map((kind) => ({ name, kind })));
-  const impls: { impl: ImplName; threads: number; kernels: Kernels; dispose: () => Promise<void> }[] = [
-    { impl: "reference", threads: 1, kernels: reference, dispose: async () => {} },
-  ];
+  const impls: ModelImpl[] = [kernelImpl("reference", reference)];
+  let wasm: WasmBackend | undefined;
   try {
-    const wasm = await loadBackend("wasm", { threads: 1 });
-    if (wasm.kernels) impls.push({ impl: "wasm", threads: 1, kernels: wasm.kernels, dispose: () => wasm.dispose() });
+    wasm = await createWasm({ threads: 1 });
+    impls.push(kernelImpl("wasm", wasm.kernels!), residentImpl(wasm, T + DECODE_STEPS));
   } catch (error) {
     console.error(`model bench: wasm not available (${(error as Error).message.split("\n")[0]})`);
   }
@@ -61,23 +137,19 @@ export async function runModelBench(options: { quick: boolean; filter?: RegExp; 
     if (options.filter && !options.filter.test(`model.prefill ${shape}`) && !options.filter.test(`model.decode ${shape}`)) continue;
     const model = initModel(preset(name, { attention_kind: kind }));
     const cacheBytes = cacheBytesPerToken(model.config, T);
-    for (const { impl, threads, kernels } of impls) {
-      const prefillMs = await timeMedian(() => forward(model, prompt, { kernels }), timeMs);
-      // Decode continues one live cache (grown in place, as in generation) for 16 steps, then starts again.
-      let cache: ModelCache = createCache(model.config);
-      const ready = () => {
-        if (cache.length > 0 && cache.length < T + DECODE_STEPS) return;
-        cache = createCache(model.config);
-        forward(model, prompt, { kernels, cache });
-      };
-      const decodeMs = await timeMedian(() => forward(model, [prompt[cache.length % T]!], { kernels, cache }), timeMs, ready);
+    const running = impls.filter((impl) => impl.runs(model));
+    const rounds = name === "tiny" ? (options.quick ? 5 : 15) : 3;
+    const decodeMs = await decodeRounds(model, prompt, running, rounds);
+    for (const [i, { impl, threads }] of running.entries()) {
+      const prefillMs = await timeMedian(() => running[i]!.prefill(model, prompt), timeMs);
       const common = { impl, threads, gflops: null, cacheBytesPerToken: cacheBytes };
       rows.push({ op: "model.prefill", shape, medianMs: prefillMs, tokensPerSecond: (T / prefillMs) * 1000, ...common });
-      rows.push({ op: "model.decode", shape, medianMs: decodeMs, tokensPerSecond: 1000 / decodeMs, ...common });
-      console.error(`  ${shape} ${impl}: prefill ${((T / prefillMs) * 1000).toFixed(0)} tok/s, decode ${(1000 / decodeMs).toFixed(0)} tok/s`);
+      rows.push({ op: "model.decode", shape, medianMs: decodeMs[i]!, tokensPerSecond: 1000 / decodeMs[i]!, ...common });
+      const ratio = impl === "reference" ? "" : ` (decode ${(decodeMs[0]! / decodeMs[i]!).toFixed(1)}× the reference)`;
+      console.error(`  ${shape} ${impl}: prefill ${((T / prefillMs) * 1000).toFixed(0)} tok/s, decode ${(1000 / decodeMs[i]!).toFixed(0)} tok/s${ratio}`);
     }
   }
-  for (const impl of impls) await impl.dispose();
+  await wasm?.dispose();
   return rows;
 }
 

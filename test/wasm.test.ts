@@ -6,6 +6,7 @@ import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Backend } from "../src/backend.ts";
 import { reference, type Kernels } from "../src/kernels.ts";
+import { initMoe, moeConfig, moeLayer } from "../src/moe/layer.ts";
 import { Random, randBounded } from "../src/random.ts";
 import { markConstant, type Tensor } from "../src/tensor.ts";
 import { createBackend, wasmStats } from "../wasm/backend.ts";
@@ -62,12 +63,26 @@ describe("wasm backend", () => {
     await backend.dispose();
   });
 
+  it("runs the MoE under a weight budget of about one packed expert weight, as the reference does", async () => {
+    const backend = await createBackend({ threads: 1, weightBudget: 40 * 1024 });
+    const c = moeConfig({ n_routed_experts: 4, num_experts_per_tok: 2, moe_intermediate_size: 64 });
+    const w = initMoe(new Random(4), c, 128, 0.3);
+    const x = randBounded(new Random(5), [6, 128]);
+    const expected = moeLayer(x, w, c).out;
+    for (let i = 0; i < 2; i++) expect(nmse(moeLayer(x, w, c, backend.kernels!).out, expected)).toBeLessThan(1e-11);
+    expect(wasmStats(backend)!.weightBytes).toBeLessThanOrEqual(40 * 1024);
+    await backend.dispose();
+  });
+
   it("splits work over threads without changing a bit", () => {
     const rng = new Random(3);
     for (const [M, K, N] of [[300, 200, 100], [1, 1024, 1030], [37, 513, 257]]) {
-      const a = randBounded(rng, [M, K]), w = randBounded(rng, [N, K]);
+      const a = randBounded(rng, [M, K]), w = randBounded(rng, [N, K]), b = randBounded(rng, [K, N]);
       expect(k2.linear(a, w).data).toEqual(k1.linear(a, w).data);
+      expect(k2.matmul(a, b).data).toEqual(k1.matmul(a, b).data); // rows split, or panels packed per chunk
     }
+    const a3 = randBounded(rng, [3, 37, 513]), b3 = randBounded(rng, [3, 513, 257]);
+    expect(k2.bmm(a3, b3).data).toEqual(k1.bmm(a3, b3).data);
     const q = randBounded(rng, [2, 8, 64, 32]), kv = randBounded(rng, [2, 2, 64, 32]);
     const options = { mask: { causal: true }, logGammas: Array.from({ length: 8 }, (_, h) => -0.01 * (h + 1)) };
     expect(k2.attention(q, kv, kv, options).data).toEqual(k1.attention(q, kv, kv, options).data);

@@ -20,8 +20,12 @@ import { dequantizeInt } from "../src/quant/int.ts";
 import { quantizeTokenInt8, type QuantLinearOptions, type QuantWeight } from "../src/quant/linear.ts";
 import { ropeSizes } from "../src/rope.ts";
 import { expectShape, isConstant, numel, shapeString, type Tensor } from "../src/tensor.ts";
+// Type-only: erased, so loading the kernels never loads the model code.
+import type { Model } from "../src/model/weights.ts";
+import type { ResidentForwardOptions, ResidentForwardResult } from "../src/model/resident.ts";
 import { Arena } from "./arena.ts";
 import { Heap } from "./heap.ts";
+import type { WasmTensor } from "./model.ts";
 import { Pool } from "./pool.ts";
 import { WebAssemblyApi, type WasmModule } from "./webassembly.ts";
 import { WeightCache } from "./weights.ts";
@@ -41,10 +45,11 @@ export interface WasmOptions extends BackendOptions {
   relaxed?: boolean;
 }
 
-interface Exports {
+export interface Exports {
   heapBase(): number;
   gemm(M: number, N: number, K: number, a: number, lda: number, bp: number, c: number, ldc: number, scratch: number, part: number, parts: number): void;
   gemmScratch(): number;
+  gemmPackB(M: number, N: number, K: number, a: number, lda: number, b: number, ldb: number, bp: number, c: number, ldc: number, scratch: number, part: number, parts: number): void;
   packB(b: number, K: number, N: number, ldb: number, out: number): void;
   packPanels(b: number, K: number, N: number, ldb: number, out: number, part: number, parts: number): void;
   packBt(w: number, N: number, K: number, ldw: number, out: number): void;
@@ -61,7 +66,7 @@ interface Exports {
 }
 
 /** Exports that split across threads (they take part, parts last). */
-const THREADED = ["gemm", "attention", "packPanels"];
+const THREADED = ["gemm", "gemmPackB", "attention", "packPanels"];
 /** Below this many flops a job stays on the calling thread: waking a worker costs tens of microseconds. */
 const PARALLEL_FLOPS = 2 ** 21;
 /** Chunks per thread: enough that a thread the OS runs late leaves little for the others to wait on. */
@@ -97,6 +102,8 @@ export interface WasmStats {
 export interface WasmBackend extends Backend {
   /** Memory in use and resident weights (tests and benchmarks watch these over long runs). */
   stats(): WasmStats;
+  /** The whole forward kept in WASM memory (wasm/model.ts; caches from its createWasmCache). */
+  forwardModel(model: Model, tokens: ArrayLike<number>, options?: ResidentForwardOptions<WasmTensor>): Promise<ResidentForwardResult>;
 }
 
 export async function createBackend(options: WasmOptions = {}): Promise<WasmBackend> {
@@ -114,11 +121,15 @@ export async function createBackend(options: WasmOptions = {}): Promise<WasmBack
   const pool = threads > 1 ? await Pool.create(module, memory, threads, THREADED) : undefined;
   const weights = new WeightCache(heap, options.weightBudget ?? 2 ** 30);
   const kernels = wasmKernels(exports, heap, weights, pool, options.parallelFlops ?? PARALLEL_FLOPS);
+  let resident: typeof import("./model.ts") | undefined;
   return {
     name: "wasm",
     description: `WebAssembly ${relaxed ? "relaxed SIMD" : "SIMD128"}, ${threads} thread${threads > 1 ? "s" : ""}${check ? ", checked buffers" : ""}`,
     kernels,
     asyncKernels: kernels,
+    // Loaded on first use (a user of the kernels alone never loads the model code), then kept: a decode step is
+    // ~200 µs, and even a resolved import() costs a few.
+    forwardModel: async (model, tokens, forwardOptions) => (resident ??= await import("./model.ts")).forwardInWasm(kernels, model, tokens, forwardOptions),
     dispose: async () => {
       weights.clear();
       await pool?.dispose();
@@ -178,15 +189,62 @@ function wasmKernels(ex: Exports, heap: Heap, weights: WeightCache, pool: Pool |
     return { shape: [...shape], data };
   }
 
-  /** C[M, N] = A · B for B packed at bp; rows or panels split over the pool when it pays. Inside a kernel's try. */
-  function gemm(M: number, N: number, K: number, a: number, bp: number, c: number): void {
-    // The same rule as the kernel's: split the dimension with more tiles, in a few chunks per thread.
+  /** Pool chunks for an M × K · K × N product: a few per thread when it pays, else 1 (the calling thread). */
+  function gemmChunks(M: number, N: number, K: number): number {
     const tiles = Math.max(Math.ceil(N / 8), Math.ceil(M / 4));
-    const chunks = pool && 2 * M * N * K >= parallelFlops && tiles > 1 ? Math.min(tiles, CHUNKS_PER_THREAD * threads) : 1;
-    if (chunks > 1) pool!.run("gemm", [M, N, K, a, K, bp, c, N, alloc(chunks * gemmScratch)], ex.gemm, chunks);
-    else ex.gemm(M, N, K, a, K, bp, c, N, localScratch, 0, 1);
+    return pool && 2 * M * N * K >= parallelFlops && tiles > 1 ? Math.min(tiles, CHUNKS_PER_THREAD * threads) : 1;
+  }
+
+  /**
+   * C[M, N] = A · B for B packed at bp; rows or panels split over the pool when it pays (the kernel splits the
+   * dimension with more tiles). With `outLength` (≥ 0) it also returns a fresh array for the result (readInto),
+   * made while the pool works. Inside a kernel's try.
+   */
+  function gemm(M: number, N: number, K: number, a: number, bp: number, c: number, outLength = -1): Float32Array | undefined {
+    const chunks = gemmChunks(M, N, K);
+    if (chunks === 1) {
+      ex.gemm(M, N, K, a, K, bp, c, N, localScratch, 0, 1);
+      return outLength >= 0 ? output(outLength) : undefined;
+    }
+    let out: Float32Array | undefined;
+    const args = [M, N, K, a, K, bp, c, N, alloc(chunks * gemmScratch)];
+    pool!.run("gemm", args, ex.gemm, chunks, outLength >= 0 ? () => (out = touchedOutput(outLength)) : undefined);
+    return out;
   }
   const panelBytes = (K: number, N: number) => Math.ceil(N / 8) * 8 * K * 4;
+
+  /**
+   * gemm for B [K, N] at b, packed into bp on the way. Split on panels over the pool, every chunk packs its own
+   * panels (gemmPackB): one job, no barrier between packing and product, and no panel crosses cores.
+   */
+  function gemmB(M: number, N: number, K: number, a: number, b: number, bp: number, c: number, outLength = -1): Float32Array | undefined {
+    const chunks = gemmChunks(M, N, K);
+    if (chunks === 1 || Math.ceil(N / 8) < Math.ceil(M / 4)) {
+      packB(b, K, N, bp, M);
+      return gemm(M, N, K, a, bp, c, outLength);
+    }
+    let out: Float32Array | undefined;
+    const args = [M, N, K, a, K, b, N, bp, c, N, alloc(chunks * gemmScratch)];
+    pool!.run("gemmPackB", args, ex.gemmPackB, chunks, outLength >= 0 ? () => (out = touchedOutput(outLength)) : undefined);
+    return out;
+  }
+
+  /**
+   * A fresh output of n floats with its pages written once, made while a pool job runs (Pool.run's meanwhile):
+   * its allocation and page faults (~0.6 ms for 1 MiB here, eight times the copy into it) overlap the job.
+   */
+  function touchedOutput(n: number): Float32Array {
+    const data = output(n);
+    for (let i = 0; i < n; i += 1024) data[i] = 0;
+    return data;
+  }
+
+  /** The result at ptr copied into `data` (from gemm's outLength), as read() does. */
+  function readInto(data: Float32Array, ptr: number, shape: number[]): Tensor {
+    const at = ptr >>> 2;
+    data.set(heap.F32.subarray(at, at + data.length));
+    return { shape, data };
+  }
 
   /** Packs B [K, N] into panels, over the pool when the matmul it serves goes there (else it stays serial). */
   function packB(b: number, K: number, N: number, bp: number, M: number): void {
@@ -220,11 +278,10 @@ function wasmKernels(ex: Exports, heap: Heap, weights: WeightCache, pool: Pool |
     try {
       const pa = put(a.data), pbRaw = put(b.data);
       const bp = alloc(panelBytes(K, N));
-      packB(pbRaw, K, N, bp, M);
       const c = alloc(M * N * 4);
-      gemm(M, N, K, pa, bp, c);
+      const out = gemmB(M, N, K, pa, pbRaw, bp, c, M * N)!;
       verify("matmul");
-      return read(c, [...a.shape.slice(0, -1), N], M * N);
+      return readInto(out, c, [...a.shape.slice(0, -1), N]);
     } finally {
       temp.reset();
     }
@@ -271,8 +328,7 @@ function wasmKernels(ex: Exports, heap: Heap, weights: WeightCache, pool: Pool |
         if (resident) {
           gemm(M, N, K, pa + i * M * K * 4, resident + i * panel, c + i * M * N * 4);
         } else {
-          packB(pb + i * K * N * 4, K, N, bp, M);
-          gemm(M, N, K, pa + i * M * K * 4, bp, c + i * M * N * 4);
+          gemmB(M, N, K, pa + i * M * K * 4, pb + i * K * N * 4, bp, c + i * M * N * 4);
         }
       }
       verify("bmm");
@@ -292,11 +348,11 @@ function wasmKernels(ex: Exports, heap: Heap, weights: WeightCache, pool: Pool |
     try {
       const pa = put(x.data);
       const c = alloc(M * N * 4);
-      gemm(M, N, K, pa, bp, c);
+      const out = gemm(M, N, K, pa, bp, c, M * N)!;
       verify("linear");
       const shape = x.shape.slice();
       shape[shape.length - 1] = N;
-      return read(c, shape, M * N);
+      return readInto(out, c, shape);
     } finally {
       temp.reset();
     }
@@ -382,20 +438,7 @@ function wasmKernels(ex: Exports, heap: Heap, weights: WeightCache, pool: Pool |
     try {
       const px = put(x.data), pc = alloc(T * dim * 4), ps = alloc(T * dim * 4);
       const out = alloc(x.data.length * 4);
-      // Angles in float64 as the reference takes them, rounded to float32 on store; the rotation itself runs in
-      // float32 lanes. The tables are written straight into the call's memory.
-      const f32 = heap.F32, cos = pc >>> 2, sin = ps >>> 2;
-      for (let t = 0; t < T; t++) {
-        const row = t * dim;
-        for (let i = 0; i < dim / 2; i++) {
-          const angle = positions[t]! * freqs[i]!;
-          const c = Math.cos(angle), s = Math.sin(angle);
-          f32[cos + row + 2 * i] = c;
-          f32[cos + row + 2 * i + 1] = c;
-          f32[sin + row + 2 * i] = -s;
-          f32[sin + row + 2 * i + 1] = s;
-        }
-      }
+      writeRopeTables(heap.F32, pc >>> 2, ps >>> 2, positions, freqs, T);
       ex.rope(px, pc, ps, x.data.length / (T * dim), T, dim, out);
       verify("rope");
       return read(out, x.shape, x.data.length);
@@ -432,6 +475,28 @@ function wasmKernels(ex: Exports, heap: Heap, weights: WeightCache, pool: Pool |
     }
   }
 
+  /** The attention kernel on operands in memory (intervals at plo, phi; ln γ at pg or 0), split over the pool
+   *  when it pays. Inside a kernel's try: its scratch comes from the arena. */
+  function attentionAt(
+    pq: number, pk: number, pv: number, out: number, B: number, H: number, Hkv: number, Tq: number, Tk: number, Dh: number, Dv: number,
+    scale: number, plo: number, phi: number, pg: number, offset: number,
+  ): void {
+    const flops = 2 * B * H * Tq * Tk * (Dh + Dv);
+    // Chunks are (batch row, kv head) units when there are enough of them, else row blocks of every unit (each
+    // chunk then packs every unit's K and V again: a few percent of the work at T = 512).
+    const units = B * Hkv, rowBlocks = Math.ceil(((H / Hkv) * Tq) / 4);
+    const chunks = units >= threads ? units : rowBlocks;
+    const parts = pool && flops >= parallelFlops && chunks > 1 ? Math.min(CHUNKS_PER_THREAD * threads, chunks) : 1;
+    const stride = Math.ceil(ex.attentionScratch(Tk, Dh, Dv) / 64) * 64;
+    const scratch = alloc(stride * parts); // one scratch region per chunk: chunks may run concurrently
+    if (parts > 1) {
+      const args = [pq, pk, pv, out, B, H, Hkv, Tq, Tk, Dh, Dv, scale, plo, phi, pg, offset, scratch, stride];
+      pool!.run("attention", args, ex.attention as (...args: number[]) => void, parts);
+    } else {
+      ex.attention(pq, pk, pv, out, B, H, Hkv, Tq, Tk, Dh, Dv, scale, plo, phi, pg, offset, scratch, stride, 0, 1);
+    }
+  }
+
   function attention(q: Tensor, k: Tensor, v: Tensor, options: FusedAttentionOptions = {}): Tensor {
     if (!(fits(q, 4) && fits(k, 4) && fits(v, 4) && k.shape[0] === q.shape[0] && k.shape[3] === q.shape[3] &&
       v.shape[0] === q.shape[0] && v.shape[1] === k.shape[1] && v.shape[2] === k.shape[2])) {
@@ -460,23 +525,10 @@ function wasmKernels(ex: Exports, heap: Heap, weights: WeightCache, pool: Pool |
       const pq = put(q.data), pk = put(k.data), pv = put(v.data);
       const plo = alloc(B * Tq * 4), phi = alloc(B * Tq * 4);
       const pg = logGammas ? alloc(H * 4) : 0;
-      const flops = 2 * B * H * Tq * Tk * (Dh + Dv);
-      // Chunks are (batch row, kv head) units when there are enough of them, else row blocks of every unit (each
-      // chunk then packs every unit's K and V again: a few percent of the work at T = 512).
-      const units = B * Hkv, rowBlocks = Math.ceil(((H / Hkv) * Tq) / 4);
-      const chunks = units >= threads ? units : rowBlocks;
-      const parts = pool && flops >= parallelFlops && chunks > 1 ? Math.min(CHUNKS_PER_THREAD * threads, chunks) : 1;
-      const stride = Math.ceil(ex.attentionScratch(Tk, Dh, Dv) / 64) * 64;
-      const scratch = alloc(stride * parts); // one scratch region per chunk: chunks may run concurrently
       const out = alloc(size * 4);
       fillIntervals(heap.I32, plo >>> 2, phi >>> 2, mask, offset, B, Tq, Tk);
       if (logGammas) for (let h = 0; h < H; h++) heap.F32[(pg >>> 2) + h] = logGammas[h]!;
-      if (parts > 1) {
-        const args = [pq, pk, pv, out, B, H, Hkv, Tq, Tk, Dh, Dv, scale, plo, phi, pg, offset, scratch, stride];
-        pool!.run("attention", args, ex.attention as (...args: number[]) => void, parts);
-      } else {
-        ex.attention(pq, pk, pv, out, B, H, Hkv, Tq, Tk, Dh, Dv, scale, plo, phi, pg, offset, scratch, stride, 0, 1);
-      }
+      attentionAt(pq, pk, pv, out, B, H, Hkv, Tq, Tk, Dh, Dv, scale, plo, phi, pg, offset);
       verify("attention");
       return read(out, outShape, size);
     } finally {
@@ -506,6 +558,21 @@ function wasmKernels(ex: Exports, heap: Heap, weights: WeightCache, pool: Pool |
     }
     const [N, D] = x.shape as [number, number];
     const [E, F] = gate.shape as [number, number];
+    try {
+      const sum = moeAt(put(x.data), N, D, routing, gate.data, up.data, down.data, E, F);
+      const out = output(N * D);
+      for (let i = 0; i < N * D; i++) out[i] = sum[i]!;
+      return { shape: [N, D], data: out };
+    } finally {
+      temp.reset();
+    }
+  }
+
+  /**
+   * The mixture for x at px [N, D] in memory: Σ over kept assignments of w · SwiGLU expert (x), summed in float64
+   * as the reference does (the returned array is reused by the next call). Inside a kernel's try.
+   */
+  function moeAt(px: number, N: number, D: number, routing: Routing, gate: Float32Array, up: Float32Array, down: Float32Array, E: number, F: number): Float64Array {
     const { k } = routing;
     const A = N * k;
     if (routing.experts.length !== A) throw argError("routing.experts", `${A} entries (N=${N} · k=${k})`, routing.experts.length);
@@ -533,43 +600,85 @@ function wasmKernels(ex: Exports, heap: Heap, weights: WeightCache, pool: Pool |
     if (moeSum.length < N * D && N * D <= 1 << 16) moeSum = new Float64Array(N * D);
     const sum = N * D <= moeSum.length ? moeSum.fill(0, 0, N * D) : new Float64Array(N * D); // float64 over a token's k experts, as the reference
     if (busiest > 0) {
-      try {
-        const px = put(x.data);
-        const tokens = alloc(busiest * D * 4);
-        const g = alloc(busiest * F * 4), u = alloc(busiest * F * 4);
-        const y = alloc(busiest * D * 4);
-        for (let e = 0; e < E; e++) {
-          const from = start[e]!, n = start[e + 1]! - from;
-          if (n === 0) continue;
-          const pGate = packedWeight(expertWeight(gate.data, e, F * D), F, D);
-          const pUp = packedWeight(expertWeight(up.data, e, F * D), F, D);
-          const pDown = packedWeight(expertWeight(down.data, e, D * F), D, F);
-          const f32 = heap.F32; // after the packing a first use does, which may grow the memory
-          for (let i = 0; i < n; i++) {
-            const src = (px >>> 2) + Math.floor(start[order + from + i]! / k) * D;
-            f32.copyWithin((tokens >>> 2) + i * D, src, src + D);
-          }
-          gemm(n, F, D, tokens, pGate, g);
-          gemm(n, F, D, tokens, pUp, u);
-          ex.swiglu(g, u, n * F, g);
-          gemm(n, D, F, g, pDown, y);
-          const ys = y >>> 2;
-          for (let i = 0; i < n; i++) {
-            const a = start[order + from + i]!, row = Math.floor(a / k) * D, w = routing.weights[a]!;
-            for (let d = 0; d < D; d++) sum[row + d]! += w * f32[ys + i * D + d]!;
-          }
+      const tokens = alloc(busiest * D * 4);
+      const g = alloc(busiest * F * 4), u = alloc(busiest * F * 4);
+      const y = alloc(busiest * D * 4);
+      for (let e = 0; e < E; e++) {
+        const from = start[e]!, n = start[e + 1]! - from;
+        if (n === 0) continue;
+        const rows = heap.F32;
+        for (let i = 0; i < n; i++) {
+          const src = (px >>> 2) + Math.floor(start[order + from + i]! / k) * D;
+          rows.copyWithin((tokens >>> 2) + i * D, src, src + D);
         }
-        verify("moe");
-      } finally {
-        temp.reset();
+        // Each packed weight is used as soon as it is fetched: under a small weight budget, fetching the next one
+        // may evict the last.
+        gemm(n, F, D, tokens, packedWeight(expertWeight(gate, e, F * D), F, D), g);
+        gemm(n, F, D, tokens, packedWeight(expertWeight(up, e, F * D), F, D), u);
+        ex.swiglu(g, u, n * F, g);
+        gemm(n, D, F, g, packedWeight(expertWeight(down, e, D * F), D, F), y);
+        const f32 = heap.F32; // after the packing a first use does, which may grow the memory
+        const ys = y >>> 2;
+        for (let i = 0; i < n; i++) {
+          const a = start[order + from + i]!, row = Math.floor(a / k) * D, w = routing.weights[a]!;
+          for (let d = 0; d < D; d++) sum[row + d]! += w * f32[ys + i * D + d]!;
+        }
       }
+      verify("moe");
     }
-    const out = output(N * D);
-    for (let i = 0; i < N * D; i++) out[i] = sum[i]!;
-    return { shape: [N, D], data: out };
+    return sum;
   }
 
-  return { name: "wasm", matmul, bmm, linear, softmax, rmsnorm, rope, silu, swiglu, attention, moe, quantLinear };
+  const kernels: Kernels = { name: "wasm", matmul, bmm, linear, softmax, rmsnorm, rope, silu, swiglu, attention, moe, quantLinear };
+  cores.set(kernels, { ex, heap, weights, temp, kernels, gemm, packedWeight, residentVector, attentionAt, moeAt });
+  return kernels;
+}
+
+/** What the resident forward (wasm/model.ts) shares with the kernels: the module, its memory and weights, the
+ *  per-call arena and the kernels' own helpers (so that both split work over the pool the same way). */
+export interface WasmCore {
+  ex: Exports;
+  heap: Heap;
+  weights: WeightCache;
+  temp: Arena;
+  kernels: Kernels;
+  gemm(M: number, N: number, K: number, a: number, bp: number, c: number): void;
+  packedWeight(data: Float32Array, N: number, K: number): number;
+  residentVector(data: Float32Array): number;
+  attentionAt(
+    pq: number, pk: number, pv: number, out: number, B: number, H: number, Hkv: number, Tq: number, Tk: number, Dh: number, Dv: number,
+    scale: number, plo: number, phi: number, pg: number, offset: number,
+  ): void;
+  moeAt(px: number, N: number, D: number, routing: Routing, gate: Float32Array, up: Float32Array, down: Float32Array, E: number, F: number): Float64Array;
+}
+
+const cores = new WeakMap<Kernels, WasmCore>();
+
+/** The core behind a wasm backend's kernels. */
+export function wasmCore(kernels: Kernels | undefined): WasmCore {
+  const core = kernels && cores.get(kernels);
+  if (!core) throw new TinyseekError("wasm: expected the kernels of a wasm backend (createBackend)");
+  return core;
+}
+
+/**
+ * The rope kernel's tables, written straight into memory at f32 indices cos and sin: [T, dim] each, (c, c) and
+ * (-s, s) per pair. Angles in float64 as the reference takes them, rounded to float32 on store; the rotation
+ * itself runs in float32 lanes.
+ */
+export function writeRopeTables(f32: Float32Array, cos: number, sin: number, positions: ArrayLike<number>, freqs: Float64Array, T: number): void {
+  const dim = 2 * freqs.length;
+  for (let t = 0; t < T; t++) {
+    const row = t * dim;
+    for (let i = 0; i < dim / 2; i++) {
+      const angle = positions[t]! * freqs[i]!;
+      const c = Math.cos(angle), s = Math.sin(angle);
+      f32[cos + row + 2 * i] = c;
+      f32[cos + row + 2 * i + 1] = c;
+      f32[sin + row + 2 * i] = -s;
+      f32[sin + row + 2 * i + 1] = s;
+    }
+  }
 }
 
 /**
@@ -603,7 +712,7 @@ function checkMask(spec: MaskSpec | undefined, B: number, Tq: number, Tk: number
  * written into i32 at lo and hi: causal, window and segment bound it from above and below, padding lengths from
  * above (and empty it for queries at padded positions).
  */
-function fillIntervals(i32: Int32Array, lo: number, hi: number, spec: MaskSpec | undefined, offset: number, B: number, Tq: number, Tk: number): void {
+export function fillIntervals(i32: Int32Array, lo: number, hi: number, spec: MaskSpec | undefined, offset: number, B: number, Tq: number, Tk: number): void {
   if (!spec) {
     i32.fill(0, lo, lo + B * Tq);
     i32.fill(Tk, hi, hi + B * Tq);

@@ -81,7 +81,7 @@ const mlaShapes = (c: ModelConfig): Record<string, number[]> => {
  * checkMlaConfig(config), made once per model config (checking spreads the whole config, at every layer of every
  * step otherwise) and made again if one of the fields MLA reads has changed since: configs are plain objects.
  */
-function checkedMlaConfig(config: ModelConfig): MlaConfig {
+export function checkedMlaConfig(config: ModelConfig): MlaConfig {
   const s = config.rope_scaling;
   const fields = [
     config.hidden_size, config.num_attention_heads, config.q_lora_rank, config.kv_lora_rank, config.qk_nope_head_dim,

@@ -37,7 +37,7 @@ export function moeConfigOf(config: ModelConfig): MoeConfig {
 }
 
 /** moeConfigOf(config), checked: made once per config and made again only if one of its fields has changed. */
-function checkedMoeConfig(config: ModelConfig): MoeConfig {
+export function checkedMoeConfig(config: ModelConfig): MoeConfig {
   const fields = moeConfigOf(config);
   const kept = checkedMoeConfigs.get(config);
   let same = kept !== undefined;
@@ -129,7 +129,8 @@ function residual(x: Tensor, update: Tensor, active?: Uint8Array): Tensor {
   return { shape: [...x.shape], data: out };
 }
 
-const rowsWhere = (flags: Uint8Array): number[] | null => {
+/** The running rows, or null when every row runs. */
+export const rowsWhere = (flags: Uint8Array): number[] | null => {
   const rows: number[] = [];
   flags.forEach((f, i) => f && rows.push(i));
   return rows.length === flags.length ? null : rows;
@@ -162,7 +163,7 @@ export function rowNorms(x: { readonly shape: readonly number[]; readonly data: 
   return { shape: [rows], data: out };
 }
 
-function recordRouting(trace: Trace | undefined, prefix: string, moe: MoeResult): void {
+export function recordRouting(trace: Trace | undefined, prefix: string, moe: Pick<MoeResult, "routing" | "logits" | "scores">): void {
   if (!trace) return;
   const k = moe.routing.k;
   const N = moe.routing.experts.length / k;

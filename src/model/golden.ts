@@ -43,7 +43,7 @@ function modelCase(name: string, config: ModelConfig, T: number, seed: number): 
       return { inputs: { tokens: { shape: [T], data: tokens } }, params: Object.fromEntries(modelParams(model)) };
     },
     async run(backend: Backend, inputs, params) {
-      // An asynchronous backend may keep the whole forward on its device (webgpu: gpu/model.ts).
+      // A backend without synchronous kernels may keep the whole forward on its device (webgpu: gpu/model.ts).
       const onDevice = (backend as { forwardModel?: DeviceForward }).forwardModel;
       if (!backend.kernels && !onDevice) throw new NotSupportedError(`${backend.name} has no synchronous kernels for the whole model`);
       const model = modelFromParams({ ...config, init_seed: seed }, new Map(Object.entries(params as Record<string, Tensor>)));
