@@ -2,12 +2,12 @@
 // activations into pooled buffers, takes weights (linear's W, rmsnorm's weight, the stacked experts) from the
 // device-resident cache keyed by their Float32Array, runs, reads back the one result and returns the buffers to
 // the pool. Weights are therefore treated as immutable once seen. A whole forward pass that stays on the device
-// is gpu/model.ts. Component code needs synchronous kernels, so this backend has no `kernels`: such golden cases
-// report "not supported".
+// is gpu/model.ts. Component code needs synchronous kernels, so this backend has no `kernels`: in Node it runs such
+// code in a worker over these kernels (runSynchronously, gpu/sync-bridge.ts), started on first use.
 
 import { attentionSizes } from "../src/attention/attention.ts";
 import { ropeSizes } from "../src/rope.ts";
-import { type AsyncKernels, type Backend, type BackendOptions } from "../src/backend.ts";
+import { NotSupportedError, type AsyncKernels, type Backend, type BackendOptions } from "../src/backend.ts";
 import { argError, checkNumber } from "../src/errors.ts";
 import { type FusedAttentionOptions } from "../src/kernels.ts";
 import { specVisible } from "../src/masks.ts";
@@ -24,6 +24,7 @@ import { ropeTable, rope, silu, swiglu } from "./kernels/elementwise.ts";
 import { bmm, linear, matmul } from "./kernels/matmul.ts";
 import { moe } from "./kernels/moe.ts";
 import { type DeviceForwardOptions, type DeviceForwardResult } from "./model.ts";
+import { type SyncBridge } from "./sync-bridge.ts";
 import { packFlags, rmsnorm, softmax } from "./kernels/rows.ts";
 
 export interface WebGpuBackend extends Backend {
@@ -32,6 +33,8 @@ export interface WebGpuBackend extends Backend {
   readonly context: GpuContext;
   /** The whole model's forward kept on the device (gpu/model.ts): what golden model cases use here. */
   forwardModel(model: Model, tokens: ArrayLike<number>, options?: DeviceForwardOptions): Promise<DeviceForwardResult>;
+  /** Synchronous component code in a worker over these kernels (gpu/sync-bridge.ts). */
+  runSynchronously: NonNullable<Backend["runSynchronously"]>;
 }
 
 export async function createBackend(options: BackendOptions & DeviceOptions = {}): Promise<WebGpuBackend> {
@@ -39,15 +42,23 @@ export async function createBackend(options: BackendOptions & DeviceOptions = {}
   const ctx = createContext(gpu.device, { poison: options.check });
   const adapter = gpu.adapter;
   const kind = adapter.software ? "software Vulkan on the CPU" : adapter.backendType;
+  const asyncKernels = gpuKernels(ctx);
+  let bridge: Promise<SyncBridge> | undefined; // loaded on use: node:worker_threads is Node's, and costs a thread
   return {
     name: "webgpu",
     description: `WebGPU (Dawn): ${adapter.name} (${kind})`,
     adapter,
     context: ctx,
-    asyncKernels: gpuKernels(ctx),
+    asyncKernels,
+    async runSynchronously(task, args, onEvent) {
+      if (!globalThis.process?.versions?.node) throw new NotSupportedError("webgpu: synchronous kernels need Node's worker threads");
+      bridge ??= import("./sync-bridge.ts").then((m) => m.SyncBridge.open(asyncKernels));
+      return (await bridge).run(task, args, onEvent);
+    },
     // Loaded on first use: a user of the kernels alone never loads the model code.
     forwardModel: async (model, tokens, forwardOptions) => (await import("./model.ts")).forwardOnDevice(ctx, model, tokens, forwardOptions),
     async dispose() {
+      await bridge?.then((b) => b.close(), () => {});
       ctx.destroy();
       gpu.close();
     },

@@ -1,5 +1,6 @@
 // A backend is a named set of kernels. Reference and WASM are synchronous and run every component; WebGPU is
-// asynchronous, so component code that needs synchronous kernels reports "not supported" there rather than
+// asynchronous: in Node it runs component code that needs synchronous kernels in a worker thread over its own
+// kernels (runSynchronously, gpu/sync-bridge.ts); elsewhere such code reports "not supported" rather than
 // pretending. Backends load lazily: a user of one never loads the others.
 
 import { TinyseekError } from "./errors.ts";
@@ -27,9 +28,19 @@ export interface Backend {
   readonly asyncKernels: AsyncKernels;
   /** Frees what the backend holds (workers, devices) so that the process can exit. */
   dispose(): Promise<void>;
-  /** A whole forward pass kept on the backend's device, for backends without synchronous kernels (WebGPU):
+  /** Where `kernels` is absent: runs synchronous code over this backend's kernels in a worker thread (webgpu in
+   *  Node, gpu/sync-bridge.ts). Args and result cross by structured clone; `onEvent` gets what the task emits. */
+  runSynchronously?<R>(task: SyncTask, args: unknown, onEvent?: (event: unknown) => void): Promise<R>;
+  /** A whole forward pass kept on the backend's device (WebGPU's buffers, WASM's memory: src/model/resident.ts):
    *  uploads once, reads back the logits and what the trace asks for. */
   forwardModel?(model: Model, tokens: ArrayLike<number>, options?: ModelRunOptions): Promise<ModelRunResult>;
+}
+
+/** Synchronous code a worker can run: `module` (a file URL) exports `export(kernels, args, emit)`
+ *  (the BridgeTask type of gpu/sync-bridge-worker.ts). */
+export interface SyncTask {
+  readonly module: string;
+  readonly export: string;
 }
 
 export interface ModelRunOptions {

@@ -2,11 +2,12 @@
 // cache, printing the text as it comes. Greedy by default; --temperature, --top-k, --top-p sample with --seed.
 
 import { decode, encode } from "../model/tokenizer.ts";
-import { runBatched, type BatchRequest } from "../model/batching.ts";
-import { generate } from "../model/generate.ts";
+import { type WebGpuBackend } from "../../gpu/backend.ts";
+import { loadBackend, type Backend } from "../backend.ts";
+import { runBatched, type BatchingResult, type BatchRequest, type SchedulerOptions } from "../model/batching.ts";
+import { generate, type GenerateOptions, type GenerateResult } from "../model/generate.ts";
 import { type Model } from "../model/weights.ts";
-import { type Kernels } from "../kernels.ts";
-import { attentionOverride, loadModelBackend, loadModelFrom } from "../step/load.ts";
+import { attentionOverride, loadModelFrom } from "../step/load.ts";
 import { numberArg, parse, processIo, UsageError, type Io } from "./io.ts";
 import { toJson } from "./table.ts";
 
@@ -16,12 +17,16 @@ export const help = `usage: tinyseek generate --prompt TEXT [--prompt TEXT ...] 
 
 Continues a prompt: one forward pass over the prompt (prefill), then one per new token through the KV cache,
 stopping at <eos> or after --max-tokens (default 32). Greedy unless --temperature > 0; --top-k and --top-p cut
-the candidates first; --seed fixes the draws. Without --weights the model is randomly initialised, so the text is
-noise (but the same noise for the same seed). --json prints tokens, timings and exit layers.
+the candidates first; --seed fixes the draws. Without --weights (or --config, --attention) the model is the trained
+tiny checkpoint data/tiny-alice.safetensors, which writes Alice-like text; --weights random gives seeded untrained
+weights, whose text is noise (the same noise for the same seed). --json prints tokens, timings and exit layers.
 
 Several --prompt flags run as one continuous batch (at most --max-batch rows, default 4): new requests join as
 others finish, each row keeps its own cache, and request i samples with seed S + i, so each text is exactly what
-it gets alone. It reports how full the batches were.`;
+it gets alone. It reports how full the batches were.
+
+--backend webgpu decodes on the device-resident forward (mla, mha, decay layers) through a device cache; other
+models, and several prompts, run the reference's loop over WebGPU's kernels in a worker thread.`;
 
 /** Control characters a sampled byte may be (ESC included) shown as their Unicode pictures, so they cannot drive the terminal. */
 const printable = (text: string) => text.replace(/[\x00-\x08\x0b-\x1f\x7f]/g, (c) => String.fromCharCode(c === "\x7f" ? 0x2421 : 0x2400 + c.charCodeAt(0)));
@@ -47,16 +52,16 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
   const seed = number("--seed", values.seed, 0, true);
   const exitThreshold = values["exit-threshold"] === undefined ? undefined : number("--exit-threshold", values["exit-threshold"], 0, false);
 
-  let backend;
+  let backend: Backend;
   try {
-    backend = await loadModelBackend(values.backend ?? "reference");
+    backend = await loadBackend(values.backend ?? "reference");
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
   try {
     const { model } = await loadModelFrom(values.config, values.weights, attentionOverride(values.attention));
-    const sampling = { maxTokens, temperature, topK, topP, seed, kernels: backend.kernels, exitThreshold };
-    if (prompts.length > 1) return batched(model, prompts, maxBatch, sampling, values.json === true, io);
+    const sampling = { maxTokens, temperature, topK, topP, seed, exitThreshold };
+    if (prompts.length > 1) return await batched(backend, model, prompts, maxBatch, sampling, values.json === true, io);
     const text0 = prompts[0]!;
     const prompt = encode(text0);
     const stream = !values.json && io === processIo;
@@ -73,7 +78,7 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
         printed = complete;
       }
     };
-    const result = generate(model, prompt, { ...sampling, onToken: stream ? onToken : undefined });
+    const result = await generateOn(backend, model, prompt, { ...sampling, onToken: stream ? onToken : undefined });
     const text = decode(result.tokens);
     const decodeMs = result.steps.slice(1).reduce((a, s) => a + s.ms, 0);
     const perSecond = result.steps.length > 1 ? ((result.steps.length - 1) / decodeMs) * 1000 : 0;
@@ -93,22 +98,35 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
   }
 }
 
+// A backend without synchronous kernels is WebGPU: its device-resident forward or its sync bridge (gpu/generate.ts).
+const webgpu = () => import("../../gpu/generate.ts");
+
+async function generateOn(backend: Backend, model: Model, prompt: number[], options: Omit<GenerateOptions, "kernels">): Promise<Omit<GenerateResult, "cache">> {
+  if (backend.kernels) return generate(model, prompt, { ...options, kernels: backend.kernels });
+  return (await webgpu()).generateOnWebGpu(backend as WebGpuBackend, model, prompt, options);
+}
+
+async function batchOn(backend: Backend, model: Model, requests: BatchRequest[], options: Omit<SchedulerOptions, "kernels">): Promise<BatchingResult> {
+  if (backend.kernels) return runBatched(model, requests, { ...options, kernels: backend.kernels });
+  return (await webgpu()).batchOnWebGpu(backend as WebGpuBackend, model, requests, options);
+}
+
 /**
  * Several prompts: continuous batching (src/model/batching.ts). Request i samples with seed + i, so its text is what
  * `generate` gives it alone with that seed; prints each continuation and how full the batches were.
  */
-function batched(
-  model: Model, prompts: string[], maxBatch: number,
-  options: { maxTokens: number; temperature: number; topK: number; topP: number; seed: number; kernels: Kernels; exitThreshold?: number },
+async function batched(
+  backend: Backend, model: Model, prompts: string[], maxBatch: number,
+  options: { maxTokens: number; temperature: number; topK: number; topP: number; seed: number; exitThreshold?: number },
   json: boolean, io: Io,
-): number {
+): Promise<number> {
   if (options.maxTokens === 0) throw new UsageError("--max-tokens: expected at least 1 with several prompts");
   const requests: BatchRequest[] = prompts.map((text, i) => ({
     id: String(i), prompt: encode(text), maxTokens: options.maxTokens, temperature: options.temperature, topK: options.topK,
     topP: options.topP, seed: options.seed + i,
   }));
   const started = performance.now();
-  const result = runBatched(model, requests, { maxBatch, kernels: options.kernels, exitThreshold: options.exitThreshold });
+  const result = await batchOn(backend, model, requests, { maxBatch, exitThreshold: options.exitThreshold });
   const ms = performance.now() - started;
   const outputs = prompts.map((prompt, i) => ({ prompt, seed: options.seed + i, tokens: result.outputs.get(String(i))!, text: decode(result.outputs.get(String(i))!) }));
   if (json) {

@@ -3,9 +3,10 @@
 // format, tolerance). `checkGolden` recomputes a file's outputs on a backend from the file's own inputs and params;
 // `compareGolden` compares a golden file with another file's outputs (a kernel written elsewhere).
 
-import { NotSupportedError, referenceBackend, type Backend } from "../backend.ts";
+import { NotSupportedError, referenceBackend, type Backend, type SyncTask } from "../backend.ts";
 import { TinyseekError } from "../errors.ts";
 import { type GoldenCase, type GoldenTensor, type TensorMap, type Tolerance } from "../golden/case.ts";
+import { type CaseTaskArgs } from "../golden/worker-task.ts";
 import { type Tensor } from "../tensor.ts";
 import { compareTensors, EXACT, missingOutput, type Comparison, type ComparedTensor } from "./compare.ts";
 import { comparable } from "./diff.ts";
@@ -207,7 +208,7 @@ export async function checkGolden(
   }
   let outputs: TensorMap;
   try {
-    outputs = await c.run(backend, copyMap(file.inputs), copyMap(file.params) as Record<string, Tensor>);
+    outputs = await runCase(c, backend, file.inputs, file.params);
   } catch (error) {
     if (error instanceof NotSupportedError) return { file: source, outcome: "not supported", comparisons: [], message: error.message };
     const e = error as Error;
@@ -215,6 +216,24 @@ export async function checkGolden(
   }
   const exact = options.exact ?? backend === referenceBackend;
   return verdict(source, compareOutputs(file, outputs, exact));
+}
+
+/** Where a backend runs synchronous code in a worker (webgpu): a case that needs synchronous kernels, by name. */
+const CASE_TASK: SyncTask = { module: new URL("../golden/worker-task.ts", import.meta.url).href, export: "runCaseTask" };
+
+/**
+ * The case's outputs on `backend`. A case that throws NotSupportedError because the backend has no synchronous
+ * kernels runs again where the backend offers them in a worker (runSynchronously): the case is found there by
+ * name, over the backend's own kernels, and what it throws there (NotSupportedError included) is the outcome.
+ */
+async function runCase(c: GoldenCase, backend: Backend, inputs: TensorMap, params: Record<string, Tensor>): Promise<TensorMap> {
+  try {
+    return await c.run(backend, copyMap(inputs), copyMap(params) as Record<string, Tensor>);
+  } catch (error) {
+    if (!(error instanceof NotSupportedError) || backend.kernels || !backend.runSynchronously) throw error;
+  }
+  const { name, description } = backend;
+  return backend.runSynchronously<TensorMap>(CASE_TASK, { backend: { name, description }, case: c.name, inputs, params } satisfies CaseTaskArgs);
 }
 
 function compareOutputs(file: GoldenFile, outputs: Record<string, ComparedTensor>, exact: boolean): Comparison[] {

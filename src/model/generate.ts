@@ -11,7 +11,7 @@ import { type Kernels } from "../kernels.ts";
 import { Random } from "../random.ts";
 import { type Tensor } from "../tensor.ts";
 import { createCache, type ModelCache } from "./cache.ts";
-import { forward, type ForwardResult } from "./model.ts";
+import { forward } from "./model.ts";
 import { checkModel, type Model } from "./weights.ts";
 
 export interface SamplingOptions {
@@ -90,8 +90,17 @@ export function argmax(values: ArrayLike<number>): number {
   return best;
 }
 
-/** Continues `prompt` (token ids, BOS included if wanted) by up to maxTokens tokens. */
-export function generate(model: Model, prompt: readonly number[], options: GenerateOptions): GenerateResult {
+/** What the decode loop needs from one forward pass over the tokens it asked for. */
+export interface StepResult {
+  logits: Tensor;
+  exitLayers: Int32Array;
+}
+
+/**
+ * The decode loop, for synchronous and asynchronous forwards alike: it yields the tokens to run next (the prompt,
+ * then each new token) and is resumed with their forward's result; it returns the tokens and timings.
+ */
+function* decodeLoop(model: Model, prompt: readonly number[], options: GenerateOptions): Generator<readonly number[], Omit<GenerateResult, "cache">, StepResult> {
   checkModel(model);
   const { config } = model;
   checkInteger("maxTokens", options.maxTokens, 0);
@@ -99,13 +108,11 @@ export function generate(model: Model, prompt: readonly number[], options: Gener
   if (!Array.isArray(prompt) || prompt.length === 0) throw argError("prompt", "at least one token", prompt?.length);
   const rng = new Random(options.seed ?? 0);
   const stop = options.stopToken === undefined ? config.eos_token_id : options.stopToken;
-  const cache = createCache(config);
-  const run = (tokens: readonly number[]): ForwardResult =>
-    forward(model, tokens, { cache, kernels: options.kernels, exitThreshold: options.exitThreshold });
 
   let started = performance.now();
-  let result = run(prompt);
+  let result = yield prompt;
   const prefillMs = performance.now() - started;
+  let length = prompt.length; // positions in the cache
   const tokens: number[] = [];
   const steps: GenerateStep[] = [];
   let stopReason: GenerateResult["stopReason"] = "length";
@@ -119,9 +126,29 @@ export function generate(model: Model, prompt: readonly number[], options: Gener
       stopReason = "eos";
       break;
     }
-    if (i + 1 === options.maxTokens || cache.length >= config.max_position_embeddings) break;
+    if (i + 1 === options.maxTokens || length >= config.max_position_embeddings) break;
     started = performance.now();
-    result = run([token]);
+    result = yield [token];
+    length++;
   }
-  return { tokens, steps, stopReason, prefillMs, cache };
+  return { tokens, steps, stopReason, prefillMs };
+}
+
+/** Continues `prompt` (token ids, BOS included if wanted) by up to maxTokens tokens. */
+export function generate(model: Model, prompt: readonly number[], options: GenerateOptions): GenerateResult {
+  const loop = decodeLoop(model, prompt, options);
+  let next = loop.next(); // validates before the cache is made
+  const cache = createCache(model.config);
+  while (!next.done) next = loop.next(forward(model, next.value, { cache, kernels: options.kernels, exitThreshold: options.exitThreshold }));
+  return { ...next.value, cache };
+}
+
+/** `generate` over an asynchronous forward that keeps its own cache (the WebGPU device-resident one: gpu/generate.ts). */
+export async function generateWith(
+  run: (tokens: readonly number[]) => Promise<StepResult>, model: Model, prompt: readonly number[], options: GenerateOptions,
+): Promise<Omit<GenerateResult, "cache">> {
+  const loop = decodeLoop(model, prompt, options);
+  let next = loop.next();
+  while (!next.done) next = loop.next(await run(next.value));
+  return next.value;
 }
