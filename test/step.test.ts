@@ -18,17 +18,31 @@ const small = join(dir, "small.json");
 writeFileSync(small, JSON.stringify(testConfig()));
 
 describe("tinyseek step", () => {
-  it("runs the default prompt on the tiny model, non-interactively, and exits 0", async () => {
+  it("runs the default prompt on the trained tiny checkpoint, non-interactively, and exits 0", async () => {
     const c = capture();
     expect(await main(["step"], c.io)).toBe(0);
     const text = c.text();
-    expect(text).toContain('"The quick brown fox" → 20 byte tokens');
+    expect(text).toContain('"Alice was beginning to get very tired" → 38 byte tokens');
+    expect(text).toMatch(/weights {2}data\/tiny-alice\.safetensors \(trained on data\/alice-chapter-1\.txt, \d+ steps/);
+    expect(text).not.toContain("Untrained weights");
     expect(text).toContain("1,679,920 total · 761,904 active per token");
     for (let l = 1; l <= 4; l++) expect(text).toContain(`layer ${l}/4 · MLA attention`);
     expect(text).toMatch(/attention, head 0/);
     expect(text).toMatch(/routing \(assignments per expert/);
-    expect(text).toMatch(/next token after "The quick brown fox":/);
+    expect(text).toMatch(/next token after "Alice was beginning to get very tired":/);
     expect(text).not.toMatch(/\x1b\[/); // no colour when not a terminal
+  });
+
+  it("the trained checkpoint spells the heroine's name; --weights random is the seeded, untrained model", async () => {
+    const trained = capture();
+    expect(await main(["step", "--prompt", "said Alic", "--json"], trained.io)).toBe(0);
+    const record = JSON.parse(trained.text()) as StepRecord;
+    expect(record.next[0]!.label).toBe("e");
+    expect(record.next[0]!.prob).toBeGreaterThan(0.5); // 0.96 when written; untrained weights give each byte ~1/260
+    const random = capture();
+    expect(await main(["step", "--weights", "random"], random.io)).toBe(0);
+    expect(random.text()).toContain("weights  random init (seed 0)");
+    expect(random.text()).toContain("Untrained weights");
   });
 
   it("--json gives the whole record: heatmap rows are distributions, routing counts add up", async () => {

@@ -16,7 +16,8 @@ import { renderHeader, renderLayer, renderOutput, styleFor } from "../step/rende
 import { numberArg, parse, processIo, UsageError, type Io } from "./io.ts";
 import { printTable, toJson } from "./table.ts";
 
-export const DEFAULT_PROMPT = "The quick brown fox";
+/** The chapter's first words: the default checkpoint was trained on them, so its predictions can be judged. */
+export const DEFAULT_PROMPT = "Alice was beginning to get very tired";
 
 export const help = `usage: tinyseek step [--prompt TEXT] [--config NAME|FILE] [--attention KIND] [--weights FILE] [--backend NAME]
                      [--layer N] [--head N] [--exit-threshold P] [--interactive] [--json] [--trace FILE [--filter GLOB]]
@@ -28,7 +29,9 @@ with expert loads and drops, early exits, and the next-token prediction.
   --prompt TEXT        default ${JSON.stringify(DEFAULT_PROMPT)} (byte-level tokens, <bos> first)
   --config NAME|FILE   a preset (tiny, small) or a JSON config with DeepSeek-V3 field names; default tiny
   --attention KIND     mla (default), mha, decay, segmented or sparse; or one per layer: mla,mha,decay,sparse
-  --weights FILE       safetensors weights (checkpoint names); default: seeded random initialisation
+  --weights FILE       safetensors weights (checkpoint names), or "random" for seeded initialisation; default: the
+                       trained tiny checkpoint data/tiny-alice.safetensors (seeded init when --config or --attention
+                       asks for another shape)
   --backend NAME       reference (default), wasm, or webgpu (the device-resident forward: mla, mha, decay)
   --layer N            show only layer N (0-based)
   --head N             the attention head drawn (default 0)

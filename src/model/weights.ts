@@ -159,11 +159,19 @@ function stackExperts(E: number, expert: (e: number) => Tensor): Tensor {
   return { shape: [E, ...first.shape], data };
 }
 
-/** The model as safetensors bytes (F32), with its config as JSON in the metadata. */
-export function modelToSafetensors(model: Model): Uint8Array {
+export interface SaveOptions {
+  /** F32 (default) or BF16, which rounds every weight to nearest even and halves the file. */
+  dtype?: "F32" | "BF16";
+  /** More metadata strings beside format, generator and config (a trained checkpoint's summary, say). */
+  metadata?: Record<string, string>;
+}
+
+/** The model as safetensors bytes, with its config as JSON in the metadata. */
+export function modelToSafetensors(model: Model, options: SaveOptions = {}): Uint8Array {
+  const dtype = options.dtype ?? "F32";
   const tensors = new Map<string, TensorToWrite>();
-  for (const [name, t] of modelParams(model)) tensors.set(name, { dtype: "F32", shape: t.shape, data: t.data });
-  return writeSafetensors(tensors, { format: "pt", generator: "tinyseek", config: JSON.stringify(model.config) });
+  for (const [name, t] of modelParams(model)) tensors.set(name, { dtype, shape: t.shape, data: t.data });
+  return writeSafetensors(tensors, { ...options.metadata, format: "pt", generator: "tinyseek", config: JSON.stringify(model.config) });
 }
 
 /**
@@ -198,6 +206,6 @@ export async function loadModel(path: string, config?: ModelConfig): Promise<Mod
   return modelFromSafetensors(await readBytes(path), config);
 }
 
-export async function saveModel(path: string, model: Model): Promise<void> {
-  await writeFile(path, modelToSafetensors(model));
+export async function saveModel(path: string, model: Model, options: SaveOptions = {}): Promise<void> {
+  await writeFile(path, modelToSafetensors(model, options));
 }

@@ -1,7 +1,10 @@
 // What `tinyseek step` and `tinyseek generate` share: a model from --config (a preset name or a JSON file) and
-// --weights (a safetensors file; else seeded initialisation), and synchronous kernels from --backend.
+// --weights (a safetensors file, "random" for seeded initialisation; by default the trained tiny checkpoint), and
+// synchronous kernels from --backend.
 
+import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
 import { loadBackend, type Backend } from "../backend.ts";
 import { TinyseekError } from "../errors.ts";
 import { ATTENTION_KINDS, resolveConfig, type ModelConfig } from "../model/config.ts";
@@ -40,7 +43,21 @@ export async function loadConfig(nameOrPath: string, overrides: Partial<ModelCon
   return { config: resolveConfig({ ...(json as object), ...overrides }), label: nameOrPath };
 }
 
+/** The trained tiny checkpoint (train/train.ts): the weights `step` and `generate` use when none are named. */
+export const DEFAULT_WEIGHTS = "data/tiny-alice.safetensors";
+const defaultWeightsUrl = new URL(`../../${DEFAULT_WEIGHTS}`, import.meta.url);
+
+/**
+ * --weights FILE loads a checkpoint; --weights random (or --config/--attention naming another shape) gives seeded
+ * initialisation; nothing at all gives the trained tiny checkpoint, labelled with what it was trained on.
+ */
 export async function loadModelFrom(configArg: string | undefined, weightsArg: string | undefined, overrides: Partial<ModelConfig> = {}): Promise<LoadedModel> {
+  const plainTiny = (configArg === undefined || configArg === "tiny") && Object.keys(overrides).length === 0;
+  if (weightsArg === undefined && plainTiny && existsSync(defaultWeightsUrl)) {
+    const model = await loadModel(fileURLToPath(defaultWeightsUrl));
+    return { model, configLabel: "tiny", weightsLabel: `${DEFAULT_WEIGHTS} (${await trainingSummary()})` };
+  }
+  if (weightsArg === "random") weightsArg = undefined;
   if (weightsArg !== undefined) {
     if (Object.keys(overrides).length > 0) throw new TinyseekError(`weights: ${weightsArg} fixes the model's shape; drop ${Object.keys(overrides).join(", ")}`);
     const given = configArg === undefined ? undefined : (await loadConfig(configArg, overrides)).config;
@@ -69,4 +86,14 @@ export async function loadModelBackend(name: string): Promise<Backend & { kernel
     throw new TinyseekError(`backend "${name}" has no synchronous kernels, which the model's forward pass needs; use reference or wasm`);
   }
   return backend as Backend & { kernels: NonNullable<Backend["kernels"]> };
+}
+
+/** "trained on …, eval loss X nats/byte", from the summary train/train.ts writes beside the checkpoint. */
+async function trainingSummary(): Promise<string> {
+  try {
+    const t = JSON.parse(await readFile(new URL(`../../${DEFAULT_WEIGHTS.replace(/\.safetensors$/, ".json")}`, import.meta.url), "utf8"));
+    return `trained on ${t.text}, ${t.steps} steps, ${t.tokensSeen.toLocaleString("en")} tokens; eval loss ${t.evalLoss.toFixed(2)} nats/byte on the held-out 10 %, uniform ${t.uniformLoss.toFixed(2)}`;
+  } catch {
+    return "trained; its summary file is missing";
+  }
 }

@@ -74,7 +74,8 @@ export function renderHeader(r: StepRecord, s: Style): string {
     `  ${s.dim("embed  ")}  ‖x‖ per token ${sparkline(r.embedNorms)}  ${s.dim(`${fmt(Math.min(...r.embedNorms))} … ${fmt(Math.max(...r.embedNorms))}`)}`,
   ];
   if (r.model.weights.startsWith("random")) {
-    lines.push("", s.dim("  Untrained weights: every number below is real, the predictions are noise. Load a checkpoint with --weights FILE."));
+    lines.push("", s.dim("  Untrained weights: every number below is real, the predictions are noise. Without --weights, --config and\n" +
+      "  --attention the trained tiny checkpoint runs; --weights FILE loads another."));
   }
   return lines.join("\n");
 }
@@ -219,7 +220,7 @@ export function renderOutput(r: StepRecord, s: Style): string {
   for (const n of r.next) lines.push(`    ${n.label.padEnd(6)} ${bar(n.prob, most, 24).padEnd(24)} ${(100 * n.prob).toFixed(2)}%`);
   lines.push(
     "",
-    s.dim("  try:  tinyseek step --layer 2 --head 1 --interactive · --exit-threshold 0.001 · --exit-sweep 0.001,0.01"),
+    s.dim("  try:  tinyseek step --layer 2 --head 1 --interactive · --exit-threshold 0.5 · --exit-sweep 0.1,0.3,0.5"),
     s.dim("        --attention decay (or mha, segmented, sparse; mla,mha,decay,sparse per layer) · --json · --trace FILE"),
     s.dim("        --backend wasm --compare · tinyseek generate --prompt TEXT · tinyseek --help"),
   );
