@@ -167,3 +167,11 @@ export function roundHalfEven(v: number): number {
   const r = Math.round(v);
   return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
+
+/** The index of the largest value, ties to the lower index. */
+export function argmax(values: ArrayLike<number>): number {
+  if (!values || values.length === 0) throw argError("values", "at least one value", values?.length);
+  let best = 0;
+  for (let i = 1; i < values.length; i++) if (values[i]! > values[best]!) best = i;
+  return best;
+}

@@ -4,7 +4,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Backend } from "../src/backend.ts";
 import { createCache } from "../src/model/cache.ts";
-import { argmax, generate } from "../src/model/generate.ts";
+import { generate } from "../src/model/generate.ts";
+import { argmax } from "../src/ops.ts";
 import { forward } from "../src/model/model.ts";
 import { preset } from "../src/model/presets.ts";
 import { initModel, modelParams } from "../src/model/weights.ts";

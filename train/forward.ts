@@ -10,7 +10,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { mlaSoftmaxScale, mlaYarn } from "../src/attention/mla.ts";
 import { type ModelConfig, isMoeLayer } from "../src/model/config.ts";
-import { moeConfigOf } from "../src/model/block.ts";
+import { moeConfigOf } from "../src/model/config.ts";
 import { moeConfig } from "../src/moe/layer.ts";
 import { route } from "../src/moe/router.ts";
 import { ropeFrequencies } from "../src/rope.ts";

@@ -14,27 +14,8 @@ import { argError } from "../errors.ts";
 import { concatRows, expectShape, reshape, sliceRows, type Tensor } from "../tensor.ts";
 import { record, wants, type Trace } from "../trace.ts";
 import { attentionKind, type LayerCache } from "./attention.ts";
-import { isMoeLayer, layerKind, type ModelConfig } from "./config.ts";
+import { isMoeLayer, layerKind, moeConfigOf, type ModelConfig } from "./config.ts";
 import type { DenseMlpWeights, LayerWeights } from "./weights.ts";
-
-/** The MoE hyper-parameters of a model config, in src/moe's terms. */
-export function moeConfigOf(config: ModelConfig): MoeConfig {
-  return {
-    n_routed_experts: config.n_routed_experts,
-    num_experts_per_tok: config.num_experts_per_tok,
-    n_group: config.n_group,
-    topk_group: config.topk_group,
-    scoring_func: config.scoring_func,
-    // V2's "group_limited_greedy" is greedy routing within the best groups: src/moe's "greedy" with n_group > 1.
-    topk_method: config.topk_method === "noaux_tc" ? "noaux_tc" : "greedy",
-    norm_topk_prob: config.norm_topk_prob,
-    routed_scaling_factor: config.routed_scaling_factor,
-    moe_intermediate_size: config.moe_intermediate_size,
-    n_shared_experts: config.n_shared_experts,
-    capacityFactor: config.capacity_factor,
-    dropPolicy: config.drop_policy,
-  };
-}
 
 /** moeConfigOf(config), checked: made once per config and made again only if one of its fields has changed. */
 export function checkedMoeConfig(config: ModelConfig): MoeConfig {

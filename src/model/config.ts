@@ -4,6 +4,7 @@
 // `validateConfig` reports every bad field with its reason at once, not just the first.
 
 import { TinyseekError } from "../errors.ts";
+import { type MoeConfig } from "../moe/layer.ts";
 
 export const ATTENTION_KINDS = ["mla", "mha", "decay", "segmented", "sparse"] as const;
 export type AttentionKind = (typeof ATTENTION_KINDS)[number];
@@ -304,4 +305,23 @@ export function validateConfig(config: ModelConfig | Record<string, unknown>): a
   if (problems.length > 0) {
     throw new TinyseekError(`config has ${problems.length} problem${problems.length > 1 ? "s" : ""}: ${problems.join("; ")}`);
   }
+}
+
+/** The MoE hyper-parameters of a model config, in src/moe's terms. */
+export function moeConfigOf(config: ModelConfig): MoeConfig {
+  return {
+    n_routed_experts: config.n_routed_experts,
+    num_experts_per_tok: config.num_experts_per_tok,
+    n_group: config.n_group,
+    topk_group: config.topk_group,
+    scoring_func: config.scoring_func,
+    // V2's "group_limited_greedy" is greedy routing within the best groups: src/moe's "greedy" with n_group > 1.
+    topk_method: config.topk_method === "noaux_tc" ? "noaux_tc" : "greedy",
+    norm_topk_prob: config.norm_topk_prob,
+    routed_scaling_factor: config.routed_scaling_factor,
+    moe_intermediate_size: config.moe_intermediate_size,
+    n_shared_experts: config.n_shared_experts,
+    capacityFactor: config.capacity_factor,
+    dropPolicy: config.drop_policy,
+  };
 }

@@ -9,7 +9,7 @@ import { checkNumber } from "../errors.ts";
 import { type Kernels } from "../kernels.ts";
 import { type Tensor } from "../tensor.ts";
 import { record, type Trace } from "../trace.ts";
-import { argmax } from "./generate.ts";
+import { argmax } from "../ops.ts";
 import { forward } from "./model.ts";
 import { checkModel, type Model } from "./weights.ts";
 

@@ -8,6 +8,7 @@
 
 import { argError, checkInteger, checkNumber } from "../errors.ts";
 import { type Kernels } from "../kernels.ts";
+import { argmax } from "../ops.ts";
 import { Random } from "../random.ts";
 import { type Tensor } from "../tensor.ts";
 import { createCache, type ModelCache } from "./cache.ts";
@@ -80,14 +81,6 @@ export function sample(logits: Tensor, rng: Random, options: SamplingOptions = {
     if (u < 0) return kept[i]!;
   }
   return kept[nucleus.length - 1]!;
-}
-
-/** The index of the largest value, ties to the lower index. */
-export function argmax(values: ArrayLike<number>): number {
-  if (!values || values.length === 0) throw argError("values", "at least one value", values?.length);
-  let best = 0;
-  for (let i = 1; i < values.length; i++) if (values[i]! > values[best]!) best = i;
-  return best;
 }
 
 /** What the decode loop needs from one forward pass over the tokens it asked for. */

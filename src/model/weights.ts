@@ -11,8 +11,7 @@ import { initMoe, type MoeWeights } from "../moe/layer.ts";
 import { Random, randn } from "../random.ts";
 import { shapeString, tensor, type Tensor } from "../tensor.ts";
 import { attentionKind } from "./attention.ts";
-import { moeConfigOf } from "./block.ts";
-import { isMoeLayer, layerKind, type ModelConfig, resolveConfig, validateConfig } from "./config.ts";
+import { isMoeLayer, layerKind, moeConfigOf, type ModelConfig, resolveConfig, validateConfig } from "./config.ts";
 import { weightShapes } from "./params.ts";
 
 export interface DenseMlpWeights {

@@ -10,7 +10,7 @@ import { checkInteger, checkNumber } from "../errors.ts";
 import { linear, rmsnorm } from "../ops.ts";
 import { Random, randBounded } from "../random.ts";
 import { tensor, type Tensor } from "../tensor.ts";
-import { moeConfigOf } from "../model/block.ts";
+import { moeConfigOf } from "../model/config.ts";
 import { preset } from "../model/presets.ts";
 import { encode } from "../model/tokenizer.ts";
 import { initModel } from "../model/weights.ts";

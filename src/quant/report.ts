@@ -7,7 +7,7 @@
 import { argError, checkInteger } from "../errors.ts";
 import { reference, type Kernels } from "../kernels.ts";
 import { linearOf, namedWeights } from "../model-adapters.ts";
-import { argmax } from "../model/generate.ts";
+import { argmax } from "../ops.ts";
 import { forward } from "../model/model.ts";
 import { countParameters } from "../model/params.ts";
 import { preset } from "../model/presets.ts";
