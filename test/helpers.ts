@@ -4,6 +4,7 @@ import { expect } from "vitest";
 import { type Io } from "../src/cli/io.ts";
 import { main } from "../src/cli/main.ts";
 import { TinyseekError } from "../src/errors.ts";
+import { argmax } from "../src/ops.ts";
 import { type Tensor } from "../src/tensor.ts";
 
 /** The message of the TinyseekError that `f` throws; fails the test if it throws nothing or something else. */
@@ -52,3 +53,7 @@ export function nmse(out: { data: ArrayLike<number> }, ref: { data: ArrayLike<nu
   }
   return num / den;
 }
+
+/** The largest entry of each row of logits [T, V] (ties to the lower index): the greedy tokens. */
+export const argmaxRows = (t: Tensor): number[] =>
+  Array.from({ length: t.shape[0]! }, (_, r) => argmax(t.data.subarray(r * t.shape[1]!, (r + 1) * t.shape[1]!)));

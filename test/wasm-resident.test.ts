@@ -15,7 +15,7 @@ import { type Tensor } from "../src/tensor.ts";
 import { createTrace } from "../src/trace.ts";
 import { createBackend, type WasmBackend } from "../wasm/backend.ts";
 import { createWasmCache, releaseWasmCache } from "../wasm/model.ts";
-import { nmse } from "./helpers.ts";
+import { argmaxRows, nmse } from "./helpers.ts";
 
 let wasm: WasmBackend;
 let checked: WasmBackend;
@@ -28,14 +28,6 @@ afterAll(async () => {
   await checked.dispose();
 });
 
-const argmaxRows = (t: Tensor) => {
-  const V = t.shape[1]!;
-  return Array.from({ length: t.shape[0]! }, (_, r) => {
-    let best = 0;
-    for (let v = 1; v < V; v++) if (t.data[r * V + v]! > t.data[r * V + best]!) best = v;
-    return best;
-  });
-};
 const rows = (t: Tensor, from: number, to: number) => {
   const V = t.shape[1]!;
   return { shape: [to - from, V], data: t.data.subarray(from * V, to * V) };

@@ -16,18 +16,11 @@ import { quantizeModel } from "../src/quant/model.ts";
 import { Random } from "../src/random.ts";
 import { stepRecord, stepRecordOnDevice } from "../src/step/record.ts";
 import { compare, webgpuOrReason } from "./webgpu-support.ts";
+import { argmaxRows } from "./helpers.ts";
 
 const { backend, reason } = await webgpuOrReason();
 afterAll(async () => backend?.dispose());
 
-const argmaxRows = (t: Tensor) => {
-  const V = t.shape[1]!;
-  return Array.from({ length: t.shape[0]! }, (_, r) => {
-    let best = 0;
-    for (let v = 1; v < V; v++) if (t.data[r * V + v]! > t.data[r * V + best]!) best = v;
-    return best;
-  });
-};
 
 describe.skipIf(!backend)(`webgpu device-resident model${reason ? ` (skipped: ${reason})` : ""}`, () => {
   const model = initModel(preset("tiny"));

@@ -4,6 +4,7 @@
 
 import { numel } from "../../src/tensor.ts";
 import { groups1d, type GpuContext, type GpuTensor } from "../context.ts";
+import { type BlockCopy } from "../../src/model/resident-ops.ts";
 
 const unary = (body: string, inputs: string[]) => /* wgsl */ `
 struct P { n: u32, a: u32, b: u32, c: u32 }
@@ -87,18 +88,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let c = i % p.width; let r = (i / p.width) % p.rows; let b = i / (p.width * p.rows);
   Y[p.dstOff + b * p.dstBatch + r * p.dstRow + c] = X[p.srcOff + b * p.srcBatch + r * p.srcRow + c];
 }`;
-
-export interface BlockCopy {
-  batches?: number;
-  rows: number;
-  width: number;
-  srcOff?: number;
-  srcRow: number;
-  srcBatch?: number;
-  dstOff?: number;
-  dstRow: number;
-  dstBatch?: number;
-}
 
 export function copyBlocks(ctx: GpuContext, src: GPUBuffer, dst: GPUBuffer, b: BlockCopy): void {
   const n = (b.batches ?? 1) * b.rows * b.width;

@@ -6,6 +6,7 @@
 import { argError } from "../../src/errors.ts";
 import { numel } from "../../src/tensor.ts";
 import { type GpuContext, type GpuTensor } from "../context.ts";
+import { type GemmArgs } from "../../src/model/resident-ops.ts";
 
 const TILE = 64;
 
@@ -82,22 +83,6 @@ function cached(transB: boolean, vecA: boolean, vecB: boolean): string {
   let code = sources.get(key);
   if (!code) sources.set(key, (code = source(transB, vecA, vecB)));
   return code;
-}
-
-export interface GemmArgs {
-  M: number;
-  N: number;
-  K: number;
-  /** B is stored [N, K] (a linear layer's weight) rather than [K, N]. */
-  transB: boolean;
-  batches?: number;
-  /** Element strides between batches (0 broadcasts), and element offsets of the first matrix. */
-  strideA?: number;
-  strideB?: number;
-  strideC?: number;
-  offA?: number;
-  offB?: number;
-  offC?: number;
 }
 
 // x·Wᵀ for at most 4 rows (a decode step): a 64×64 tile would leave 60 of its 64 rows idle, so instead a workgroup

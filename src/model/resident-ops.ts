@@ -34,8 +34,10 @@ export interface GemmArgs {
   M: number;
   N: number;
   K: number;
+  /** B is stored [N, K] (a linear layer's weight) rather than [K, N]. */
   transB: boolean;
   batches?: number;
+  /** Element strides between batches (0 broadcasts), and element offsets of the first matrix. */
   strideA?: number;
   strideB?: number;
   strideC?: number;
