@@ -7,15 +7,17 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NotSupportedError } from "../src/backend.ts";
 import { createCache } from "../src/model/cache.ts";
 import { type ModelConfig } from "../src/model/config.ts";
+import { generate } from "../src/model/generate.ts";
 import { forward } from "../src/model/model.ts";
+import { generateResident } from "../src/model/resident.ts";
 import { preset } from "../src/model/presets.ts";
 import { initModel, type Model } from "../src/model/weights.ts";
 import { stepRecord, stepRecordOnDevice } from "../src/step/record.ts";
 import { type Tensor } from "../src/tensor.ts";
 import { createTrace } from "../src/trace.ts";
 import { createBackend, type WasmBackend } from "../wasm/backend.ts";
-import { createWasmCache, releaseWasmCache } from "../wasm/model.ts";
-import { argmaxRows, nmse } from "./helpers.ts";
+import { createWasmCache, releaseWasmCache, wasmOps } from "../wasm/model.ts";
+import { argmaxRows, cli, nmse } from "./helpers.ts";
 
 let wasm: WasmBackend;
 let checked: WasmBackend;
@@ -149,6 +151,22 @@ describe("wasm resident forward", () => {
     releaseWasmCache(wasm, cache);
     await wasm.forwardModel(model, tokens); // a short forward: the long run's pooled blocks it does not use go back
     expect(wasm.stats().liveBytes).toBe(before.liveBytes);
+  });
+
+  it("generates the reference's tokens through a resident cache it frees; `tinyseek generate --backend wasm` (which runs it) gives the reference's tokens", async () => {
+    const model = initModel(preset("tiny"));
+    await wasm.forwardModel(model, Array.from({ length: 256 }, (_, i) => (i * 7) % 256)); // every expert packed
+    await wasm.forwardModel(model, tokens);
+    const before = wasm.stats().liveBytes;
+    const streamed: number[] = [];
+    const got = await generateResident(wasmOps(wasm.kernels), model, tokens, { maxTokens: 12, onToken: (t) => streamed.push(t) });
+    expect(got.tokens).toEqual(generate(model, tokens, { maxTokens: 12 }).tokens);
+    expect(streamed).toEqual(got.tokens);
+    await wasm.forwardModel(model, tokens); // the cache's blocks are back; the forward's own pool returns to its size
+    expect(wasm.stats().liveBytes).toBe(before);
+    const args = ["generate", "--prompt", "Alice was", "--max-tokens", "8", "--json"];
+    const [ref, onWasm] = [await cli(...args), await cli(...args, "--backend", "wasm")];
+    expect(JSON.parse(onWasm.out).tokens).toEqual(JSON.parse(ref.out).tokens);
   });
 
   it("says what it does not support, naming the feature, so callers fall back to the kernels", async () => {

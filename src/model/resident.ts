@@ -21,6 +21,7 @@ import { record, wants, type Trace } from "../trace.ts";
 import { recordRouting, rowNorms, rowsWhere } from "./block.ts";
 import { headDim, isMoeLayer, layerKind, type AttentionKind } from "./config.ts";
 import { topTwoMargin } from "./depth.ts";
+import { generateWith, type GenerateOptions, type GenerateResult } from "./generate.ts";
 import { attentionLayer, feedForward, type LayerRun } from "./resident-layers.ts";
 import { type ResidentOps, type ResidentTensor } from "./resident-ops.ts";
 import { type Model } from "./weights.ts";
@@ -106,6 +107,17 @@ export function checkResidentSupport(model: Model, backend: string): void {
 }
 
 const supported = new WeakMap<Model, Pick<Model, "config" | "weights">>();
+
+/** Whether the resident forward runs `model`, and if not why (NotSupportedError's message). */
+export function residentRuns(model: Model, backend: string): { yes: boolean; why?: string } {
+  try {
+    checkResidentSupport(model, backend);
+    return { yes: true };
+  } catch (error) {
+    if (error instanceof NotSupportedError) return { yes: false, why: error.message };
+    throw error;
+  }
+}
 
 /** One sequence's new tokens → their next-token logits, on the backend's device (through `cache` when given). */
 export async function forwardResident<X extends ResidentTensor>(
@@ -225,3 +237,19 @@ async function exitCheck<X extends ResidentTensor>(
 }
 
 const slotsOf = (T: number, of: (t: number) => number) => Int32Array.from({ length: T }, (_, t) => of(t));
+
+/**
+ * `generate` (src/model/generate.ts: the same decode loop and sampling) through the resident forward, with a
+ * resident cache of prompt + maxTokens positions (the loop never runs its last sampled token) freed at the end.
+ */
+export async function generateResident<X extends ResidentTensor>(
+  ops: ResidentOps<X>, model: Model, prompt: readonly number[], options: GenerateOptions,
+): Promise<Omit<GenerateResult, "cache">> {
+  const capacity = Math.max(1, Math.min(prompt.length + options.maxTokens, model.config.max_position_embeddings));
+  const cache = createResidentCache(ops, model, capacity);
+  try {
+    return await generateWith((tokens) => forwardResident(ops, model, tokens, { cache, exitThreshold: options.exitThreshold }), model, prompt, options);
+  } finally {
+    releaseResidentCache(ops, cache);
+  }
+}
