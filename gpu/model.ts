@@ -5,7 +5,7 @@
 // go back to the pool as soon as the last dispatch that reads it has been submitted (gpu/context.ts).
 
 import {
-  checkResidentSupport, createResidentCache, forwardResident, releaseResidentCache,
+  createResidentCache, forwardResident, releaseResidentCache,
   type ResidentCache, type ResidentForwardOptions, type ResidentForwardResult,
 } from "../src/model/resident.ts";
 import { type ResidentOps } from "../src/model/resident-ops.ts";
@@ -68,9 +68,6 @@ export function gpuOps(ctx: GpuContext): ResidentOps<GpuTensor> {
 }
 
 const opsOf = new WeakMap<GpuContext, ResidentOps<GpuTensor>>();
-
-/** Throws NotSupportedError unless the resident forward covers `model`'s configuration. */
-export const checkDeviceSupport = (model: Model): void => checkResidentSupport(model, "webgpu");
 
 /** A cache for up to `capacity` positions (default max_position_embeddings); free it with releaseDeviceCache. */
 export const createDeviceCache = (ctx: GpuContext, model: Model, capacity?: number): DeviceCache => createResidentCache(gpuOps(ctx), model, capacity);
