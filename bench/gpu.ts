@@ -7,12 +7,13 @@
 
 import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { createBackend } from "../gpu/backend.ts";
+import { createBackend, type WebGpuBackend } from "../gpu/backend.ts";
 import { type GpuContext, type GpuTensor } from "../gpu/context.ts";
 import { attention } from "../gpu/kernels/attention.ts";
 import { linear, matmul } from "../gpu/kernels/matmul.ts";
 import { rmsnorm, softmax } from "../gpu/kernels/rows.ts";
-import { createDeviceCache, forwardOnDevice, releaseDeviceCache } from "../gpu/model.ts";
+import { createCache, releaseCache } from "../src/model/cache.ts";
+import { forwardAsync } from "../src/model/forward.ts";
 import { preset } from "../src/model/presets.ts";
 import { initModel } from "../src/model/weights.ts";
 import { type BenchRow } from "./kernels.ts";
@@ -100,9 +101,10 @@ async function time(ctx: GpuContext, c: GpuCase): Promise<number> {
   return windows[2]!;
 }
 
-/** Whole-model rows (as bench/model.ts): the tiny preset's prefill of T tokens and one decode step through the
- * device cache, logits read back each time; tokens/s alongside the median. */
-async function modelRows(ctx: GpuContext, adapter: string) {
+/** Whole-model rows (as bench/model.ts): the tiny preset's prefill of T tokens and one decode step through a cache
+ * on the device (the one forward under the asynchronous driver), logits read back each time; tokens/s alongside
+ * the median. */
+async function modelRows(backend: WebGpuBackend, adapter: string) {
   const T = values.quick ? 16 : 32;
   const model = initModel(preset("tiny"));
   const prompt = Array.from({ length: T }, (_, t) => 32 + ((t * 7) % 90));
@@ -116,14 +118,14 @@ async function modelRows(ctx: GpuContext, adapter: string) {
     }
     return times.sort((a, b) => a - b)[times.length >> 1]!;
   };
-  const prefill = await median(() => forwardOnDevice(ctx, model, prompt));
-  const cache = createDeviceCache(ctx, model, T + 1);
-  await forwardOnDevice(ctx, model, prompt, { cache });
+  const prefill = await median(() => forwardAsync(model, prompt, { backend }));
+  const cache = createCache(model.config, { backend, capacity: T + 1 });
+  await forwardAsync(model, prompt, { backend, cache });
   const decode = await median(() => {
     cache.length = T; // the same step each time: position T's rows are overwritten
-    return forwardOnDevice(ctx, model, [65], { cache });
+    return forwardAsync(model, [65], { backend, cache });
   });
-  releaseDeviceCache(ctx, cache);
+  releaseCache(cache);
   const row = (op: string, ms: number, tokens: number) =>
     ({ op, shape: `tiny mla T=${T}`, impl: "webgpu" as const, threads: 1, medianMs: ms, gflops: null, tokensPerSecond: (tokens * 1000) / ms, adapter });
   return [row("model.prefill", prefill, T), row("model.decode", decode, 1)];
@@ -142,7 +144,7 @@ for (const c of cases(ctx)) {
   console.error(`  ${row.op} ${row.shape}: ${medianMs.toFixed(3)} ms${row.gflops === null ? "" : `, ${row.gflops.toFixed(1)} GFLOP/s`}`);
 }
 if (!filter || filter.test("model")) {
-  for (const row of await modelRows(ctx, adapter.name)) {
+  for (const row of await modelRows(backend, adapter.name)) {
     rows.push(row);
     console.error(`  ${row.op} ${row.shape}: ${row.medianMs.toFixed(3)} ms, ${row.tokensPerSecond.toFixed(1)} tokens/s`);
   }

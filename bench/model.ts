@@ -1,7 +1,7 @@
 // Whole-model benchmarks: prefill and decode speed of tiny with each attention kind and of small with MLA, on the
-// reference and, where WASM loads, on WASM kernel by kernel ("wasm") and with the forward kept in WASM memory
-// ("wasm-resident", mla, mha and decay only), for the "decode ≥ 30× the reference" bar; plus the cache each kind
-// holds per token. `npm run bench` includes these rows (bench/run.ts calls runModelBench); on its own:
+// reference and, where WASM loads, on WASM (the one forward, src/model/forward.ts, over its device kernels: values
+// kept in WASM memory; segmented and sparse layers on the host through its kernels), for the "decode ≥ 30× the
+// reference" bar; plus the cache each kind holds per token. `npm run bench` includes these rows (bench/run.ts calls runModelBench); on its own:
 //   npx tsx bench/model.ts [--quick] [--filter REGEX] [--json FILE]
 // Rows: { op: "model.prefill" | "model.decode", shape: "tiny mla T=32", impl, threads, medianMs, gflops: null,
 //         tokensPerSecond, cacheBytesPerToken }. A decode row times one token at a time through a live cache, as
@@ -11,17 +11,14 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { parseArgs } from "node:util";
 import { Bench } from "tinybench";
-import { NotSupportedError } from "../src/backend.ts";
-import { type Kernels, reference } from "../src/kernels.ts";
-import { cacheBytesPerToken, createCache } from "../src/model/cache.ts";
+import { type Backend } from "../src/backend.ts";
+import { cacheBytesPerToken, createCache, releaseCache } from "../src/model/cache.ts";
 import { ATTENTION_KINDS } from "../src/model/config.ts";
-import { forward } from "../src/model/model.ts";
+import { forward } from "../src/model/forward.ts";
 import { preset, RUNNABLE_PRESETS } from "../src/model/presets.ts";
 import { encode } from "../src/model/tokenizer.ts";
-import { checkResidentSupport } from "../src/model/resident.ts";
 import { initModel, type Model } from "../src/model/weights.ts";
 import { createBackend as createWasm, type WasmBackend } from "../wasm/backend.ts";
-import { createWasmCache, releaseWasmCache } from "../wasm/model.ts";
 import { type BenchRow, type ImplName } from "./kernels.ts";
 
 export interface ModelBenchRow extends BenchRow {
@@ -48,41 +45,19 @@ async function timeMedian(fn: () => unknown, timeMs: number): Promise<number> {
 interface ModelImpl {
   impl: ImplName;
   threads: number;
-  /** Whether it runs this model (the resident forward covers mla, mha and decay only). */
-  runs(model: Model): boolean;
   prefill(model: Model, prompt: number[]): unknown;
   /** A fresh sequence: feed() runs tokens through its cache (awaited when it answers with a promise). */
   session(model: Model): { feed(tokens: number[]): unknown; release(): void };
 }
 
-function kernelImpl(impl: ImplName, kernels: Kernels): ModelImpl {
+/** The one forward on a backend (undefined: the reference), decoding through a cache of `capacity` positions. */
+function backendImpl(impl: ImplName, backend: Backend | undefined, capacity: number): ModelImpl {
   return {
-    impl, threads: 1, runs: () => true,
-    prefill: (model, prompt) => forward(model, prompt, { kernels }),
+    impl, threads: 1,
+    prefill: (model, prompt) => forward(model, prompt, { backend }),
     session(model) {
-      const cache = createCache(model.config);
-      return { feed: (tokens) => forward(model, tokens, { kernels, cache }), release: () => {} };
-    },
-  };
-}
-
-/** The forward kept in WASM memory (wasm/model.ts), through the backend's forwardModel and a resident cache. */
-function residentImpl(wasm: WasmBackend, capacity: number): ModelImpl {
-  return {
-    impl: "wasm-resident", threads: 1,
-    runs(model) {
-      try {
-        checkResidentSupport(model, "wasm");
-        return true;
-      } catch (error) {
-        if (error instanceof NotSupportedError) return false;
-        throw error;
-      }
-    },
-    prefill: (model, prompt) => wasm.forwardModel(model, prompt),
-    session(model) {
-      const cache = createWasmCache(wasm, model, capacity);
-      return { feed: (tokens) => wasm.forwardModel(model, tokens, { cache }), release: () => releaseWasmCache(wasm, cache) };
+      const cache = createCache(model.config, { backend, capacity });
+      return { feed: (tokens) => forward(model, tokens, { backend, cache }), release: () => releaseCache(cache) };
     },
   };
 }
@@ -122,11 +97,11 @@ export async function runModelBench(options: { quick: boolean; filter?: RegExp; 
   // tiny with every kind; small (25M parameters, seconds per prefill on the reference) with the default kind only.
   const runs = RUNNABLE_PRESETS.flatMap((name) =>
     (name === "tiny" ? [...ATTENTION_KINDS] : options.quick ? [] : ["mla" as const]).map((kind) => ({ name, kind })));
-  const impls: ModelImpl[] = [kernelImpl("reference", reference)];
+  const impls: ModelImpl[] = [backendImpl("reference", undefined, T + DECODE_STEPS)];
   let wasm: WasmBackend | undefined;
   try {
     wasm = await createWasm({ threads: 1 });
-    impls.push(kernelImpl("wasm", wasm.kernels!), residentImpl(wasm, T + DECODE_STEPS));
+    impls.push(backendImpl("wasm", wasm, T + DECODE_STEPS));
   } catch (error) {
     console.error(`model bench: wasm not available (${(error as Error).message.split("\n")[0]})`);
   }
@@ -137,7 +112,7 @@ export async function runModelBench(options: { quick: boolean; filter?: RegExp; 
     if (options.filter && !options.filter.test(`model.prefill ${shape}`) && !options.filter.test(`model.decode ${shape}`)) continue;
     const model = initModel(preset(name, { attention_kind: kind }));
     const cacheBytes = cacheBytesPerToken(model.config, T);
-    const running = impls.filter((impl) => impl.runs(model));
+    const running = impls;
     const rounds = name === "tiny" ? (options.quick ? 5 : 15) : 3;
     const decodeMs = await decodeRounds(model, prompt, running, rounds);
     for (const [i, { impl, threads }] of running.entries()) {

@@ -4,6 +4,7 @@
 import { type Backend, type BackendName } from "../src/backend.ts";
 import { goldenSuite, matchesGlob } from "../src/golden/suite.ts";
 import { checkGoldenFile, goldenFilesIn } from "../src/io/golden.ts";
+import { referenceOps } from "../src/device/ops.ts";
 import { reference, type FusedAttentionOptions, type Kernels } from "../src/kernels.ts";
 import { specVisible } from "../src/masks.ts";
 import { type Tensor } from "../src/tensor.ts";
@@ -14,7 +15,8 @@ export const GOLDEN_DIR = new URL("../spec/golden", import.meta.url).pathname;
 /** A backend that is the reference with some kernels replaced (named, so reports say whose kernel it is). */
 export function backendWith(overrides: Partial<Omit<Kernels, "name">>, name = "notebook"): Backend {
   const kernels: Kernels = { ...reference, ...overrides, name };
-  return { name: name as BackendName, description: `reference with ${Object.keys(overrides).join(", ")} replaced`, kernels, asyncKernels: kernels, dispose: async () => {} };
+  // Component cases run on these kernels; the model cases run the one forward on the reference's operations.
+  return { name: name as BackendName, description: `reference with ${Object.keys(overrides).join(", ")} replaced`, ops: referenceOps, kernels, asyncKernels: kernels, dispose: async () => {} };
 }
 
 export interface GoldenRow {

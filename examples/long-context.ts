@@ -1,7 +1,8 @@
 // Lesson 2: segmented attention with compressed memory, and NSA sparse attention — what each keeps, what it costs,
-// and how much of full attention it covers (src/attention/segmented.ts, sparse.ts, sparse-select.ts, report.ts).
+// and how much of full attention it covers (src/attention/segmented.ts, sparse.ts, sparse-select.ts;
+// src/reports/attention.ts).
 import { readFileSync } from "node:fs";
-import { kvStateTable, measureNsaQuality, nsaAccessTable } from "../src/attention/report.ts";
+import { kvStateTable, measureNsaQuality, nsaAccessTable } from "../src/reports/attention.ts";
 import { segmentedStateSize, type SegmentedConfig } from "../src/attention/segmented.ts";
 import { initSparse, sparseAttentionTraced, type SparseConfig } from "../src/attention/sparse.ts";
 import { PAPER_BLOCKS, TINY_BLOCKS, type NsaBlocks } from "../src/attention/sparse-select.ts";

@@ -1,5 +1,5 @@
 // Lesson 3: multi-head latent attention and why its cache is small (src/attention/mla.ts).
-import { TINY_MLA } from "../src/attention/report.ts";
+import { TINY_MLA } from "../src/reports/attention.ts";
 import { createMlaCache, initMla, mla, mlaCacheNumbersPerToken, type MlaCache, type MlaConfig } from "../src/attention/mla.ts";
 import { preset } from "../src/model/presets.ts";
 import { randBounded, Random } from "../src/random.ts";

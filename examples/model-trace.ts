@@ -1,6 +1,6 @@
 // Lesson 7: stepping through the whole tiny model with the trace (src/model/, src/trace.ts). The weights are
 // seeded, not trained: the shapes, the routing and the bookkeeping are real, the predictions are not.
-import { forward } from "../src/model/model.ts";
+import { forward } from "../src/model/forward.ts";
 import { createCache } from "../src/model/cache.ts";
 import { preset } from "../src/model/presets.ts";
 import { encode, tokenLabel } from "../src/model/tokenizer.ts";

@@ -1,7 +1,7 @@
 // Lesson 4: MoE routing — capacity factor, drops, utilisation, and DeepSeek-V3's bias balancing over batches
 // (src/moe/). Everything here is routing alone: the experts' MLPs change no count, so it runs in a second.
 import { expertCapacity } from "../src/moe/capacity.ts";
-import { moeReport, type MoeReport } from "../src/moe/report.ts";
+import { moeReport, type MoeReport } from "../src/reports/moe.ts";
 
 /** The report the CLI prints (`tinyseek moe-report`), deterministic for a seed. */
 export const report = (batches = 50): MoeReport => moeReport({ batches });

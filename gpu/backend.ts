@@ -1,39 +1,40 @@
-// The WebGPU backend: every Kernels operation as an asynchronous kernel over host tensors. Each call uploads its
-// activations into pooled buffers, takes weights (linear's W, rmsnorm's weight, the stacked experts) from the
-// device-resident cache keyed by their Float32Array, runs, reads back the one result and returns the buffers to
-// the pool. Weights are therefore treated as immutable once seen. A whole forward pass that stays on the device
-// is gpu/model.ts. Component code needs synchronous kernels, so this backend has no `kernels`: in Node it runs such
-// code in a worker over these kernels (runSynchronously, gpu/sync-bridge.ts), started on first use.
+// The WebGPU backend. The model runs on it through the one forward (src/model/forward.ts) over `ops`, the checked
+// operations over gpu/device-kernels.ts: values stay in GPU buffers, and the forward runs under the asynchronous
+// driver (forwardAsync, generateAsync, runBatchedAsync) since its reads answer with promises.
+// `asyncKernels` are every Kernels operation as an asynchronous kernel over host tensors, for kernel-level code:
+// each call uploads its activations into pooled buffers, takes weights (linear's W, rmsnorm's weight, the stacked
+// experts) from the device-resident cache keyed by their Float32Array, runs, reads back the one result and returns
+// the buffers to the pool. Weights are therefore treated as immutable once seen. Component code needs synchronous
+// kernels, so this backend has no `kernels`: in Node the golden component cases run in a worker over these kernels
+// (runSynchronously, gpu/sync-bridge.ts), started on first use. The model never uses that bridge.
 
 import { attentionSizes } from "../src/attention/attention.ts";
 import { ropeSizes } from "../src/rope.ts";
 import { NotSupportedError, type AsyncKernels, type Backend, type BackendOptions } from "../src/backend.ts";
+import { opsOver } from "../src/device/ops.ts";
 import { argError, checkNumber } from "../src/errors.ts";
 import { type FusedAttentionOptions } from "../src/kernels.ts";
 import { specVisible } from "../src/masks.ts";
 import { dequantizeFp8, quantizeActivationTiles } from "../src/quant/fp8.ts";
 import { dequantizeInt } from "../src/quant/int.ts";
 import { quantizeTokenInt8, type QuantWeight } from "../src/quant/linear.ts";
-import { type Model } from "../src/model/weights.ts";
 import { type ExpertWeights, type Routing } from "../src/moe/experts.ts";
 import { expectShape, numel, shapeString, type Tensor } from "../src/tensor.ts";
 import { createContext, type GpuContext, type GpuTensor } from "./context.ts";
 import { openDevice, type AdapterSummary, type DeviceOptions } from "./device.ts";
 import { attention } from "./kernels/attention.ts";
-import { ropeTable, rope, silu, swiglu } from "./kernels/elementwise.ts";
+import { rope, rotaryTables, silu, swiglu } from "./kernels/elementwise.ts";
 import { bmm, linear, matmul } from "./kernels/matmul.ts";
 import { moe } from "./kernels/moe.ts";
-import { type DeviceForwardOptions, type DeviceForwardResult } from "./model.ts";
+import { gpuDeviceKernels } from "./device-kernels.ts";
 import { type SyncBridge } from "./sync-bridge.ts";
 import { packFlags, rmsnorm, softmax } from "./kernels/rows.ts";
 
 export interface WebGpuBackend extends Backend {
   readonly adapter: AdapterSummary;
-  /** The buffer pool and pipeline cache the kernels share (device-resident runs use it too). */
+  /** The buffer pool and pipeline cache the kernels share (the forward's values live in it too). */
   readonly context: GpuContext;
-  /** The whole model's forward kept on the device (gpu/model.ts): what golden model cases use here. */
-  forwardModel(model: Model, tokens: ArrayLike<number>, options?: DeviceForwardOptions): Promise<DeviceForwardResult>;
-  /** Synchronous component code in a worker over these kernels (gpu/sync-bridge.ts). */
+  /** Synchronous component code in a worker over these kernels (gpu/sync-bridge.ts): golden component cases only. */
   runSynchronously: NonNullable<Backend["runSynchronously"]>;
 }
 
@@ -49,14 +50,13 @@ export async function createBackend(options: BackendOptions & DeviceOptions = {}
     description: `WebGPU (Dawn): ${adapter.name} (${kind})`,
     adapter,
     context: ctx,
+    ops: opsOver(gpuDeviceKernels(ctx)),
     asyncKernels,
     async runSynchronously(task, args, onEvent) {
       if (!globalThis.process?.versions?.node) throw new NotSupportedError("webgpu: synchronous kernels need Node's worker threads");
       bridge ??= import("./sync-bridge.ts").then((m) => m.SyncBridge.open(asyncKernels));
       return (await bridge).run(task, args, onEvent);
     },
-    // Loaded on first use: a user of the kernels alone never loads the model code.
-    forwardModel: async (model, tokens, forwardOptions) => (await import("./model.ts")).forwardOnDevice(ctx, model, tokens, forwardOptions),
     async dispose() {
       await bridge?.then((b) => b.close(), () => {});
       ctx.destroy();
@@ -116,7 +116,7 @@ export function gpuKernels(ctx: GpuContext): AsyncKernels {
     },
     async rope(x, positions, freqs) {
       const { T } = ropeSizes(x, positions, freqs);
-      const table = ctx.upload(ropeTable(positions, freqs));
+      const table = ctx.upload(rotaryTables(positions, freqs));
       try {
         return await roundTrip(ctx, [x], ([t]) => rope(ctx, t!, table, T));
       } finally {

@@ -1,4 +1,4 @@
-// Parameter-efficient adapters (design section 11).
+// Parameter-efficient adapters (spec/adapters.md).
 //   LoRA (Hu et al. 2021): W' = W + (alpha / r)·B·A with A [r, in] random and B [out, r] zero, so a fresh LoRA
 //   changes nothing; merge folds the product into W, unmerge takes it out again.
 //   Bottleneck adapter (Houlsby et al. 2019): x + up(act(down(x))), with up zero so a fresh adapter is the identity.

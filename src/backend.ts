@@ -1,14 +1,12 @@
-// A backend is a named set of kernels. Reference and WASM are synchronous and run every component; WebGPU is
-// asynchronous: in Node it runs component code that needs synchronous kernels in a worker thread over its own
-// kernels (runSynchronously, gpu/sync-bridge.ts); elsewhere such code reports "not supported" rather than
-// pretending. Backends load lazily: a user of one never loads the others.
+// A backend is a name, the operations the one forward runs on (src/device/), and kernels over host tensors for
+// component-level code. Reference and WASM are synchronous and run every component; WebGPU is asynchronous: the
+// model runs on it through the same forward under an asynchronous driver (src/device/drive.ts), and in Node the
+// golden component cases that need synchronous kernels run in a worker thread over its kernels (runSynchronously,
+// gpu/sync-bridge.ts). Backends load lazily: a user of one never loads the others.
 
 import { TinyseekError } from "./errors.ts";
 import { reference, type Kernels } from "./kernels.ts";
-import type { Model } from "./model/weights.ts";
-import type { MoeStats } from "./moe/stats.ts";
-import type { Tensor } from "./tensor.ts";
-import type { Trace } from "./trace.ts";
+import { referenceOps, type Ops } from "./device/ops.ts";
 
 /** The Kernels operations, each allowed to answer with a promise. */
 export type AsyncKernels = {
@@ -22,18 +20,18 @@ export interface Backend {
   readonly name: BackendName;
   /** What it runs on, e.g. "WebAssembly SIMD128, 2 threads" or the GPU adapter's name. */
   readonly description: string;
-  /** Synchronous kernels, for component-level code; absent where the backend is asynchronous only. */
+  /** The operations the one forward runs on (src/device/ops.ts over the backend's src/device/kernels.ts): the
+   *  model runs on every backend through these, and only these. */
+  readonly ops: Ops;
+  /** Synchronous kernels over host tensors, for component-level code; absent where the backend is asynchronous. */
   readonly kernels?: Kernels;
   /** The same kernels, possibly asynchronous: every backend has these. */
   readonly asyncKernels: AsyncKernels;
   /** Frees what the backend holds (workers, devices) so that the process can exit. */
   dispose(): Promise<void>;
-  /** Where `kernels` is absent: runs synchronous code over this backend's kernels in a worker thread (webgpu in
-   *  Node, gpu/sync-bridge.ts). Args and result cross by structured clone; `onEvent` gets what the task emits. */
+  /** Where `kernels` is absent: runs synchronous component code over this backend's kernels in a worker thread
+   *  (webgpu in Node, gpu/sync-bridge.ts), for the golden component cases. Never used by the model. */
   runSynchronously?<R>(task: SyncTask, args: unknown, onEvent?: (event: unknown) => void): Promise<R>;
-  /** A whole forward pass kept on the backend's device (WebGPU's buffers, WASM's memory: src/model/resident.ts):
-   *  uploads once, reads back the logits and what the trace asks for. */
-  forwardModel?(model: Model, tokens: ArrayLike<number>, options?: ModelRunOptions): Promise<ModelRunResult>;
 }
 
 /** Synchronous code a worker can run: `module` (a file URL) exports `export(kernels, args, emit)`
@@ -43,23 +41,7 @@ export interface SyncTask {
   readonly export: string;
 }
 
-export interface ModelRunOptions {
-  trace?: Trace;
-  /** Early-exit confidence threshold (null: full depth). */
-  exitThreshold?: number | null;
-}
-
-/** What the model's own forward returns, less what only synchronous kernels can give. */
-export interface ModelRunResult {
-  logits: Tensor; // [T, V]
-  exitLayers: Int32Array;
-  moe: (MoeStats | null)[];
-}
-
-/** A backend that cannot run a given operation says so with this error: a third outcome beside pass and fail. */
-export class NotSupportedError extends TinyseekError {
-  override name = "NotSupportedError";
-}
+export { NotSupportedError } from "./errors.ts";
 
 export const BACKENDS = ["reference", "wasm", "webgpu"] as const;
 export type BackendName = (typeof BACKENDS)[number];
@@ -67,6 +49,7 @@ export type BackendName = (typeof BACKENDS)[number];
 export const referenceBackend: Backend = {
   name: "reference",
   description: "TypeScript reference, float64 accumulation",
+  ops: referenceOps,
   kernels: reference,
   asyncKernels: reference,
   dispose: async () => {},

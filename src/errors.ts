@@ -5,6 +5,11 @@ export class TinyseekError extends Error {
   override name = "TinyseekError";
 }
 
+/** A backend that cannot run a given operation says so with this error: a third outcome beside pass and fail. */
+export class NotSupportedError extends TinyseekError {
+  override name = "NotSupportedError";
+}
+
 /** `argument: expected …, got …` — the one shape every validation message takes. */
 export function argError(argument: string, expected: string, actual: unknown): TinyseekError {
   return new TinyseekError(`${argument}: expected ${expected}, got ${describe(actual)}`);

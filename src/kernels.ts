@@ -16,8 +16,8 @@ import { expectShape, type Tensor } from "./tensor.ts";
 export interface FusedAttentionOptions {
   /** Which keys each query sees (causal, window, segment, padding lengths); absent: all. */
   mask?: MaskSpec;
-  /** Relative time decay: ln γ_h per query head, added as (offset + i - j)·ln γ_h to the scores (section 2), with
-   *  offset = mask.offset ?? Tk - Tq, in float64 on the reference. */
+  /** Relative time decay: ln γ_h per query head, added as (offset + i - j)·ln γ_h to the scores
+   *  (spec/attention.md), with offset = mask.offset ?? Tk - Tq, in float64 on the reference. */
   logGammas?: readonly number[];
   /** Default 1/sqrt(Dh). */
   scale?: number;

@@ -1,4 +1,4 @@
-// LoRA and bottleneck adapters on a whole model (design section 11), over src/adapters.ts's single-layer pieces.
+// LoRA and bottleneck adapters on a whole model (spec/adapters.md), over src/adapters.ts's single-layer pieces.
 // Targets are module names as PEFT's target_modules gives them. The material's `q_proj` and `v_proj` map onto MLA:
 // q_proj → q_b_proj (or q_proj when q_lora_rank = 0), v_proj → the value half of kv_b_proj (its rows
 // h·(qk_nope + v_head) + qk_nope … for each head h); other names, and globs, pick linear weights by name.
@@ -37,7 +37,7 @@ export function loraTargets(model: Model, modules: readonly string[]): LoraTarge
       found = [];
       for (let l = 0; l < c.num_hidden_layers; l++) {
         const p = `model.layers.${l}.self_attn`;
-        if (layerKind(c, l) !== "mla") {
+        if (layerKind(c, l) !== "mla" && layerKind(c, l) !== "dsa") { // DSA's attention is MLA's
           if (linear.includes(`${p}.${module}.weight`)) found.push({ name: `${p}.${module}.weight` });
         } else if (module === "q_proj") {
           found.push({ name: `${p}.${c.q_lora_rank ? "q_b_proj" : "q_proj"}.weight` });

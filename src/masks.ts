@@ -43,7 +43,7 @@ export function slidingWindow(T: number, w: number): Mask {
 
 /**
  * Segments of `segment` tokens; a query sees, causally, its own segment and the `overlap` tokens just before the
- * segment's start (overlap may exceed segment and reach into earlier segments). Section 3 of the design.
+ * segment's start (overlap may exceed segment and reach into earlier segments). See spec/masks.md.
  */
 export function blockLocal(T: number, segment: number, overlap: number): Mask {
   checkInteger("T", T, 0);
@@ -99,7 +99,7 @@ export interface MaskSpec {
   offset?: number;
   /** Sliding window of w keys ending at the query (implies causal). */
   window?: number;
-  /** Block-local segments (implies causal), section 3. */
+  /** Block-local segments (implies causal): spec/masks.md. */
   segment?: { size: number; overlap: number };
   /** Valid length of each batch row: keys at positions >= it are hidden, and so are queries at such positions. */
   lengths?: readonly number[];

@@ -5,7 +5,7 @@ import { argError, checkNumber } from "./errors.ts";
 import { expectShape, numel, shapeString, type Tensor } from "./tensor.ts";
 
 /** C[M, N] = A[M, K]·B (B is [K, N], or [N, K] read transposed): the one matrix-product loop of the reference. */
-function gemm(
+export function gemm(
   M: number, N: number, K: number,
   a: Float32Array, aOffset: number,
   b: Float32Array, bOffset: number, bTransposed: boolean,

@@ -117,3 +117,22 @@ export function ropeSizes(x: Tensor, positions: ArrayLike<number>, freqs: Float6
   }
   return { dim, T };
 }
+
+/**
+ * The one rotary angle table of the float32 backends (WASM, WebGPU, tfjs): cos and sin of position·frequency for
+ * each of the T positions and dim/2 pairs, [T, dim/2] each, rounded to float32 once. (The reference's applyRope
+ * computes each angle in float64 where it uses it.)
+ */
+export function rotaryTable(positions: ArrayLike<number>, freqs: Float64Array): { cos: Float32Array; sin: Float32Array } {
+  const half = freqs.length;
+  const cos = new Float32Array(positions.length * half);
+  const sin = new Float32Array(positions.length * half);
+  for (let t = 0; t < positions.length; t++) {
+    for (let i = 0; i < half; i++) {
+      const angle = positions[t]! * freqs[i]!;
+      cos[t * half + i] = Math.cos(angle);
+      sin[t * half + i] = Math.sin(angle);
+    }
+  }
+  return { cos, sin };
+}

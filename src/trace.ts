@@ -6,7 +6,7 @@
 
 import { globToRegExp } from "./glob.ts";
 import { argError } from "./errors.ts";
-import { type Tolerance } from "./golden/case.ts";
+import { type Tolerance } from "./io/compare.ts";
 import { diffTensors, type Diff } from "./io/diff.ts";
 import { writeSafetensors, writeSafetensorsFile, type Dtype, type Safetensors, type TensorToWrite } from "./io/safetensors.ts";
 import { numel, shapeString } from "./tensor.ts";
@@ -65,7 +65,7 @@ function traceTensors(trace: Trace): Map<string, TensorToWrite> {
   return new Map([...trace.tensors].map(([name, t]) => [name, { dtype: dtypeOf(t.data), shape: t.shape, data: t.data }]));
 }
 
-/** The tolerance a whole-model intermediate is held to on a float32 backend (golden.md: NMSE <= 1e-7 for logits). */
+/** A whole-model intermediate's tolerance on a float32 backend (spec/golden.md: NMSE <= 1e-7 for logits). */
 export const TRACE_TOLERANCE: Tolerance = { rtol: 1e-3, atol: 1e-4, nmse: 1e-7 };
 
 /** A trace as the in-memory form of its safetensors file (dtype per tensor, `order` metadata). */

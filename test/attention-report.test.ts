@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { kvStateTable, measureNsaQuality, nsaAccessTable } from "../src/attention/report.ts";
+import { kvStateTable, measureNsaQuality, nsaAccessTable } from "../src/reports/attention.ts";
 import { compressedBlockCount, PAPER_BLOCKS, TINY_BLOCKS } from "../src/attention/sparse-select.ts";
 import { cli } from "./helpers.ts";
 

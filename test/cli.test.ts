@@ -272,7 +272,7 @@ describe("bad arguments: one line that names the flag, exit 2", () => {
 
   it("refuses an unknown quantisation scheme, attention kind or Dawn backend", async () => {
     await usage(/--schemes: scheme: expected one of int8.gG, .*got "int3"/, "quant-report", "--schemes", "int8.g32,int3");
-    await usage(/--attention: expected mla, mha, decay, segmented, sparse .*got "flash"/, "step", "--attention", "mla,flash");
+    await usage(/--attention: expected mla, mha, decay, segmented, sparse, dsa .*got "flash"/, "step", "--attention", "mla,flash");
     await usage(/--attention: .*got "flash"/, "generate", "--prompt", "a", "--attention", "flash");
     await usage(/--backend: expected one of Dawn's backends \(vulkan, .*\), got "foo"/, "devices", "--backend", "foo");
   });

@@ -44,7 +44,7 @@ export async function cli(...argv: string[]): Promise<{ code: number; out: strin
 /** A PRNG seed for fast-check properties. */
 export const seed = fc.integer({ min: 0, max: 2 ** 32 - 1 });
 
-/** Normalised squared error ||out - ref||² / ||ref||², golden.md's whole-tensor measure. */
+/** Normalised squared error ||out - ref||² / ||ref||², spec/golden.md's whole-tensor measure. */
 export function nmse(out: { data: ArrayLike<number> }, ref: { data: ArrayLike<number> }): number {
   let num = 0, den = 0;
   for (let i = 0; i < ref.data.length; i++) {

@@ -7,7 +7,7 @@
 
 import { readFileSync } from "node:fs";
 import fc from "fast-check";
-import { afterAll, beforeAll, describe, it } from "vitest";
+import { afterAll, describe, it } from "vitest";
 import { loadBackend, referenceBackend, type AsyncKernels, type Backend } from "../src/backend.ts";
 import { reference } from "../src/kernels.ts";
 import { type MaskSpec } from "../src/masks.ts";
@@ -17,17 +17,13 @@ import { quantizeInt } from "../src/quant/int.ts";
 import { Random, randBounded } from "../src/random.ts";
 import { ropeFrequencies } from "../src/rope.ts";
 import { type Tensor } from "../src/tensor.ts";
+import { startBackend, type BackendRow } from "./backend-rows.ts";
+import { randomRouting } from "./moe-fixtures.ts";
 import { createBackend as createWasm } from "../wasm/backend.ts";
 
-interface BackendRow {
-  /** The row's name; `spec` is the backend whose tolerances it uses. */
-  name: string;
+/** A row of the suite; `spec` is the backend whose tolerances it uses. */
+interface Row extends BackendRow<Backend> {
   spec: "reference" | "wasm" | "webgpu";
-  create: () => Promise<Backend>;
-  /** Outside CI a backend that cannot start here (no GPU adapter) skips with its reason; with CI=true it fails. */
-  optional?: boolean;
-  /** Skips with its reason even under CI (an engine feature CI's Node may lack). */
-  engineDependent?: boolean;
 }
 
 /** The relaxed-SIMD build, or an error saying why this engine cannot load it. */
@@ -39,7 +35,7 @@ async function relaxedWasm(): Promise<Backend> {
 }
 
 // Adding a backend is one line.
-const BACKENDS: BackendRow[] = [
+const BACKENDS: Row[] = [
   { name: "reference", spec: "reference", create: async () => referenceBackend },
   { name: "wasm", spec: "wasm", create: () => createWasm({ threads: 1, check: true, relaxed: false }) },
   // Every matmul and attention through the pool, however small, so chunking meets every odd shape.
@@ -167,12 +163,7 @@ const cases: Record<string, fc.Arbitrary<Case>> = {
       const x = rand(rng, [N, D]);
       const experts: ExpertWeights = { gate: rand(rng, [E, F, D]), up: rand(rng, [E, F, D]), down: rand(rng, [E, D, F]) };
       const k = Math.min(top, E);
-      const routing: Routing = {
-        k,
-        experts: Int32Array.from({ length: N * k }, () => rng.int(E)),
-        weights: Float32Array.from({ length: N * k }, () => rng.uniform()),
-        kept: Uint8Array.from({ length: N * k }, () => (rng.uniform() < 0.8 ? 1 : 0)),
-      };
+      const routing = randomRouting(rng, N, E, k);
       return { describe: `x [${x.shape}] E=${E} F=${F} k=${k} seed ${seed}`, run: (kernels) => kernels.moe(x, routing, experts) };
     }),
 };
@@ -253,24 +244,11 @@ function check(op: string, row: string, c: Case, out: Tensor, ref: Tensor, tol: 
 
 for (const row of BACKENDS) {
   describe(`kernels on ${row.name}`, () => {
-    let backend: Backend | undefined;
-    let reason = "";
-    beforeAll(async () => {
-      try {
-        backend = await row.create();
-      } catch (error) {
-        if (!row.optional || (process.env.CI === "true" && !row.engineDependent)) throw error;
-        reason = (error as Error).message.split("\n")[0]!;
-      }
-    });
-    afterAll(async () => backend?.dispose());
+    const started = startBackend(row, (b) => b.dispose());
 
     for (const [op, arbitrary] of Object.entries(cases)) {
       it(op, async (context) => {
-        if (!backend) {
-          context.skip(`${row.name} unavailable: ${reason}`);
-          return;
-        }
+        const backend = started.ready(context);
         const tol = tolerances.get(`${op}/${row.spec}`);
         if (!tol) throw new Error(`spec/backends.md has no tolerance for ${op} on ${row.spec}`);
         const kernels = backend.asyncKernels;

@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { type Lora } from "../src/adapters.ts";
 import { adaptersFromSafetensors, adaptersToSafetensors, attachBottlenecks, attachLora, initModelBottlenecks, initModelLora, loraTargets, mergeModelLora, unmergeModelLora, type BottleneckSet, type LoraSet } from "../src/lora.ts";
 import { namedWeights } from "../src/model-adapters.ts";
-import { forward } from "../src/model/model.ts";
+import { forward } from "../src/model/forward.ts";
 import { initModel, type Model } from "../src/model/weights.ts";
 import { quantizeModel } from "../src/quant/model.ts";
 import { Random, randBounded } from "../src/random.ts";

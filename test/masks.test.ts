@@ -50,7 +50,7 @@ describe("mask builders by hand", () => {
   });
 });
 
-/** The direct definitions of design section 1, written independently of src/masks.ts. */
+/** The direct definitions of spec/masks.md, written independently of src/masks.ts. */
 const direct = {
   causal: (offset: number) => (i: number, j: number) => j <= offset + i,
   window: (w: number) => (i: number, j: number) => i - w < j && j <= i,

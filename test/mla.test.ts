@@ -6,7 +6,7 @@ import {
 } from "../src/attention/mla.ts";
 import { NotSupportedError, referenceBackend } from "../src/backend.ts";
 import { appendTime, concatLast, concatTime, mergeHeads, splitHeads } from "../src/attention/heads.ts";
-import { mlaFamilyGoldenCases } from "../src/attention/mla-golden.ts";
+import { mlaFamilyGoldenCases } from "../src/golden/mla-cases.ts";
 import { reference } from "../src/kernels.ts";
 import * as ops from "../src/ops.ts";
 import { Random, randBounded } from "../src/random.ts";

@@ -4,7 +4,7 @@ import { countParameters } from "../src/model/params.ts";
 import { preset, PRESET_NAMES } from "../src/model/presets.ts";
 
 describe("parameter counter", () => {
-  // components.md section 13: DeepSeek's published shapes give the papers' 671B/37B, 236B/21B, 15.7B/2.4B.
+  // spec/model.md, presets: DeepSeek's published shapes give the papers' 671B/37B, 236B/21B, 15.7B/2.4B.
   it.each([
     ["deepseek-v3", 671_026_419_200, 36_625_618_432],
     ["deepseek-v2", 235_741_434_880, 20_851_512_320],

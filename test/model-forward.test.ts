@@ -2,8 +2,8 @@ import { describe, expect, it } from "vitest";
 import { initMla } from "../src/attention/mla.ts";
 import { Random } from "../src/random.ts";
 import { cacheBytesPerToken, createCache } from "../src/model/cache.ts";
-import { ATTENTION_KINDS, type AttentionKind } from "../src/model/config.ts";
-import { forward, forwardBatch } from "../src/model/model.ts";
+import { ATTENTION_KINDS, resolveConfig, type AttentionKind } from "../src/model/config.ts";
+import { forward, forwardBatch } from "../src/model/forward.ts";
 import { generate } from "../src/model/generate.ts";
 import { depthSweep } from "../src/model/depth.ts";
 import { runBatched } from "../src/model/batching.ts";
@@ -25,19 +25,16 @@ const available = ATTENTION_KINDS.filter((kind) => {
 });
 
 describe("model forward", () => {
-  it("honours a config changed in place between forwards (the checked MLA and MoE configs are remade)", () => {
+  it("freezes a config once checked: changing it in place is refused, a changed copy is another model", () => {
     const model = initModel(testConfig({ attention_kind: "mla" }));
-    const logits = () => forward(model, prompt).logits.data;
-    const before = logits();
-    const config = model.config as { rope_theta: number; routed_scaling_factor: number };
+    const before = forward(model, prompt).logits.data;
+    expect(Object.isFrozen(model.config)).toBe(true);
+    expect(() => ((model.config as { rope_theta: number }).rope_theta = 500)).toThrow(TypeError);
     for (const [field, value] of [["rope_theta", 500], ["routed_scaling_factor", 0.5]] as const) {
-      const held = config[field];
-      config[field] = value;
-      const changed = logits();
-      expect(changed.some((v, i) => v !== before[i])).toBe(true);
-      config[field] = held;
-      expect([...logits()]).toEqual([...before]);
+      const changed = forward({ ...model, config: resolveConfig({ ...model.config, [field]: value }) }, prompt).logits.data;
+      expect(changed.some((v, i) => v !== before[i]), field).toBe(true);
     }
+    expect([...forward(model, prompt).logits.data]).toEqual([...before]);
   });
   const withGqa = [...available.map((kind) => [kind, 4] as const), ...available.filter((k) => k !== "mla").map((kind) => [kind, 2] as const)];
   it.each(withGqa)("%s with %i kv heads: prefill logits equal token-by-token decode through the cache", (kind: AttentionKind, kvHeads: number) => {
@@ -45,7 +42,7 @@ describe("model forward", () => {
     const full = forward(model, prompt);
     expect(full.logits.shape).toEqual([prompt.length, 260]);
     const cache = createCache(model.config);
-    // Two chunks, then single tokens: a chunked prefill after position 0 must see the cache (design section 5).
+    // Two chunks, then single tokens: a chunked prefill after position 0 must see the cache (spec/mla.md).
     const parts = [prompt.slice(0, 3), prompt.slice(3, 7), ...prompt.slice(7).map((t) => [t])];
     const rows: Float32Array[] = [];
     for (const part of parts) rows.push(forward(model, part, { cache }).logits.data);
@@ -196,7 +193,7 @@ describe("backends", () => {
       for (const kind of available) {
         const model = initModel(testConfig({ attention_kind: kind, init_std: 0.3 }));
         const ref = forward(model, prompt).logits.data;
-        const wasm = forward(model, prompt, { kernels: backend.kernels! }).logits.data;
+        const wasm = forward(model, prompt, { backend }).logits.data;
         let [err, norm] = [0, 0];
         ref.forEach((v, i) => {
           err += (wasm[i]! - v) ** 2;
@@ -216,7 +213,7 @@ describe("backends", () => {
 });
 
 describe("a value that is not a model", () => {
-  it("is named as the model argument by every entry point, not met with a TypeError", () => {
+  it("is named as the model argument by every entry point, not met with a TypeError", async () => {
     const message = /^model: expected a Model \{ config, weights \} from initModel or loadModel, got /;
     const notModels = [null, {}, { config: testConfig() }] as unknown as Parameters<typeof forward>[0][];
     for (const m of notModels) {
@@ -224,10 +221,10 @@ describe("a value that is not a model", () => {
       expect(() => forwardBatch(m, [[1]], [1], { caches: [createCache(testConfig())] })).toThrow(message);
       expect(() => generate(m, [1], { maxTokens: 1 })).toThrow(message);
       expect(() => runBatched(m, [], { maxBatch: 1 })).toThrow(message);
-      expect(() => depthSweep(m, [1], [0.1])).toThrow(message);
       expect(() => stepRecord(m, "a", [1])).toThrow(message);
       expect(() => modelToSafetensors(m)).toThrow(message);
     }
+    for (const m of notModels) await expect(depthSweep(m, [1], [0.1])).rejects.toThrow(message);
     expect(() => countParameters(null as unknown as Parameters<typeof countParameters>[0])).toThrow(/config: expected an object, got null/);
   });
 });

@@ -3,7 +3,7 @@ import { Random } from "../src/random.ts";
 import { tensor } from "../src/tensor.ts";
 import { runBatched, type BatchRequest } from "../src/model/batching.ts";
 import { createCache } from "../src/model/cache.ts";
-import { forward, forwardBatch } from "../src/model/model.ts";
+import { forward, forwardBatch } from "../src/model/forward.ts";
 import { depthSweep } from "../src/model/depth.ts";
 import { generate, sample } from "../src/model/generate.ts";
 import { initModel } from "../src/model/weights.ts";
@@ -96,8 +96,8 @@ describe("continuous batching", () => {
 });
 
 describe("depth sweep", () => {
-  it("reports full depth and full agreement above 1, fewer layers lower", () => {
-    const [never, low] = depthSweep(model, [256, 104, 101, 108, 108, 111], [1.5, 0]);
+  it("reports full depth and full agreement above 1, fewer layers lower", async () => {
+    const [never, low] = await depthSweep(model, [256, 104, 101, 108, 108, 111], [1.5, 0]);
     expect(never!.meanLayers).toBe(3);
     expect(never!.agreement).toBe(1);
     expect(low!.meanLayers).toBe(1);

@@ -3,6 +3,7 @@
 import fc from "fast-check";
 import { randBounded, Random } from "../src/random.ts";
 import { type Tensor } from "../src/tensor.ts";
+import { type Routing } from "../src/moe/experts.ts";
 import { routerConfig, type RouterConfig } from "../src/moe/router.ts";
 
 /** Any valid router configuration: E = n_group · groupSize, k within the eligible experts. */
@@ -51,4 +52,14 @@ function minRowGap(data: Float32Array, E: number): number {
     for (let i = 1; i < row.length; i++) gap = Math.min(gap, row[i]! - row[i - 1]!);
   }
   return gap;
+}
+
+/** A random routing of N tokens to k of E experts each, with random weights and about 80 % of assignments kept. */
+export function randomRouting(rng: Random, N: number, E: number, k: number): Routing {
+  return {
+    k,
+    experts: Int32Array.from({ length: N * k }, () => rng.int(E)),
+    weights: Float32Array.from({ length: N * k }, () => rng.uniform()),
+    kept: Uint8Array.from({ length: N * k }, () => (rng.uniform() < 0.8 ? 1 : 0)),
+  };
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { main } from "../src/cli/main.ts";
-import { formatMoeReport, loadBars, moeReport } from "../src/moe/report.ts";
+import { formatMoeReport, loadBars, moeReport } from "../src/reports/moe.ts";
 
 import { capture } from "./helpers.ts";
 

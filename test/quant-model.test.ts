@@ -1,9 +1,10 @@
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadBackend, NotSupportedError, type Backend } from "../src/backend.ts";
-import { reference } from "../src/kernels.ts";
+import { opsOver } from "../src/device/ops.ts";
+import { referenceDevice } from "../src/device/reference.ts";
 import { namedWeights, type HookedWeight } from "../src/model-adapters.ts";
-import { forward } from "../src/model/model.ts";
+import { forward } from "../src/model/forward.ts";
 import { initModel, modelToSafetensors, type Model } from "../src/model/weights.ts";
 import { readSafetensors } from "../src/io/safetensors.ts";
 import { globMatcher, linearNames, parseScheme, quantizedModelFromSafetensors, quantizedModelToSafetensors, quantizeModel, SCHEME_NAMES, storedBytes } from "../src/quant/model.ts";
@@ -37,16 +38,20 @@ describe("quantising a model", () => {
     expect([...withHead.quantization.weights.keys()]).toEqual(linearNames(model).filter((n) => /gate\.weight$|lm_head/.test(n)));
   });
 
-  it("runs through kernels.quantLinear, and says so where a backend has none", () => {
+  it("runs through the quantLinear kernel; without one, weight-only schemes run dequantised and quantised activations are refused", () => {
     const q = quantizeModel(model, "int8.g64", { targets: ["model.layers.0.*"] });
     let calls = 0;
-    const counting = { ...reference, quantLinear: (...args: Parameters<NonNullable<typeof reference.quantLinear>>) => (calls++, reference.quantLinear!(...args)) };
-    const out = forward(q, TOKENS, { kernels: counting }).logits.data;
+    const counting = { ...referenceDevice, quantLinear: (...args: Parameters<NonNullable<typeof referenceDevice.quantLinear>>) => (calls++, referenceDevice.quantLinear!(...args)) };
+    const out = forward(q, TOKENS, { backend: { ops: opsOver(counting) } }).logits.data;
     // q_a, q_b, kv_a, o and the dense MLP's gate, up, down; absorbed MLA folds kv_b_proj's dequantised matrix instead.
     expect(calls).toBe(7);
     expect(out).toEqual(logits(q));
-    const { quantLinear: _, ...without } = reference;
-    expect(() => forward(q, TOKENS, { kernels: without })).toThrow(NotSupportedError);
+    const { quantLinear: _, ...without } = referenceDevice;
+    const dequantised = forward(q, TOKENS, { backend: { ops: opsOver({ ...without, name: "no-quant" }) } }).logits.data;
+    expect(relativeError(dequantised, out) ** 2).toBeLessThan(1e-7);
+    expect(dequantised).not.toEqual(out); // it did not run the integer kernel
+    const activations = quantizeModel(model, "int8.g64.a8", { targets: ["model.layers.0.*"] });
+    expect(() => forward(activations, TOKENS, { backend: { ops: opsOver({ ...without, name: "no-quant-2" }) } })).toThrow(NotSupportedError);
   });
 
   it("has a logits error that falls from int4 to int8 and from bf16 to fp16", () => {
@@ -112,7 +117,7 @@ describe("a quantised model on the WASM backend", () => {
     const model = initModel(testConfig({ hidden_size: 64, intermediate_size: 96, moe_intermediate_size: 32 }));
     for (const scheme of ["int4.g32", "int8.g128.a8", "fp8"]) {
       const q = quantizeModel(model, scheme);
-      const [ref, out] = [forward(q, TOKENS), forward(q, TOKENS, { kernels: wasm.kernels! })].map((r) => r.logits);
+      const [ref, out] = [forward(q, TOKENS), forward(q, TOKENS, { backend: wasm })].map((r) => r.logits);
       expect(relativeError(out!.data, ref!.data) ** 2, scheme).toBeLessThan(1e-7);
       const V = ref!.shape[1]!;
       const argmax = (d: Float32Array, t: number) => d.subarray(t * V, (t + 1) * V).reduce((b, v, i, row) => (v > row[b]! ? i : b), 0);

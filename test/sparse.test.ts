@@ -11,12 +11,13 @@ import {
   checkNsaBlocks, overlapWeight, PAPER_BLOCKS, paperAccessCount, scoredKeys, selectBlocks, selectionScores, TINY_BLOCKS,
 } from "../src/attention/sparse-select.ts";
 import { causal, slidingWindow } from "../src/masks.ts";
+import { referenceOps } from "../src/device/ops.ts";
 import { reference } from "../src/kernels.ts";
 import { linear } from "../src/ops.ts";
 import { Random, randBounded } from "../src/random.ts";
 import { applyRope, ropeFrequencies } from "../src/rope.ts";
 import { type Tensor } from "../src/tensor.ts";
-import { segmentedSparseGoldenCases } from "../src/attention/segmented-sparse-golden.ts";
+import { segmentedSparseGoldenCases } from "../src/golden/segmented-sparse-cases.ts";
 import { checkGolden, runGoldenCase } from "../src/io/golden.ts";
 import { createBackend } from "../wasm/backend.ts";
 import { close } from "./helpers.ts";
@@ -214,7 +215,7 @@ describe("golden cases of segmented attention and NSA", () => {
   it("say not supported on a backend without synchronous kernels", async () => {
     const [c] = segmentedSparseGoldenCases().filter((g) => g.name.startsWith("attention.sparse."));
     const file = await runGoldenCase(c!);
-    const asyncOnly = { name: "webgpu", description: "asynchronous only", asyncKernels: reference, dispose: async () => {} } as const;
+    const asyncOnly = { name: "webgpu", description: "asynchronous only", ops: referenceOps, asyncKernels: reference, dispose: async () => {} } as const;
     expect((await checkGolden(file, [c!], asyncOnly)).outcome).toBe("not supported");
   });
 });

@@ -10,7 +10,7 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { forward } from "../src/model/model.ts";
+import { forward } from "../src/model/forward.ts";
 import { preset } from "../src/model/presets.ts";
 import { loadModel } from "../src/model/weights.ts";
 import { chunks, splitText, type Sequence } from "../train/data.ts";

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { readSafetensors } from "../src/io/safetensors.ts";
-import { forward } from "../src/model/model.ts";
+import { forward } from "../src/model/forward.ts";
 import { initModel } from "../src/model/weights.ts";
 import { compareTraces, createTrace, globToRegExp, record, traceToSafetensors, wants } from "../src/trace.ts";
 import { testConfig } from "./model-fixtures.ts";

@@ -1,12 +1,12 @@
 // The whole model on the WASM backend against the reference: logits within the whole-model bound of golden.md
 // (NMSE <= 1e-7) and identical greedy tokens, for a prompt and for decode steps through the KV cache.
 
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { type Backend } from "../src/backend.ts";
-import { createCache } from "../src/model/cache.ts";
+import { createCache, releaseCache } from "../src/model/cache.ts";
 import { generate } from "../src/model/generate.ts";
 import { argmax } from "../src/ops.ts";
-import { forward } from "../src/model/model.ts";
+import { forward } from "../src/model/forward.ts";
 import { preset } from "../src/model/presets.ts";
 import { initModel, modelParams } from "../src/model/weights.ts";
 import { type Tensor } from "../src/tensor.ts";
@@ -25,11 +25,12 @@ describe("model on wasm", () => {
   const prompt = [1, 84, 104, 101, 32, 113, 117, 105, 99, 107];
 
   it("matches the reference's logits, prompt and decode steps", () => {
-    const refCache = createCache(model.config), wasmCache = createCache(model.config);
+    const refCache = createCache(model.config), wasmCache = createCache(model.config, { backend: wasm });
+    onTestFinished(() => releaseCache(wasmCache));
     let tokens = prompt;
     for (let step = 0; step < 4; step++) {
       const ref = forward(model, tokens, { cache: refCache }).logits;
-      const out = forward(model, tokens, { cache: wasmCache, kernels: wasm.kernels! }).logits;
+      const out = forward(model, tokens, { cache: wasmCache, backend: wasm }).logits;
       expect(nmse(out, ref), `step ${step}`).toBeLessThan(1e-7);
       const V = ref.shape[ref.shape.length - 1]!;
       const last = (t: Tensor) => t.data.subarray(t.data.length - V);
@@ -40,14 +41,15 @@ describe("model on wasm", () => {
 
   it("generates the same greedy tokens", () => {
     const ref = generate(model, prompt, { maxTokens: 8 });
-    const out = generate(model, prompt, { maxTokens: 8, kernels: wasm.kernels! });
+    const out = generate(model, prompt, { maxTokens: 8, backend: wasm });
+    releaseCache(out.cache);
     expect(out.tokens).toEqual(ref.tokens);
   });
 
   it("keeps memory flat over a long generation", () => {
-    const cache = createCache(model.config);
-    forward(model, prompt, { cache, kernels: wasm.kernels! });
-    const step = (i: number) => forward(model, [32 + (i % 90)], { cache, kernels: wasm.kernels! });
+    const cache = createCache(model.config, { backend: wasm }); // grows as it fills (doubling)
+    forward(model, prompt, { cache, backend: wasm });
+    const step = (i: number) => forward(model, [32 + (i % 90)], { cache, backend: wasm });
     for (let i = 0; i < 30; i++) step(i);
     const early = wasmStats(wasm)!;
     for (let i = 30; i < 230; i++) step(i);
@@ -57,5 +59,6 @@ describe("model on wasm", () => {
     const modelBytes = [...modelParams(model).values()].reduce((sum, t) => sum + t.data.byteLength, 0);
     expect(late.weightBytes).toBeLessThanOrEqual(modelBytes);
     expect(late.memoryBytes).toBeLessThanOrEqual(early.memoryBytes + (1 << 20));
+    releaseCache(cache);
   });
 });

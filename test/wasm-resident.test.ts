@@ -1,22 +1,23 @@
-// The WASM-resident forward (src/model/resident.ts over wasm/model.ts) against the reference forward: logits within
-// the whole-model bound (NMSE <= 1e-7, golden.md) and the same greedy tokens, the same experts at every MoE layer,
-// the same exit layers, every traced intermediate; decode through the resident cache equal to prefill; memory flat
-// over a long decode and given back when a cache is released; errors that name the argument or the feature.
+// The one forward (src/model/forward.ts) on WASM's device kernels (wasm/device-kernels.ts: values kept in the
+// module's memory) against the same forward on the reference: logits within the whole-model bound (NMSE <= 1e-7,
+// golden.md) and the same greedy tokens, the same experts at every MoE layer, the same exit layers, every traced
+// intermediate; token-by-token decode through a WASM cache equal to prefill; every attention kind (mla absorbed
+// and naive, mha with grouped kv heads, relative decay on the device; segmented, sparse, dsa and decay
+// as-written on the host through the wasm kernels); memory flat over a long decode and given back when a cache is released; check mode (NaN-poisoned
+// outputs, guard bytes verified after every kernel); errors that name the argument.
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NotSupportedError } from "../src/backend.ts";
-import { createCache } from "../src/model/cache.ts";
+import { createCache, releaseCache } from "../src/model/cache.ts";
 import { type ModelConfig } from "../src/model/config.ts";
-import { generate } from "../src/model/generate.ts";
-import { forward } from "../src/model/model.ts";
-import { generateResident } from "../src/model/resident.ts";
+import { forward, forwardBatch } from "../src/model/forward.ts";
+import { generate, generateAsync } from "../src/model/generate.ts";
 import { preset } from "../src/model/presets.ts";
 import { initModel, type Model } from "../src/model/weights.ts";
-import { stepRecord, stepRecordOnDevice } from "../src/step/record.ts";
+import { quantizeModel } from "../src/quant/model.ts";
+import { stepRecord } from "../src/step/record.ts";
 import { type Tensor } from "../src/tensor.ts";
 import { createTrace } from "../src/trace.ts";
 import { createBackend, type WasmBackend } from "../wasm/backend.ts";
-import { createWasmCache, releaseWasmCache, wasmOps } from "../wasm/model.ts";
 import { argmaxRows, cli, nmse } from "./helpers.ts";
 
 let wasm: WasmBackend;
@@ -34,39 +35,50 @@ const rows = (t: Tensor, from: number, to: number) => {
   const V = t.shape[1]!;
   return { shape: [to - from, V], data: t.data.subarray(from * V, to * V) };
 };
+const indices = (trace: ReturnType<typeof createTrace>, L: number) =>
+  Array.from({ length: L }, (_, l) => Array.from(trace.tensors.get(`layers.${l}.mlp.router.indices`)?.data ?? []));
 
 const tokens = Array.from("The tiny model, resident in WASM.", (ch) => ch.charCodeAt(0));
 const kinds: [string, Partial<ModelConfig>][] = [
-  ["mla", {}],
+  ["mla (absorbed)", {}],
+  ["mla (naive)", { mla_mode: "naive" }],
   ["mha", { attention_kind: "mha", num_key_value_heads: 2 }],
-  ["decay", { attention_kind: "decay", num_key_value_heads: 2, decay_gamma: "retnet" }],
+  ["decay (relative)", { attention_kind: "decay", num_key_value_heads: 2, decay_gamma: "retnet" }],
   ["dense mla", { first_k_dense_replace: 4 }],
+  ["segmented (host)", { attention_kind: "segmented", segment_size: 8, segment_overlap: 4 }],
+  ["sparse (host)", { attention_kind: "sparse" }],
+  ["dsa (host)", { attention_kind: "dsa" }],
+  ["decay as-written (host)", { attention_kind: "decay", decay_mode: "as-written" }],
+  ["mixed kinds", { attention_kind: ["mla", "segmented", "mha", "decay"], num_key_value_heads: 2 }],
 ];
 
-describe("wasm resident forward", () => {
+describe("the one forward on wasm", () => {
   for (const [name, overrides] of kinds) {
     const model = initModel(preset("tiny", overrides));
+    const L = model.config.num_hidden_layers;
 
-    it(`${name}: prefill matches the reference, logits and experts`, async () => {
-      const trace = createTrace("layers.*.mlp.router.indices");
-      const ref = forward(model, tokens, { trace });
-      const out = await wasm.forwardModel(model, tokens);
-      expect(nmse(out.logits, ref.logits)).toBeLessThan(1e-7);
+    it(`${name}: prefill matches the reference, logits and experts`, () => {
+      const [refTrace, trace] = [createTrace("layers.*.mlp.router.indices"), createTrace("layers.*.mlp.router.indices")];
+      const ref = forward(model, tokens, { trace: refTrace });
+      const out = forward(model, tokens, { backend: wasm, trace });
+      const error = nmse(out.logits, ref.logits);
+      expect(error).toBeLessThan(1e-7);
+      expect(error, "float32 kernels: not the reference's own numbers").toBeGreaterThan(0);
       expect(argmaxRows(out.logits)).toEqual(argmaxRows(ref.logits));
-      out.routing.forEach((r, l) => expect(r?.experts ?? null, `layer ${l}`).toEqual(trace.tensors.get(`layers.${l}.mlp.router.indices`)?.data ?? null));
+      expect(indices(trace, L)).toEqual(indices(refTrace, L));
       expect(out.moe.map((s) => s?.tokens ?? null)).toEqual(ref.moe.map((s) => s?.tokens ?? null));
     });
 
-    it(`${name}: token-by-token decode through the resident cache equals prefill and the reference`, async () => {
-      const prefill = await wasm.forwardModel(model, tokens);
+    it(`${name}: token-by-token decode through a wasm cache equals prefill and the reference`, () => {
+      const prefill = forward(model, tokens, { backend: wasm });
       const refCache = createCache(model.config);
-      const cache = createWasmCache(wasm, model, 64);
+      const cache = createCache(model.config, { backend: wasm }); // grows as it fills
       try {
         const steps = [tokens.slice(0, 5), ...tokens.slice(5, 12).map((t) => [t]), tokens.slice(12)];
         let at = 0;
         for (const step of steps) {
           const ref = forward(model, step, { cache: refCache });
-          const out = await wasm.forwardModel(model, step, { cache });
+          const out = forward(model, step, { cache, backend: wasm });
           expect(nmse(out.logits, ref.logits)).toBeLessThan(1e-7);
           expect(nmse(out.logits, rows(prefill.logits, at, at + step.length))).toBeLessThan(1e-7);
           expect(argmaxRows(out.logits)).toEqual(argmaxRows(ref.logits));
@@ -74,18 +86,28 @@ describe("wasm resident forward", () => {
           expect(cache.length).toBe(at);
         }
       } finally {
-        releaseWasmCache(wasm, cache);
+        releaseCache(cache);
       }
     });
   }
 
-  it("records every traced intermediate the reference does, less the probabilities", async () => {
+  it("generates the reference's greedy tokens, for every device attention kind", () => {
+    for (const [, overrides] of kinds.slice(0, 4)) {
+      const model = initModel(preset("tiny", overrides));
+      const out = generate(model, tokens, { maxTokens: 12, backend: wasm });
+      releaseCache(out.cache);
+      expect(out.tokens).toEqual(generate(model, tokens, { maxTokens: 12 }).tokens);
+    }
+  });
+
+  it("records every traced intermediate the reference does", () => {
     const model = initModel(preset("tiny"));
     const refTrace = createTrace("*");
     forward(model, tokens, { trace: refTrace, exitThreshold: 2 }); // never exits, records the confidences
     const trace = createTrace("*");
-    await wasm.forwardModel(model, tokens, { trace, exitThreshold: 2 });
-    const expected = [...refTrace.tensors.keys()].filter((n) => !n.endsWith(".attn.probs"));
+    forward(model, tokens, { backend: wasm, trace, exitThreshold: 2 });
+    const expected = [...refTrace.tensors.keys()];
+    expect(expected.some((n) => n.endsWith(".attn.probs"))).toBe(true);
     expect([...trace.tensors.keys()].sort()).toEqual(expected.sort());
     for (const name of expected) {
       const want = refTrace.tensors.get(name)!, got = trace.tensors.get(name)!;
@@ -95,107 +117,151 @@ describe("wasm resident forward", () => {
     }
   });
 
-  it("gives the reference's step record through stepRecordOnDevice, less the attention heatmaps", async () => {
+  it("lets a hook replace a value on the device, as on the reference", () => {
+    const model = initModel(preset("tiny"));
+    const hooks = { "layers.1.attn.out": (v: Tensor) => ({ shape: [...v.shape], data: v.data.map((x) => 3 * x) }) };
+    const ref = forward(model, tokens, { hooks });
+    const out = forward(model, tokens, { backend: wasm, hooks });
+    expect(nmse(ref.logits, forward(model, tokens).logits), "the hook changes the logits").toBeGreaterThan(1e-4);
+    expect(nmse(out.logits, ref.logits)).toBeLessThan(1e-7);
+  });
+
+  it("gives the reference's step record", () => {
     const model = initModel(preset("tiny"));
     const prompt = "Step in WASM";
     const ids = Array.from(prompt, (ch) => ch.charCodeAt(0));
-    const resident = await stepRecordOnDevice(model, prompt, ids, (m, t, o) => wasm.forwardModel(m, t, o));
+    const onWasm = stepRecord(model, prompt, ids, { backend: wasm });
     const reference = stepRecord(model, prompt, ids);
-    resident.layers.forEach((layer, l) => {
-      expect(layer.heatmap).toBeNull();
+    expect(onWasm.backend).toBe("wasm");
+    onWasm.layers.forEach((layer, l) => {
       expect(layer.routing?.tokens.map((t) => t.experts)).toEqual(reference.layers[l]!.routing?.tokens.map((t) => t.experts));
     });
-    expect(resident.next.map((p) => p.id)).toEqual(reference.next.map((p) => p.id));
+    expect(onWasm.next.map((p) => p.id)).toEqual(reference.next.map((p) => p.id));
   });
 
-  it("exits early where the reference does", async () => {
+  it("exits early where the reference does", () => {
     const model = initModel(preset("tiny"));
     const options = { exitThreshold: 0.001, minLayers: 1 };
     const ref = forward(model, tokens, options);
     expect(new Set(ref.exitLayers).size, "the case needs tokens exiting at different layers").toBeGreaterThan(1);
-    const out = await wasm.forwardModel(model, tokens, options);
+    const out = forward(model, tokens, { ...options, backend: wasm });
     expect(Array.from(out.exitLayers)).toEqual(Array.from(ref.exitLayers));
     expect(nmse(out.logits, ref.logits)).toBeLessThan(1e-7);
-    out.routing.forEach((r, l) => expect(r?.experts.length ?? 0).toBe((ref.moe[l]?.tokens ?? 0) * model.config.num_experts_per_tok));
+    expect(out.moe.map((s) => s?.tokens ?? null)).toEqual(ref.moe.map((s) => s?.tokens ?? null));
   });
 
-  it("runs in check mode: every output written, no kernel writing outside its block", async () => {
+  it("runs a padded batch, each row through its own cache", () => {
     const model = initModel(preset("tiny", { attention_kind: "mha", num_key_value_heads: 2 }));
-    const ref = forward(model, tokens);
-    const cache = createWasmCache(checked, model, 40);
+    const batch = [tokens.slice(0, 10), tokens.slice(10, 20)];
+    const lengths = [10, 6];
+    const caches = batch.map(() => createCache(model.config, { backend: wasm }));
     try {
-      const prefill = await checked.forwardModel(model, tokens.slice(0, 20), { cache });
-      const step = await checked.forwardModel(model, tokens.slice(20, 21), { cache });
-      expect(nmse(prefill.logits, rows(ref.logits, 0, 20))).toBeLessThan(1e-7);
-      expect(nmse(step.logits, rows(ref.logits, 20, 21))).toBeLessThan(1e-7);
+      const out = forwardBatch(model, batch, lengths, { caches, backend: wasm });
+      const ref = forwardBatch(model, batch, lengths, { caches: batch.map(() => createCache(model.config)) });
+      expect(nmse(out.logits, ref.logits)).toBeLessThan(1e-7);
+      expect(caches.map((c) => c.length)).toEqual(lengths);
     } finally {
-      releaseWasmCache(checked, cache);
+      caches.forEach(releaseCache);
     }
   });
 
-  it("keeps memory flat over a long decode, and a released cache gives its memory back", async () => {
+  it("runs a quantised model through its quantLinear kernel", () => {
+    const model = initModel(preset("tiny"));
+    for (const scheme of ["int8.g32", "int4.g32"]) {
+      const q = quantizeModel(model, scheme);
+      const ref = forward(q, tokens);
+      const out = forward(q, tokens, { backend: wasm });
+      expect(nmse(out.logits, ref.logits), scheme).toBeLessThan(1e-7);
+      expect(argmaxRows(out.logits)).toEqual(argmaxRows(ref.logits));
+    }
+  });
+
+  it("runs the MoE under a weight budget of about one packed expert weight, as the reference does", async () => {
+    // An expert's gate is [64, 128] floats, 32 KiB packed: fetching the next weight evicts the last.
+    const small = await createBackend({ threads: 1, weightBudget: 40 * 1024 });
+    try {
+      const model = initModel(preset("tiny"));
+      const [refTrace, trace] = [createTrace("layers.*.mlp.router.indices"), createTrace("layers.*.mlp.router.indices")];
+      const ref = forward(model, tokens, { trace: refTrace });
+      for (let i = 0; i < 2; i++) {
+        const out = forward(model, tokens, { backend: small, trace });
+        expect(nmse(out.logits, ref.logits)).toBeLessThan(1e-7);
+      }
+      expect(indices(trace, 4)).toEqual(indices(refTrace, 4));
+      // A weight larger than the budget (the head: [260, 128], packed in panels of 8 rows) is still packed, alone.
+      const { vocab_size: V, hidden_size: D } = model.config;
+      expect(small.stats().weightBytes).toBeLessThanOrEqual(Math.ceil(V / 8) * 8 * D * 4);
+    } finally {
+      await small.dispose();
+    }
+  });
+
+  it("runs in check mode: every output written, no kernel writing outside its block", () => {
+    for (const overrides of [{}, { mla_mode: "naive" as const }, { attention_kind: "mha" as const, num_key_value_heads: 2 }, { attention_kind: ["mla", "segmented", "decay", "sparse"] as ModelConfig["attention_kind"], num_key_value_heads: 2 }]) {
+      const model = initModel(preset("tiny", overrides));
+      const ref = forward(model, tokens);
+      const cache = createCache(model.config, { backend: checked, capacity: 8 }); // grows (a copy) on the way
+      try {
+        const prefill = forward(model, tokens.slice(0, 20), { cache, backend: checked });
+        const step = forward(model, tokens.slice(20, 21), { cache, backend: checked });
+        expect(nmse(prefill.logits, rows(ref.logits, 0, 20))).toBeLessThan(1e-7);
+        expect(nmse(step.logits, rows(ref.logits, 20, 21))).toBeLessThan(1e-7);
+      } finally {
+        releaseCache(cache);
+      }
+    }
+  });
+
+  it("keeps memory flat over a long decode, and a released cache gives its memory back", () => {
     const model = initModel(preset("tiny"));
     // A long prompt first: every expert gets a token (packed on first use), the arena grows to a long context's size.
-    await wasm.forwardModel(model, Array.from({ length: 256 }, (_, i) => (i * 7) % 256));
-    await wasm.forwardModel(model, tokens);
+    forward(model, Array.from({ length: 256 }, (_, i) => (i * 7) % 256), { backend: wasm });
+    forward(model, tokens, { backend: wasm });
     const before = wasm.stats();
-    const cache = createWasmCache(wasm, model, 300);
-    await wasm.forwardModel(model, tokens, { cache });
-    for (let i = 0; i < 30; i++) await wasm.forwardModel(model, [32 + (i % 90)], { cache });
+    const cache = createCache(model.config, { backend: wasm, capacity: 300 });
+    forward(model, tokens, { cache, backend: wasm });
+    for (let i = 0; i < 30; i++) forward(model, [32 + (i % 90)], { cache, backend: wasm });
     const early = wasm.stats();
-    for (let i = 30; i < 230; i++) await wasm.forwardModel(model, [32 + (i % 90)], { cache });
+    for (let i = 30; i < 230; i++) forward(model, [32 + (i % 90)], { cache, backend: wasm });
     const late = wasm.stats();
     expect(late.memoryBytes).toBe(early.memoryBytes);
     expect(late.liveBytes).toBe(early.liveBytes);
     expect(late.weightBytes).toBe(before.weightBytes);
-    releaseWasmCache(wasm, cache);
-    await wasm.forwardModel(model, tokens); // a short forward: the long run's pooled blocks it does not use go back
+    releaseCache(cache);
+    forward(model, tokens, { backend: wasm }); // a short forward: the long run's pooled blocks it does not use go back
     expect(wasm.stats().liveBytes).toBe(before.liveBytes);
   });
 
-  it("generates the reference's tokens through a resident cache it frees; `tinyseek generate --backend wasm` (which runs it) gives the reference's tokens", async () => {
+  it("generates through a cache it frees (generateAsync); `tinyseek generate --backend wasm` gives the reference's tokens", async () => {
     const model = initModel(preset("tiny"));
-    await wasm.forwardModel(model, Array.from({ length: 256 }, (_, i) => (i * 7) % 256)); // every expert packed
-    await wasm.forwardModel(model, tokens);
+    forward(model, Array.from({ length: 256 }, (_, i) => (i * 7) % 256), { backend: wasm }); // every expert packed
+    forward(model, tokens, { backend: wasm });
     const before = wasm.stats().liveBytes;
     const streamed: number[] = [];
-    const got = await generateResident(wasmOps(wasm.kernels), model, tokens, { maxTokens: 12, onToken: (t) => streamed.push(t) });
+    const got = await generateAsync(model, tokens, { maxTokens: 12, backend: wasm, onToken: (t) => streamed.push(t) });
     expect(got.tokens).toEqual(generate(model, tokens, { maxTokens: 12 }).tokens);
     expect(streamed).toEqual(got.tokens);
-    await wasm.forwardModel(model, tokens); // the cache's blocks are back; the forward's own pool returns to its size
+    forward(model, tokens, { backend: wasm }); // the cache's blocks are back; the forward's own pool returns to its size
     expect(wasm.stats().liveBytes).toBe(before);
     const args = ["generate", "--prompt", "Alice was", "--max-tokens", "8", "--json"];
     const [ref, onWasm] = [await cli(...args), await cli(...args, "--backend", "wasm")];
     expect(JSON.parse(onWasm.out).tokens).toEqual(JSON.parse(ref.out).tokens);
   });
 
-  it("says what it does not support, naming the feature, so callers fall back to the kernels", async () => {
-    const segmented = initModel(preset("tiny", { attention_kind: "segmented" }));
-    await expect(wasm.forwardModel(segmented, [1, 2])).rejects.toThrow(NotSupportedError);
-    await expect(wasm.forwardModel(segmented, [1, 2])).rejects.toThrow(/wasm model: attention kind "segmented"/);
-    const naive = initModel(preset("tiny", { mla_mode: "naive" }));
-    await expect(wasm.forwardModel(naive, [1, 2])).rejects.toThrow(/mla_mode "naive"/);
-    expect(() => createWasmCache(wasm, segmented)).toThrow(NotSupportedError);
-  });
-
-  it("names the argument on a bad call", async () => {
+  it("names the argument on a bad call", () => {
     const model: Model = initModel(preset("tiny"));
-    await expect(wasm.forwardModel(model, [])).rejects.toThrow(/tokens/);
-    await expect(wasm.forwardModel(model, [1, 999])).rejects.toThrow(/tokens\[1\]/);
-    await expect(wasm.forwardModel(model, [1, 2], { minLayers: 9 })).rejects.toThrow(/minLayers/);
-    const cache = createWasmCache(wasm, model, 4);
-    try {
-      await wasm.forwardModel(model, [1, 2, 3], { cache });
-      await expect(wasm.forwardModel(model, [1, 2], { cache })).rejects.toThrow(/tokens.*cache's capacity/);
-      expect(cache.length).toBe(3); // a refused call leaves the cache as it was
-    } finally {
-      releaseWasmCache(wasm, cache);
-    }
-    await expect(wasm.forwardModel(model, [1], { cache })).rejects.toThrow(/cache/); // released
-    expect(() => createWasmCache(wasm, model, 0)).toThrow(/capacity/);
+    expect(() => forward(model, [], { backend: wasm })).toThrow(/tokens/);
+    expect(() => forward(model, [1, 999], { backend: wasm })).toThrow(/tokens\[1\]/);
+    expect(() => forward(model, [1, 2], { backend: wasm, minLayers: 9 })).toThrow(/minLayers/);
+    expect(() => forward(model, [1], { backend: wasm, cache: createCache(model.config) })).toThrow(/cache.*backend "wasm"/);
+    const cache = createCache(model.config, { backend: wasm, capacity: 4 });
+    forward(model, [1, 2, 3], { cache, backend: wasm });
+    expect(() => forward(model, [1], { cache })).toThrow(/cache/); // the reference cannot run a wasm cache
+    releaseCache(cache);
+    expect(() => forward(model, [1], { cache, backend: wasm })).toThrow(/cache/); // released
     const other = initModel(preset("tiny", { num_hidden_layers: 2 }));
-    const otherCache = createWasmCache(wasm, other, 8);
-    await expect(wasm.forwardModel(model, [1], { cache: otherCache })).rejects.toThrow(/cache/);
-    releaseWasmCache(wasm, otherCache);
+    const otherCache = createCache(other.config, { backend: wasm, capacity: 8 });
+    expect(() => forward(model, [1], { cache: otherCache, backend: wasm })).toThrow(/cache/);
+    releaseCache(otherCache);
   });
 });

@@ -1,19 +1,13 @@
 // WebGPU's synchronous bridge (gpu/sync-bridge.ts through the backend's runSynchronously): bridged kernels give
 // what the asynchronous ones give, bit for bit; component golden cases run and pass through it; a kernel's error
-// arrives in the worker with its message; dispose tears the worker down; and generate on webgpu (the
-// device-resident forward, or the bridge where that does not cover the model) picks the reference's greedy tokens.
+// arrives in the worker with its message; dispose tears the worker down. The bridge is for golden component cases
+// only: the model runs through the one forward under the asynchronous driver (test/webgpu-model.test.ts).
 
-import { execFile } from "node:child_process";
-import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
 import { createBackend } from "../gpu/backend.ts";
-import { deviceRunsModel, generateOnWebGpu } from "../gpu/generate.ts";
 import { goldenSuite } from "../src/golden/suite.ts";
 import { checkGoldenFile, checkSupport } from "../src/io/golden.ts";
 import { type Kernels } from "../src/kernels.ts";
-import { generate } from "../src/model/generate.ts";
-import { preset } from "../src/model/presets.ts";
-import { initModel } from "../src/model/weights.ts";
 import { quantizeInt } from "../src/quant/int.ts";
 import { Random, randBounded } from "../src/random.ts";
 import { ropeFrequencies } from "../src/rope.ts";
@@ -76,27 +70,5 @@ describe.skipIf(!backend)(`webgpu sync bridge${reason ? ` (skipped: ${reason})` 
     expect(await other.runSynchronously(task("counts"), { n: 1 })).toBe(1);
     await other.dispose();
     await expect(other.runSynchronously(task("counts"), { n: 1 })).rejects.toThrow("sync bridge: closed");
-  });
-
-  it("generates the reference's greedy tokens, on the device-resident forward and through the bridge", async () => {
-    const prompt = Array.from("Alice was", (ch) => ch.charCodeAt(0));
-    for (const attention of ["mla", "segmented"] as const) {
-      const model = initModel(preset("tiny", { attention_kind: attention }));
-      expect(deviceRunsModel(model).yes, attention).toBe(attention === "mla");
-      const streamed: number[] = [];
-      const want = generate(model, prompt, { maxTokens: 10 }).tokens;
-      const got = await generateOnWebGpu(backend!, model, prompt, { maxTokens: 10, onToken: (t) => streamed.push(t) });
-      expect(got.tokens, attention).toEqual(want);
-      expect(streamed, attention).toEqual(want);
-    }
-  });
-
-  it("`tinyseek generate --backend webgpu` prints the reference's text and exits", async () => {
-    const bin = new URL("../bin/tinyseek.js", import.meta.url).pathname;
-    const args = ["generate", "--prompt", "Alice was", "--max-tokens", "8", "--json"];
-    const run = async (name: string) => JSON.parse((await promisify(execFile)(process.execPath, [bin, ...args, "--backend", name], { timeout: 60_000 })).stdout);
-    const [ref, gpu] = [await run("reference"), await run("webgpu")];
-    expect(gpu.backend).toBe("webgpu");
-    expect(gpu.tokens).toEqual(ref.tokens);
   });
 });

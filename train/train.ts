@@ -1,6 +1,7 @@
 // Trains the `tiny` preset on data/alice-chapter-1.txt and writes data/tiny-alice.safetensors (checkpoint names,
 // BF16) and data/tiny-alice.json (what was run and what it reached). `npm run train -- --help` lists the options.
-// tfjs (tfjs-core on tfjs-backend-wasm) computes the gradients and runs Adam; init and batch order come from
+// The model is the project's one forward (src/model/forward.ts) on tfjs kernels (train/tfjs-kernels.ts: tfjs-core
+// on tfjs-backend-wasm), which compute the gradients; tfjs runs Adam (train/trainer.ts). Init and batch order come from
 // src/random.ts, so a run is the same on one machine. Expert balance: DeepSeek-V3's auxiliary-loss-free bias
 // (V3 technical report, arXiv 2412.19437, §2.1.2: after each step, the bias of an overloaded expert falls by γ, of
 // an underloaded one rises by γ; src/moe/balance.ts) and its small sequence-wise balance loss (α, same section).
@@ -14,12 +15,11 @@ import { parseArgs } from "node:util";
 import * as tf from "@tensorflow/tfjs-core";
 import { preset } from "../src/model/presets.ts";
 import { initModel, modelFromSafetensors, modelToSafetensors, type Model } from "../src/model/weights.ts";
-import { updateBias } from "../src/moe/balance.ts";
 import { Random } from "../src/random.ts";
-import { chunks, sampleBatch, splitText, type Sequence } from "./data.ts";
-import { crossEntropy, forward } from "./forward.ts";
+import { chunks, sampleBatch, splitText } from "./data.ts";
 import { Params } from "./params.ts";
 import { setUpTfjs } from "./tfjs.ts";
+import { meanLoss, trainStep } from "./trainer.ts";
 
 const HELP = `usage: npm run train -- [--steps N] [--batch B] [--seq T] [--lr LR] [--seed S] [--gamma G] [--alpha A] [--out FILE]
 
@@ -58,22 +58,6 @@ const warmup = Math.max(1, Math.min(50, Math.floor(steps / 10)));
 const rate = (step: number) =>
   step < warmup ? (peakLr * (step + 1)) / warmup : peakLr * (0.1 + 0.45 * (1 + Math.cos((Math.PI * (step - warmup)) / (steps - warmup))));
 
-/** Mean nats per predicted byte over whole sequences, in batches of up to 16 of one length. */
-function meanLoss(p: Params, sequences: Sequence[]): number {
-  let [sum, count] = [0, 0];
-  for (let at = 0; at < sequences.length; ) {
-    const length = sequences[at]!.input.length;
-    let end = at;
-    while (end < sequences.length && end - at < 16 && sequences[end]!.input.length === length) end++;
-    const group = sequences.slice(at, end);
-    const targets = group.flatMap((s) => s.targets);
-    sum += tf.tidy(() => crossEntropy(forward(p, config, group.map((s) => s.input)).logits, targets).dataSync()[0]!) * targets.length;
-    count += targets.length;
-    at = end;
-  }
-  return sum / count;
-}
-
 console.log(`training tiny on ${split.train.length} bytes, evaluating on ${split.eval.length}: ${steps} steps of ${batch}×${seq} bytes, seed ${seed}`);
 const curve: { step: number; train: number; eval?: number; maxVio: number }[] = [];
 const started = performance.now();
@@ -83,18 +67,7 @@ for (let step = 0; step < steps; step++) {
   if ((performance.now() - started) / 60000 > minutes) break; // the machine is busier than the defaults assume
   (optimizer as unknown as { learningRate: number }).learningRate = rate(step); // tfjs's Adam reads it each step
   const sequences = sampleBatch(rng, split.train, batch, seq);
-  let loads = new Map<number, number[]>();
-  const loss = tf.tidy(() => {
-    const { value, grads } = tf.variableGrads(() => {
-      const out = forward(params, config, sequences.map((s) => s.input));
-      loads = out.loads;
-      const ce = crossEntropy(out.logits, sequences.flatMap((s) => s.targets));
-      return tf.add(ce, tf.mul(out.balance, alpha));
-    });
-    optimizer.applyGradients(clipByGlobalNorm(grads, 1) as Parameters<typeof optimizer.applyGradients>[0]);
-    return value.dataSync()[0]!;
-  });
-  for (const [l, load] of loads) params.biases.set(l, updateBias({ shape: [load.length], data: params.bias(l) }, load, gamma).data);
+  const { loss, loads } = trainStep(params, optimizer, sequences, { alpha, gamma });
   recent.push(loss);
   stepsRun = step + 1;
   const timeUp = (performance.now() - started) / 60000 > minutes;
@@ -133,13 +106,6 @@ const summary = {
 writeFileSync(args.out!, modelToSafetensors(rounded, { dtype: "BF16", metadata: { training: JSON.stringify({ ...summary, curve: undefined }) } }));
 writeFileSync(args.out!.replace(/\.safetensors$/, ".json"), JSON.stringify(summary, null, 2) + "\n");
 console.log(`wrote ${args.out} (${(bytes.length / 1e6).toFixed(1)} MB): train ${summary.trainLoss.toFixed(4)}, eval ${summary.evalLoss.toFixed(4)} nats/byte, ${summary.seconds} s`);
-
-function clipByGlobalNorm(grads: tf.NamedTensorMap, maxNorm: number): tf.NamedTensorMap {
-  // Adam takes the update's direction from the moments; clipping only tames the first, noisy steps.
-  const norm = Math.sqrt(Object.values(grads).reduce((s, g) => s + tf.sum(tf.square(g)).dataSync()[0]!, 0));
-  if (norm <= maxNorm) return grads;
-  return Object.fromEntries(Object.entries(grads).map(([name, g]) => [name, tf.mul(g, maxNorm / norm)]));
-}
 
 function mean(xs: number[]): number {
   return xs.reduce((a, b) => a + b, 0) / xs.length;

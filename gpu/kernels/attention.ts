@@ -6,6 +6,7 @@
 // h / (H / Hkv). A row with no visible key outputs zeros. Hidden scores are marked with -FLT_MAX rather than
 // -Infinity, so no infinity ever enters the arithmetic.
 
+import { type AttentionArgs } from "../../src/device/kernels.ts";
 import { argError, checkInteger } from "../../src/errors.ts";
 import { type MaskSpec } from "../../src/masks.ts";
 import { type GpuContext, type GpuTensor } from "../context.ts";
@@ -135,15 +136,9 @@ function tileRows(CAP: number, limit: number): number {
   throw argError("head dimensions", `Dh and Dv small enough for ${limit} bytes of workgroup memory`, CAP);
 }
 
-export interface AttentionArgs {
+/** The one forward's attention arguments (src/device/kernels.ts) with a batch, any mask, and ln γ on the device. */
+export interface GpuAttentionArgs extends Omit<AttentionArgs, "offset" | "logGammas" | "kvRows"> {
   B: number;
-  H: number;
-  Hkv: number;
-  Tq: number;
-  Tk: number;
-  Dh: number;
-  Dv: number;
-  scale: number;
   mask?: MaskSpec;
   /** ln γ per query head, already on the device. */
   logGammas?: GPUBuffer;
@@ -151,7 +146,7 @@ export interface AttentionArgs {
   kvRows?: number;
 }
 
-export function attention(ctx: GpuContext, q: GpuTensor, k: GpuTensor, v: GpuTensor, args: AttentionArgs): GpuTensor {
+export function attention(ctx: GpuContext, q: GpuTensor, k: GpuTensor, v: GpuTensor, args: GpuAttentionArgs): GpuTensor {
   const { B, H, Hkv, Tq, Tk, Dh, Dv, scale, mask = {} } = args;
   const offset = mask.offset ?? Tk - Tq;
   checkInteger("mask.offset", offset, 0);

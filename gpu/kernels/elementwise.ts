@@ -1,10 +1,12 @@
 // Element-wise kernels, one thread per element (64 per workgroup, folded into 2-D past 65535 workgroups).
-// Rotary embedding takes its cos/sin table from the host, computed in float64: WGSL's sin and cos promise only an
-// absolute error of 2^-11 on [-π, π], and p·θ in float32 loses ~p·6e-8 radians, both far from the reference.
+// Rotary embedding takes its cos and sin tables from the host (src/rope.ts rotaryTable: angles in float64, rounded
+// once): WGSL's sin and cos promise only an absolute error of 2^-11 on [-π, π], and p·θ in float32 loses ~p·6e-8
+// radians, both far from the reference.
 
+import { rotaryTable } from "../../src/rope.ts";
 import { numel } from "../../src/tensor.ts";
 import { groups1d, type GpuContext, type GpuTensor } from "../context.ts";
-import { type BlockCopy } from "../../src/model/resident-ops.ts";
+import { type BlockCopy } from "../../src/device/kernels.ts";
 
 const unary = (body: string, inputs: string[]) => /* wgsl */ `
 struct P { n: u32, a: u32, b: u32, c: u32 }
@@ -21,10 +23,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 const SILU = unary(`let x = X[i]; Y[i] = x / (1.0 + exp(-x));`, ["X"]);
 const SWIGLU = unary(`let g = G[i]; Y[i] = g / (1.0 + exp(-g)) * U[i];`, ["G", "U"]);
 const ADD = unary(`Y[i] = X[i] + Z[i];`, ["X", "Z"]);
-// Pair i of row t: a = T (rows per slab), b = half = dim / 2. CS holds (cos, sin) per (t, pair).
+// Pair i of row t: a = T (rows per slab), b = half = dim / 2. CS holds cos [T, half], then sin [T, half].
 const ROPE = unary(
   `let pair = i % p.b; let t = (i / p.b) % p.a; let at = 2u * i;
-   let c = CS[2u * (t * p.b + pair)]; let s = CS[2u * (t * p.b + pair) + 1u];
+   let c = CS[t * p.b + pair]; let s = CS[(p.a + t) * p.b + pair];
    let re = X[at]; let im = X[at + 1u];
    Y[at] = re * c - im * s; Y[at + 1u] = re * s + im * c;`,
   ["X", "CS"],
@@ -45,21 +47,16 @@ export const swiglu = (ctx: GpuContext, gate: GpuTensor, up: GpuTensor): GpuTens
 export const add = (ctx: GpuContext, a: GpuTensor, b: GpuTensor): GpuTensor =>
   run(ctx, ADD, [a.buffer, b.buffer], a.shape);
 
-/** (cos, sin) of positions[t]·freqs[i], interleaved, [T, dim/2, 2], in float64 then rounded. */
-export function ropeTable(positions: ArrayLike<number>, freqs: Float64Array): Float32Array {
-  const half = freqs.length;
-  const table = new Float32Array(positions.length * half * 2);
-  for (let t = 0; t < positions.length; t++) {
-    for (let i = 0; i < half; i++) {
-      const angle = positions[t]! * freqs[i]!;
-      table[2 * (t * half + i)] = Math.cos(angle);
-      table[2 * (t * half + i) + 1] = Math.sin(angle);
-    }
-  }
+/** src/rope.ts rotaryTable's cos and sin [T, dim/2] in one array, as `rope` reads them: cos, then sin. */
+export function rotaryTables(positions: ArrayLike<number>, freqs: Float64Array): Float32Array {
+  const { cos, sin } = rotaryTable(positions, freqs);
+  const table = new Float32Array(2 * cos.length);
+  table.set(cos);
+  table.set(sin, cos.length);
   return table;
 }
 
-/** x [..., T, dim] rotated by a table from ropeTable (T rows). */
+/** x [..., T, dim] rotated by a table of rotaryTables (T positions) on the device. */
 export function rope(ctx: GpuContext, x: GpuTensor, table: GPUBuffer, T: number): GpuTensor {
   const dim = x.shape[x.shape.length - 1]!;
   const out = ctx.empty(x.shape);

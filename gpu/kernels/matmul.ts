@@ -6,7 +6,7 @@
 import { argError } from "../../src/errors.ts";
 import { numel } from "../../src/tensor.ts";
 import { type GpuContext, type GpuTensor } from "../context.ts";
-import { type GemmArgs } from "../../src/model/resident-ops.ts";
+import { type GemmArgs } from "../../src/device/kernels.ts";
 
 const TILE = 64;
 

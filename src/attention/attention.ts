@@ -12,7 +12,7 @@ export interface AttentionOptions {
   mask?: Mask;
   /** Added to the scaled scores: [Tq, Tk], [H, Tq, Tk] or [B, H, Tq, Tk]; -Infinity hides a key. */
   bias?: Tensor;
-  /** Relative time decay (design section 2): (offset + i - j)·logGammas[h] is added to the scores of query head h. */
+  /** Relative time decay (spec/attention.md): (offset + i - j)·logGammas[h] is added to the scores of query head h. */
   logGammas?: readonly number[];
   /** Absolute position of the first query, for `logGammas` (default Tk - Tq). */
   offset?: number;

@@ -1,4 +1,4 @@
-// Cross-modal attention between text tokens T [Nt, dt] and vision tokens V [Nv, dv] (design section 7). The source
+// Cross-modal attention between text tokens T [Nt, dt] and vision tokens V [Nv, dv] (spec/crossmodal.md). The source
 // material gives two projections and two score products; we complete them into gated bidirectional attention:
 //   S_tv = text_proj(T)·Vᵀ / sqrt(dv)    [Nt, Nv]      A_tv = softmax over vision tokens (image mask)
 //   S_vt = vision_proj(V)·Tᵀ / sqrt(dt)  [Nv, Nt]      A_vt = softmax over text tokens (padding mask)

@@ -1,4 +1,4 @@
-// Time-decay attention (design section 2). The source material scales key j by gamma^j and says old tokens fade;
+// Time-decay attention (spec/attention.md). The source material scales key j by gamma^j and says old tokens fade;
 // as written the newest keys shrink most, and the effect flips with the sign of q·k. Both are here, named plainly:
 //   "relative" (default): score_ij = q_i·k_j/√Dh + (i - j)·ln γ_h — after softmax each weight is multiplied by
 //       γ^(i-j) and renormalised: ALiBi with slope -ln γ (Press et al. 2022), RetNet's decay (Sun et al. 2023).

@@ -19,7 +19,7 @@ import { ropeFrequencies } from "../rope.ts";
 import { expectShape, reshape, tensor, type Tensor } from "../tensor.ts";
 import { concatLast, concatTime, splitHeads } from "./heads.ts";
 import {
-  checkMlaConfig, createMlaCache, initMla, mla, mlaYarn, type MlaAttend, type MlaCache, type MlaConfig, type MlaMode,
+  checkMlaConfig, createMlaCache, initMla, mla, yarnOptions, type MlaAttend, type MlaCache, type MlaConfig, type MlaMode,
   type MlaWeights,
 } from "./mla.ts";
 
@@ -96,7 +96,7 @@ export function indexerScores(
     throw argError("cache", `indexer keys [${B}, ${offset}, ${dI}] beside an MLA cache of ${offset} positions`, got);
   }
   const positions = Array.from({ length: T }, (_, i) => offset + i);
-  const freqs = ropeFrequencies({ dim: dr, theta: c.rope_theta, yarn: mlaYarn(c) });
+  const freqs = ropeFrequencies({ dim: dr, theta: c.rope_theta, yarn: yarnOptions(c) });
   const rotate = (t: Tensor) => {
     const [pe, rest] = splitHeads(t, t.shape[2]! / dI, [dr, dI - dr]);
     // The rotated part stays interleaved: q^I and k^I are permuted alike, so each q^I·k^I is the half-split one.

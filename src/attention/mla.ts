@@ -119,7 +119,7 @@ export function checkMlaConfig(config: MlaConfig): Required<MlaConfig> & { q_lor
 }
 
 /** The YaRN options rope.ts reads, or undefined when the config has no rope scaling. */
-export function mlaYarn(config: MlaConfig): YarnOptions | undefined {
+export function yarnOptions(config: MlaConfig): YarnOptions | undefined {
   const s = config.rope_scaling;
   if (!s) return undefined;
   return {
@@ -134,7 +134,7 @@ export function mlaYarn(config: MlaConfig): YarnOptions | undefined {
 
 /** 1/sqrt(qk_nope + qk_rope), times YaRN's mscale² when the configured length extends the original one. */
 export function mlaSoftmaxScale(config: MlaConfig): number {
-  return yarnSoftmaxFactor(mlaYarn(config)) / Math.sqrt(config.qk_nope_head_dim + config.qk_rope_head_dim);
+  return yarnSoftmaxFactor(yarnOptions(config)) / Math.sqrt(config.qk_nope_head_dim + config.qk_rope_head_dim);
 }
 
 /** Numbers the cache stores per token: kv_lora_rank + qk_rope_head_dim for absorb, H·(dn + dr + dv) for naive. */
@@ -212,7 +212,7 @@ export function mlaProjections(
 ): MlaProjections {
   const c = checkMlaConfig(config);
   const [H, dn, dr] = [c.num_attention_heads, c.qk_nope_head_dim, c.qk_rope_head_dim];
-  const freqs = ropeFrequencies({ dim: dr, theta: c.rope_theta, yarn: mlaYarn(c) });
+  const freqs = ropeFrequencies({ dim: dr, theta: c.rope_theta, yarn: yarnOptions(c) });
   const queryLatent = () => kernels.rmsnorm(kernels.linear(x, weights.q_a_proj!), weights.q_a_layernorm!, c.rms_norm_eps);
   const q = c.q_lora_rank === 0 ? kernels.linear(x, weights.q_proj!) : kernels.linear(queryLatent(), weights.q_b_proj!);
   const [qNope, qPeRaw] = splitHeads(q, H, [dn, dr]) as [Tensor, Tensor];

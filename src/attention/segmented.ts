@@ -1,4 +1,4 @@
-// Segmented attention with an overlap window and compressed memory (design section 3; spec/segmented-attention.md).
+// Segmented attention with an overlap window and compressed memory (spec/segmented-attention.md).
 //
 //   tokens are cut into segments of S; a query at position p in segment s = floor(p / S) sees
 //     its own segment causally, the W tokens before the segment's start, and the M memory slots mem_s

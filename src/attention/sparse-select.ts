@@ -1,6 +1,6 @@
-// NSA's block bookkeeping (Yuan et al. 2025, "Native Sparse Attention", §3.3; design section 4): which compressed
-// blocks a query sees, how their probabilities become selection-block importances, which blocks are selected,
-// and how many keys a query touches. Pure integer and float64 arithmetic, no tensors.
+// NSA's block bookkeeping (Yuan et al. 2025, "Native Sparse Attention", §3.3; spec/sparse-attention.md): which
+// compressed blocks a query sees, how their probabilities become selection-block importances, which blocks are
+// selected, and how many keys a query touches. Pure integer and float64 arithmetic, no tensors.
 //
 //   compressed block i covers tokens [i·d, i·d + l);  query t sees it iff i·d + l <= t + 1
 //   selection block j covers tokens [j·l', (j+1)·l')

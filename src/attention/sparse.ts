@@ -1,4 +1,4 @@
-// Native Sparse Attention (Yuan et al. 2025; design section 4; spec/sparse-attention.md). Three branches per
+// Native Sparse Attention (Yuan et al. 2025; spec/sparse-attention.md). Three branches per
 // query head, mixed by gates:
 //   o_t = g_cmp·Attn(q_t, K_cmp, V_cmp) + g_slc·Attn(q_t, K_slc[selected], V_slc[selected]) + g_win·Attn(q_t, K_win[t-w+1 … t])
 //   [g_cmp, g_slc, g_win] = sigmoid(x_t·W_gᵀ),   W_g [3·H, D]: rows 0…H-1 compressed, H…2H-1 selected, 2H…3H-1 window

@@ -1,4 +1,4 @@
-// Space-channel-time attention over a video x [F frames, P patches, C channels] (design section 8): divided
+// Space-channel-time attention over a video x [F frames, P patches, C channels] (spec/video-attention.md): divided
 // attention as in TimeSformer (Bertasius et al. 2021), then channel attention as squeeze-and-excitation (Hu et al.
 // 2018). Each attention step is a pre-norm residual block, x + W_o·MHA(RMSNorm(x)):
 //   time:    at each patch p, the F frames attend to each other        x[:, p, :] is one sequence

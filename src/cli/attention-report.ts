@@ -4,7 +4,7 @@
 
 import { fileURLToPath } from "node:url";
 import { readBytes } from "../io/safetensors.ts";
-import { kvStateTable, measureNsaQuality, nsaAccessTable, TINY_MLA, type NsaQuality } from "../attention/report.ts";
+import { kvStateTable, measureNsaQuality, nsaAccessTable, TINY_MLA, type NsaQuality } from "../reports/attention.ts";
 import { PAPER_BLOCKS, TINY_BLOCKS } from "../attention/sparse-select.ts";
 import { numberArg, parse, positionals, processIo, UsageError, type Io } from "./io.ts";
 import { formatNumber, formatTable, toJson } from "./table.ts";

@@ -2,11 +2,9 @@
 // cache, printing the text as it comes. Greedy by default; --temperature, --top-k, --top-p sample with --seed.
 
 import { decode, encode } from "../model/tokenizer.ts";
-import { type WebGpuBackend } from "../../gpu/backend.ts";
 import { loadBackend, type Backend } from "../backend.ts";
-import { runBatched, type BatchingResult, type BatchRequest, type SchedulerOptions } from "../model/batching.ts";
-import { generate, type GenerateOptions, type GenerateResult } from "../model/generate.ts";
-import { generateResident, residentRuns } from "../model/resident.ts";
+import { runBatchedAsync, type BatchRequest } from "../model/batching.ts";
+import { generateAsync } from "../model/generate.ts";
 import { type Model } from "../model/weights.ts";
 import { attentionOverride, loadModelFrom } from "../step/load.ts";
 import { numberArg, parse, processIo, UsageError, type Io } from "./io.ts";
@@ -20,15 +18,16 @@ Continues a prompt: one forward pass over the prompt (prefill), then one per new
 stopping at <eos> or after --max-tokens (default 32). Greedy unless --temperature > 0; --top-k and --top-p cut
 the candidates first; --seed fixes the draws. Without --weights (or --config, --attention) the model is the trained
 tiny checkpoint data/tiny-alice.safetensors, which writes Alice-like text; --weights random gives seeded untrained
-weights, whose text is noise (the same noise for the same seed). --json prints tokens, timings and exit layers.
+weights, whose text is noise (the same noise for the same seed). --attention KIND is mla, mha, decay, segmented,
+sparse (NSA) or dsa (DeepSeek-V3.2's sparse attention), or one per layer separated by commas. --json prints tokens,
+timings and exit layers.
 
 Several --prompt flags run as one continuous batch (at most --max-batch rows, default 4): new requests join as
 others finish, each row keeps its own cache, and request i samples with seed S + i, so each text is exactly what
 it gets alone. It reports how full the batches were.
 
---backend wasm and --backend webgpu decode on the resident forward (mla, mha, decay layers) through a cache kept
-in WASM memory or on the device; other models, and several prompts, run the reference's loop over the backend's
-kernels (on WebGPU, in a worker thread).`;
+--backend wasm and --backend webgpu run the same forward as the reference (every attention kind), with the cache
+kept in WASM memory or on the device.`;
 
 /** Control characters a sampled byte may be (ESC included) shown as their Unicode pictures, so they cannot drive the terminal. */
 const printable = (text: string) => text.replace(/[\x00-\x08\x0b-\x1f\x7f]/g, (c) => String.fromCharCode(c === "\x7f" ? 0x2421 : 0x2400 + c.charCodeAt(0)));
@@ -80,7 +79,7 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
         printed = complete;
       }
     };
-    const result = await generateOn(backend, model, prompt, { ...sampling, onToken: stream ? onToken : undefined });
+    const result = await generateAsync(model, prompt, { ...sampling, backend, onToken: stream ? onToken : undefined });
     const text = decode(result.tokens);
     const decodeMs = result.steps.slice(1).reduce((a, s) => a + s.ms, 0);
     const perSecond = result.steps.length > 1 ? ((result.steps.length - 1) / decodeMs) * 1000 : 0;
@@ -100,23 +99,6 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
   }
 }
 
-// A backend without synchronous kernels is WebGPU: its device-resident forward or its sync bridge (gpu/generate.ts).
-const webgpu = () => import("../../gpu/generate.ts");
-
-async function generateOn(backend: Backend, model: Model, prompt: number[], options: Omit<GenerateOptions, "kernels">): Promise<Omit<GenerateResult, "cache">> {
-  // WASM decodes through its resident forward (wasm/model.ts) where that covers the model: ~1.7× its kernels' rate.
-  if (backend.name === "wasm" && residentRuns(model, "wasm").yes) {
-    return generateResident((await import("../../wasm/model.ts")).wasmOps(backend.kernels), model, prompt, options);
-  }
-  if (backend.kernels) return generate(model, prompt, { ...options, kernels: backend.kernels });
-  return (await webgpu()).generateOnWebGpu(backend as WebGpuBackend, model, prompt, options);
-}
-
-async function batchOn(backend: Backend, model: Model, requests: BatchRequest[], options: Omit<SchedulerOptions, "kernels">): Promise<BatchingResult> {
-  if (backend.kernels) return runBatched(model, requests, { ...options, kernels: backend.kernels });
-  return (await webgpu()).batchOnWebGpu(backend as WebGpuBackend, model, requests, options);
-}
-
 /**
  * Several prompts: continuous batching (src/model/batching.ts). Request i samples with seed + i, so its text is what
  * `generate` gives it alone with that seed; prints each continuation and how full the batches were.
@@ -132,7 +114,7 @@ async function batched(
     topP: options.topP, seed: options.seed + i,
   }));
   const started = performance.now();
-  const result = await batchOn(backend, model, requests, { maxBatch, exitThreshold: options.exitThreshold });
+  const result = await runBatchedAsync(model, requests, { maxBatch, backend, exitThreshold: options.exitThreshold });
   const ms = performance.now() - started;
   const outputs = prompts.map((prompt, i) => ({ prompt, seed: options.seed + i, tokens: result.outputs.get(String(i))!, text: decode(result.outputs.get(String(i))!) }));
   if (json) {

@@ -1,7 +1,7 @@
 // `tinyseek moe-report`: capacity factors, drop orders and bias balancing on a batch of text (src/moe/report.ts).
 
 import { DEFAULT_BIAS_UPDATE_RATE } from "../moe/balance.ts";
-import { formatMoeReport, moeReport } from "../moe/report.ts";
+import { formatMoeReport, moeReport } from "../reports/moe.ts";
 import { numberArg, parse, positionals, processIo, type Io } from "./io.ts";
 import { toJson } from "./table.ts";
 

@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url";
 import { readBytes } from "../io/safetensors.ts";
 import { parseScheme, SCHEME_NAMES } from "../quant/model.ts";
 import { TinyseekError } from "../errors.ts";
-import { quantReport, type QuantReport } from "../quant/report.ts";
+import { quantReport, type QuantReport } from "../reports/quant.ts";
 import { numberArg, parse, positionals, processIo, UsageError, type Io } from "./io.ts";
 import { formatNumber, formatTable, toJson, type Row } from "./table.ts";
 

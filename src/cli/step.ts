@@ -5,13 +5,12 @@
 import { createInterface } from "node:readline/promises";
 import { encode } from "../model/tokenizer.ts";
 import { loadBackend, type Backend } from "../backend.ts";
-import { type Kernels } from "../kernels.ts";
 import { compareTraces, createTrace, saveTrace, TRACE_TOLERANCE } from "../trace.ts";
 import { type Model } from "../model/weights.ts";
 import { depthSweep } from "../model/depth.ts";
-import { forward } from "../model/model.ts";
+import { forwardAsync } from "../model/forward.ts";
 import { attentionOverride, loadModelFrom } from "../step/load.ts";
-import { stepRecord, stepRecordOnDevice } from "../step/record.ts";
+import { stepRecordAsync } from "../step/record.ts";
 import { renderHeader, renderLayer, renderOutput, styleFor } from "../step/render.ts";
 import { numberArg, parse, processIo, UsageError, type Io } from "./io.ts";
 import { printTable, toJson } from "./table.ts";
@@ -28,11 +27,12 @@ with expert loads and drops, early exits, and the next-token prediction.
 
   --prompt TEXT        default ${JSON.stringify(DEFAULT_PROMPT)} (byte-level tokens, <bos> first)
   --config NAME|FILE   a preset (tiny, small) or a JSON config with DeepSeek-V3 field names; default tiny
-  --attention KIND     mla (default), mha, decay, segmented or sparse; or one per layer: mla,mha,decay,sparse
+  --attention KIND     mla (default), mha, decay, segmented, sparse (NSA) or dsa (DeepSeek-V3.2's indexer + MLA);
+                       or one per layer: mla,mha,decay,dsa
   --weights FILE       safetensors weights (checkpoint names), or "random" for seeded initialisation; default: the
                        trained tiny checkpoint data/tiny-alice.safetensors (seeded init when --config or --attention
                        asks for another shape)
-  --backend NAME       reference (default), wasm, or webgpu (the device-resident forward: mla, mha, decay)
+  --backend NAME       reference (default), wasm, or webgpu: every backend runs the same forward
   --layer N            show only layer N (0-based)
   --head N             the attention head drawn (default 0)
   --exit-threshold P   turn on early exit (CALM): a token stops when p_top1 - p_top2 >= P
@@ -68,11 +68,6 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
   } catch (error) {
     throw new UsageError((error as Error).message); // an unknown or unavailable backend: one line, exit 2
   }
-  const { kernels, forwardModel } = backend;
-  if (!kernels && (values.compare || values["exit-sweep"] !== undefined || values.trace !== undefined)) {
-    await backend.dispose();
-    throw new UsageError(`--compare, --exit-sweep and --trace need synchronous kernels; backend "${backend.name}" runs the model on its device only (use reference or wasm)`);
-  }
   try {
     const { model, configLabel, weightsLabel } = await loadModelFrom(values.config, values.weights, attentionOverride(values.attention));
     const L = model.config.num_hidden_layers;
@@ -85,25 +80,23 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
     const tty = io === processIo && process.stderr.isTTY === true && !process.env.CI;
     const progress = tty ? (l: number, n: number) => process.stderr.write(`\r  running layer ${l + 1}/${n}…`) : undefined;
     const stepOptions = {
-      head, kernels, backend: backend.description ? `${backend.name} (${backend.description})` : backend.name,
+      head, backend, backendLabel: backend.description ? `${backend.name} (${backend.description})` : backend.name,
       exitThreshold: exitThreshold ?? model.config.exit_threshold, configLabel, weightsLabel, onLayer: progress,
     };
-    const record = kernels || !forwardModel
-      ? stepRecord(model, prompt, tokens, stepOptions)
-      : await stepRecordOnDevice(model, prompt, tokens, forwardModel, stepOptions);
+    const record = await stepRecordAsync(model, prompt, tokens, stepOptions);
     if (progress) process.stderr.write("\r\x1b[K");
 
-    if (values.compare) return compare(model, tokens, kernels!, record.exitThreshold, values.json === true, io);
+    if (values.compare) return await compare(model, tokens, backend, record.exitThreshold, values.json === true, io);
     if (sweep !== undefined) {
       const thresholds = sweep.map(Number);
-      const rows = depthSweep(model, tokens, thresholds, { kernels });
+      const rows = await depthSweep(model, tokens, thresholds, { backend });
       printTable(io, rows.map((r) => ({ threshold: r.threshold, "mean layers": r.meanLayers, "FFN work skipped": `${(100 * r.ffnSkipped).toFixed(1)}%`, "top-1 = full depth": `${(100 * r.agreement).toFixed(1)}%`, ms: r.ms })), { json: values.json, value: rows });
       return 0;
     }
 
     if (values.trace !== undefined) {
       const trace = createTrace(values.filter ?? "*");
-      forward(model, tokens, { trace, kernels, exitThreshold: record.exitThreshold });
+      await forwardAsync(model, tokens, { trace, backend, exitThreshold: record.exitThreshold });
       await saveTrace(values.trace, trace, { prompt, config: JSON.stringify(model.config) });
       if (!values.json) io.err(`saved ${trace.tensors.size} traced tensors to ${values.trace} (read it with: tinyseek inspect ${values.trace})`);
     }
@@ -133,12 +126,13 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
   }
 }
 
-/** The reference and `backend` traced over the same tokens; every tensor's error, in forward order. */
-function compare(model: Model, tokens: number[], kernels: Kernels, exitThreshold: number | null, json: boolean, io: Io): number {
-  const name = kernels.name;
+/** The reference and `backend` traced over the same tokens, through the same forward that `generate` runs; every
+ *  tensor's error, in forward order. */
+async function compare(model: Model, tokens: number[], backend: Backend, exitThreshold: number | null, json: boolean, io: Io): Promise<number> {
+  const name = backend.name;
   const [ref, other] = [createTrace("*"), createTrace("*")];
-  forward(model, tokens, { trace: ref, exitThreshold });
-  forward(model, tokens, { trace: other, kernels, exitThreshold });
+  await forwardAsync(model, tokens, { trace: ref, exitThreshold });
+  await forwardAsync(model, tokens, { trace: other, backend, exitThreshold });
   const diff = compareTraces(ref, other);
   const first = diff.firstDeparture;
   if (json) {

@@ -4,6 +4,7 @@
 // params, and compares them within the case's tolerance.
 
 import { type Backend } from "../backend.ts";
+import { type Tolerance } from "../io/compare.ts";
 import { type Tensor } from "../tensor.ts";
 
 /** Float tensors, and integer or boolean ones (router indices, kept flags, masks) stored as I32 or U8. */
@@ -13,15 +14,6 @@ export interface GoldenTensor {
 }
 
 export type TensorMap = Record<string, GoldenTensor>;
-
-/** Per output: |out - ref| <= atol + rtol·|ref| element-wise, and ||out - ref||² / ||ref||² <= nmse. */
-export interface Tolerance {
-  rtol: number;
-  atol: number;
-  nmse: number;
-  /** Integer and boolean outputs match exactly unless near-tie handling is declared by the case. */
-  exact?: boolean;
-}
 
 export interface GoldenCase {
   /** File stem, unique in the suite: "attention.gqa.causal", "moe.router.sigmoid-groups". */

@@ -3,13 +3,14 @@
 // builders as exact bits. Kernel cases go through `backend.asyncKernels`, so WASM and WebGPU run them all.
 // Tolerances are per op and say why in spec/; each file holds at most a few thousand numbers.
 
-import { type Backend } from "../backend.ts";
 import { retnetGammas } from "../attention/decay.ts";
+import { type Backend } from "../backend.ts";
+import { type Tolerance } from "../io/compare.ts";
 import { blockLocal, causal, combine, maskFromSpec, padding, slidingWindow, type Mask, type MaskSpec } from "../masks.ts";
 import { ln, randBounded, Random } from "../random.ts";
 import { ropeFrequencies, yarnSoftmaxFactor, type RopeOptions } from "../rope.ts";
 import { type Tensor } from "../tensor.ts";
-import { type GoldenCase, type TensorMap, type Tolerance } from "./case.ts";
+import { type GoldenCase, type TensorMap } from "./case.ts";
 
 /** Float32 backends against the float64 reference; the measurements behind each bar are in spec/. */
 export const CORE_TOLERANCE = {
@@ -136,7 +137,8 @@ function attentionCase(
     () => ({ inputs: draw(seed, { q: [s.B, s.H, s.Tq, s.Dh], k: [s.B, s.Hkv, s.Tk, s.Dh], v: [s.B, s.Hkv, s.Tk, s.Dv] }) }),
     (kernels, inputs) => {
       let k = asTensor(inputs.k);
-      // The material's decay as written: key j (absolute position j) scaled by γ^j before the kernel (section 2).
+      // The material's decay as written: key j (absolute position j) scaled by γ^j before the kernel
+      // (spec/attention.md).
       if (extra.asWrittenGamma !== undefined) k = scaleKeys(k, extra.asWrittenGamma);
       return kernels.attention(asTensor(inputs.q), k, asTensor(inputs.v), { mask, logGammas: extra.logGammas, scale: extra.scale });
     },
@@ -179,7 +181,7 @@ function attentionCases(): GoldenCase[] {
   ];
 }
 
-/** Mask builders as exact bits: any implementation of section 1 must produce these grids. */
+/** Mask builders as exact bits: any implementation of spec/masks.md must produce these grids. */
 function maskCases(): GoldenCase[] {
   const cases: [string, Record<string, unknown>, () => Mask][] = [
     ["core.mask.causal.offset3", { kind: "causal", Tq: 4, Tk: 7, offset: 3 }, () => causal(4, 7, 3)],

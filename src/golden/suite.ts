@@ -1,15 +1,16 @@
-// The golden suite: every component's cases in one list. Each component keeps its cases in its own module and
-// exports a function returning them; to add yours, import it below and add one line to SOURCES. `tinyseek golden
-// write spec/golden` (npm run golden:write) regenerates the committed files afterwards.
+// The golden suite: every component's cases in one list. Each family of components keeps its cases in a module
+// here, src/golden/<name>-cases.ts, exporting a function that returns them; to add yours, import it below and add
+// one line to SOURCES. `tinyseek golden write spec/golden` (npm run golden:write) regenerates the committed files
+// afterwards.
 
-import { mlaFamilyGoldenCases } from "../attention/mla-golden.ts";
-import { segmentedSparseGoldenCases } from "../attention/segmented-sparse-golden.ts";
 import { TinyseekError } from "../errors.ts";
-import { modelGoldenCases } from "../model/golden.ts";
-import { moeGoldenCases } from "../moe/golden.ts";
-import { quantGoldenCases } from "../quant/golden.ts";
 import { type GoldenCase } from "./case.ts";
 import { coreGoldenCases } from "./core-cases.ts";
+import { mlaFamilyGoldenCases } from "./mla-cases.ts";
+import { modelGoldenCases } from "./model-cases.ts";
+import { moeGoldenCases } from "./moe-cases.ts";
+import { quantGoldenCases } from "./quant-cases.ts";
+import { segmentedSparseGoldenCases } from "./segmented-sparse-cases.ts";
 
 /** One line per component: its cases. Keep them small (the committed suite stays under ~2 MB). */
 const SOURCES: readonly (() => GoldenCase[])[] = [

@@ -4,6 +4,7 @@
 // goldenSuite(), since a case's code cannot cross threads.
 
 import { NotSupportedError, type Backend, type BackendName } from "../backend.ts";
+import { referenceOps } from "../device/ops.ts";
 import { type Kernels } from "../kernels.ts";
 import { type Tensor } from "../tensor.ts";
 import { type TensorMap } from "./case.ts";
@@ -21,6 +22,7 @@ export async function runCaseTask(kernels: Kernels, args: CaseTaskArgs): Promise
   if (!c) throw new NotSupportedError(`case ${JSON.stringify(args.case)}: a worker runs only cases of goldenSuite(), found by name`);
   const backend: Backend = {
     ...args.backend,
+    ops: referenceOps, // never used: model cases run the one forward on the main thread, not here
     kernels,
     asyncKernels: kernels,
     dispose: async () => {},

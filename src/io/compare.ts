@@ -4,7 +4,14 @@
 // and NMSE = ||out - ref||² / ||ref||² <= nmse. Integer and boolean outputs, and exact tolerances: identical.
 // NaN and Inf pass only where the reference has the same value at the same place.
 
-import { type Tolerance } from "../golden/case.ts";
+/** Per output: |out - ref| <= atol + rtol·|ref| element-wise, and ||out - ref||² / ||ref||² <= nmse. */
+export interface Tolerance {
+  rtol: number;
+  atol: number;
+  nmse: number;
+  /** Integer and boolean outputs match exactly unless near-tie handling is declared by the case. */
+  exact?: boolean;
+}
 
 export type CompareData = Float32Array | Float64Array | Int32Array | Uint8Array;
 

@@ -3,8 +3,7 @@
 // statistics of both sides: a whole-model mismatch is then a question about one layer, not about the logits.
 
 import { TinyseekError } from "../errors.ts";
-import { type Tolerance } from "../golden/case.ts";
-import { compareTensors, type ComparedTensor, type Comparison } from "./compare.ts";
+import { compareTensors, type ComparedTensor, type Comparison, type Tolerance } from "./compare.ts";
 import { type SafeTensor, type Safetensors } from "./safetensors.ts";
 import { tensorStats, type TensorStats } from "./stats.ts";
 

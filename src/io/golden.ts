@@ -5,10 +5,10 @@
 
 import { NotSupportedError, referenceBackend, type Backend, type SyncTask } from "../backend.ts";
 import { TinyseekError } from "../errors.ts";
-import { type GoldenCase, type GoldenTensor, type TensorMap, type Tolerance } from "../golden/case.ts";
+import { type GoldenCase, type GoldenTensor, type TensorMap } from "../golden/case.ts";
 import { type CaseTaskArgs } from "../golden/worker-task.ts";
 import { type Tensor } from "../tensor.ts";
-import { compareTensors, EXACT, missingOutput, type Comparison, type ComparedTensor } from "./compare.ts";
+import { compareTensors, EXACT, missingOutput, type Comparison, type ComparedTensor, type Tolerance } from "./compare.ts";
 import { comparable } from "./diff.ts";
 import { readBytes, readSafetensors, writeSafetensors, type SafeTensor, type Safetensors, type TensorToWrite } from "./safetensors.ts";
 

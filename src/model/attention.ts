@@ -1,25 +1,29 @@
 // One interface over every attention kind a layer may use (config.attention_kind): its weights (named as the
-// checkpoint names them under self_attn.), its cache, and its forward over one sequence's new tokens
-// x [1, T, D] → [1, T, D]. The kinds themselves live in src/attention/; this file only adapts them to the model.
+// checkpoint names them under self_attn.), the size of its cache, and, for the kinds the one forward runs on the
+// host (segmented, sparse, decay "as-written"), their state and their forward over one sequence's new tokens
+// x [1, T, D] → [1, T, D]. mla, mha and decay "relative" run on the device: src/model/layers.ts; segmented, sparse,
+// dsa and decay "as-written" on the host. The kinds themselves live in src/attention/; this file only adapts them
+// to the model.
 //   mla        DeepSeek-V2/V3 multi-head latent attention (src/attention/mla.ts); absorbed (default) caches the latent
 //   mha        multi-head (grouped-query) attention with rotary positions (./mha.ts)
 //   decay      mha with time decay (design section 2; ./mha.ts over src/attention/decay.ts)
 //   segmented  segments + overlap window + compressed memory (section 3, src/attention/segmented.ts)
 //   sparse     NSA: compressed, selected and window branches (section 4, src/attention/sparse.ts)
+//   dsa        DeepSeek-V3.2's sparse attention: a light indexer picks each query's top index_topk keys, MLA attends
+//              only those (src/attention/dsa.ts)
 // A kind that can show its attention probabilities records them as `<prefix>.probs` [H, T, Tk] when traced.
 
-import { attention as sdpa } from "../attention/attention.ts";
-import { checkMlaConfig, createMlaCache, denseCausal, initMla, mla, mlaCacheNumbersPerToken, type MlaAttend, type MlaCache, type MlaConfig, type MlaWeights } from "../attention/mla.ts";
+import { createDsaCache, dsa, initDsa, type DsaCache, type DsaWeights, type IndexerWeights } from "../attention/dsa.ts";
+import { createMlaCache, initMla, mlaCacheNumbersPerToken, type MlaCache } from "../attention/mla.ts";
 import { createSegmentedState, initSegmented, segmentedAttention, segmentedStateSize, type SegmentedState, type SegmentedWeights } from "../attention/segmented.ts";
 import { createSparseState, initSparse, sparseAttentionTraced, sparseStateSize, type SparseState, type SparseWeights } from "../attention/sparse.ts";
 import { TinyseekError } from "../errors.ts";
 import { type Kernels } from "../kernels.ts";
-import { causal } from "../masks.ts";
 import { type Random } from "../random.ts";
 import { type Tensor } from "../tensor.ts";
-import { record, wants, type Trace } from "../trace.ts";
+import { record, type Trace } from "../trace.ts";
 import { type AttentionKind, headDim, type ModelConfig } from "./config.ts";
-import { plainKind, recordProbs } from "./mha.ts";
+import { multiHeadKind } from "./mha.ts";
 
 /** Plain multi-head attention's cache: rotated keys [1, Hkv, L, Dh] and values [1, Hkv, L, Dh]. */
 export interface KvCache {
@@ -41,7 +45,14 @@ export interface SparseCache {
   state: SparseState;
 }
 
-export type LayerCache = MlaCache | KvCache | SegmentedCache | SparseCache;
+/** DSA's state: MLA's cache (absorbed or naive, as mla_mode says) plus the indexer's key of every token. */
+export interface DsaLayerCache {
+  readonly kind: "dsa";
+  state: DsaCache;
+}
+
+/** The state of a layer computed on the host. */
+export type HostLayerCache = MlaCache | KvCache | SegmentedCache | SparseCache | DsaLayerCache;
 
 export interface AttentionContext {
   kernels: Kernels;
@@ -54,11 +65,12 @@ export interface AttentionKindImpl {
   /** Weight shapes by checkpoint name (relative to self_attn.), without allocating them: for counting. */
   shapes(config: ModelConfig): Record<string, number[]>;
   init(rng: Random, config: ModelConfig): Record<string, Tensor>;
-  createCache(config: ModelConfig): LayerCache;
+  createCache(config: ModelConfig): HostLayerCache;
   /** Numbers the cache holds after T tokens (T·per-token for the full caches; bounded for segmented). */
   cacheNumbers(config: ModelConfig, T: number): number;
-  /** x [1, T, D]: the new tokens, at positions cache.length … cache.length + T - 1; appends them to the cache. */
-  forward(x: Tensor, weights: Record<string, Tensor>, config: ModelConfig, cache: LayerCache, ctx: AttentionContext): Tensor;
+  /** Host kinds: x [1, T, D], the new tokens at positions cache.length … cache.length + T - 1; appends them to the
+   *  state. Absent for the kinds that run on the device. */
+  forward?(x: Tensor, weights: Record<string, Tensor>, config: ModelConfig, cache: HostLayerCache, ctx: AttentionContext): Tensor;
 }
 
 // ── MLA ──
@@ -77,40 +89,11 @@ const mlaShapes = (c: ModelConfig): Record<string, number[]> => {
   };
 };
 
-/**
- * checkMlaConfig(config), made once per model config (checking spreads the whole config, at every layer of every
- * step otherwise) and made again if one of the fields MLA reads has changed since: configs are plain objects.
- */
-export function checkedMlaConfig(config: ModelConfig): MlaConfig {
-  const s = config.rope_scaling;
-  const fields = [
-    config.hidden_size, config.num_attention_heads, config.q_lora_rank, config.kv_lora_rank, config.qk_nope_head_dim,
-    config.qk_rope_head_dim, config.v_head_dim, config.max_position_embeddings, config.rope_theta, config.rms_norm_eps,
-    s, s?.type, s?.factor, s?.original_max_position_embeddings, s?.beta_fast, s?.beta_slow, s?.mscale, s?.mscale_all_dim,
-  ];
-  const kept = checkedMlaConfigs.get(config);
-  if (kept && kept.fields.every((v, i) => v === fields[i])) return kept.checked;
-  const checked = checkMlaConfig(config);
-  checkedMlaConfigs.set(config, { fields, checked });
-  return checked;
-}
-
-const checkedMlaConfigs = new WeakMap<ModelConfig, { fields: unknown[]; checked: MlaConfig }>();
-
 const mlaKind: AttentionKindImpl = {
   shapes: mlaShapes,
   init: (rng, config) => initMla(rng, config) as unknown as Record<string, Tensor>,
   createCache: (config) => createMlaCache(config, config.mla_mode),
   cacheNumbers: (config, T) => T * mlaCacheNumbersPerToken(config, config.mla_mode),
-  forward(x, weights, config, cache, { kernels, trace, prefix }) {
-    if ("kind" in cache) throw new TinyseekError(`${prefix}: expected an MLA cache, got a ${cache.kind} cache`);
-    // The probabilities MLA attends with, recorded on the way through when the trace asks for them.
-    const attend: MlaAttend = (q, k, v, scale, offset, kernels) => {
-      if (wants(trace, `${prefix}.probs`)) recordProbs(trace!, `${prefix}.probs`, sdpa(q, k, v, { mask: causal(q.shape[2]!, k.shape[2]!, offset), scale }).probs);
-      return denseCausal(q, k, v, scale, offset, kernels);
-    };
-    return mla(x, weights as unknown as MlaWeights, checkedMlaConfig(config), cache, kernels, config.mla_mode, attend);
-  },
 };
 
 
@@ -168,12 +151,56 @@ const sparseKind: AttentionKindImpl = {
   },
 };
 
+// ── dsa (DeepSeek-V3.2): MLA's weights plus the indexer's, under self_attn.indexer. (checkpoint names) ──
+
+/** The indexer's weights by the name the model keeps them under (relative to self_attn.), in checkpoint order.
+ *  k_norm_bias is the LayerNorm's bias: indexer.k_norm.bias in the checkpoint (params.ts attentionWeightName). */
+const INDEXER_NAMES = ["wq_b", "wk", "k_norm", "k_norm_bias", "weights_proj"] as const satisfies readonly (keyof IndexerWeights)[];
+
+const dsaKind: AttentionKindImpl = {
+  shapes: (c) => {
+    const [D, HI, dI] = [c.hidden_size, c.index_n_heads, c.index_head_dim];
+    const indexer: Record<(typeof INDEXER_NAMES)[number], number[]> = {
+      wq_b: [HI * dI, c.q_lora_rank === 0 ? D : c.q_lora_rank], wk: [dI, D], k_norm: [dI], k_norm_bias: [dI], weights_proj: [HI, D],
+    };
+    return { ...mlaShapes(c), ...Object.fromEntries(INDEXER_NAMES.map((name) => [`indexer.${name}`, indexer[name]])) };
+  },
+  init: (rng, config) => {
+    const { indexer, ...attention } = initDsa(rng, config);
+    return { ...(attention as unknown as Record<string, Tensor>), ...Object.fromEntries(INDEXER_NAMES.map((name) => [`indexer.${name}`, indexer[name]])) };
+  },
+  createCache: (config) => ({ kind: "dsa", state: createDsaCache(config, config.mla_mode) }),
+  cacheNumbers: (config, T) => T * (mlaCacheNumbersPerToken(config, config.mla_mode) + config.index_head_dim),
+  forward(x, weights, config, cache, { kernels, trace, prefix }) {
+    if (!("kind" in cache) || cache.kind !== "dsa") throw new TinyseekError(`${prefix}: expected a DSA cache`);
+    const { out, scores, selected } = dsa(x, dsaWeights(weights), config, cache.state, kernels);
+    // Which keys each query attended (ascending; -1 pads a row with fewer causal keys than index_topk), and the
+    // indexer's scores of every key (-Infinity above the diagonal).
+    const [, T, L] = scores.shape as [number, number, number];
+    record(trace, `${prefix}.selected`, { shape: [T, selected.shape[2]!], data: selected.data });
+    record(trace, `${prefix}.index_scores`, { shape: [T, L], data: scores.data });
+    return out;
+  },
+};
+
+/** The model's flat self_attn record (indexer.wq_b, …) as src/attention/dsa.ts's weights ({ …, indexer: { wq_b, … } }). */
+function dsaWeights(weights: Record<string, Tensor>): DsaWeights {
+  const attention: Record<string, unknown> = {};
+  const indexer: Record<string, Tensor> = {};
+  for (const [name, t] of Object.entries(weights)) {
+    if (name.startsWith("indexer.")) indexer[name.slice("indexer.".length)] = t;
+    else attention[name] = t;
+  }
+  return { ...attention, indexer } as unknown as DsaWeights;
+}
+
 const KINDS: Partial<Record<AttentionKind, AttentionKindImpl>> = {
   mla: mlaKind,
-  mha: plainKind(false),
-  decay: plainKind(true),
+  mha: multiHeadKind(false),
+  decay: multiHeadKind(true),
   segmented: segmentedKind,
   sparse: sparseKind,
+  dsa: dsaKind,
 };
 
 /** The implementation of an attention kind, or a clear error when this build has none. */

@@ -1,4 +1,4 @@
-// Continuous batching (design section 12; Orca, Yu et al. 2022): requests of different lengths share forward
+// Continuous batching (spec/model.md; Orca, Yu et al. 2022): requests of different lengths share forward
 // passes. Each step the scheduler admits waiting requests into free rows (up to maxBatch), builds one padded batch
 // [B, T] — a new request brings its whole prompt (prefill), a running one its last token (decode) — with per-row
 // lengths as the padding mask, runs it, samples one token per row, and retires rows that hit EOS or their length,
@@ -8,11 +8,12 @@
 // Utilisation is reported two ways: rows used / maxBatch, and real tokens / padded slots B·T.
 
 import { argError, checkInteger } from "../errors.ts";
-import { type Kernels } from "../kernels.ts";
+import { type Backend } from "../backend.ts";
 import { Random } from "../random.ts";
-import { createCache, type ModelCache } from "./cache.ts";
+import { createCache, releaseCache, type ModelCache } from "./cache.ts";
 import { checkSampling, sample, type SamplingOptions } from "./generate.ts";
-import { forwardBatch } from "./model.ts";
+import { forwardBatch, forwardBatchAsync } from "./forward.ts";
+import { type Tensor } from "../tensor.ts";
 import { PAD } from "./tokenizer.ts";
 import { checkModel, type Model } from "./weights.ts";
 
@@ -27,7 +28,8 @@ export interface BatchRequest extends SamplingOptions {
 export interface SchedulerOptions {
   /** Rows per forward pass. */
   maxBatch: number;
-  kernels?: Kernels;
+  /** The backend to run on (default: the reference). */
+  backend?: Pick<Backend, "ops">;
   exitThreshold?: number | null;
   /** Default config.eos_token_id; null: stop only at maxTokens. */
   stopToken?: number | null;
@@ -61,7 +63,30 @@ interface Running {
   output: number[];
 }
 
+/** Runs the requests to their ends on a backend whose reads are synchronous. */
 export function runBatched(model: Model, requests: readonly BatchRequest[], options: SchedulerOptions): BatchingResult {
+  const loop = schedule(model, requests, options);
+  let next = loop.next();
+  while (!next.done) next = loop.next(forwardBatch(model, next.value.tokens, next.value.lengths, { caches: next.value.caches, backend: options.backend, exitThreshold: options.exitThreshold }));
+  return next.value;
+}
+
+/** `runBatched` on any backend (WebGPU reads asynchronously). */
+export async function runBatchedAsync(model: Model, requests: readonly BatchRequest[], options: SchedulerOptions): Promise<BatchingResult> {
+  const loop = schedule(model, requests, options);
+  let next = loop.next();
+  while (!next.done) next = loop.next(await forwardBatchAsync(model, next.value.tokens, next.value.lengths, { caches: next.value.caches, backend: options.backend, exitThreshold: options.exitThreshold }));
+  return next.value;
+}
+
+interface Batch {
+  tokens: number[][];
+  lengths: number[];
+  caches: ModelCache[];
+}
+
+/** The scheduler, for synchronous and asynchronous forwards alike: yields each padded batch, resumed with its result. */
+function* schedule(model: Model, requests: readonly BatchRequest[], options: SchedulerOptions): Generator<Batch, BatchingResult, { logits: Tensor }> {
   checkModel(model);
   checkInteger("maxBatch", options.maxBatch, 1);
   const ids = new Set<string>();
@@ -83,14 +108,14 @@ export function runBatched(model: Model, requests: readonly BatchRequest[], opti
     const admitted: string[] = [];
     while (running.length < options.maxBatch && waiting.length > 0) {
       const request = waiting.shift()!;
-      running.push({ request, cache: createCache(model.config), rng: new Random(request.seed ?? 0), pending: [...request.prompt], output: [] });
+      running.push({ request, cache: createCache(model.config, { backend: options.backend }), rng: new Random(request.seed ?? 0), pending: [...request.prompt], output: [] });
       admitted.push(request.id);
     }
     const lengths = running.map((r) => r.pending.length);
     const width = Math.max(...lengths);
     const pad = PAD < model.config.vocab_size ? PAD : 0; // padding slots are masked out and compute nothing
     const tokens = running.map((r) => [...r.pending, ...Array<number>(width - r.pending.length).fill(pad)]);
-    const { logits } = forwardBatch(model, tokens, lengths, { caches: running.map((r) => r.cache), kernels: options.kernels, exitThreshold: options.exitThreshold });
+    const { logits } = yield { tokens, lengths, caches: running.map((r) => r.cache) };
 
     const V = model.config.vocab_size;
     const finished: string[] = [];
@@ -109,6 +134,7 @@ export function runBatched(model: Model, requests: readonly BatchRequest[], opti
     for (const id of finished) {
       const at = running.findIndex((r) => r.request.id === id);
       outputs.set(id, running[at]!.output);
+      releaseCache(running[at]!.cache);
       running.splice(at, 1);
     }
   }

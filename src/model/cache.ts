@@ -1,21 +1,122 @@
-// The model's cache: one per sequence, holding each layer's attention state (full keys and values for mha and
-// decay, the latent and rotary key for MLA) and the number of positions seen. Prefill fills it; each decode step
-// appends one token. Section 12 of the design.
+// The model's cache: one per sequence, on the backend that runs it, holding each layer's attention state and the
+// number of positions seen. Prefill fills it; each decode step appends one token (spec/model.md).
+//   mla (absorb)   keys [1, rows, kv_lora_rank + qk_rope_head_dim] (the normalised latent and the rotated shared
+//                  key) and values [1, rows, kv_lora_rank] (the latent again, contiguous for the attention kernel)
+//   mla (naive)    keys [H, rows, qk_nope + qk_rope], values [H, rows, v_head_dim]: full per-head keys and values
+//   mha, decay     rotated keys and values [Hkv, rows, Dh]
+//   segmented, sparse, dsa, decay "as-written": their own state, on the host (src/model/attention.ts)
+// Device caches start small and grow (doubling, up to max_position_embeddings) when a forward needs more rows;
+// `capacity` sizes them at once (generation knows prompt + maxTokens). releaseCache frees them.
 
-import { argError, checkInteger } from "../errors.ts";
-import { attentionKind, type LayerCache } from "./attention.ts";
-import { layerKind, type ModelConfig, validateConfig } from "./config.ts";
+import { type Backend } from "../backend.ts";
+import { type Value } from "../device/kernels.ts";
+import { referenceOps, type Ops } from "../device/ops.ts";
+import { argError, checkInteger, TinyseekError } from "../errors.ts";
+import { attentionKind, type HostLayerCache } from "./attention.ts";
+import { headDim, layerKind, type ModelConfig, validateConfig } from "./config.ts";
 
-export interface ModelCache {
-  /** Positions held: the next token sits at this absolute position. */
-  length: number;
-  readonly layers: LayerCache[];
+/** A layer's keys and values on the device: `rows` positions allocated. */
+export interface DeviceLayerCache<X extends Value = Value> {
+  readonly kind: "device";
+  keys: X | null;
+  values: X | null;
+  rows: number;
 }
 
-export function createCache(config: ModelConfig): ModelCache {
+export type LayerCache<X extends Value = Value> = DeviceLayerCache<X> | { readonly kind: "host"; readonly state: HostLayerCache };
+
+export interface ModelCache<X extends Value = Value> {
+  /** The operations whose values the cache holds: a cache runs only on its own backend. */
+  readonly ops: Ops<X>;
+  /** Positions held: the next token sits at this absolute position. */
+  length: number;
+  readonly layers: LayerCache<X>[];
+  /** Rows the device caches are allocated with on first use (0: as many as the first forward needs). */
+  readonly capacity: number;
+  /** Set when a forward through the cache failed half-way: layers computed on the host may already hold its
+   *  tokens while `length` does not, so the cache refuses further use rather than give wrong results. */
+  broken?: string;
+}
+
+export interface CacheOptions {
+  /** The backend that will run the forwards (default: the reference). */
+  backend?: Pick<Backend, "ops">;
+  /** Positions to allocate up front (default: grow as needed). */
+  capacity?: number;
+}
+
+/** Whether layer l's attention runs on the device (src/model/layers.ts) or on the host through its own module. */
+export function runsOnDevice(config: ModelConfig, l: number): boolean {
+  const kind = layerKind(config, l);
+  return kind === "mla" || kind === "mha" || (kind === "decay" && config.decay_mode === "relative");
+}
+
+export function createCache(config: ModelConfig, options: CacheOptions = {}): ModelCache {
   validateConfig(config);
-  const layers = Array.from({ length: config.num_hidden_layers }, (_, l) => attentionKind(layerKind(config, l)).createCache(config));
-  return { length: 0, layers };
+  const capacity = options.capacity ?? 0;
+  checkInteger("capacity", capacity, 0, config.max_position_embeddings);
+  const layers = Array.from({ length: config.num_hidden_layers }, (_, l): LayerCache => runsOnDevice(config, l)
+    ? { kind: "device", keys: null, values: null, rows: 0 }
+    : { kind: "host", state: attentionKind(layerKind(config, l)).createCache(config) });
+  return { ops: options.backend?.ops ?? referenceOps, length: 0, layers, capacity };
+}
+
+/** Frees the cache's device memory; the cache must not be used afterwards. */
+export function releaseCache(cache: ModelCache): void {
+  for (const layer of cache.layers) {
+    if (layer.kind !== "device") continue;
+    if (layer.keys) cache.ops.free(layer.keys);
+    if (layer.values) cache.ops.free(layer.values);
+    layer.keys = layer.values = null;
+    layer.rows = 0;
+  }
+  cache.layers.length = 0; // a later forward through it fails on its layer count
+}
+
+/** The planes and widths of layer l's device keys and values. */
+function deviceShapes(c: ModelConfig, l: number): { keys: [number, number]; values: [number, number] } {
+  const kind = layerKind(c, l);
+  if (kind === "mla") {
+    return c.mla_mode === "absorb"
+      ? { keys: [1, c.kv_lora_rank + c.qk_rope_head_dim], values: [1, c.kv_lora_rank] }
+      : { keys: [c.num_attention_heads, c.qk_nope_head_dim + c.qk_rope_head_dim], values: [c.num_attention_heads, c.v_head_dim] };
+  }
+  return { keys: [c.num_key_value_heads, headDim(c)], values: [c.num_key_value_heads, headDim(c)] };
+}
+
+/** Room for `needed` positions in layer l's device cache: allocates, or grows it keeping what it holds. */
+export function ensureRows<X extends Value>(cache: ModelCache<X>, config: ModelConfig, l: number, needed: number): DeviceLayerCache<X> {
+  const layer = cache.layers[l] as DeviceLayerCache<X>;
+  if (layer.rows >= needed) return layer;
+  const rows = Math.min(config.max_position_embeddings, Math.max(needed, cache.capacity, 2 * layer.rows));
+  const { ops } = cache;
+  const shapes = deviceShapes(config, l);
+  const grow = (old: X | null, [planes, width]: [number, number]) => {
+    const fresh = ops.empty([planes, rows, width]);
+    if (old) {
+      ops.writeRows(fresh, old, 0);
+      ops.free(old);
+    }
+    return fresh;
+  };
+  layer.keys = grow(layer.keys, shapes.keys);
+  layer.values = grow(layer.values, shapes.values);
+  layer.rows = rows;
+  return layer;
+}
+
+/** Checks that `cache` belongs to a model of `config` and to these operations, with room for `T` more positions. */
+export function checkCache(cache: ModelCache, config: ModelConfig, ops: Ops, T: number, argument = "cache"): void {
+  if (!cache || !Array.isArray(cache.layers) || cache.layers.length !== config.num_hidden_layers) {
+    throw argError(argument, `a cache of ${config.num_hidden_layers} layers (createCache(config))`, cache?.layers?.length ?? cache);
+  }
+  if (cache.broken) throw new TinyseekError(`${argument}: ${cache.broken}; start again with a new cache`);
+  if (cache.ops !== ops) {
+    throw new TinyseekError(`${argument}: expected a cache made for backend "${ops.name}" (createCache(config, { backend })), got one for "${cache.ops?.name}"`);
+  }
+  if (cache.length + T > config.max_position_embeddings) {
+    throw argError(argument, `room for ${T} more positions (max_position_embeddings ${config.max_position_embeddings})`, `${cache.length} held`);
+  }
 }
 
 /** Numbers the cache holds after T tokens, summed over the layers. */
@@ -30,14 +131,4 @@ export function cacheNumbers(config: ModelConfig, T: number): number {
 export function cacheBytesPerToken(config: ModelConfig, T: number): number {
   checkInteger("T", T, 1);
   return (4 * cacheNumbers(config, T)) / T;
-}
-
-/** Checks that `cache` belongs to a model of `config` and has room for `T` more positions. */
-export function checkCache(cache: ModelCache, config: ModelConfig, T: number, argument = "cache"): void {
-  if (!cache || !Array.isArray(cache.layers) || cache.layers.length !== config.num_hidden_layers) {
-    throw argError(argument, `a cache of ${config.num_hidden_layers} layers (createCache(config))`, cache?.layers?.length ?? cache);
-  }
-  if (cache.length + T > config.max_position_embeddings) {
-    throw argError(argument, `room for ${T} more positions (max_position_embeddings ${config.max_position_embeddings})`, `${cache.length} held`);
-  }
 }

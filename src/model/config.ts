@@ -4,9 +4,9 @@
 // `validateConfig` reports every bad field with its reason at once, not just the first.
 
 import { TinyseekError } from "../errors.ts";
-import { type MoeConfig } from "../moe/layer.ts";
+import { moeConfig, type MoeConfig } from "../moe/layer.ts";
 
-export const ATTENTION_KINDS = ["mla", "mha", "decay", "segmented", "sparse"] as const;
+export const ATTENTION_KINDS = ["mla", "mha", "decay", "segmented", "sparse", "dsa"] as const;
 export type AttentionKind = (typeof ATTENTION_KINDS)[number];
 export const TOPK_METHODS = ["greedy", "group_limited_greedy", "noaux_tc"] as const;
 export const SCORING_FUNCS = ["softmax", "sigmoid"] as const;
@@ -32,7 +32,8 @@ export interface ModelConfig {
   moe_intermediate_size: number;
   num_hidden_layers: number;
   num_attention_heads: number;
-  /** Used by the plain attention kinds (mha, decay, segmented, sparse); MLA has one latent for all heads. */
+  /** Used by the plain attention kinds (mha, decay, segmented, sparse); MLA (and DSA, MLA over selected keys) has
+   *  one latent for all heads. */
   num_key_value_heads: number;
   n_routed_experts: number;
   n_shared_experts: number;
@@ -62,10 +63,19 @@ export interface ModelConfig {
   /** Multi-token-prediction layers: read for fidelity, neither run nor counted. */
   num_nextn_predict_layers: number;
 
+  // ── DeepSeek-V3.2 config.json fields: the DSA indexer (attention_kind "dsa", src/attention/dsa.ts) ──
+  /** The indexer's heads H_I (V3.2: 64). */
+  index_n_heads: number;
+  /** The indexer's head size d_I, its first qk_rope_head_dim features rotated (V3.2: 128). */
+  index_head_dim: number;
+  /** Keys each query attends: the indexer's top k (V3.2: 2048). */
+  index_topk: number;
+
   // ── tinyseek extensions (not DeepSeek fields) ──
   /** One kind for every layer, or one per layer. */
   attention_kind: AttentionKind | AttentionKind[];
-  /** MLA's cache: "absorb" keeps the latent and rotary key (the point of MLA), "naive" full per-head keys and values. */
+  /** MLA's cache (and DSA's, which is MLA's): "absorb" keeps the latent and rotary key (the point of MLA), "naive"
+   *  full per-head keys and values. */
   mla_mode: "absorb" | "naive";
   /** MoE capacity factor (design section 6); null = dropless, as DeepSeek-V3 itself. */
   capacity_factor: number | null;
@@ -134,6 +144,9 @@ export const CONFIG_DEFAULTS: Omit<ModelConfig, "hidden_size" | "num_hidden_laye
   bos_token_id: 256,
   eos_token_id: 257,
   num_nextn_predict_layers: 0,
+  index_n_heads: 4,
+  index_head_dim: 32,
+  index_topk: 16,
   attention_kind: "mla",
   mla_mode: "absorb",
   capacity_factor: null,
@@ -172,7 +185,8 @@ export function resolveConfig(partial: Partial<ModelConfig> | Record<string, unk
   if ((config.q_lora_rank as unknown) === null) config.q_lora_rank = 0;
   if (config.num_key_value_heads === 0) config.num_key_value_heads = config.num_attention_heads;
   validateConfig(config);
-  return config;
+  // Frozen once checked: what is derived from it (moeConfigOf) is then made once, and can never go stale.
+  return Object.freeze(config);
 }
 
 /** A config value as JSON, except NaN and ±Infinity, which JSON would show as null. */
@@ -270,10 +284,17 @@ export function configProblems(config: Record<string, unknown>): string[] {
     });
   } else oneOf("attention_kind", ATTENTION_KINDS);
   const kinds = new Set(Array.isArray(kind) ? kind : [kind]);
-  if (hiddenOk && headsOk && [...kinds].some((k) => k !== "mla")) {
+  if (hiddenOk && headsOk && [...kinds].some((k) => k !== "mla" && k !== "dsa")) {
     const dh = (config.hidden_size as number) / (config.num_attention_heads as number);
     if (!Number.isInteger(dh) || dh % 2 !== 0) bad("num_attention_heads", `expected hidden_size=${config.hidden_size} / heads to be an even integer (head size of the ${[...kinds].join("/")} kinds)`);
   }
+  int("index_n_heads", 1);
+  // The indexer rotates its first qk_rope_head_dim features: only a DSA layer needs room for them.
+  if (int("index_head_dim", 1) && kinds.has("dsa") && typeof config.qk_rope_head_dim === "number" &&
+    (config.index_head_dim as number) < config.qk_rope_head_dim) {
+    bad("index_head_dim", `expected an integer >= qk_rope_head_dim=${config.qk_rope_head_dim} (its first qk_rope_head_dim features are rotated)`);
+  }
+  int("index_topk", 1);
   oneOf("mla_mode", ["absorb", "naive"]);
   if (config.capacity_factor !== null) num("capacity_factor", 0, Infinity, true);
   oneOf("drop_policy", DROP_POLICIES);
@@ -309,7 +330,9 @@ export function validateConfig(config: ModelConfig | Record<string, unknown>): a
 
 /** The MoE hyper-parameters of a model config, in src/moe's terms. */
 export function moeConfigOf(config: ModelConfig): MoeConfig {
-  return {
+  const made = moeConfigs.get(config);
+  if (made) return made;
+  const moe = moeConfig({
     n_routed_experts: config.n_routed_experts,
     num_experts_per_tok: config.num_experts_per_tok,
     n_group: config.n_group,
@@ -323,5 +346,10 @@ export function moeConfigOf(config: ModelConfig): MoeConfig {
     n_shared_experts: config.n_shared_experts,
     capacityFactor: config.capacity_factor,
     dropPolicy: config.drop_policy,
-  };
+  });
+  if (Object.isFrozen(config)) moeConfigs.set(config, moe);
+  return moe;
 }
+
+/** The MoE configs of frozen model configs (resolveConfig freezes what it checked). */
+const moeConfigs = new WeakMap<ModelConfig, MoeConfig>();

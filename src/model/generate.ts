@@ -1,4 +1,4 @@
-// Generation (design section 12): prefill the prompt into the cache in one forward pass, then decode one token at
+// Generation (spec/model.md): prefill the prompt into the cache in one forward pass, then decode one token at
 // a time, each step feeding the token just chosen. Sampling uses only the seeded PRNG:
 //   greedy          temperature 0: the highest logit, ties to the lower token id
 //   temperature     softmax(logits / temperature)
@@ -7,12 +7,12 @@
 // then draw from what is left, renormalised. Stops at EOS or after maxTokens.
 
 import { argError, checkInteger, checkNumber } from "../errors.ts";
-import { type Kernels } from "../kernels.ts";
+import { type Backend } from "../backend.ts";
 import { argmax } from "../ops.ts";
 import { Random } from "../random.ts";
 import { type Tensor } from "../tensor.ts";
-import { createCache, type ModelCache } from "./cache.ts";
-import { forward } from "./model.ts";
+import { createCache, releaseCache, type ModelCache } from "./cache.ts";
+import { forward, forwardAsync } from "./forward.ts";
 import { checkModel, type Model } from "./weights.ts";
 
 export interface SamplingOptions {
@@ -27,7 +27,8 @@ export interface SamplingOptions {
 export interface GenerateOptions extends SamplingOptions {
   maxTokens: number;
   seed?: number;
-  kernels?: Kernels;
+  /** The backend to run on (default: the reference). */
+  backend?: Pick<Backend, "ops">;
   /** Stop at this token (default config.eos_token_id); null: only at maxTokens. */
   stopToken?: number | null;
   exitThreshold?: number | null;
@@ -127,21 +128,29 @@ function* decodeLoop(model: Model, prompt: readonly number[], options: GenerateO
   return { tokens, steps, stopReason, prefillMs };
 }
 
-/** Continues `prompt` (token ids, BOS included if wanted) by up to maxTokens tokens. */
+/** Continues `prompt` (token ids, BOS included if wanted) by up to maxTokens tokens, on a backend whose reads are
+ *  synchronous; the cache comes back, holding the prompt and every token fed. */
 export function generate(model: Model, prompt: readonly number[], options: GenerateOptions): GenerateResult {
   const loop = decodeLoop(model, prompt, options);
   let next = loop.next(); // validates before the cache is made
-  const cache = createCache(model.config);
-  while (!next.done) next = loop.next(forward(model, next.value, { cache, kernels: options.kernels, exitThreshold: options.exitThreshold }));
+  const cache = createCache(model.config, { backend: options.backend, capacity: capacityFor(model, prompt, options) });
+  while (!next.done) next = loop.next(forward(model, next.value, { cache, backend: options.backend, exitThreshold: options.exitThreshold }));
   return { ...next.value, cache };
 }
 
-/** `generate` over an asynchronous forward that keeps its own cache (the WebGPU device-resident one: gpu/generate.ts). */
-export async function generateWith(
-  run: (tokens: readonly number[]) => Promise<StepResult>, model: Model, prompt: readonly number[], options: GenerateOptions,
-): Promise<Omit<GenerateResult, "cache">> {
+/** `generate` on any backend (WebGPU reads asynchronously); the cache is freed at the end. */
+export async function generateAsync(model: Model, prompt: readonly number[], options: GenerateOptions): Promise<Omit<GenerateResult, "cache">> {
   const loop = decodeLoop(model, prompt, options);
   let next = loop.next();
-  while (!next.done) next = loop.next(await run(next.value));
-  return next.value;
+  const cache = createCache(model.config, { backend: options.backend, capacity: capacityFor(model, prompt, options) });
+  try {
+    while (!next.done) next = loop.next(await forwardAsync(model, next.value, { cache, backend: options.backend, exitThreshold: options.exitThreshold }));
+    return next.value;
+  } finally {
+    releaseCache(cache);
+  }
 }
+
+/** The positions a generation can fill: the prompt and every token but the last sampled one. */
+const capacityFor = (model: Model, prompt: readonly number[], options: GenerateOptions) =>
+  Math.max(1, Math.min(prompt.length + options.maxTokens, model.config.max_position_embeddings));

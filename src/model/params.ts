@@ -29,8 +29,7 @@ export function weightShapes(config: ModelConfig): Map<string, WeightEntry> {
     const p = `model.layers.${l}`;
     add(`${p}.input_layernorm.weight`, [D]);
     const attention = attentionKind(layerKind(config, l)).shapes(config);
-    // Every attention weight is `<name>.weight` in the checkpoint, projections and norms alike.
-    for (const [name, shape] of Object.entries(attention)) add(`${p}.self_attn.${name}.weight`, shape);
+    for (const [name, shape] of Object.entries(attention)) add(`${p}.self_attn.${attentionWeightName(name)}`, shape);
     add(`${p}.post_attention_layernorm.weight`, [D]);
     if (!isMoeLayer(config, l)) {
       const I = config.intermediate_size;
@@ -56,6 +55,16 @@ export function weightShapes(config: ModelConfig): Map<string, WeightEntry> {
   add("model.norm.weight", [D]);
   if (!config.tie_word_embeddings) add("lm_head.weight", [config.vocab_size, D]);
   return entries;
+}
+
+/**
+ * The checkpoint name, under self_attn., of the attention weight a kind keeps as `name`: `<name>.weight`,
+ * projections and norms alike, except a LayerNorm's bias, kept as `<norm>_bias` and stored as `<norm>.bias`
+ * (DeepSeek-V3.2's indexer.k_norm.bias).
+ */
+export function attentionWeightName(name: string): string {
+  const bias = /^(.*_norm)_bias$/.exec(name);
+  return bias ? `${bias[1]}.bias` : `${name}.weight`;
 }
 
 export interface ParameterCount {

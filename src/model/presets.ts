@@ -1,4 +1,4 @@
-// Named configurations. `tiny` and `small` are tinyseek's own (design section 13) and run; DeepSeek's published
+// Named configurations. `tiny` and `small` are tinyseek's own (spec/model.md) and run; DeepSeek's published
 // V3, V2 and V2-Lite shapes are here for reading and counting (their config.json values on Hugging Face,
 // deepseek-ai/DeepSeek-V3, DeepSeek-V2, DeepSeek-V2-Lite), far too large to run in TypeScript.
 

@@ -8,7 +8,7 @@ import { argError, checkInteger } from "../errors.ts";
 export const BOS = 256;
 export const EOS = 257;
 export const PAD = 258;
-/** Marks where image patch embeddings go in early fusion (design section 7). */
+/** Marks where image patch embeddings go in early fusion (spec/crossmodal.md). */
 export const IMG = 259;
 export const VOCAB_SIZE = 260;
 

@@ -12,7 +12,7 @@ import { Random, randn } from "../random.ts";
 import { shapeString, tensor, type Tensor } from "../tensor.ts";
 import { attentionKind } from "./attention.ts";
 import { isMoeLayer, layerKind, moeConfigOf, type ModelConfig, resolveConfig, validateConfig } from "./config.ts";
-import { weightShapes } from "./params.ts";
+import { attentionWeightName, weightShapes } from "./params.ts";
 
 export interface DenseMlpWeights {
   readonly gate_proj: Tensor; // [I, D]
@@ -84,7 +84,7 @@ export function modelParams(model: Model): Map<string, Tensor> {
   weights.layers.forEach((layer, l) => {
     const p = `model.layers.${l}`;
     params.set(`${p}.input_layernorm.weight`, layer.input_layernorm);
-    for (const [name, t] of Object.entries(layer.self_attn)) params.set(`${p}.self_attn.${name}.weight`, t);
+    for (const [name, t] of Object.entries(layer.self_attn)) params.set(`${p}.self_attn.${attentionWeightName(name)}`, t);
     params.set(`${p}.post_attention_layernorm.weight`, layer.post_attention_layernorm);
     const mlp = layer.mlp;
     if (!isMoe(mlp)) {
@@ -127,7 +127,7 @@ export function modelFromParams(config: ModelConfig, params: Map<string, Tensor>
   const layers = Array.from({ length: config.num_hidden_layers }, (_, l): LayerWeights => {
     const p = `model.layers.${l}`;
     const self_attn = Object.fromEntries(
-      Object.keys(attentionKind(layerKind(config, l)).shapes(config)).map((name) => [name, get(`${p}.self_attn.${name}.weight`)]),
+      Object.keys(attentionKind(layerKind(config, l)).shapes(config)).map((name) => [name, get(`${p}.self_attn.${attentionWeightName(name)}`)]),
     );
     const mlpWeight = (name: string) => get(`${p}.mlp.${name}.weight`);
     let mlp: LayerWeights["mlp"];

@@ -1,4 +1,4 @@
-// Expert capacity (Switch Transformer, GShard; design section 6). DeepSeek-V3's reference never drops a token:
+// Expert capacity (Switch Transformer, GShard; spec/moe.md). DeepSeek-V3's reference never drops a token:
 // capacity is the Switch/GShard addition that the articles describe. Each expert keeps at most
 //   C = ceil(capacityFactor · k · N / E)
 // assignments, N being the non-padding tokens of the batch at hand (so C follows the batch: the grounded meaning

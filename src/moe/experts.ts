@@ -1,6 +1,6 @@
 // Routed experts: SwiGLU MLPs (Shazeer 2020), expert e computes down_e(silu(gate_e·x) ⊙ up_e·x).
 // Dispatch gathers each expert's kept tokens, combine adds w_te·Expert_e(x_t) back into token t's row.
-// Dropped assignments add nothing; kept weights are not renormalised (design section 6).
+// Dropped assignments add nothing; kept weights are not renormalised (spec/moe.md).
 
 import { argError } from "../errors.ts";
 import { linear, swiglu } from "../ops.ts";

@@ -1,4 +1,4 @@
-// The MoE layer (design section 6; DeepSeek-V3 inference/model.py class MoE): route, apply capacity, run the
+// The MoE layer (spec/moe.md; DeepSeek-V3 inference/model.py class MoE): route, apply capacity, run the
 // routed experts through the backend's kernels.moe, add the shared experts:
 //   y_t = Σ over kept (t, e) of w_te · Expert_e(x_t) + Shared(x_t)
 // Shared experts are one SwiGLU MLP of width n_shared_experts · moe_intermediate_size, as in V3 (the same as

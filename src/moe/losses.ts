@@ -1,4 +1,4 @@
-// The router's auxiliary losses (design section 6), computed and shown now, applied once training exists. Each
+// The router's auxiliary losses (spec/moe.md), computed and shown now, applied once training exists. Each
 // returns its raw value; the coefficient is the caller's (defaults below, with where they come from).
 //   balance      E·Σ_i f_i·P_i, f_i = routed_i / (N·k) (before capacity), P_i = mean_t p_(t,i). Balanced routing
 //                gives 1, so alpha·balance gives alpha. Switch counts f per token (k = 1); HF's DeepSeek counts it

@@ -1,4 +1,4 @@
-// The MoE router (design section 6, DeepSeek-V3 inference/model.py class Gate), per token x (after RMSNorm):
+// The MoE router (spec/moe.md, DeepSeek-V3 inference/model.py class Gate), per token x (after RMSNorm):
 //   logits = x·W_gᵀ                         [N, E]
 //   scores = softmax(logits) | sigmoid(logits)
 //   select = scores + b                      b = gate.e_score_correction_bias ("noaux_tc"), else 0

@@ -1,4 +1,4 @@
-// What a routing decision did, returned with every MoE call (design section 6). Padding tokens count nowhere.
+// What a routing decision did, returned with every MoE call (spec/moe.md). Padding tokens count nowhere.
 //   routed_e   assignments that chose expert e (before capacity); kept_e: those it kept
 //   dropRate   dropped / (N·k)
 //   maxVio     max_e routed_e / mean_e routed_e - 1 (DeepSeek's balance metric, Wang et al. 2024): 0 = balanced
@@ -85,7 +85,7 @@ export function expertLoads(routing: Routing, E: number, mask?: TokenMask): { ro
   return { routed, kept };
 }
 
-/** Every statistic of section 6 for one routing decision; `probs` is routingProbs of the router's scores. */
+/** Every statistic of spec/moe.md for one routing decision; `probs` is routingProbs of the router's scores. */
 export function routingStats(routing: Routing, probs: Tensor, capacity: number | null, mask?: TokenMask): MoeStats {
   const { N, E } = expectShape("probs", probs, ["N", "E"]);
   const { k } = routing;

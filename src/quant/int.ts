@@ -1,4 +1,4 @@
-// Symmetric per-group integer weights (design section 10): along the input dimension, each group of `groupSize`
+// Symmetric per-group integer weights (spec/quant.md): along the input dimension, each group of `groupSize`
 // weights shares scale = max|w| / qmax, and q = roundHalfEven(w / scale) clamped to [-qmax, qmax] (127 for int8,
 // 7 for int4). A group of zeros has scale 0 and codes 0: never a division by zero. int4 is stored offset-binary
 // (q + 8) and packed two to a byte, low nibble first. The last group of a row may be shorter when `in` is not a

@@ -1,4 +1,4 @@
-// A whole model quantised (design section 10): every linear projection, or those chosen by name, in one scheme.
+// A whole model quantised (spec/quant.md): every linear projection, or those chosen by name, in one scheme.
 // Embeddings and norms stay float; so do the router gate and the output head unless named, as DeepSeek-V3's
 // inference/model.py creates both in the default dtype while its projections are FP8.
 //   int8.gG / int4.gG   symmetric per-group integer codes, G in {32, 64, 128}; ".a8" adds per-token int8 activations

@@ -4,15 +4,13 @@
 // render.ts draws it.
 
 import { argError, checkInteger } from "../errors.ts";
-import { type Kernels } from "../kernels.ts";
 import { type MoeStats } from "../moe/stats.ts";
 import { softmax } from "../ops.ts";
 import { type Backend } from "../backend.ts";
 import { type Trace, type TracedTensor, createTrace } from "../trace.ts";
-import { rowNorms } from "../model/block.ts";
 import { cacheBytesPerToken } from "../model/cache.ts";
 import { isMoeLayer, layerKind, type AttentionKind } from "../model/config.ts";
-import { forward, type ForwardResult } from "../model/model.ts";
+import { forward, forwardAsync, rowNorms, type ForwardResult } from "../model/forward.ts";
 import { countParameters } from "../model/params.ts";
 import { tokenLabel } from "../model/tokenizer.ts";
 import { checkModel, type Model } from "../model/weights.ts";
@@ -20,8 +18,10 @@ import { checkModel, type Model } from "../model/weights.ts";
 export interface StepOptions {
   /** The attention head whose probabilities are drawn (default 0). */
   head?: number;
-  kernels?: Kernels;
-  backend?: string;
+  /** The backend to run on (default: the reference). */
+  backend?: Backend;
+  /** How the record names the backend (default: its name). */
+  backendLabel?: string;
   exitThreshold?: number | null;
   /** Predictions listed at the end (default 5). */
   top?: number;
@@ -68,6 +68,8 @@ export interface LayerStep {
   /** Sparse attention: the selection blocks each query read (kv group of the chosen head; -1 = fewer exist), and the
    * mean gate of each branch for that head. */
   sparse: { group: number; blockSize: number; selected: number[][]; gates: { compressed: number; selected: number; window: number } } | null;
+  /** DSA: the keys each query attended, the indexer's top index_topk (ascending; -1 = fewer causal keys exist). */
+  dsa: { topk: number; selected: number[][] } | null;
   routing: RoutingStep | null;
   /** Early exit: confidence p_top1 - p_top2 per token after this layer (recorded even when exiting is off; null after the last layer), and the tokens that exited here. */
   confidence: number[] | null;
@@ -98,6 +100,8 @@ export interface StepRecord {
     segment_size: number;
     segment_overlap: number;
     memory_slots: number;
+    index_n_heads: number;
+    index_topk: number;
     parameters: number;
     activeParameters: number;
   };
@@ -134,20 +138,19 @@ const meanOf = (values: ArrayLike<number>) => (values.length === 0 ? 0 : Array.f
 /** What a step needs from one forward pass, on whichever backend ran it. */
 type StepForward = Pick<ForwardResult, "logits" | "exitLayers" | "moe">;
 
-/** The step record of `tokens` through `model`, run on synchronous kernels (the reference by default). */
+/** The step record of `tokens` through `model`, on a backend whose reads are synchronous (the reference by default). */
 export function stepRecord(model: Model, prompt: string, tokens: readonly number[], options: StepOptions = {}): StepRecord {
-  const run = (trace: Trace, exitThreshold: number) => forward(model, tokens, { trace, kernels: options.kernels, exitThreshold, onLayer: options.onLayer });
   const started = performance.now();
-  const { record, result } = prepare(model, tokens, options, run);
+  const { record, result } = prepare(model, tokens, options, (trace, exitThreshold) =>
+    forward(model, tokens, { trace, backend: options.backend, exitThreshold, onLayer: options.onLayer }));
   return buildRecord(model, prompt, tokens, options, result, record, performance.now() - started);
 }
 
-/** The same record from a backend that runs the whole model itself (WebGPU's device-resident forward). */
-export async function stepRecordOnDevice(
-  model: Model, prompt: string, tokens: readonly number[], forwardModel: NonNullable<Backend["forwardModel"]>, options: StepOptions = {},
-): Promise<StepRecord> {
+/** `stepRecord` on any backend (WebGPU reads asynchronously): the same forward, awaited. */
+export async function stepRecordAsync(model: Model, prompt: string, tokens: readonly number[], options: StepOptions = {}): Promise<StepRecord> {
   const started = performance.now();
-  const { record, result } = prepare(model, tokens, options, (trace, exitThreshold) => forwardModel(model, tokens, { trace, exitThreshold }));
+  const { record, result } = prepare(model, tokens, options, (trace, exitThreshold) =>
+    forwardAsync(model, tokens, { trace, backend: options.backend, exitThreshold, onLayer: options.onLayer }));
   return buildRecord(model, prompt, tokens, options, await result, record, performance.now() - started);
 }
 
@@ -183,6 +186,8 @@ function buildRecord(model: Model, prompt: string, tokens: readonly number[], op
     const heatmap = probs ? { head, probs: toRows({ shape: [T, Tk], data: probs.data.subarray(head * T * Tk, (head + 1) * T * Tk) }, T, Tk) } : null;
     const confidence = get(`${p}.exit.confidence`);
     const sparse = sparseView(get(`${p}.attn.selected`), get(`${p}.attn.gates`), model, head, T);
+    const selected = layerKind(config, l) === "dsa" ? get(`${p}.attn.selected`) : undefined;
+    const dsa = selected ? { topk: config.index_topk, selected: toRows(selected, T, selected.shape[1]!) } : null;
     const exited = Array.from(result.exitLayers.keys()).filter((t) => result.exitLayers[t] === l + 1 && l + 1 < config.num_hidden_layers);
     return {
       layer: l,
@@ -192,6 +197,7 @@ function buildRecord(model: Model, prompt: string, tokens: readonly number[], op
       residualNorms: Array.from(get(`${p}.residual_norm`)?.data ?? []),
       heatmap,
       sparse,
+      dsa,
       routing: isMoeLayer(config, l) ? routingStep(model, result.moe[l] ?? null, get, p, result.exitLayers, l) : null,
       confidence: confidence ? Array.from(confidence.data) : null,
       exited,
@@ -225,10 +231,12 @@ function buildRecord(model: Model, prompt: string, tokens: readonly number[], op
       segment_size: config.segment_size,
       segment_overlap: config.segment_overlap,
       memory_slots: config.memory_slots,
+      index_n_heads: config.index_n_heads,
+      index_topk: config.index_topk,
       parameters: count.total,
       activeParameters: count.active,
     },
-    backend: options.backend ?? options.kernels?.name ?? "reference",
+    backend: options.backendLabel ?? options.backend?.name ?? "reference",
     prompt,
     tokens: tokens.map((id) => ({ id, label: tokenLabel(id) })),
     embedNorms: Array.from(rowNorms(get("embed")!).data),

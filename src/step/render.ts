@@ -99,6 +99,7 @@ export function renderLayer(r: StepRecord, layer: LayerStep, s: Style): string {
   }
   if (layer.heatmap) lines.push("", ...renderHeatmap(r, layer.heatmap, s));
   else if (layer.sparse) lines.push("", ...renderSparse(r, layer.sparse, s));
+  else if (layer.dsa) lines.push("", ...renderDsa(r, layer.dsa, s));
   else if (layer.attention === "segmented") lines.push("", s.dim("  (segmented attention does not expose per-head probabilities)"));
   else lines.push("", s.dim(`  (no heatmap: the ${r.backend.split(" ")[0]} backend's fused attention never forms the probability matrix)`));
   if (layer.routing) lines.push("", ...renderRouting(r, layer.routing, s));
@@ -127,6 +128,8 @@ function describeAttention(layer: LayerStep, r: StepRecord): string {
       return `segmented attention: segments of ${m.segment_size}, ${m.segment_overlap} tokens of overlap, ${m.memory_slots} memory slots: a bounded cache`;
     case "sparse":
       return "native sparse attention: compressed blocks, a few selected blocks at full resolution, and a local window, gated";
+    case "dsa":
+      return `DeepSeek sparse attention: a ${m.index_n_heads}-head indexer scores every earlier token, MLA attends only each query's top ${m.index_topk}`;
   }
 }
 
@@ -152,6 +155,23 @@ function renderHeatmap(r: StepRecord, heatmap: NonNullable<LayerStep["heatmap"]>
     const cells = row.slice(first).map((p, j) => (first + j > Tk - T + q ? " " : shade(p))).join(" ");
     const best = row.indexOf(Math.max(...row));
     lines.push(`  ${s.dim(String(q).padStart(3))} ${labels[q]!.padEnd(rowLabelWidth - 4)} ${cells}  ${s.dim(`→ ${labels[best]} ${fmt(row[best]!)}`)}`);
+  }
+  return lines;
+}
+
+function renderDsa(r: StepRecord, dsa: NonNullable<LayerStep["dsa"]>, s: Style): string[] {
+  const T = dsa.selected.length;
+  const first = Math.max(0, T - MAX_COLUMNS);
+  const labels = r.tokens.map((t) => t.label);
+  const width = Math.max(...labels.map((l) => l.length), 3);
+  const lines = [
+    `  sparse attention (DSA): the keys each query reads, the indexer's top ${dsa.topk} ${s.dim(`(■ selected, · skipped${first > 0 ? `; last ${MAX_COLUMNS} keys` : ""})`)}`,
+    `  ${" ".repeat(width + 4)} ${labels.slice(first).map(columnChar).join(" ")}`,
+  ];
+  for (let q = first; q < T; q++) {
+    const chosen = new Set(dsa.selected[q]!.filter((k) => k >= 0));
+    const cells = Array.from({ length: T - first }, (_, j) => (first + j > q ? " " : chosen.has(first + j) ? "■" : "·")).join(" ");
+    lines.push(`  ${s.dim(String(q).padStart(3))} ${labels[q]!.padEnd(width)} ${cells}`.trimEnd());
   }
   return lines;
 }
@@ -221,7 +241,7 @@ export function renderOutput(r: StepRecord, s: Style): string {
   lines.push(
     "",
     s.dim("  try:  tinyseek step --layer 2 --head 1 --interactive · --exit-threshold 0.5 · --exit-sweep 0.1,0.3,0.5"),
-    s.dim("        --attention decay (or mha, segmented, sparse; mla,mha,decay,sparse per layer) · --json · --trace FILE"),
+    s.dim("        --attention decay (or mha, segmented, sparse, dsa; mla,mha,decay,dsa per layer) · --json · --trace FILE"),
     s.dim("        --backend wasm --compare · tinyseek generate --prompt TEXT · tinyseek --help"),
   );
   return lines.join("\n");

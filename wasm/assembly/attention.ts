@@ -5,7 +5,7 @@
 // Each row's visible keys form one interval [lo, hi) (causal, window, segment and padding all bound it), given
 // per (batch row, query) by the caller; the decay bias adds (position - j)·ln γ_h.
 
-import { packB, packBt, tile4 } from "./gemm";
+import { packB, packBt, tile4 } from "./matmul";
 import { exp4, hmax, hsum } from "./simd";
 
 const BC: i32 = 64;

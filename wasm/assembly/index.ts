@@ -2,9 +2,10 @@
 // worker instantiates this same module over the same memory, so kernels take byte addresses and never allocate.
 // Kernels that threads split take (part, parts) last and compute only their share.
 
-export { gemm, gemmPackB, gemmScratch, packB, packBt, packPanels } from "./gemm";
+export { gemm, gemmPackB, gemmScratch, packB, packBt, packPanels } from "./matmul";
 export { attention, attentionScratch } from "./attention";
-export { rmsnorm, rope, silu, softmax, swiglu } from "./elementwise";
+export { rope, silu, swiglu } from "./elementwise";
+export { rmsnorm, softmax } from "./rows";
 
 /** First byte after the module's own static data: the JS heap starts here. */
 export function heapBase(): usize {

@@ -6,20 +6,20 @@
 // No trained model exists yet, so the text goes through a seeded byte embedding and seeded projections: the
 // figures describe NSA's block selection on real byte statistics, not a trained model's attention. Say so.
 
+import { attention } from "../attention/attention.ts";
+import { splitHeads } from "../attention/heads.ts";
+import { maskedAttention } from "../attention/masked.ts";
+import { mlaCacheNumbersPerToken, type MlaConfig } from "../attention/mla.ts";
+import { segmentedStateSize, type SegmentedConfig } from "../attention/segmented.ts";
+import { compressedBlockCount, PAPER_BLOCKS, paperAccessCount, scoredKeys, TINY_BLOCKS, type NsaBlocks } from "../attention/sparse-select.ts";
+import { compressBlocks, compressedVisibility, groupSelection, initSparse, sparseStateSize, type SparseConfig } from "../attention/sparse.ts";
 import { checkInteger } from "../errors.ts";
 import { reference, type Kernels } from "../kernels.ts";
 import { randn, Random } from "../random.ts";
 import { ropeFrequencies } from "../rope.ts";
 import { type Tensor } from "../tensor.ts";
-import { attention } from "./attention.ts";
-import { splitHeads } from "./heads.ts";
-import { maskedAttention } from "./masked.ts";
-import { mlaCacheNumbersPerToken, type MlaConfig } from "./mla.ts";
-import { segmentedStateSize, type SegmentedConfig } from "./segmented.ts";
-import { compressBlocks, compressedVisibility, groupSelection, initSparse, sparseStateSize, type SparseConfig } from "./sparse.ts";
-import { compressedBlockCount, PAPER_BLOCKS, paperAccessCount, scoredKeys, TINY_BLOCKS, type NsaBlocks } from "./sparse-select.ts";
 
-/** The tiny preset's attention shape (components.md §13): hidden 128, 4 heads of 32 for the plain kinds. */
+/** The tiny preset's attention shape (spec/model.md, presets): hidden 128, 4 heads of 32 for the plain kinds. */
 export const TINY_HEADS = { hidden_size: 128, num_attention_heads: 4 } as const;
 export const TINY_MLA: MlaConfig = {
   ...TINY_HEADS, q_lora_rank: 64, kv_lora_rank: 32, qk_nope_head_dim: 32, qk_rope_head_dim: 16, v_head_dim: 32,

@@ -1,22 +1,24 @@
 // The material's quantisation claims ("68GB -> 17GB", "4x smaller", "under 2% accuracy loss"), measured on the
-// tiny model for every scheme (design section 10): the bytes its weights take, the relative Frobenius error each
+// tiny model for every scheme (spec/quant.md): the bytes its weights take, the relative Frobenius error each
 // kind of linear layer adds on the inputs the float model gives it, the error of the logits on real text, and how
 // often the quantised model still picks the float model's next token and experts. The model is seeded, not
 // trained: the figures say what each format does to these weights, not what it does to a trained model's accuracy.
 
+import { type DeviceKernels } from "../device/kernels.ts";
+import { opsOver } from "../device/ops.ts";
+import { referenceDevice } from "../device/reference.ts";
 import { argError, checkInteger } from "../errors.ts";
-import { reference, type Kernels } from "../kernels.ts";
+import { reference } from "../kernels.ts";
 import { linearOf, namedWeights } from "../model-adapters.ts";
-import { argmax } from "../ops.ts";
-import { forward } from "../model/model.ts";
+import { forward } from "../model/forward.ts";
 import { countParameters } from "../model/params.ts";
 import { preset } from "../model/presets.ts";
 import { encode } from "../model/tokenizer.ts";
 import { initModel, type Model } from "../model/weights.ts";
-import { swiglu, linear, logsumexp } from "../ops.ts";
+import { argmax, linear, logsumexp, swiglu } from "../ops.ts";
+import { parseScheme, quantizeModel, SCHEME_NAMES, schemeName, storedBytes } from "../quant/model.ts";
 import { numel, type Tensor } from "../tensor.ts";
 import { createTrace } from "../trace.ts";
-import { parseScheme, quantizeModel, SCHEME_NAMES, schemeName, storedBytes } from "./model.ts";
 
 export interface SchemeResult {
   scheme: string;
@@ -66,20 +68,21 @@ function recordInputs(model: Model, tokens: number[]) {
   model.weights.layers.forEach((layer, l) => "experts" in layer.mlp && moeLayers.set(layer.mlp.experts.gate, l));
   const inputs = new Map<string, Tensor>();
   const moeInputs = new Map<number, Tensor>();
-  const recording: Kernels = {
-    ...reference,
+  // The reference's kernels, noting each linear layer's input by its weight (the reference's values are host tensors).
+  const recording: DeviceKernels<Tensor> = {
+    ...referenceDevice,
     linear(x, w) {
       const name = names.get(w);
       if (name) inputs.set(name, x);
-      return reference.linear(x, w);
+      return referenceDevice.linear(x, w);
     },
     moe(x, routing, experts) {
       moeInputs.set(moeLayers.get(experts.gate)!, x);
-      return reference.moe(x, routing, experts);
+      return referenceDevice.moe(x, routing, experts);
     },
   };
   const trace = createTrace("layers.*.mlp.router.indices");
-  const logits = forward(model, tokens, { kernels: recording, trace }).logits;
+  const logits = forward(model, tokens, { backend: { ops: opsOver(recording) }, trace }).logits;
   return { inputs, moeInputs, logits, routing: trace.tensors };
 }
 

@@ -7,20 +7,20 @@
 // Routing alone decides every number here (the experts' MLPs change no count), so the report takes milliseconds.
 
 import { checkInteger, checkNumber } from "../errors.ts";
-import { linear, rmsnorm } from "../ops.ts";
-import { Random, randBounded } from "../random.ts";
-import { tensor, type Tensor } from "../tensor.ts";
 import { moeConfigOf } from "../model/config.ts";
 import { preset } from "../model/presets.ts";
 import { encode } from "../model/tokenizer.ts";
 import { initModel } from "../model/weights.ts";
-import { updateBias, DEFAULT_BIAS_UPDATE_RATE } from "./balance.ts";
-import { DROP_POLICIES, type DropPolicy } from "./capacity.ts";
-import { type Routing } from "./experts.ts";
-import { routeTokens, type MoeConfig } from "./layer.ts";
-import { moeLosses, type MoeLosses } from "./losses.ts";
-import { routingProbs, routingStats, type MoeStats } from "./stats.ts";
-import { routingTable } from "./table.ts";
+import { updateBias, DEFAULT_BIAS_UPDATE_RATE } from "../moe/balance.ts";
+import { DROP_POLICIES, type DropPolicy } from "../moe/capacity.ts";
+import { type Routing } from "../moe/experts.ts";
+import { routeTokens, type MoeConfig } from "../moe/layer.ts";
+import { moeLosses, type MoeLosses } from "../moe/losses.ts";
+import { routingProbs, routingStats, type MoeStats } from "../moe/stats.ts";
+import { routingTable } from "../moe/table.ts";
+import { linear, rmsnorm } from "../ops.ts";
+import { Random, randBounded } from "../random.ts";
+import { tensor, type Tensor } from "../tensor.ts";
 
 export interface MoeReportOptions {
   source?: "text" | "seeded";

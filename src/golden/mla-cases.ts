@@ -3,18 +3,19 @@
 // flattened with "."). Edge cases: one token (T = 1), a chunked prefill after position 0, a single image patch, a
 // padded text row and a sample with no image (fully masked rows), a one-frame video.
 
+import { crossModalAttention, earlyFusion, initCrossModal, type CrossAttentionWeights, type CrossModalConfig, type EarlyFusionWeights } from "../attention/crossmodal.ts";
+import { createDsaCache, dsa, initDsa, type DsaConfig, type DsaWeights } from "../attention/dsa.ts";
+import { concatTime } from "../attention/heads.ts";
+import { sliceTime } from "../attention/masked.ts";
+import { createMlaCache, initMla, mla, type MlaCache, type MlaConfig, type MlaMode, type MlaWeights } from "../attention/mla.ts";
+import { initPatchEmbedding, patchEmbed, tinyImage, type PatchConfig, type PatchWeights } from "../attention/patch.ts";
+import { initVideoAttention, spaceChannelTimeAttention, type VideoAttentionConfig, type VideoAttentionWeights } from "../attention/video.ts";
 import { NotSupportedError, type Backend } from "../backend.ts";
-import { type GoldenCase, type GoldenTensor, type TensorMap, type Tolerance } from "../golden/case.ts";
+import { type Tolerance } from "../io/compare.ts";
 import { type Kernels } from "../kernels.ts";
 import { Random, randBounded } from "../random.ts";
 import { type Tensor } from "../tensor.ts";
-import { concatTime } from "./heads.ts";
-import { sliceTime } from "./masked.ts";
-import { crossModalAttention, earlyFusion, initCrossModal, type CrossAttentionWeights, type CrossModalConfig, type EarlyFusionWeights } from "./crossmodal.ts";
-import { createDsaCache, dsa, initDsa, type DsaConfig, type DsaWeights } from "./dsa.ts";
-import { createMlaCache, initMla, mla, type MlaCache, type MlaConfig, type MlaMode, type MlaWeights } from "./mla.ts";
-import { initPatchEmbedding, patchEmbed, tinyImage, type PatchConfig, type PatchWeights } from "./patch.ts";
-import { initVideoAttention, spaceChannelTimeAttention, type VideoAttentionConfig, type VideoAttentionWeights } from "./video.ts";
+import { type GoldenCase, type GoldenTensor, type TensorMap } from "./case.ts";
 
 const EXACT: Tolerance = { rtol: 0, atol: 0, nmse: 0, exact: true };
 

@@ -5,17 +5,18 @@
 // elsewhere. NSA's selected blocks are an exact I32 output; inputs are redrawn until every score-based choice has
 // a margin of at least MARGIN in p_slc, so float32 probabilities cannot flip one.
 
-import { NotSupportedError, referenceBackend, type Backend } from "../backend.ts";
-import { TinyseekError } from "../errors.ts";
-import { type GoldenCase, type TensorMap, type Tolerance } from "../golden/case.ts";
-import { randBounded, Random } from "../random.ts";
-import { type Tensor } from "../tensor.ts";
-import { concatTime } from "./heads.ts";
-import { sliceTime } from "./masked.ts";
+import { concatTime } from "../attention/heads.ts";
+import { sliceTime } from "../attention/masked.ts";
 import {
   createSegmentedState, initSegmented, resolveSegmentedConfig, segmentedAttention, type SegmentedConfig, type SegmentedWeights,
-} from "./segmented.ts";
-import { createSparseState, initSparse, resolveSparseConfig, sparseAttentionTraced, type SparseConfig, type SparseWeights } from "./sparse.ts";
+} from "../attention/segmented.ts";
+import { createSparseState, initSparse, resolveSparseConfig, sparseAttentionTraced, type SparseConfig, type SparseWeights } from "../attention/sparse.ts";
+import { NotSupportedError, referenceBackend, type Backend } from "../backend.ts";
+import { TinyseekError } from "../errors.ts";
+import { type Tolerance } from "../io/compare.ts";
+import { randBounded, Random } from "../random.ts";
+import { type Tensor } from "../tensor.ts";
+import { type GoldenCase, type TensorMap } from "./case.ts";
 
 /**
  * A layer is linear → attention over at most 32 keys → linear, each in float32 on a backend: the per-op bars of

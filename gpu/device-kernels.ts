@@ -1,0 +1,78 @@
+// WebGPU's kernels for the one forward (src/device/kernels.ts): values are tensors in GPU buffers ({ shape, buffer },
+// float32), so the whole model runs on the device from the embedding gather to the logits, and only what the forward
+// reads (router logits, early exit's probabilities, hooks, the logits) comes back, asynchronously: the forward runs
+// under src/device/drive.ts's runAsync here (forwardAsync, generateAsync, runBatchedAsync).
+// Weights are uploaded once (cached by their Float32Array, gpu/context.ts); activations live in pooled buffers. The
+// small host lists a kernel takes (token ids, rows, residual slots, the rotary table, decay gammas) are uploaded
+// into pooled buffers and handed back at once: a buffer may go back to the pool as soon as the last dispatch that
+// reads it has been submitted (gpu/context.ts). No quantLinear: weight-only quantised weights run as their
+// dequantised data, and quantised activations are refused by src/device/ops.ts (NotSupportedError).
+
+import { type DeviceKernels } from "../src/device/kernels.ts";
+import { copyLayout } from "../src/device/layout.ts";
+import { numel } from "../src/tensor.ts";
+import { type GpuContext, type GpuTensor } from "./context.ts";
+import { attention } from "./kernels/attention.ts";
+import { add, addRows, copyBlocks, gatherRows, rope, rotaryTables, swiglu } from "./kernels/elementwise.ts";
+import { gemmInto, linear } from "./kernels/matmul.ts";
+import { moe } from "./kernels/moe.ts";
+import { rmsnorm, softmax } from "./kernels/rows.ts";
+
+const made = new WeakMap<GpuContext, DeviceKernels<GpuTensor>>();
+
+/** WebGPU's DeviceKernels over `ctx`'s buffer pool and weight cache (one object per context). */
+export function gpuDeviceKernels(ctx: GpuContext): DeviceKernels<GpuTensor> {
+  let kernels = made.get(ctx);
+  if (!kernels) made.set(ctx, (kernels = create(ctx)));
+  return kernels;
+}
+
+function create(ctx: GpuContext): DeviceKernels<GpuTensor> {
+  /** Runs `body` with `data` uploaded into a pooled buffer, handed back once body has dispatched its kernels. */
+  const withUpload = <R>(data: Uint32Array | Int32Array | Float32Array, body: (buffer: GPUBuffer) => R): R => {
+    const buffer = ctx.upload(data);
+    try {
+      return body(buffer);
+    } finally {
+      ctx.release(buffer);
+    }
+  };
+  // Handles released once already must not hand their buffer back again (it may have gone to another value since).
+  const released = new WeakSet<GpuTensor>();
+  const giveBack = (x: GpuTensor) => {
+    if (released.has(x)) return;
+    released.add(x);
+    ctx.release(x.buffer); // a weight's buffer is not the pool's: ignored there
+  };
+  const empty = (shape: readonly number[]): GpuTensor => ctx.empty(shape);
+  return {
+    name: "webgpu",
+    weight: (t) => ({ shape: [...t.shape], buffer: ctx.weight(t.data) }),
+    upload: (t) => ({ shape: [...t.shape], buffer: ctx.upload(t.data) }),
+    empty,
+    release: (...xs) => xs.forEach(giveBack),
+    free: giveBack,
+    read: (x) => ctx.read(x.buffer, numel(x.shape)),
+
+    embed: (table, ids) => withUpload(ids, (i) => gatherRows(ctx, ctx.weight(table.data), table.shape[1]!, i, ids.length)),
+    gatherRows: (x, rows) => withUpload(rows, (i) => gatherRows(ctx, x.buffer, x.shape[1]!, i, rows.length)),
+    addRows: (x, update, slots) => withUpload(slots, (s) => addRows(ctx, x, update, s)),
+
+    ...copyLayout(empty, (src, dst, b) => copyBlocks(ctx, src.buffer, dst.buffer, b)),
+
+    add: (a, b) => add(ctx, a, b),
+    linear: (x, w) => linear(ctx, x, w),
+    gemm: (a, b, c, args) => gemmInto(ctx, a.buffer, b.buffer, c.buffer, args),
+    rmsnorm: (x, w, eps) => rmsnorm(ctx, x, w, eps),
+    rope: (x, positions, freqs) => withUpload(rotaryTables(positions, freqs), (table) => rope(ctx, x, table, positions.length)),
+    swiglu: (gate, up) => swiglu(ctx, gate, up),
+    softmax: (x) => softmax(ctx, x),
+    attention(q, k, v, { H, Hkv, Tq, Tk, Dh, Dv, scale, offset, logGammas, kvRows }) {
+      const run = (gammas?: GPUBuffer) =>
+        attention(ctx, q, k, v, { B: 1, H, Hkv, Tq, Tk, Dh, Dv, scale, mask: { causal: true, offset }, logGammas: gammas, kvRows });
+      const out = logGammas ? withUpload(Float32Array.from(logGammas), run) : run();
+      return { shape: [H, Tq, Dv], buffer: out.buffer }; // the kernel's [B = 1, H, Tq, Dv]
+    },
+    moe: (x, routing, e) => moe(ctx, x, routing, { gate: e.gate.buffer, up: e.up.buffer, down: e.down.buffer, E: e.E, F: e.F, D: e.D }),
+  };
+}

@@ -1,0 +1,149 @@
+// What a backend implements to run the model: kernels by name over handles (the tfjs idea). A handle is a value
+// living where the backend computes (a host Float32Array for the reference, a block of WASM memory, a GPU buffer,
+// a tf.Tensor); the forward only reads its shape. Reading a handle back to the host is explicit (`read`), and may
+// answer with a promise (WebGPU): the forward is written so that it runs either way (src/device/drive.ts).
+// Kernels do no validation: src/device/ops.ts checks every call, then calls the kernel of the same name.
+//
+// Layouts (no batch axis: the forward runs one sequence's rows at a time through attention):
+//   rows        [N, D]           tokens of one or several sequences, packed
+//   heads       [H, T, d]        one sequence's tokens split into heads
+//   cache       [heads, rows, d] a layer's keys or values, `rows` allocated, the first ones filled
+
+import { type Routing } from "../moe/experts.ts";
+import { type MoeConfig } from "../moe/layer.ts";
+import { type QuantWeight } from "../quant/linear.ts";
+import { type Tensor } from "../tensor.ts";
+
+/** A tensor on a backend: the forward reads only its shape. */
+export interface Value {
+  readonly shape: readonly number[];
+}
+
+/**
+ * Block copy: for batch b < batches, row r < rows, column c < width:
+ *   dst[dstOff + b·dstBatch + r·dstRow + c] = src[srcOff + b·srcBatch + r·srcRow + c].
+ * Head splits, merges, concatenations and cache writes are all this one operation on the memory backends.
+ */
+export interface BlockCopy {
+  batches?: number;
+  rows: number;
+  width: number;
+  srcOff?: number;
+  srcRow: number;
+  srcBatch?: number;
+  dstOff?: number;
+  dstRow: number;
+  dstBatch?: number;
+}
+
+/** C = A·B per batch (element offsets and strides); B is a weight, stored [N, K] when transB, else [K, N]. */
+export interface GemmArgs {
+  M: number;
+  N: number;
+  K: number;
+  /** B is stored [N, K] (a linear layer's weight) rather than [K, N]. */
+  transB: boolean;
+  batches?: number;
+  /** Element strides between batches (0 broadcasts), and element offsets of the first matrix. */
+  strideA?: number;
+  strideB?: number;
+  strideC?: number;
+  offA?: number;
+  offB?: number;
+  offC?: number;
+}
+
+/**
+ * Causal attention of one sequence: Tq new queries at positions offset … offset + Tq - 1 over its first Tk keys.
+ * q [H, Tq, Dh], k [Hkv, kvRows, Dh], v [Hkv, kvRows, Dv] → [H, Tq, Dv]; query head h reads kv head h / (H / Hkv).
+ */
+export interface AttentionArgs {
+  H: number;
+  Hkv: number;
+  Tq: number;
+  Tk: number;
+  Dh: number;
+  Dv: number;
+  scale: number;
+  offset: number;
+  /** ln γ per query head (float64; a float32 backend rounds them): the relative decay bias (offset + i - j)·ln γ_h. */
+  logGammas?: readonly number[];
+  /** Rows each kv head holds in k and v (a cache allocated for more positions than it has filled). */
+  kvRows: number;
+}
+
+/** Stacked routed-expert weights as handles: gate, up [E, F, D], down [E, D, F]. */
+export interface ExpertValues<X> {
+  gate: X;
+  up: X;
+  down: X;
+  E: number;
+  F: number;
+  D: number;
+}
+
+export interface DeviceKernels<X extends Value = Value> {
+  /** The backend's name, for messages ("reference", "wasm", "webgpu", "tfjs"). */
+  readonly name: string;
+
+  // ── memory ──
+  /** The backend's copy of a weight, made once per Float32Array and kept (never released). */
+  weight(t: Tensor): X;
+  /** A new value holding these host values (a hook's replacement, a layer computed on the host). */
+  upload(t: Tensor): X;
+  /** An uninitialised value. */
+  empty(shape: readonly number[]): X;
+  /** Hands values back for reuse; weights, views and values released before are ignored. */
+  release(...xs: X[]): void;
+  /** Frees a value's storage for good (a cache being dropped). */
+  free(x: X): void;
+  /** The value's elements on the host (a promise where the device reads asynchronously). */
+  read(x: X): Float32Array | Promise<Float32Array>;
+
+  // ── rows ──
+  /** Rows `ids` of the table [V, D] (the embedding), a host weight: a backend may copy only those rows. */
+  embed(table: Tensor, ids: Int32Array): X;
+  /** Rows `rows` of x [N, D]. */
+  gatherRows(x: X, rows: Int32Array): X;
+  /** x [N, D] + update[slots[r]] on rows whose slot is >= 0; other rows keep x. */
+  addRows(x: X, update: X, slots: Int32Array): X;
+
+  // ── layout: copies, no arithmetic ──
+  /** x [T, H·Σw] → one value [H, T, w] per width (each head's features cut into consecutive parts). */
+  splitHeads(x: X, H: number, widths: readonly number[]): X[];
+  /** x [H, T, d] → [T, H·d]. */
+  mergeHeads(x: X): X;
+  /** Concatenation along the last axis of values [A, T, w_i]; a part with A = 1 is repeated over the others' A. */
+  concatLast(parts: readonly X[]): X;
+  /** Rows [start, start + count) of x [N, D]. */
+  sliceRows(x: X, start: number, count: number): X;
+  /** Values [N_i, D] stacked: [Σ N_i, D]. */
+  concatRows(parts: readonly X[]): X;
+  /** src [A, T, w] written into rows at … at + T - 1 of dst [A, rows, w] (a cache), in place. */
+  writeRows(dst: X, src: X, at: number): void;
+
+  // ── arithmetic ──
+  add(a: X, b: X): X;
+  /** x [..., in] · Wᵀ with W [out, in] a weight. */
+  linear(x: X, w: X): X;
+  /** Writes C into c (offC + batches·strideC elements); B is a weight read in place (MLA's absorbed heads). */
+  gemm(a: X, b: X, c: X, args: GemmArgs): void;
+  rmsnorm(x: X, w: X, eps: number): X;
+  /** x [..., T, dim] rotated pair by pair (2i, 2i + 1) at the T absolute positions. */
+  rope(x: X, positions: Int32Array, freqs: Float64Array): X;
+  /** silu(gate) ⊙ up. */
+  swiglu(gate: X, up: X): X;
+  /** Softmax over the last axis. */
+  softmax(x: X): X;
+  attention(q: X, k: X, v: X, args: AttentionArgs): X;
+  /** Σ over kept assignments of w · SwiGLU expert (x), x [N, D], w from `routing`. `router` carries the router's
+   *  logits [N, E] as a value and its configuration, for a backend that differentiates through the chosen experts'
+   *  weights (tfjs: the gradient reaches the gate through them, as in DeepSeek-V3); the others ignore it. */
+  moe(x: X, routing: Routing, experts: ExpertValues<X>, router?: { logits: X; config: MoeConfig }): X;
+  /** x · Wᵀ with W quantised (src/quant/linear.ts), activations quantised too when asked. Optional: without it,
+   *  weight-only schemes run as their dequantised weights and quantised activations run on the host. */
+  quantLinear?(x: X, w: QuantWeight, activations: boolean): X;
+
+  /** Called when a forward ends (success or not): a chance to return memory that is no longer needed. */
+  settle?(): void;
+}

@@ -1,0 +1,83 @@
+// The reference backend's kernels: values are host tensors, reading one is free, and every kernel is the plain
+// float64-accumulating code of src/ops.ts, src/rope.ts and src/attention/attention.ts, so that the one forward on
+// the reference computes exactly what those functions compute.
+
+import { attention as sdpa } from "../attention/attention.ts";
+import { reference as referenceKernels } from "../kernels.ts";
+import { causal } from "../masks.ts";
+import { dispatchCombine } from "../moe/experts.ts";
+import * as ops from "../ops.ts";
+import { quantLinear } from "../quant/linear.ts";
+import { applyRope } from "../rope.ts";
+import { numel, type Tensor } from "../tensor.ts";
+import { type BlockCopy, type DeviceKernels } from "./kernels.ts";
+import { copyLayout } from "./layout.ts";
+
+const empty = (shape: readonly number[]): Tensor => ({ shape: [...shape], data: new Float32Array(numel(shape)) });
+
+function copyBlocks(src: Tensor, dst: Tensor, b: BlockCopy): void {
+  const { rows, width, srcRow, dstRow, srcOff = 0, dstOff = 0, srcBatch = 0, dstBatch = 0, batches = 1 } = b;
+  for (let n = 0; n < batches; n++) {
+    for (let r = 0; r < rows; r++) {
+      const from = srcOff + n * srcBatch + r * srcRow;
+      dst.data.set(src.data.subarray(from, from + width), dstOff + n * dstBatch + r * dstRow);
+    }
+  }
+}
+
+/** The first Tk rows of each of a cache's planes [A, rows, d], compact (a view when nothing follows them). */
+function filled(x: Tensor, planes: number, rows: number, Tk: number): Tensor {
+  const d = x.shape[x.shape.length - 1]!;
+  if (rows === Tk) return { shape: [1, planes, Tk, d], data: x.data.subarray(0, planes * Tk * d) };
+  if (planes === 1) return { shape: [1, 1, Tk, d], data: x.data.subarray(0, Tk * d) };
+  const out = new Float32Array(planes * Tk * d);
+  for (let p = 0; p < planes; p++) out.set(x.data.subarray(p * rows * d, (p * rows + Tk) * d), p * Tk * d);
+  return { shape: [1, planes, Tk, d], data: out };
+}
+
+export const referenceDevice: DeviceKernels<Tensor> = {
+  name: "reference",
+  weight: (t) => t,
+  upload: (t) => t,
+  empty,
+  release: () => {},
+  free: () => {},
+  read: (x) => x.data,
+  embed: (table, ids) => ops.embedding(table, ids),
+  gatherRows(x, rows) {
+    const D = x.shape[1]!;
+    const out = empty([rows.length, D]);
+    rows.forEach((r, i) => out.data.set(x.data.subarray(r * D, (r + 1) * D), i * D));
+    return out;
+  },
+  addRows(x, update, slots) {
+    const D = x.shape[x.shape.length - 1]!;
+    const out = empty(x.shape);
+    for (let r = 0; r < slots.length; r++) {
+      const s = slots[r]!;
+      for (let d = 0; d < D; d++) out.data[r * D + d] = s >= 0 ? x.data[r * D + d]! + update.data[s * D + d]! : x.data[r * D + d]!;
+    }
+    return out;
+  },
+  ...copyLayout(empty, copyBlocks),
+  add: (a, b) => ({ shape: [...a.shape], data: a.data.map((v, i) => v + b.data[i]!) }),
+  linear: (x, w) => ops.linear(x, w),
+  gemm(a, b, c, { M, N, K, transB, batches = 1, strideA = M * K, strideB = K * N, strideC = M * N, offA = 0, offB = 0, offC = 0 }) {
+    for (let i = 0; i < batches; i++) ops.gemm(M, N, K, a.data, offA + i * strideA, b.data, offB + i * strideB, transB, c.data, offC + i * strideC);
+  },
+  rmsnorm: (x, w, eps) => ops.rmsnorm(x, w, eps),
+  rope: (x, positions, freqs) => applyRope(x, positions, freqs),
+  swiglu: ops.swiglu,
+  softmax: (x) => ops.softmax(x),
+  attention(q, k, v, { H, Hkv, Tq, Tk, Dh, Dv, scale, offset, logGammas, kvRows }) {
+    const out = sdpa({ shape: [1, H, Tq, Dh], data: q.data }, filled(k, Hkv, kvRows, Tk), filled(v, Hkv, kvRows, Tk), {
+      mask: causal(Tq, Tk, offset), logGammas, offset, scale,
+    }).out;
+    return { shape: [H, Tq, Dv], data: out.data };
+  },
+  moe: (x, routing, e) => dispatchCombine(x, routing, { gate: e.gate, up: e.up, down: e.down }),
+  quantLinear: (x, w, activations) => quantLinear(x, w, { activations }),
+};
+
+/** The synchronous host kernels the reference runs host-computed layers with. */
+export const referenceHostKernels = referenceKernels;

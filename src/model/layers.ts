@@ -1,0 +1,218 @@
+// The sublayers of the one forward (src/model/forward.ts), over the checked operations (src/device/ops.ts):
+//   attention    per sequence, through that sequence's cache: MLA (DeepSeek-V3 inference/model.py class MLA, naive
+//                and absorbed), multi-head / grouped-query attention with rotary positions, plain or with relative
+//                decay; segmented, sparse (NSA), DSA and decay "as-written" run their own modules on the host
+//   feedForward  the dense SwiGLU MLP, or the MoE: router logits read back and routed by the reference's own code
+//                (src/moe/layer.ts routeTokens), experts and the shared expert on the device
+
+import { attention as sdpa } from "../attention/attention.ts";
+import { mlaSoftmaxScale, yarnOptions, type MlaWeights } from "../attention/mla.ts";
+import { read, type Reading } from "../device/drive.ts";
+import { type Value } from "../device/kernels.ts";
+import { type Ops } from "../device/ops.ts";
+import { hookedKernels, type HookedWeight } from "../model-adapters.ts";
+import { type MoeConfig, routeTokens, type MoeWeights } from "../moe/layer.ts";
+import { type MoeStats } from "../moe/stats.ts";
+import { type Routing } from "../moe/experts.ts";
+import { causal } from "../masks.ts";
+import { ropeFrequencies, yarnSoftmaxFactor } from "../rope.ts";
+import { reshape, type Tensor } from "../tensor.ts";
+import { record } from "../trace.ts";
+import { attentionKind } from "./attention.ts";
+import { ensureRows, type ModelCache } from "./cache.ts";
+import { headDim, layerKind, type ModelConfig } from "./config.ts";
+import { decayGammas } from "./mha.ts";
+import { hookHost, listened, type Listeners } from "./points.ts";
+import { type DenseMlpWeights, type Model } from "./weights.ts";
+
+/** What one forward's layers share. */
+export interface Run<X extends Value> {
+  readonly ops: Ops<X>;
+  readonly model: Model;
+  readonly config: ModelConfig;
+  readonly moeConfig: MoeConfig | null;
+  readonly listen: Listeners;
+  /** Rotary frequencies per rotated width, made once per forward. */
+  readonly freqs: Map<number, Float64Array>;
+}
+
+/** One sequence's rows inside the packed x, and that sequence's cache. */
+export interface Segment<X extends Value> {
+  readonly start: number;
+  readonly length: number;
+  readonly cache: ModelCache<X>;
+}
+
+function freqsFor<X extends Value>(run: Run<X>, dim: number): Float64Array {
+  let f = run.freqs.get(dim);
+  if (!f) run.freqs.set(dim, (f = ropeFrequencies({ dim, theta: run.config.rope_theta, yarn: yarnOptions(run.config) })));
+  return f;
+}
+
+/** Layer l's attention over the packed new tokens x [N, D], each segment through its own cache. */
+export function* attention<X extends Value>(run: Run<X>, l: number, x: X, segments: readonly Segment<X>[]): Reading<X> {
+  const { ops } = run;
+  const outs: X[] = [];
+  for (const s of segments) {
+    const rows = segments.length === 1 && s.length === x.shape[0] ? x : ops.sliceRows(x, s.start, s.length);
+    outs.push(yield* sequenceAttention(run, l, rows, s.cache));
+  }
+  return outs.length === 1 ? outs[0]! : ops.concatRows(outs);
+}
+
+function* sequenceAttention<X extends Value>(run: Run<X>, l: number, x: X, cache: ModelCache<X>): Reading<X> {
+  const layer = cache.layers[l]!;
+  const w = run.model.weights.layers[l]!.self_attn;
+  if (layer.kind === "host") return yield* onHost(run, l, x, layer.state, w);
+  const T = x.shape[0]!;
+  const start = cache.length;
+  const place = ensureRows(cache, run.config, l, start + T);
+  const positions = Int32Array.from({ length: T }, (_, i) => start + i);
+  const kind = layerKind(run.config, l);
+  if (kind === "mla") return yield* mla(run, l, x, w as unknown as MlaWeights, place, positions);
+  return yield* multiHead(run, l, x, w, place, positions, kind === "decay");
+}
+
+type Place<X> = { keys: X | null; values: X | null; rows: number };
+
+/**
+ * MLA on one sequence's new tokens x [T, D]:
+ *   q = W_qb·RMSNorm(W_qa·x) (or W_q·x), split per head into q_nope and q_pe (rotated)
+ *   [c ; k_pe] = W_kva·x,  c ← RMSNorm(c),  k_pe rotated: one key shared by every head
+ *   naive:  k_h = [W_uk,h·c ; k_pe], v_h = W_uv,h·c cached per head; attention of [q_nope ; q_pe] over them
+ *   absorb: the cache holds [c ; k_pe]; q_nope·W_uk,h is attended over it with the latent c as values, and the
+ *           result is taken through W_uv,h (W_kvb's slices read in place)
+ *   out = W_o · concat_h heads
+ */
+function* mla<X extends Value>(run: Run<X>, l: number, x: X, w: MlaWeights, place: Place<X>, positions: Int32Array): Reading<X> {
+  const { ops, config: c } = run;
+  const [H, dn, dr, dv, r, eps] = [c.num_attention_heads, c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim, c.kv_lora_rank, c.rms_norm_eps];
+  const T = positions.length;
+  const start = positions[0]!;
+  const freqs = freqsFor(run, dr);
+  const q = c.q_lora_rank ? ops.linear(ops.rmsnorm(ops.linear(x, w.q_a_proj!), w.q_a_layernorm!, eps), w.q_b_proj!) : ops.linear(x, w.q_proj!);
+  const [qNope, qPeRaw] = ops.splitHeads(q, H, [dn, dr]) as [X, X];
+  const qPe = ops.rope(qPeRaw, positions, freqs);
+  const [latentRaw, kPeRaw] = ops.splitHeads(ops.linear(x, w.kv_a_proj_with_mqa), 1, [r, dr]) as [X, X];
+  const latent = ops.rmsnorm(latentRaw, w.kv_a_layernorm, eps); // [1, T, r]
+  const kPe = ops.rope(kPeRaw, positions, freqs); // [1, T, dr]
+  const keys = place.keys!, values = place.values!;
+  const args = { H, Tq: T, Tk: start + T, scale: mlaSoftmaxScale(c), offset: start, kvRows: place.rows };
+  let heads: X;
+  if (c.mla_mode === "naive") {
+    const [kNope, v] = ops.splitHeads(ops.linear(ops.mergeHeads(latent), w.kv_b_proj), H, [dn, dv]) as [X, X];
+    ops.writeRows(keys, ops.concatLast([kNope, kPe]), start);
+    ops.writeRows(values, v, start);
+    const query = ops.concatLast([qNope, qPe]);
+    yield* probs(run, l, query, keys, values, { ...args, Hkv: H, Dh: dn + dr, Dv: dv });
+    heads = ops.attention(query, keys, values, { ...args, Hkv: H, Dh: dn + dr, Dv: dv });
+  } else {
+    const perHead = (dn + dv) * r; // W_kvb rows of head h: W_uk,h [dn, r], then W_uv,h [dv, r]
+    const qLatent = ops.empty([H, T, r]);
+    ops.gemm(qNope, w.kv_b_proj, qLatent, { M: T, N: r, K: dn, transB: false, batches: H, strideA: T * dn, strideB: perHead, strideC: T * r });
+    ops.writeRows(keys, ops.concatLast([latent, kPe]), start);
+    ops.writeRows(values, latent, start);
+    const query = ops.concatLast([qLatent, qPe]);
+    const scoreArgs = { ...args, Hkv: 1, Dh: r + dr, Dv: r };
+    yield* probs(run, l, query, keys, values, scoreArgs);
+    const outLatent = ops.attention(query, keys, values, scoreArgs);
+    heads = ops.empty([H, T, dv]);
+    ops.gemm(outLatent, w.kv_b_proj, heads, { M: T, N: dv, K: r, transB: true, batches: H, strideA: T * r, offB: dn * r, strideB: perHead, strideC: T * dv });
+  }
+  return ops.linear(ops.mergeHeads(heads), w.o_proj);
+}
+
+/** Multi-head (grouped-query) attention with rotary positions, plain or with relative decay (src/model/mha.ts). */
+function* multiHead<X extends Value>(run: Run<X>, l: number, x: X, w: Record<string, Tensor>, place: Place<X>, positions: Int32Array, decay: boolean): Reading<X> {
+  const { ops, config: c } = run;
+  const [H, Hkv, Dh] = [c.num_attention_heads, c.num_key_value_heads, headDim(c)];
+  const T = positions.length;
+  const start = positions[0]!;
+  const freqs = freqsFor(run, Dh);
+  const [q] = ops.splitHeads(ops.linear(x, w.q_proj!), H, [Dh]) as [X];
+  const [k] = ops.splitHeads(ops.linear(x, w.k_proj!), Hkv, [Dh]) as [X];
+  const [v] = ops.splitHeads(ops.linear(x, w.v_proj!), Hkv, [Dh]) as [X];
+  ops.writeRows(place.keys!, ops.rope(k, positions, freqs), start);
+  ops.writeRows(place.values!, v, start);
+  const query = ops.rope(q, positions, freqs);
+  const args = {
+    H, Hkv, Tq: T, Tk: start + T, Dh, Dv: Dh, offset: start, kvRows: place.rows,
+    scale: yarnSoftmaxFactor(yarnOptions(c)) / Math.sqrt(Dh),
+    logGammas: decay ? decayGammas(c).map(Math.log) : undefined,
+  };
+  yield* probs(run, l, query, place.keys!, place.values!, args);
+  return ops.linear(ops.mergeHeads(ops.attention(query, place.keys!, place.values!, args)), w.o_proj!);
+}
+
+/** layers.L.attn.probs [H, Tq, Tk] when someone listens: the reference's probabilities over this backend's q and k. */
+function* probs<X extends Value>(
+  run: Run<X>, l: number, q: X, k: X, v: X,
+  a: { H: number; Hkv: number; Tq: number; Tk: number; Dh: number; Dv: number; scale: number; offset: number; kvRows: number; logGammas?: readonly number[] },
+): Reading<void> {
+  const name = `layers.${l}.attn.probs`;
+  if (!listened(run.listen, name)) return;
+  const [qs, ks, vs] = [yield* read(run.ops, q), yield* read(run.ops, k), yield* read(run.ops, v)];
+  const filled = (data: Float32Array, d: number) => {
+    const out = new Float32Array(a.Hkv * a.Tk * d);
+    for (let p = 0; p < a.Hkv; p++) out.set(data.subarray(p * a.kvRows * d, (p * a.kvRows + a.Tk) * d), p * a.Tk * d);
+    return { shape: [1, a.Hkv, a.Tk, d], data: out };
+  };
+  const p = sdpa({ shape: [1, a.H, a.Tq, a.Dh], data: qs }, filled(ks, a.Dh), filled(vs, a.Dv), {
+    mask: causal(a.Tq, a.Tk, a.offset), logGammas: a.logGammas, offset: a.offset, scale: a.scale,
+  }).probs;
+  hookHost(run.listen, name, reshape(p, [a.H, a.Tq, a.Tk]), l);
+}
+
+/** A kind with its own module (segmented, sparse, dsa, decay "as-written"), run on the host over the backend's host kernels. */
+function* onHost<X extends Value>(run: Run<X>, l: number, x: X, state: Parameters<NonNullable<ReturnType<typeof attentionKind>["forward"]>>[3], w: Record<string, Tensor>): Reading<X> {
+  const { ops, config } = run;
+  const [T, D] = x.shape as [number, number];
+  const rows = { shape: [1, T, D], data: yield* read(ops, x) };
+  const prefix = `layers.${l}.attn`;
+  const out = attentionKind(layerKind(config, l)).forward!(rows, w, config, state, { kernels: hookedKernels(ops.hostKernels), trace: run.listen.trace, prefix });
+  return ops.upload({ shape: [T, D], data: out.data });
+}
+
+export interface FeedForward<X> {
+  out: X;
+  /** The MoE's routing and statistics over the rows it ran, or null for a dense layer. */
+  routing: Routing | null;
+  stats: MoeStats | null;
+}
+
+/** The dense SwiGLU MLP or the MoE layer on x [N, D] (already normalised). */
+export function* feedForward<X extends Value>(run: Run<X>, l: number, x: X, w: DenseMlpWeights | MoeWeights): Reading<FeedForward<X>> {
+  if (!run.moeConfig || !("experts" in w)) return { out: swigluMlp(run.ops, x, w as DenseMlpWeights), routing: null, stats: null };
+  return yield* moe(run, l, x, w);
+}
+
+/** down(silu(gate·x) ⊙ up·x). */
+function swigluMlp<X extends Value>(ops: Ops<X>, x: X, w: DenseMlpWeights): X {
+  return ops.linear(ops.swiglu(ops.linear(x, w.gate_proj), ops.linear(x, w.up_proj)), w.down_proj);
+}
+
+/**
+ * The MoE layer (src/moe/layer.ts): y = Σ over kept (t, e) of w_te·Expert_e(x_t) + Shared(x_t). The router's
+ * logits come back to the host (a hook point: a replacement routes), the reference's routeTokens picks the experts.
+ */
+function* moe<X extends Value>(run: Run<X>, l: number, x: X, w: MoeWeights): Reading<FeedForward<X>> {
+  const { ops, listen } = run;
+  const config = run.moeConfig!;
+  const name = `layers.${l}.mlp.router`;
+  const gate = ops.linear(x, w.gate.weight);
+  const gateData = yield* read(ops, gate);
+  const logits = hookHost(listen, `${name}.logits`, { shape: gate.shape, data: gateData }, l);
+  const { routing, scores, stats } = routeTokens(logits, config, w.gate.e_score_correction_bias);
+  const k = routing.k, N = x.shape[0]!;
+  record(listen.trace, `${name}.scores`, scores);
+  record(listen.trace, `${name}.indices`, { shape: [N, k], data: routing.experts });
+  record(listen.trace, `${name}.weights`, { shape: [N, k], data: routing.weights });
+  record(listen.trace, `${name}.kept`, { shape: [N, k], data: routing.kept });
+  const hooked = [w.experts.gate, w.experts.up, w.experts.down].some((t) => (t as HookedWeight).experts !== undefined);
+  // Experts quantised or adapted one by one run on the host, each through its own weights (src/model-adapters.ts).
+  const routed = hooked
+    ? ops.upload(hookedKernels(ops.hostKernels).moe({ shape: x.shape, data: yield* read(ops, x) }, routing, w.experts))
+    : ops.moe(x, routing, w.experts, { logits: logits.data === gateData ? gate : ops.upload(logits), config }); // a hook's logits route
+  const out = w.shared_experts ? ops.add(routed, swigluMlp(ops, x, w.shared_experts)) : routed;
+  return { out, routing, stats };
+}

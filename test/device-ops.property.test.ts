@@ -1,0 +1,384 @@
+// THE device-kernel suite (llama.cpp's test-backend-ops): one list of cases over every kernel of the operation
+// interface the one forward runs on (src/device/kernels.ts), run on every backend against the reference's kernels;
+// and the reference's kernels themselves against independent naive loops written here, so that no row compares an
+// implementation with itself. Shapes come from fast-check (1, primes, one off the SIMD width 4 and the panel 8, 16,
+// the key block 64); values from randBounded (bounded normal, never zero). The wasm and webgpu rows run in their
+// check modes, which poison every new allocation with NaN: an element a kernel forgets to write fails.
+// Tolerances: spec/backends.md, whose table this reads (device kernels map onto the kernel rows named there).
+
+import { readFileSync } from "node:fs";
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { type Backend } from "../src/backend.ts";
+import { attention as sdpa } from "../src/attention/attention.ts";
+import { concatLast, mergeHeads, splitHeads } from "../src/attention/heads.ts";
+import { type DeviceKernels, type GemmArgs, type Value } from "../src/device/kernels.ts";
+import { referenceOps } from "../src/device/ops.ts";
+import { referenceDevice } from "../src/device/reference.ts";
+import { causal } from "../src/masks.ts";
+import { type ExpertWeights, type Routing } from "../src/moe/experts.ts";
+import * as ops from "../src/ops.ts";
+import { Random, randBounded } from "../src/random.ts";
+import { ropeFrequencies } from "../src/rope.ts";
+import { type Tensor } from "../src/tensor.ts";
+import { randomRouting } from "./moe-fixtures.ts";
+import { startBackend } from "./backend-rows.ts";
+import { thrown } from "./helpers.ts";
+
+interface Row {
+  name: string;
+  spec: "reference" | "wasm" | "webgpu";
+  create: () => Promise<{ kernels: DeviceKernels<Value>; dispose: () => Promise<void> }>;
+  optional?: boolean;
+}
+
+const fromBackend = (b: Backend) => ({ kernels: b.ops.kernels, dispose: () => b.dispose() });
+
+const ROWS: Row[] = [
+  { name: "reference", spec: "reference", create: async () => ({ kernels: referenceDevice as DeviceKernels<Value>, dispose: async () => {} }) },
+  { name: "wasm", spec: "wasm", create: async () => fromBackend(await (await import("../wasm/backend.ts")).createBackend({ threads: 1, check: true, relaxed: false })) },
+  { name: "wasm 2 threads", spec: "wasm", create: async () => fromBackend(await (await import("../wasm/backend.ts")).createBackend({ threads: 2, check: true, relaxed: false, parallelFlops: 0 })) },
+  { name: "webgpu", spec: "webgpu", create: async () => fromBackend(await (await import("../gpu/backend.ts")).createBackend({ check: true })), optional: true },
+];
+
+const RUNS = Number(process.env.TINYSEEK_PROPERTY_RUNS ?? 10);
+const small = fc.constantFrom(1, 2, 3, 4, 5, 7, 8, 9, 13, 16, 17);
+const width = fc.constantFrom(1, 3, 4, 5, 8, 9, 16, 17, 33);
+const depth = fc.constantFrom(1, 3, 4, 5, 8, 9, 17, 64, 65, 257);
+const seed = fc.integer({ min: 0, max: 2 ** 31 - 1 });
+const rand = (rng: Random, shape: number[]) => randBounded(rng, shape);
+
+/** A case: host inputs, how to run it on kernels (uploading activations, weights by `weight`), and the naive answer. */
+interface Case {
+  describe: string;
+  run<X extends Value>(k: DeviceKernels<X>, up: (t: Tensor) => X): X;
+  naive(): Tensor;
+}
+
+const tensor = (shape: number[], data: Float32Array): Tensor => ({ shape, data });
+
+const cases: Record<string, fc.Arbitrary<Case>> = {
+  "upload-read": fc.record({ n: depth, seed }).map(({ n, seed }) => {
+    const x = rand(new Random(seed), [n]);
+    return { describe: `[${n}] seed ${seed}`, run: (_k, up) => up(x), naive: () => x };
+  }),
+  embed: fc.record({ V: small, D: width, T: small, seed }).map(({ V, D, T, seed }) => {
+    const rng = new Random(seed);
+    const table = rand(rng, [V, D]);
+    const ids = Int32Array.from({ length: T }, () => rng.int(V));
+    return { describe: `table [${V}, ${D}] ${T} ids seed ${seed}`, run: (k) => k.embed(table, ids), naive: () => ops.embedding(table, ids) };
+  }),
+  gatherRows: fc.record({ N: small, D: width, n: small, seed }).map(({ N, D, n, seed }) => {
+    const rng = new Random(seed);
+    const x = rand(rng, [N, D]);
+    const rows = Int32Array.from({ length: n }, () => rng.int(N));
+    const naive = () => tensor([n, D], Float32Array.from({ length: n * D }, (_, i) => x.data[rows[Math.floor(i / D)]! * D + (i % D)]!));
+    return { describe: `x [${N}, ${D}] rows [${rows}] seed ${seed}`, run: (k, up) => k.gatherRows(up(x), rows), naive };
+  }),
+  addRows: fc.record({ N: small, D: width, seed }).map(({ N, D, seed }) => {
+    const rng = new Random(seed);
+    const x = rand(rng, [N, D]);
+    const slots = Int32Array.from({ length: N }, () => (rng.uniform() < 0.3 ? -1 : rng.int(N)));
+    const update = rand(rng, [N, D]);
+    const naive = () => tensor([N, D], Float32Array.from({ length: N * D }, (_, i) => {
+      const s = slots[Math.floor(i / D)]!;
+      return s < 0 ? x.data[i]! : x.data[i]! + update.data[s * D + (i % D)]!;
+    }));
+    return { describe: `x [${N}, ${D}] slots [${slots}] seed ${seed}`, run: (k, up) => k.addRows(up(x), up(update), slots), naive };
+  }),
+  add: fc.record({ n: depth, seed }).map(({ n, seed }) => {
+    const rng = new Random(seed);
+    const a = rand(rng, [n]), b = rand(rng, [n]);
+    return { describe: `[${n}] seed ${seed}`, run: (k, up) => k.add(up(a), up(b)), naive: () => tensor([n], a.data.map((v, i) => v + b.data[i]!)) };
+  }),
+  splitHeads: fc.record({ T: small, H: fc.constantFrom(1, 2, 3, 4), w1: width, w2: width, part: fc.constantFrom(0, 1), seed }).map(({ T, H, w1, w2, part, seed }) => {
+    const x = rand(new Random(seed), [T, H * (w1 + w2)]);
+    const naive = () => {
+      const p = splitHeads({ shape: [1, T, H * (w1 + w2)], data: x.data }, H, [w1, w2])[part]!;
+      return tensor(p.shape.slice(1) as number[], p.data);
+    };
+    return { describe: `x [${x.shape}] H ${H} widths ${w1},${w2} part ${part} seed ${seed}`, run: (k, up) => k.splitHeads(up(x), H, [w1, w2])[part]!, naive };
+  }),
+  mergeHeads: fc.record({ H: fc.constantFrom(1, 2, 3, 5), T: small, d: width, seed }).map(({ H, T, d, seed }) => {
+    const x = rand(new Random(seed), [H, T, d]);
+    const naive = () => tensor([T, H * d], mergeHeads({ shape: [1, H, T, d], data: x.data }).data);
+    return { describe: `x [${x.shape}] seed ${seed}`, run: (k, up) => k.mergeHeads(up(x)), naive };
+  }),
+  concatLast: fc.record({ A: fc.constantFrom(1, 2, 4), T: small, w1: width, w2: width, shared: fc.boolean(), seed }).map(({ A, T, w1, w2, shared, seed }) => {
+    const rng = new Random(seed);
+    const a = rand(rng, [A, T, w1]), b = rand(rng, [shared ? 1 : A, T, w2]);
+    const naive = () => {
+      const c = concatLast([{ shape: [1, A, T, w1], data: a.data }, { shape: [1, shared ? 1 : A, T, w2], data: b.data }]);
+      return tensor([A, T, w1 + w2], c.data);
+    };
+    return { describe: `[${a.shape}] with [${b.shape}] seed ${seed}`, run: (k, up) => k.concatLast([up(a), up(b)]), naive };
+  }),
+  sliceRows: fc.record({ N: small, D: width, seed }).map(({ N, D, seed }) => {
+    const rng = new Random(seed);
+    const x = rand(rng, [N, D]);
+    const start = rng.int(N), count = rng.int(N - start + 1);
+    return { describe: `x [${N}, ${D}] rows ${start}+${count} seed ${seed}`, run: (k, up) => k.sliceRows(up(x), start, count), naive: () => tensor([count, D], x.data.slice(start * D, (start + count) * D)) };
+  }),
+  concatRows: fc.record({ n1: small, n2: small, D: width, seed }).map(({ n1, n2, D, seed }) => {
+    const rng = new Random(seed);
+    const a = rand(rng, [n1, D]), b = rand(rng, [n2, D]);
+    const data = new Float32Array((n1 + n2) * D);
+    data.set(a.data);
+    data.set(b.data, n1 * D);
+    return { describe: `[${n1}, ${D}] over [${n2}, ${D}] seed ${seed}`, run: (k, up) => k.concatRows([up(a), up(b)]), naive: () => tensor([n1 + n2, D], data) };
+  }),
+  writeRows: fc.record({ A: fc.constantFrom(1, 2, 3), rows: depth, w: width, seed }).map(({ A, rows, w, seed }) => {
+    const rng = new Random(seed);
+    const dst = rand(rng, [A, rows, w]);
+    const T = 1 + rng.int(rows), at = rng.int(rows - T + 1);
+    const src = rand(rng, [A, T, w]);
+    const naive = () => {
+      const out = dst.data.slice();
+      for (let a = 0; a < A; a++) out.set(src.data.subarray(a * T * w, (a + 1) * T * w), (a * rows + at) * w);
+      return tensor([A, rows, w], out);
+    };
+    return {
+      describe: `${T} rows at ${at} into [${A}, ${rows}, ${w}] seed ${seed}`,
+      run: (k, up) => {
+        const d = up(dst);
+        k.writeRows(d, up(src), at);
+        return d;
+      },
+      naive,
+    };
+  }),
+  linear: fc.record({ rows: small, inDim: depth, outDim: fc.constantFrom(1, 7, 8, 9, 17, 64), seed }).map(({ rows, inDim, outDim, seed }) => {
+    const rng = new Random(seed);
+    const x = rand(rng, [rows, inDim]), w = rand(rng, [outDim, inDim]);
+    const naive = () => tensor([rows, outDim], Float32Array.from({ length: rows * outDim }, (_, i) => {
+      const [r, o] = [Math.floor(i / outDim), i % outDim];
+      let s = 0;
+      for (let j = 0; j < inDim; j++) s += x.data[r * inDim + j]! * w.data[o * inDim + j]!;
+      return s;
+    }));
+    return { describe: `x [${x.shape}] W [${w.shape}] seed ${seed}`, run: (k, up) => k.linear(up(x), k.weight(w)), naive };
+  }),
+  gemm: fc.record({ batches: fc.constantFrom(1, 2, 3), M: small, K: width, N: width, transB: fc.boolean(), gap: fc.constantFrom(0, 3), seed }).map(({ batches, M, K, N, transB, gap, seed }) => {
+    const rng = new Random(seed);
+    const a = rand(rng, [batches, M, K]);
+    // B's matrices sit inside a larger weight, `gap` elements apart after an offset: strided slices read in place.
+    const strideB = K * N + gap, offB = gap;
+    const b = rand(rng, [offB + batches * strideB]);
+    const args: GemmArgs = { M, N, K, transB, batches, strideA: M * K, strideB, strideC: M * N, offB };
+    const naive = () => tensor([batches, M, N], Float32Array.from({ length: batches * M * N }, (_, i) => {
+      const [p, m, n] = [Math.floor(i / (M * N)), Math.floor(i / N) % M, i % N];
+      let s = 0;
+      for (let j = 0; j < K; j++) s += a.data[(p * M + m) * K + j]! * b.data[offB + p * strideB + (transB ? n * K + j : j * N + n)]!;
+      return s;
+    }));
+    return {
+      describe: `${batches}×[${M}, ${K}]·[${K}, ${N}]${transB ? "ᵀ" : ""} stride ${strideB} seed ${seed}`,
+      run: (k, up) => {
+        const c = k.empty([batches, M, N]);
+        k.gemm(up(a), k.weight(b), c, args);
+        return c;
+      },
+      naive,
+    };
+  }),
+  rmsnorm: fc.record({ rows: small, D: depth, seed }).map(({ rows, D, seed }) => {
+    const rng = new Random(seed);
+    const x = rand(rng, [rows, D]), w = rand(rng, [D]);
+    const naive = () => tensor([rows, D], Float32Array.from({ length: rows * D }, (_, i) => {
+      const r = Math.floor(i / D);
+      let ss = 0;
+      for (let j = 0; j < D; j++) ss += x.data[r * D + j]! ** 2;
+      return (x.data[i]! / Math.sqrt(ss / D + 1e-6)) * w.data[i % D]!;
+    }));
+    return { describe: `x [${x.shape}] seed ${seed}`, run: (k, up) => k.rmsnorm(up(x), k.weight(w), 1e-6), naive };
+  }),
+  rope: fc.record({ planes: fc.constantFrom(1, 3), T: small, half: small, start: fc.integer({ min: 0, max: 5000 }), seed }).map(({ planes, T, half, start, seed }) => {
+    const x = rand(new Random(seed), [planes, T, 2 * half]);
+    const freqs = ropeFrequencies({ dim: 2 * half });
+    const positions = Int32Array.from({ length: T }, (_, t) => start + t);
+    const naive = () => tensor(x.shape as number[], Float32Array.from(x.data, (_, i) => {
+      const [t, j] = [Math.floor(i / (2 * half)) % T, i % (2 * half)];
+      const angle = positions[t]! * freqs[j >> 1]!;
+      const [re, im] = [x.data[i - (j & 1)]!, x.data[i - (j & 1) + 1]!];
+      return j & 1 ? re * Math.sin(angle) + im * Math.cos(angle) : re * Math.cos(angle) - im * Math.sin(angle);
+    }));
+    return { describe: `x [${x.shape}] from ${start} seed ${seed}`, run: (k, up) => k.rope(up(x), positions, freqs), naive };
+  }),
+  swiglu: fc.record({ n: depth, seed }).map(({ n, seed }) => {
+    const rng = new Random(seed);
+    const g = rand(rng, [n]), u = rand(rng, [n]);
+    return { describe: `[${n}] seed ${seed}`, run: (k, up) => k.swiglu(up(g), up(u)), naive: () => tensor([n], g.data.map((v, i) => (v / (1 + Math.exp(-v))) * u.data[i]!)) };
+  }),
+  softmax: fc.record({ rows: small, N: depth, seed }).map(({ rows, N, seed }) => {
+    const x = rand(new Random(seed), [rows, N]);
+    const naive = () => tensor([rows, N], Float32Array.from(x.data, (v, i) => {
+      const r = Math.floor(i / N);
+      const row = x.data.subarray(r * N, (r + 1) * N);
+      const m = Math.max(...row);
+      return Math.exp(v - m) / row.reduce((s, y) => s + Math.exp(y - m), 0);
+    }));
+    return { describe: `x [${x.shape}] seed ${seed}`, run: (k, up) => k.softmax(up(x)), naive };
+  }),
+  attention: fc.record({
+    Hkv: fc.constantFrom(1, 2), group: fc.constantFrom(1, 2, 3), Tq: fc.constantFrom(1, 3, 5, 9), past: fc.constantFrom(0, 1, 7, 64),
+    spare: fc.constantFrom(0, 1, 5), Dh: fc.constantFrom(1, 4, 7, 8, 16, 33), Dv: fc.constantFrom(1, 8, 9), decay: fc.boolean(), seed,
+  }).map(({ Hkv, group, Tq, past, spare, Dh, Dv, decay, seed }) => {
+    const rng = new Random(seed);
+    const H = Hkv * group, Tk = past + Tq, kvRows = Tk + spare;
+    const q = rand(rng, [H, Tq, Dh]), k = rand(rng, [Hkv, kvRows, Dh]), v = rand(rng, [Hkv, kvRows, Dv]);
+    const logGammas = decay ? Array.from({ length: H }, (_, h) => Math.log(1 - 2 ** (-2 - h))) : undefined;
+    const scale = 1 / Math.sqrt(Dh);
+    const naive = () => {
+      // The cache's filled rows, compact, through the reference's attention (checked against worked examples in
+      // test/attention.test.ts): the kernel must read kv head g at g·kvRows and ignore the rows past Tk.
+      const filled = (t: Tensor, d: number) => {
+        const out = new Float32Array(Hkv * Tk * d);
+        for (let g = 0; g < Hkv; g++) out.set(t.data.subarray(g * kvRows * d, (g * kvRows + Tk) * d), g * Tk * d);
+        return tensor([1, Hkv, Tk, d], out);
+      };
+      const out = sdpa(tensor([1, H, Tq, Dh], q.data), filled(k, Dh), filled(v, Dv), { mask: causal(Tq, Tk, past), logGammas, offset: past, scale }).out;
+      return tensor([H, Tq, Dv], out.data);
+    };
+    return {
+      describe: `H ${H} Hkv ${Hkv} Tq ${Tq} past ${past} kvRows ${kvRows} Dh ${Dh} Dv ${Dv}${decay ? " decay" : ""} seed ${seed}`,
+      run: (kk, up) => kk.attention(up(q), up(k), up(v), { H, Hkv, Tq, Tk, Dh, Dv, scale, offset: past, kvRows, logGammas }),
+      naive,
+    };
+  }),
+  moe: fc.record({ N: small, D: fc.constantFrom(1, 4, 9, 16), F: fc.constantFrom(1, 5, 8), E: fc.constantFrom(1, 3, 4), top: fc.constantFrom(1, 2), seed }).map(({ N, D, F, E, top, seed }) => {
+    const rng = new Random(seed);
+    const x = rand(rng, [N, D]);
+    const experts: ExpertWeights = { gate: rand(rng, [E, F, D]), up: rand(rng, [E, F, D]), down: rand(rng, [E, D, F]) };
+    const k = Math.min(top, E);
+    const routing = randomRouting(rng, N, E, k);
+    const naive = () => {
+      const out = new Float64Array(N * D);
+      for (let a = 0; a < N * k; a++) {
+        if (!routing.kept[a]) continue;
+        const [t, e] = [Math.floor(a / k), routing.experts[a]!];
+        const h = Array.from({ length: F }, (_, f) => {
+          let [g, u] = [0, 0];
+          for (let d = 0; d < D; d++) {
+            g += experts.gate.data[(e * F + f) * D + d]! * x.data[t * D + d]!;
+            u += experts.up.data[(e * F + f) * D + d]! * x.data[t * D + d]!;
+          }
+          [g, u] = [Math.fround(g), Math.fround(u)];
+          return Math.fround((g / (1 + Math.exp(-g))) * u);
+        });
+        for (let d = 0; d < D; d++) {
+          let y = 0;
+          for (let f = 0; f < F; f++) y += experts.down.data[(e * D + d) * F + f]! * h[f]!;
+          out[t * D + d]! += routing.weights[a]! * Math.fround(y);
+        }
+      }
+      return tensor([N, D], Float32Array.from(out));
+    };
+    return {
+      describe: `x [${N}, ${D}] E ${E} F ${F} k ${k} seed ${seed}`,
+      run: (kk, up) => kk.moe(up(x), routing, { gate: kk.weight(experts.gate), up: kk.weight(experts.up), down: kk.weight(experts.down), E, F, D }),
+      naive,
+    };
+  }),
+};
+
+interface Tolerance { rtol: number; atol: number; nmse: number }
+const EXACT: Tolerance = { rtol: 0, atol: 0, nmse: 0 };
+
+/** Which row of spec/backends.md's kernel table a device kernel is held to; copies and one addition are exact. */
+const SPEC_ROW: Record<string, string | null> = {
+  "upload-read": null, embed: null, gatherRows: null, addRows: null, add: null, splitHeads: null, mergeHeads: null,
+  concatLast: null, sliceRows: null, concatRows: null, writeRows: null,
+  linear: "linear", gemm: "matmul", rmsnorm: "rmsnorm", rope: "rope", swiglu: "swiglu", softmax: "softmax", attention: "attention", moe: "moe",
+};
+
+function readTolerances(): Map<string, Tolerance> {
+  const text = readFileSync(new URL("../spec/backends.md", import.meta.url), "utf8");
+  const table = new Map<string, Tolerance>();
+  for (const line of text.split("\n")) {
+    const cells = line.split("|").map((c) => c.trim().replace(/`/g, ""));
+    if (cells.length < 7) continue;
+    const [rtol, atol, nmse] = cells.slice(3, 6).map(Number) as [number, number, number];
+    if (![rtol, atol, nmse].some(Number.isNaN)) table.set(`${cells[1]}/${cells[2]}`, { rtol, atol, nmse });
+  }
+  return table;
+}
+const tolerances = readTolerances();
+
+/** The reference's own tolerance against the naive loops: float64 sums in another order round differently. */
+const NAIVE: Tolerance = { rtol: 1e-6, atol: 1e-6, nmse: 1e-12 };
+
+function check(where: string, out: Tensor, ref: Tensor, tol: Tolerance): void {
+  expect(out.shape, where).toEqual(ref.shape);
+  let [num, den, bad, worst] = [0, 0, 0, ""];
+  for (let i = 0; i < ref.data.length; i++) {
+    const [o, r] = [out.data[i]!, ref.data[i]!];
+    const err = Math.abs(o - r);
+    if (!(err <= tol.atol + tol.rtol * Math.abs(r))) {
+      if (!bad) worst = `element ${i}: ${o} vs ${r}`;
+      bad++;
+    }
+    num += err * err;
+    den += r * r;
+  }
+  const nmse = num / Math.max(den, ref.data.length * tol.atol ** 2) || 0;
+  if (bad > 0 || (ref.data.length >= 16 && nmse > tol.nmse)) {
+    throw new Error(`${where}: ${bad} of ${ref.data.length} elements out of bounds (${worst}); nmse ${nmse.toExponential(2)} (bound ${tol.nmse})`);
+  }
+}
+
+async function runOn(k: DeviceKernels<Value>, c: Case): Promise<Tensor> {
+  const made: Value[] = [];
+  const up = (t: Tensor) => {
+    const x = k.upload(t);
+    made.push(x);
+    return x;
+  };
+  const out = c.run(k, up);
+  const data = await k.read(out);
+  k.release(out, ...made);
+  return { shape: [...out.shape], data };
+}
+
+describe("the reference's device kernels against naive loops", () => {
+  for (const [op, arbitrary] of Object.entries(cases)) {
+    it(op, async () => {
+      const tol = SPEC_ROW[op] === null ? EXACT : NAIVE;
+      await fc.assert(fc.asyncProperty(arbitrary, async (c) => check(`${op}: ${c.describe}`, await runOn(referenceDevice as DeviceKernels<Value>, c), c.naive(), tol)), { numRuns: RUNS });
+    });
+  }
+});
+
+for (const row of ROWS.filter((r) => r.name !== "reference")) {
+  describe(`device kernels on ${row.name}`, () => {
+    const started = startBackend(row, (b) => b.dispose());
+    for (const [op, arbitrary] of Object.entries(cases)) {
+      it(op, async (context) => {
+        const backend = started.ready(context);
+        const spec = SPEC_ROW[op];
+        const tol = spec === null ? EXACT : tolerances.get(`${spec}/${row.spec}`);
+        if (!tol) throw new Error(`spec/backends.md has no tolerance for ${spec} on ${row.spec}`);
+        await fc.assert(fc.asyncProperty(arbitrary, async (c) => {
+          check(`${op} on ${row.name}: ${c.describe}`, await runOn(backend.kernels, c), await runOn(referenceDevice as DeviceKernels<Value>, c), tol);
+        }), { numRuns: RUNS });
+      });
+    }
+  });
+}
+
+describe("the checked operations refuse bad input in one line naming the argument", () => {
+  const o = referenceOps;
+  const t = (shape: number[]) => ({ shape, data: new Float32Array(shape.reduce((a, d) => a * d, 1)) });
+  const cases: [string, () => unknown, string][] = [
+    ["linear", () => o.linear(t([2, 3]), t([4, 5])), "x: expected shape [..., 5] for a weight [4, 5], got [2, 3]"],
+    ["gemm", () => o.gemm(t([2, 3]), t([12]), t([2, 4]), { M: 2, N: 4, K: 3, transB: true, batches: 2, strideB: 12 }), "a: expected at least 12 elements, got 6"],
+    ["attention", () => o.attention(t([2, 1, 4]), t([1, 3, 4]), t([1, 3, 4]), { H: 2, Hkv: 1, Tq: 1, Tk: 4, Dh: 4, Dv: 4, scale: 1, offset: 3, kvRows: 3 }), "Tk: expected within [4, 3], got 4"],
+    ["addRows", () => o.addRows(t([3, 2]), t([3, 2]), Int32Array.of(0, 1)), "slots: expected 3 slots, got 2"],
+    ["addRows width", () => o.addRows(t([3, 2]), t([3, 4]), Int32Array.of(0, 1, 2)), "update: expected shape [n, 2], got [3, 4]"],
+    ["splitHeads", () => o.splitHeads(t([3, 10]), 2, [2, 2]), "x: expected shape [T, 8] (2 heads of 4), got [3, 10]"],
+    ["writeRows", () => o.writeRows(t([1, 4, 2]), t([1, 3, 2]), 2), "src: expected shape [1, ≤ 2, 2] (written at row 2), got [1, 3, 2]"],
+    ["embed", () => o.embed(t([5, 2]), Int32Array.of(1, 7)), "tokens[1]: expected an integer in [0, 4], got 7"],
+    ["upload", () => o.upload({ shape: [2, 2], data: new Float32Array(3) }), "value: expected a tensor { shape, data: Float32Array } whose data fills its shape, got [2, 2]"],
+    ["moe", () => o.moe(t([2, 4]), { k: 1, experts: Int32Array.of(0, 0), weights: Float32Array.of(1), kept: Uint8Array.of(1, 1) }, { gate: t([1, 3, 4]), up: t([1, 3, 4]), down: t([1, 4, 3]) }), "routing.weights: expected 2 entries (N · k), got 1"],
+  ];
+  it.each(cases)("%s", (_, call, message) => expect(thrown(call)).toBe(message));
+});

@@ -1,0 +1,179 @@
+// The whole model on every backend, one describe.each (spec/device.md): every row runs the one forward and must
+// give the same logits, greedy tokens, experts and exit layers as the reference, prefill equal to token-by-token
+// decode through its own cache, and memory that stays flat over 200 decode steps. The reference row itself is held
+// to an independent forward written below from the component functions (src/attention/mla.ts, src/moe/layer.ts,
+// plain attention loops), so no row is compared with itself.
+import { describe, expect, it } from "vitest";
+import { attention as sdpa } from "../src/attention/attention.ts";
+import { splitHeads, mergeHeads } from "../src/attention/heads.ts";
+import { createMlaCache, mla, yarnOptions, type MlaWeights } from "../src/attention/mla.ts";
+import { referenceBackend, type Backend } from "../src/backend.ts";
+import { type WasmBackend } from "../wasm/backend.ts";
+import { type WebGpuBackend } from "../gpu/backend.ts";
+import { causal } from "../src/masks.ts";
+import { createCache, releaseCache } from "../src/model/cache.ts";
+import { headDim, isMoeLayer, moeConfigOf, type AttentionKind } from "../src/model/config.ts";
+import { decayGammas } from "../src/model/mha.ts";
+import { forwardAsync, type ForwardResult } from "../src/model/forward.ts";
+import { generate, generateAsync } from "../src/model/generate.ts";
+import { initModel, type DenseMlpWeights, type Model } from "../src/model/weights.ts";
+import { moeConfig, moeLayer, type MoeWeights } from "../src/moe/layer.ts";
+import { swigluMlp } from "../src/moe/experts.ts";
+import { embedding, linear, rmsnorm } from "../src/ops.ts";
+import { applyRope, ropeFrequencies, yarnSoftmaxFactor } from "../src/rope.ts";
+import { add, reshape, type Tensor } from "../src/tensor.ts";
+import { createTrace } from "../src/trace.ts";
+import { startBackend } from "./backend-rows.ts";
+import { testConfig } from "./model-fixtures.ts";
+
+interface Row {
+  name: string;
+  create: () => Promise<Backend>;
+  /** Bytes the backend holds for values now (pooled or live), for the flat-memory scenario; absent: it has no pool. */
+  memory?: (b: Backend) => number;
+  optional?: boolean;
+}
+
+const ROWS: Row[] = [
+  { name: "reference", create: async () => referenceBackend },
+  {
+    name: "wasm",
+    create: async () => (await import("../wasm/backend.ts")).createBackend({ threads: 1 }),
+    memory: (b) => (b as WasmBackend).stats().liveBytes + (b as WasmBackend).stats().memoryBytes,
+  },
+  {
+    name: "webgpu",
+    create: async () => (await import("../gpu/backend.ts")).createBackend({}),
+    memory: (b) => (b as WebGpuBackend).context.stats().bytes + (b as WebGpuBackend).context.stats().created,
+    optional: true,
+  },
+];
+
+const KINDS: { name: string; kind: AttentionKind; overrides?: Record<string, unknown> }[] = [
+  { name: "mla (absorb)", kind: "mla" },
+  { name: "mla (naive)", kind: "mla", overrides: { mla_mode: "naive" } },
+  { name: "mha, 2 kv heads", kind: "mha", overrides: { num_key_value_heads: 2 } },
+  { name: "decay", kind: "decay" },
+  { name: "segmented", kind: "segmented" },
+  { name: "sparse", kind: "sparse" },
+  { name: "dsa (top 4)", kind: "dsa", overrides: { index_topk: 4 } },
+  { name: "decay as-written", kind: "decay", overrides: { decay_mode: "as-written" } },
+];
+const label = (k: (typeof KINDS)[number]) => k.name;
+
+const PROMPT = [256, 65, 108, 105, 99, 101, 32, 119, 97, 115, 32, 98, 101];
+const models = new Map<string, Model>();
+function modelFor(k: (typeof KINDS)[number]): Model {
+  const key = label(k);
+  if (!models.has(key)) models.set(key, initModel(testConfig({ attention_kind: k.kind, init_std: 0.3, ...k.overrides })));
+  return models.get(key)!;
+}
+
+/** The model from its component functions, one whole sequence, on the host: the reference row's independent check. */
+function naiveForward(model: Model, tokens: number[]): Tensor {
+  const { config: c, weights } = model;
+  const T = tokens.length;
+  let h = embedding(weights.embed_tokens, tokens);
+  const moe = moeConfig(moeConfigOf(c));
+  for (let l = 0; l < c.num_hidden_layers; l++) {
+    const w = weights.layers[l]!;
+    const x = rmsnorm(h, w.input_layernorm, c.rms_norm_eps);
+    let attn: Tensor;
+    if (c.attention_kind === "mla") {
+      attn = reshape(mla(reshape(x, [1, T, c.hidden_size]), w.self_attn as unknown as MlaWeights, c, createMlaCache(c, c.mla_mode), undefined, c.mla_mode), [T, c.hidden_size]);
+    } else {
+      const [H, Hkv, Dh] = [c.num_attention_heads, c.num_key_value_heads, headDim(c)];
+      const x3 = reshape(x, [1, T, c.hidden_size]);
+      const freqs = ropeFrequencies({ dim: Dh, theta: c.rope_theta, yarn: yarnOptions(c) });
+      const positions = Array.from({ length: T }, (_, t) => t);
+      const [q] = splitHeads(linear(x3, w.self_attn.q_proj!), H, [Dh]);
+      const [k] = splitHeads(linear(x3, w.self_attn.k_proj!), Hkv, [Dh]);
+      const [v] = splitHeads(linear(x3, w.self_attn.v_proj!), Hkv, [Dh]);
+      const logGammas = c.attention_kind === "decay" ? decayGammas(c).map(Math.log) : undefined;
+      const out = sdpa(applyRope(q!, positions, freqs), applyRope(k!, positions, freqs), v!, {
+        mask: causal(T), logGammas, offset: 0, scale: yarnSoftmaxFactor(yarnOptions(c)) / Math.sqrt(Dh),
+      }).out;
+      attn = reshape(linear(mergeHeads(out), w.self_attn.o_proj!), [T, c.hidden_size]);
+    }
+    h = add(h, attn);
+    const y = rmsnorm(h, w.post_attention_layernorm, c.rms_norm_eps);
+    const mlp = w.mlp as DenseMlpWeights;
+    h = add(h, isMoeLayer(c, l) ? moeLayer(y, w.mlp as MoeWeights, moe).out : swigluMlp(y, mlp.gate_proj, mlp.up_proj, mlp.down_proj));
+  }
+  return linear(rmsnorm(h, weights.norm, c.rms_norm_eps), weights.lm_head);
+}
+
+function nmse(a: Float32Array, b: Float32Array): number {
+  let [num, den] = [0, 0];
+  b.forEach((v, i) => {
+    num += (a[i]! - v) ** 2;
+    den += v * v;
+  });
+  return num / den;
+}
+
+const argmaxRows = (logits: Tensor) => {
+  const V = logits.shape[logits.shape.length - 1]!;
+  return Array.from({ length: logits.data.length / V }, (_, t) => {
+    const row = logits.data.subarray(t * V, (t + 1) * V);
+    return row.indexOf(Math.max(...row));
+  });
+};
+
+describe.each(ROWS)("the model on $name", (row) => {
+  const started = startBackend(row, (b) => b.dispose());
+  const ready = (context: { skip(note: string): void }) => started.ready(context);
+
+  // The kinds that run on the device; the host kinds run their own modules, tested against their components.
+  it.for(KINDS.filter((k) => k.kind === "mla" || k.kind === "mha" || (k.kind === "decay" && !k.overrides)))("$name: the reference's logits, and the independent forward's", async (k, context) => {
+    const b = ready(context);
+    const model = modelFor(k);
+    const naive = naiveForward(model, PROMPT);
+    const out = await forwardAsync(model, PROMPT, { backend: b });
+    expect(nmse(out.logits.data, naive.data)).toBeLessThan(row.name === "reference" ? 1e-12 : 1e-7);
+    expect(argmaxRows(out.logits)).toEqual(argmaxRows(naive));
+  });
+
+  it.for(KINDS)("$name: prefill equals decode; greedy tokens, experts and exit layers are the reference's", async (k, context) => {
+    const b = ready(context);
+    const model = modelFor(k);
+    const traced = async (options: { backend?: Backend }) => {
+      const trace = createTrace("layers.*.mlp.router.indices");
+      const result: ForwardResult = await forwardAsync(model, PROMPT, { ...options, trace, exitThreshold: 0.02, minLayers: 1 });
+      return { result, trace };
+    };
+    const [ref, mine] = [await traced({}), await traced({ backend: b })];
+    expect(nmse(mine.result.logits.data, ref.result.logits.data)).toBeLessThan(1e-7);
+    expect(Array.from(mine.result.exitLayers)).toEqual(Array.from(ref.result.exitLayers));
+    for (const [name, t] of ref.trace.tensors) expect(Array.from(mine.trace.tensors.get(name)!.data), name).toEqual(Array.from(t.data));
+
+    const cache = createCache(model.config, { backend: b });
+    const prefill = await forwardAsync(model, PROMPT.slice(0, 5), { backend: b, cache });
+    const steps: Float32Array[] = [prefill.logits.data];
+    for (const token of PROMPT.slice(5)) steps.push((await forwardAsync(model, [token], { backend: b, cache })).logits.data);
+    releaseCache(cache);
+    const whole = await forwardAsync(model, PROMPT, { backend: b });
+    const joined = new Float32Array(whole.logits.data.length);
+    let at = 0;
+    for (const s of steps) (joined.set(s, at), (at += s.length));
+    expect(nmse(joined, whole.logits.data)).toBeLessThan(1e-10);
+
+    const greedy = await generateAsync(model, PROMPT, { maxTokens: 12, backend: b, stopToken: null });
+    expect(greedy.tokens).toEqual(generate(model, PROMPT, { maxTokens: 12, stopToken: null }).tokens);
+  });
+
+  it("holds its memory flat over 200 decode steps", async (context) => {
+    const b = ready(context);
+    if (!row.memory) return context.skip(`${row.name} keeps no pool: its values are garbage-collected host arrays`);
+    const model = initModel(testConfig({ max_position_embeddings: 256, init_std: 0.3 }));
+    // A long prompt first: every expert gets a token (weights are made resident on first use).
+    await forwardAsync(model, Array.from({ length: 200 }, (_, i) => (i * 7) % 256), { backend: b });
+    const cache = createCache(model.config, { backend: b, capacity: 256 });
+    await forwardAsync(model, PROMPT, { backend: b, cache });
+    for (let i = 0; i < 20; i++) await forwardAsync(model, [32 + (i % 90)], { backend: b, cache });
+    const settled = row.memory(b);
+    for (let i = 20; i < 200; i++) await forwardAsync(model, [32 + (i % 90)], { backend: b, cache });
+    expect(row.memory(b)).toBe(settled);
+    releaseCache(cache);
+  });
+});
