@@ -49,15 +49,20 @@ export const referenceOps: Ops<Tensor> = opsOver(referenceDevice);
 const last = (x: Value) => x.shape[x.shape.length - 1]!;
 
 function same(argument: string, x: Value, shape: readonly number[]): void {
-  if (x.shape.length !== shape.length || x.shape.some((d, i) => d !== shape[i])) throw argError(argument, `shape ${shapeString(shape)}`, shapeString(x.shape));
+  let equal = x.shape.length === shape.length;
+  for (let i = 0; equal && i < shape.length; i++) equal = x.shape[i] === shape[i];
+  if (!equal) throw argError(argument, `shape ${shapeString(shape)}`, shapeString(x.shape));
 }
 
 function rank(argument: string, x: Value, n: number, what: string): void {
   if (!x || !Array.isArray(x.shape) || x.shape.length !== n) throw argError(argument, `shape ${what}`, x?.shape ? shapeString(x.shape) : x);
 }
 
-function makeOps<X extends Value>(k: DeviceKernels<X>, hostKernels: Kernels): Ops<X> {
-  const linear = (x: X, w: Tensor): X => {
+/** The checked operations; with `made`, every value they make is also pushed there (src/device/scope.ts). */
+export function makeOps<X extends Value>(k: DeviceKernels<X>, hostKernels: Kernels, made?: X[]): Ops<X> {
+  const keep = made ? (x: X): X => (made.push(x), x) : (x: X): X => x;
+  const linear = (x: X, w: Tensor): X => keep(unkept(x, w));
+  const unkept = (x: X, w: Tensor): X => {
     if (!w || w.shape?.length !== 2) throw argError("weight", "a matrix [out, in]", w?.shape ? shapeString(w.shape) : w);
     if (last(x) !== w.shape[1]) throw argError("x", `shape [..., ${w.shape[1]}] for a weight ${shapeString(w.shape)}`, shapeString(x.shape));
     const { quant, lora } = w as HookedWeight;
@@ -65,8 +70,9 @@ function makeOps<X extends Value>(k: DeviceKernels<X>, hostKernels: Kernels): Op
       // x·Wᵀ + (α/r)·(x·Aᵀ)·Bᵀ, the update's rows scattered into the output rows it writes.
       const hidden = k.linear(x, k.weight(lora.lora.A));
       const update = k.linear(hidden, k.weight(scaledB(lora.lora, w.shape[0]!)));
-      const out = k.add(linear(x, lora.base), update);
-      k.release(hidden, update);
+      const base = unkept(x, lora.base);
+      const out = k.add(base, update);
+      k.release(hidden, update, base);
       return out;
     }
     if (quant) {
@@ -84,25 +90,25 @@ function makeOps<X extends Value>(k: DeviceKernels<X>, hostKernels: Kernels): Op
       if (!t || !(t.data instanceof Float32Array) || numel(t.shape) !== t.data.length) {
         throw argError("value", "a tensor { shape, data: Float32Array } whose data fills its shape", t?.shape ? shapeString(t.shape) : t);
       }
-      return k.upload(t);
+      return keep(k.upload(t));
     },
     read: (x) => k.read(x),
     release: (...xs) => k.release(...xs),
     free: (x) => k.free(x),
-    empty: (shape) => k.empty(shape),
+    empty: (shape) => keep(k.empty(shape)),
     embed(table, ids) {
       const V = table.shape[0]!;
       for (let t = 0; t < ids.length; t++) {
         if (!Number.isInteger(ids[t]) || ids[t]! < 0 || ids[t]! >= V) throw argError(`tokens[${t}]`, `an integer in [0, ${V - 1}]`, ids[t]);
       }
-      return k.embed(table, ids);
+      return keep(k.embed(table, ids));
     },
     gatherRows(x, rows) {
       rank("x", x, 2, "[N, D]");
       rows.forEach((r, i) => {
         if (!(r >= 0 && r < x.shape[0]!)) throw argError(`rows[${i}]`, `a row in [0, ${x.shape[0]! - 1}]`, r);
       });
-      return k.gatherRows(x, rows);
+      return keep(k.gatherRows(x, rows));
     },
     addRows(x, update, slots) {
       rank("x", x, 2, "[N, D]");
@@ -112,17 +118,19 @@ function makeOps<X extends Value>(k: DeviceKernels<X>, hostKernels: Kernels): Op
       slots.forEach((s, i) => {
         if (!(s < update.shape[0]!)) throw argError(`slots[${i}]`, `-1 or a row of update below ${update.shape[0]}`, s);
       });
-      return k.addRows(x, update, slots);
+      return keep(k.addRows(x, update, slots));
     },
     splitHeads(x, H, widths) {
       rank("x", x, 2, "[T, H·d]");
       const per = widths.reduce((a, w) => a + w, 0);
       if (x.shape[1] !== H * per) throw argError("x", `shape [T, ${H * per}] (${H} heads of ${per})`, shapeString(x.shape));
-      return k.splitHeads(x, H, widths);
+      const parts = k.splitHeads(x, H, widths);
+      if (made) made.push(...parts);
+      return parts;
     },
     mergeHeads(x) {
       rank("x", x, 3, "[H, T, d]");
-      return k.mergeHeads(x);
+      return keep(k.mergeHeads(x));
     },
     concatLast(parts) {
       const A = Math.max(...parts.map((p) => p.shape[0]!));
@@ -130,19 +138,19 @@ function makeOps<X extends Value>(k: DeviceKernels<X>, hostKernels: Kernels): Op
         rank(`parts[${i}]`, p, 3, "[A, T, w]");
         if ((p.shape[0] !== A && p.shape[0] !== 1) || p.shape[1] !== parts[0]!.shape[1]) throw argError(`parts[${i}]`, `shape [${A} or 1, ${parts[0]!.shape[1]}, w]`, shapeString(p.shape));
       });
-      return k.concatLast(parts);
+      return keep(k.concatLast(parts));
     },
     sliceRows(x, start, count) {
       rank("x", x, 2, "[N, D]");
       if (!(start >= 0 && count >= 0 && start + count <= x.shape[0]!)) throw argError("rows", `a range within [0, ${x.shape[0]})`, `[${start}, ${start + count})`);
-      return k.sliceRows(x, start, count);
+      return keep(k.sliceRows(x, start, count));
     },
     concatRows(parts) {
       parts.forEach((p, i) => {
         rank(`parts[${i}]`, p, 2, "[N, D]");
         if (p.shape[1] !== parts[0]!.shape[1]) throw argError(`parts[${i}]`, `shape [N, ${parts[0]!.shape[1]}]`, shapeString(p.shape));
       });
-      return k.concatRows(parts);
+      return keep(k.concatRows(parts));
     },
     writeRows(dst, src, at) {
       rank("dst", dst, 3, "[A, rows, w]");
@@ -154,7 +162,7 @@ function makeOps<X extends Value>(k: DeviceKernels<X>, hostKernels: Kernels): Op
     },
     add(a, b) {
       same("b", b, a.shape);
-      return k.add(a, b);
+      return keep(k.add(a, b));
     },
     linear,
     gemm(a, b, c, args) {
@@ -168,18 +176,18 @@ function makeOps<X extends Value>(k: DeviceKernels<X>, hostKernels: Kernels): Op
     },
     rmsnorm(x, w, eps) {
       if (last(x) !== w.shape[0]) throw argError("x", `shape [..., ${w.shape[0]}]`, shapeString(x.shape));
-      return k.rmsnorm(x, k.weight(w), eps);
+      return keep(k.rmsnorm(x, k.weight(w), eps));
     },
     rope(x, positions, freqs) {
       const T = positions.length;
       if (x.shape.length < 2 || last(x) !== 2 * freqs.length || x.shape[x.shape.length - 2] !== T) throw argError("x", `shape [..., ${T}, ${2 * freqs.length}]`, shapeString(x.shape));
-      return k.rope(x, positions, freqs);
+      return keep(k.rope(x, positions, freqs));
     },
     swiglu(gate, up) {
       same("up", up, gate.shape);
-      return k.swiglu(gate, up);
+      return keep(k.swiglu(gate, up));
     },
-    softmax: (x) => k.softmax(x),
+    softmax: (x) => keep(k.softmax(x)),
     attention(q, kk, v, args) {
       const { H, Hkv, Tq, Tk, Dh, Dv, kvRows, offset } = args;
       same("q", q, [H, Tq, Dh]);
@@ -188,7 +196,7 @@ function makeOps<X extends Value>(k: DeviceKernels<X>, hostKernels: Kernels): Op
       if (H % Hkv !== 0) throw argError("Hkv", `a divisor of H=${H}`, Hkv);
       if (!(Tk <= kvRows && offset + Tq <= Tk)) throw argError("Tk", `within [${offset + Tq}, ${kvRows}]`, Tk);
       if (args.logGammas && args.logGammas.length !== H) throw argError("logGammas", `${H} values`, args.logGammas.length);
-      return k.attention(q, kk, v, args);
+      return keep(k.attention(q, kk, v, args));
     },
     moe(x, routing, experts, router) {
       const [E, F, D] = experts.gate.shape as [number, number, number];
@@ -197,7 +205,7 @@ function makeOps<X extends Value>(k: DeviceKernels<X>, hostKernels: Kernels): Op
       for (const name of ["experts", "weights", "kept"] as const) {
         if (routing[name].length !== x.shape[0]! * routing.k) throw argError(`routing.${name}`, `${x.shape[0]! * routing.k} entries (N · k)`, routing[name].length);
       }
-      return k.moe(x, routing, { gate: k.weight(experts.gate), up: k.weight(experts.up), down: k.weight(experts.down), E, F, D }, router);
+      return keep(k.moe(x, routing, { gate: k.weight(experts.gate), up: k.weight(experts.up), down: k.weight(experts.down), E, F, D }, router));
     },
     settle: () => k.settle?.(),
   };

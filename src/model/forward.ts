@@ -159,11 +159,12 @@ export function* forwardRows<X extends Value>(ops: Ops<X>, model: Model, rows: R
 
   const scope = scoped(ops);
   const o = scope.ops;
-  const run: Run<X> = { ops: o, model, config: c, moeConfig: c.n_routed_experts > 0 ? moeConfigOf(c) : null, listen, freqs: new Map() };
+  const run: Run<X> = { ops: o, model, config: c, moeConfig: c.n_routed_experts > 0 ? moeConfigOf(c) : null, listen, derived: new Map() };
   const segments: Segment<X>[] = [];
   let start = 0;
   for (const { tokens, cache } of rows) {
-    if (tokens.length > 0) segments.push({ start, length: tokens.length, cache }); // a row of padding only: nothing to do
+    // A row of padding only: nothing to do. Its new tokens sit at positions cache.length, cache.length + 1, …
+    if (tokens.length > 0) segments.push({ start, length: tokens.length, cache, positions: Int32Array.from(tokens, (_, i) => cache.length + i) });
     start += tokens.length;
   }
   let kept: X | undefined; // the logits' value, when the caller keeps it

@@ -32,22 +32,27 @@ export interface Run<X extends Value> {
   readonly config: ModelConfig;
   readonly moeConfig: MoeConfig | null;
   readonly listen: Listeners;
-  /** Rotary frequencies per rotated width, made once per forward. */
-  readonly freqs: Map<number, Float64Array>;
+  /** What the layers derive from the config (rotary frequencies, softmax scales, ln γ): made once per forward. */
+  readonly derived: Map<string, unknown>;
 }
 
-/** One sequence's rows inside the packed x, and that sequence's cache. */
+/** `make()` once per forward under `key`. */
+function once<X extends Value, T>(run: Run<X>, key: string, make: () => T): T {
+  let value = run.derived.get(key) as T | undefined;
+  if (value === undefined) run.derived.set(key, (value = make()));
+  return value;
+}
+
+/** One sequence's rows inside the packed x, that sequence's cache, and the absolute positions of its new tokens. */
 export interface Segment<X extends Value> {
   readonly start: number;
   readonly length: number;
   readonly cache: ModelCache<X>;
+  readonly positions: Int32Array;
 }
 
-function freqsFor<X extends Value>(run: Run<X>, dim: number): Float64Array {
-  let f = run.freqs.get(dim);
-  if (!f) run.freqs.set(dim, (f = ropeFrequencies({ dim, theta: run.config.rope_theta, yarn: yarnOptions(run.config) })));
-  return f;
-}
+const freqsFor = <X extends Value>(run: Run<X>, dim: number): Float64Array =>
+  once(run, `freqs ${dim}`, () => ropeFrequencies({ dim, theta: run.config.rope_theta, yarn: yarnOptions(run.config) }));
 
 /** Layer l's attention over the packed new tokens x [N, D], each segment through its own cache. */
 export function* attention<X extends Value>(run: Run<X>, l: number, x: X, segments: readonly Segment<X>[]): Reading<X> {
@@ -55,19 +60,18 @@ export function* attention<X extends Value>(run: Run<X>, l: number, x: X, segmen
   const outs: X[] = [];
   for (const s of segments) {
     const rows = segments.length === 1 && s.length === x.shape[0] ? x : ops.sliceRows(x, s.start, s.length);
-    outs.push(yield* sequenceAttention(run, l, rows, s.cache));
+    outs.push(yield* sequenceAttention(run, l, rows, s.cache, s.positions));
   }
   return outs.length === 1 ? outs[0]! : ops.concatRows(outs);
 }
 
-function* sequenceAttention<X extends Value>(run: Run<X>, l: number, x: X, cache: ModelCache<X>): Reading<X> {
+function* sequenceAttention<X extends Value>(run: Run<X>, l: number, x: X, cache: ModelCache<X>, positions: Int32Array): Reading<X> {
   const layer = cache.layers[l]!;
   const w = run.model.weights.layers[l]!.self_attn;
   if (layer.kind === "host") return yield* onHost(run, l, x, layer.state, w);
   const T = x.shape[0]!;
   const start = cache.length;
   const place = ensureRows(cache, run.config, l, start + T);
-  const positions = Int32Array.from({ length: T }, (_, i) => start + i);
   const kind = layerKind(run.config, l);
   if (kind === "mla") return yield* mla(run, l, x, w as unknown as MlaWeights, place, positions);
   return yield* multiHead(run, l, x, w, place, positions, kind === "decay");
@@ -97,7 +101,7 @@ function* mla<X extends Value>(run: Run<X>, l: number, x: X, w: MlaWeights, plac
   const latent = ops.rmsnorm(latentRaw, w.kv_a_layernorm, eps); // [1, T, r]
   const kPe = ops.rope(kPeRaw, positions, freqs); // [1, T, dr]
   const keys = place.keys!, values = place.values!;
-  const args = { H, Tq: T, Tk: start + T, scale: mlaSoftmaxScale(c), offset: start, kvRows: place.rows };
+  const args = { H, Tq: T, Tk: start + T, scale: once(run, "mla scale", () => mlaSoftmaxScale(c)), offset: start, kvRows: place.rows };
   let heads: X;
   if (c.mla_mode === "naive") {
     const [kNope, v] = ops.splitHeads(ops.linear(ops.mergeHeads(latent), w.kv_b_proj), H, [dn, dv]) as [X, X];
@@ -137,8 +141,8 @@ function* multiHead<X extends Value>(run: Run<X>, l: number, x: X, w: Record<str
   const query = ops.rope(q, positions, freqs);
   const args = {
     H, Hkv, Tq: T, Tk: start + T, Dh, Dv: Dh, offset: start, kvRows: place.rows,
-    scale: yarnSoftmaxFactor(yarnOptions(c)) / Math.sqrt(Dh),
-    logGammas: decay ? decayGammas(c).map(Math.log) : undefined,
+    scale: once(run, "mha scale", () => yarnSoftmaxFactor(yarnOptions(c)) / Math.sqrt(Dh)),
+    logGammas: decay ? once(run, "ln gammas", () => decayGammas(c).map(Math.log)) : undefined,
   };
   yield* probs(run, l, query, place.keys!, place.values!, args);
   return ops.linear(ops.mergeHeads(ops.attention(query, place.keys!, place.values!, args)), w.o_proj!);
