@@ -1,4 +1,4 @@
-// The whole model on the WASM backend against the reference: logits within the whole-model bound of golden.md
+// The whole model on the WASM backend against the reference: logits within the whole-model bound of spec/golden.md
 // (NMSE <= 1e-7) and identical greedy tokens, for a prompt and for decode steps through the KV cache.
 
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";

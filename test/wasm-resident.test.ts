@@ -1,6 +1,6 @@
 // The one forward (src/model/forward.ts) on WASM's device kernels (wasm/device-kernels.ts: values kept in the
 // module's memory) against the same forward on the reference: logits within the whole-model bound (NMSE <= 1e-7,
-// golden.md) and the same greedy tokens, the same experts at every MoE layer, the same exit layers, every traced
+// spec/golden.md) and the same greedy tokens, the same experts at every MoE layer, the same exit layers, every traced
 // intermediate; token-by-token decode through a WASM cache equal to prefill; every attention kind (mla absorbed
 // and naive, mha with grouped kv heads, relative decay on the device; segmented, sparse, dsa and decay
 // as-written on the host through the wasm kernels); memory flat over a long decode and given back when a cache is released; check mode (NaN-poisoned

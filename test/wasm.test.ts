@@ -88,7 +88,7 @@ describe("wasm backend", () => {
     expect(k2.attention(q, kv, kv, options).data).toEqual(k1.attention(q, kv, kv, options).data);
   });
 
-  it("meets the long-reduction bound of golden.md (nmse <= 1e-10 with K = 2048)", () => {
+  it("meets the long-reduction bound of spec/golden.md (nmse <= 1e-10 with K = 2048)", () => {
     const rng = new Random(4);
     const a = randBounded(rng, [9, 2048]), b = randBounded(rng, [2048, 33]);
     expect(nmse(k2.matmul(a, b), reference.matmul(a, b))).toBeLessThan(1e-10);

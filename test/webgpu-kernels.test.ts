@@ -1,5 +1,5 @@
 // WebGPU kernel cases the shared property suite does not reach: the workgroup-memory tiers of fused attention
-// (head sizes up to 256 shrink the query tile to 8 and 4 rows), long reductions (golden.md's 1e-10 bar at
+// (head sizes up to 256 shrink the query tile to 8 and 4 rows), long reductions (spec/golden.md's 1e-10 bar at
 // K = 1024 and 600 keys), a decode step over many key tiles, and dispatches past 65535 workgroups, which fold
 // into a second grid dimension (elementwise, row kernels and the GEMV path).
 
@@ -15,7 +15,7 @@ afterAll(async () => backend?.dispose());
 const rng = new Random(11);
 const r = (shape: number[]) => randBounded(rng, shape);
 
-/** golden.md's bars: NMSE for the whole tensor, and no element outside atol + rtol·|ref|. */
+/** spec/golden.md's bars: NMSE for the whole tensor, and no element outside atol + rtol·|ref|. */
 function expectClose(out: Tensor, ref: Tensor, nmse: number, rtol = 1e-5, atol = 5e-6) {
   const e = compare(out, ref, rtol, atol);
   expect(e.bad, e.first).toBe(0);

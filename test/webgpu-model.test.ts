@@ -1,6 +1,6 @@
 // The one forward (src/model/forward.ts) on WebGPU, under the asynchronous driver, against the same forward on the
 // reference: for every attention kind (mla absorb and naive, mha with 2 kv heads, relative decay on the device;
-// as-written decay, segmented, sparse and dsa on the host), logits within golden.md's whole-model bound (NMSE <= 1e-7),
+// as-written decay, segmented, sparse and dsa on the host), logits within spec/golden.md's whole-model bound (NMSE <= 1e-7),
 // the same greedy tokens, the same experts chosen at every MoE layer, a prefill then decode steps through a cache
 // on the device equal to the reference's steps through its own. Also: every traced intermediate, early exit's
 // layers, continuous batching, the step-through, adapters and quantised weights, buffer reuse, the refusals, and
@@ -30,7 +30,7 @@ import { compare, webgpuOrReason } from "./webgpu-support.ts";
 const { backend, reason } = await webgpuOrReason();
 afterAll(async () => backend?.dispose());
 
-// golden.md's whole-model bar for a float32 backend (src/trace.ts TRACE_TOLERANCE): NMSE, and per element.
+// spec/golden.md's whole-model bar for a float32 backend (src/trace.ts TRACE_TOLERANCE): NMSE, and per element.
 const NMSE = 1e-7;
 const [RTOL, ATOL] = [1e-3, 1e-4];
 

@@ -1,5 +1,5 @@
 // `tinyseek attention-report`: the articles' "−60% memory" and "98% quality at −41% compute" claims, measured
-// (src/attention/report.ts): KV state per attention kind at 1K, 4K and 16K tokens, NSA's decode access (the
+// (src/reports/attention.ts): KV state per attention kind at 1K, 4K and 16K tokens, NSA's decode access (the
 // paper's Table 4), and NSA's coverage and compute share on a real English text.
 
 import { fileURLToPath } from "node:url";

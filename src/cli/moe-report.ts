@@ -1,4 +1,4 @@
-// `tinyseek moe-report`: capacity factors, drop orders and bias balancing on a batch of text (src/moe/report.ts).
+// `tinyseek moe-report`: capacity factors, drop orders and bias balancing on a batch of text (src/reports/moe.ts).
 
 import { DEFAULT_BIAS_UPDATE_RATE } from "../moe/balance.ts";
 import { formatMoeReport, moeReport } from "../reports/moe.ts";

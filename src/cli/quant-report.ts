@@ -1,5 +1,5 @@
 // `tinyseek quant-report`: the material's "68GB -> 17GB" and "under 2% accuracy loss", measured for every
-// quantisation scheme on the tiny model and a real text (src/quant/report.ts).
+// quantisation scheme on the tiny model and a real text (src/reports/quant.ts).
 
 import { fileURLToPath } from "node:url";
 import { readBytes } from "../io/safetensors.ts";

@@ -6,9 +6,9 @@
 // to the model.
 //   mla        DeepSeek-V2/V3 multi-head latent attention (src/attention/mla.ts); absorbed (default) caches the latent
 //   mha        multi-head (grouped-query) attention with rotary positions (./mha.ts)
-//   decay      mha with time decay (design section 2; ./mha.ts over src/attention/decay.ts)
-//   segmented  segments + overlap window + compressed memory (section 3, src/attention/segmented.ts)
-//   sparse     NSA: compressed, selected and window branches (section 4, src/attention/sparse.ts)
+//   decay      mha with time decay (spec/attention.md; ./mha.ts over src/attention/decay.ts)
+//   segmented  segments + overlap window + compressed memory (spec/segmented-attention.md, src/attention/segmented.ts)
+//   sparse     NSA: compressed, selected and window branches (spec/sparse-attention.md, src/attention/sparse.ts)
 //   dsa        DeepSeek-V3.2's sparse attention: a light indexer picks each query's top index_topk keys, MLA attends
 //              only those (src/attention/dsa.ts)
 // A kind that can show its attention probabilities records them as `<prefix>.probs` [H, T, Tk] when traced.
@@ -33,13 +33,13 @@ export interface KvCache {
   values: Tensor;
 }
 
-/** Segmented attention's state: the window's keys and values and the memory, O(S + W + M) (section 3). */
+/** Segmented attention's state: the window's keys and values and the memory, O(S + W + M) (spec/segmented-attention.md). */
 export interface SegmentedCache {
   readonly kind: "segmented";
   state: SegmentedState;
 }
 
-/** NSA's state: every token's selectable keys, the compressed blocks, the window (section 4). */
+/** NSA's state: every token's selectable keys, the compressed blocks, the window (spec/sparse-attention.md). */
 export interface SparseCache {
   readonly kind: "sparse";
   state: SparseState;
@@ -97,7 +97,7 @@ const mlaKind: AttentionKindImpl = {
 };
 
 
-// ── segmented (section 3): its own module does the work; memory slots carry no rotary phase ──
+// ── segmented (spec/segmented-attention.md): its own module does the work; memory slots carry no rotary phase ──
 
 const segmentedConfig = (c: ModelConfig) => ({
   hidden_size: c.hidden_size, num_attention_heads: c.num_attention_heads, num_key_value_heads: c.num_key_value_heads, segment_size: c.segment_size,
@@ -119,7 +119,7 @@ const segmentedKind: AttentionKindImpl = {
   },
 };
 
-// ── sparse (section 4, NSA): compressed, selected and window branches, gated ──
+// ── sparse (spec/sparse-attention.md, NSA): compressed, selected and window branches, gated ──
 
 const sparseConfig = (c: ModelConfig) => ({
   hidden_size: c.hidden_size, num_attention_heads: c.num_attention_heads, num_key_value_heads: c.num_key_value_heads,

@@ -77,21 +77,21 @@ export interface ModelConfig {
   /** MLA's cache (and DSA's, which is MLA's): "absorb" keeps the latent and rotary key (the point of MLA), "naive"
    *  full per-head keys and values. */
   mla_mode: "absorb" | "naive";
-  /** MoE capacity factor (design section 6); null = dropless, as DeepSeek-V3 itself. */
+  /** MoE capacity factor (spec/moe.md); null = dropless, as DeepSeek-V3 itself. */
   capacity_factor: number | null;
   drop_policy: (typeof DROP_POLICIES)[number];
-  /** CALM early exit (section 9): exit when top-1 minus top-2 probability reaches it; null = full depth. */
+  /** CALM early exit (spec/model.md): exit when top-1 minus top-2 probability reaches it; null = full depth. */
   exit_threshold: number | null;
   /** Never exit before this many layers. */
   exit_min_layers: number;
-  /** decay attention (section 2): one gamma, or "retnet" for γ_h = 1 - 2^(-5-h). */
+  /** decay attention (spec/attention.md): one gamma, or "retnet" for γ_h = 1 - 2^(-5-h). */
   decay_gamma: number | "retnet";
   decay_mode: "relative" | "as-written";
-  /** segmented attention (section 3). */
+  /** segmented attention (spec/segmented-attention.md). */
   segment_size: number;
   segment_overlap: number;
   memory_slots: number;
-  /** NSA sparse attention (section 4): compression block l, stride d, selection block l', blocks n, window w. */
+  /** NSA sparse attention (spec/sparse-attention.md): compression block l, stride d, selection block l', blocks n, window w. */
   sparse_block: number;
   sparse_stride: number;
   sparse_select_block: number;

@@ -1,7 +1,7 @@
 // C = A·B on packed panels. B is stored as ceil(N/8) panels of K rows × 8 columns (zeros past N), so the
 // micro-kernel reads one contiguous 32-byte row of its panel per k step; a 4 × 8 tile of C lives in eight f32x4
 // accumulators. Blocking over K (KC) keeps the A rows and the current panel in L1; a group of NCP panels
-// (KC × 8·NCP floats, 256 KiB) stays in L2 while every row block of A passes over it (performance.md).
+// (KC × 8·NCP floats, 256 KiB) stays in L2 while every row block of A passes over it (bench/README.md has the measurements).
 
 import { madd, storeLanes } from "./simd";
 
