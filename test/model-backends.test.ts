@@ -24,6 +24,7 @@ import { applyRope, ropeFrequencies, yarnSoftmaxFactor } from "../src/rope.ts";
 import { add, reshape, type Tensor } from "../src/tensor.ts";
 import { createTrace } from "../src/trace.ts";
 import { startBackend } from "./backend-rows.ts";
+import { argmaxRows, cli, nmse } from "./helpers.ts";
 import { testConfig } from "./model-fixtures.ts";
 
 interface Row {
@@ -103,23 +104,6 @@ function naiveForward(model: Model, tokens: number[]): Tensor {
   return linear(rmsnorm(h, weights.norm, c.rms_norm_eps), weights.lm_head);
 }
 
-function nmse(a: Float32Array, b: Float32Array): number {
-  let [num, den] = [0, 0];
-  b.forEach((v, i) => {
-    num += (a[i]! - v) ** 2;
-    den += v * v;
-  });
-  return num / den;
-}
-
-const argmaxRows = (logits: Tensor) => {
-  const V = logits.shape[logits.shape.length - 1]!;
-  return Array.from({ length: logits.data.length / V }, (_, t) => {
-    const row = logits.data.subarray(t * V, (t + 1) * V);
-    return row.indexOf(Math.max(...row));
-  });
-};
-
 describe.each(ROWS)("the model on $name", (row) => {
   const started = startBackend(row, (b) => b.dispose());
   const ready = (context: { skip(note: string): void }) => started.ready(context);
@@ -130,7 +114,7 @@ describe.each(ROWS)("the model on $name", (row) => {
     const model = modelFor(k);
     const naive = naiveForward(model, PROMPT);
     const out = await forwardAsync(model, PROMPT, { backend: b });
-    expect(nmse(out.logits.data, naive.data)).toBeLessThan(row.name === "reference" ? 1e-12 : 1e-7);
+    expect(nmse(out.logits, naive)).toBeLessThan(row.name === "reference" ? 1e-12 : 1e-7);
     expect(argmaxRows(out.logits)).toEqual(argmaxRows(naive));
   });
 
@@ -143,7 +127,7 @@ describe.each(ROWS)("the model on $name", (row) => {
       return { result, trace };
     };
     const [ref, mine] = [await traced({}), await traced({ backend: b })];
-    expect(nmse(mine.result.logits.data, ref.result.logits.data)).toBeLessThan(1e-7);
+    expect(nmse(mine.result.logits, ref.result.logits)).toBeLessThan(1e-7);
     expect(Array.from(mine.result.exitLayers)).toEqual(Array.from(ref.result.exitLayers));
     for (const [name, t] of ref.trace.tensors) expect(Array.from(mine.trace.tensors.get(name)!.data), name).toEqual(Array.from(t.data));
 
@@ -156,7 +140,7 @@ describe.each(ROWS)("the model on $name", (row) => {
     const joined = new Float32Array(whole.logits.data.length);
     let at = 0;
     for (const s of steps) (joined.set(s, at), (at += s.length));
-    expect(nmse(joined, whole.logits.data)).toBeLessThan(1e-10);
+    expect(nmse({ data: joined }, whole.logits)).toBeLessThan(1e-10);
 
     const greedy = await generateAsync(model, PROMPT, { maxTokens: 12, backend: b, stopToken: null });
     expect(greedy.tokens).toEqual(generate(model, PROMPT, { maxTokens: 12, stopToken: null }).tokens);
@@ -175,5 +159,16 @@ describe.each(ROWS)("the model on $name", (row) => {
     for (let i = 20; i < 200; i++) await forwardAsync(model, [32 + (i % 90)], { backend: b, cache });
     expect(row.memory(b)).toBe(settled);
     releaseCache(cache);
+  });
+});
+
+describe("the command line runs the one forward: generate and step --compare on every kind", () => {
+  it.for(["mla", "mha", "decay", "segmented", "sparse", "dsa"])("%s on wasm: the reference's tokens, and --compare passes", async (kind) => {
+    const args = ["--attention", kind, "--weights", "random"];
+    const tokens = async (backend: string) => JSON.parse((await cli("generate", "--prompt", "Alice ", "--max-tokens", "8", "--json", "--backend", backend, ...args)).out).tokens;
+    expect(await tokens("wasm")).toEqual(await tokens("reference"));
+    const compared = await cli("step", "--backend", "wasm", "--compare", ...args);
+    expect(compared.code, compared.out.split("\n").at(-1)).toBe(0);
+    expect(compared.out).toMatch(/wasm follows the reference through all \d+ traced tensors/);
   });
 });
