@@ -23,6 +23,10 @@ import { embedding, linear, rmsnorm } from "../src/ops.ts";
 import { applyRope, ropeFrequencies, yarnSoftmaxFactor } from "../src/rope.ts";
 import { add, reshape, type Tensor } from "../src/tensor.ts";
 import { createTrace } from "../src/trace.ts";
+import { opsOver } from "../src/device/ops.ts";
+import { reference } from "../src/kernels.ts";
+import { tfjsKernels } from "../train/tfjs-kernels.ts";
+import { setUpTfjs } from "../train/tfjs.ts";
 import { startBackend } from "./backend-rows.ts";
 import { argmaxRows, cli, nmse } from "./helpers.ts";
 import { testConfig } from "./model-fixtures.ts";
@@ -41,6 +45,16 @@ const ROWS: Row[] = [
     name: "wasm",
     create: async () => (await import("../wasm/backend.ts")).createBackend({ threads: 1 }),
     memory: (b) => (b as WasmBackend).stats().liveBytes + (b as WasmBackend).stats().memoryBytes,
+  },
+  {
+    // Training's backend: tfjs-backend-wasm through src/device/kernels.ts (train/tfjs-kernels.ts). Its values are
+    // tf tensors that a tidy scope frees, so it keeps no pool of its own to watch.
+    name: "tfjs",
+    create: async () => {
+      await setUpTfjs();
+      const ops = opsOver(tfjsKernels());
+      return { name: "tfjs", description: "tfjs-backend-wasm", ops, asyncKernels: reference, dispose: async () => {} } as unknown as Backend;
+    },
   },
   {
     name: "webgpu",
