@@ -4,7 +4,7 @@
 // and caches are not made here: they stay. One list per forward, so forwards running at once never mix theirs.
 
 import { type Value } from "./kernels.ts";
-import { makeOps, type Ops } from "./ops.ts";
+import { CheckedOps, type Ops } from "./ops.ts";
 
 export interface Scope<X extends Value> {
   readonly ops: Ops<X>;
@@ -16,7 +16,7 @@ export function scoped<X extends Value>(ops: Ops<X>): Scope<X> {
   let made: X[] = [];
   const sink: X[] = [];
   return {
-    ops: makeOps(ops.kernels, ops.hostKernels, sink),
+    ops: new CheckedOps(ops.kernels, ops.hostKernels, sink),
     releaseExcept(...keep) {
       made = sink.splice(0);
       ops.release(...made.filter((x) => !keep.includes(x)));
