@@ -54,6 +54,9 @@ export function nmse(out: { data: ArrayLike<number> }, ref: { data: ArrayLike<nu
   return num / den;
 }
 
+/** sqrt of nmse on plain arrays: the relative (Frobenius) error of `out` against `ref`. */
+export const relativeError = (out: ArrayLike<number>, ref: ArrayLike<number>): number => Math.sqrt(nmse({ data: out }, { data: ref }));
+
 /** The largest entry of each row of logits [T, V] (ties to the lower index): the greedy tokens. */
 export const argmaxRows = (t: Tensor): number[] =>
   Array.from({ length: t.shape[0]! }, (_, r) => argmax(t.data.subarray(r * t.shape[1]!, (r + 1) * t.shape[1]!)));

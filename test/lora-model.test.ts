@@ -7,6 +7,7 @@ import { forward } from "../src/model/forward.ts";
 import { initModel, type Model } from "../src/model/weights.ts";
 import { quantizeModel } from "../src/quant/model.ts";
 import { Random, randBounded } from "../src/random.ts";
+import { relativeError } from "./helpers.ts";
 import { testConfig } from "./model-fixtures.ts";
 
 const TOKENS = [256, 72, 101, 108, 108, 111, 33];
@@ -21,11 +22,6 @@ function trainedBottlenecks(set: BottleneckSet, rng: Random): BottleneckSet {
   return { ...set, layers: set.layers.map((a) => Object.fromEntries(Object.entries(a).map(([k, b]) => [k, { ...b, up: randBounded(rng, b.up.shape, 0.5) }]))) };
 }
 
-function relativeError(a: Float32Array, b: Float32Array): number {
-  let [num, den] = [0, 0];
-  for (let i = 0; i < a.length; i++) [num, den] = [num + (a[i]! - b[i]!) ** 2, den + b[i]! ** 2];
-  return Math.sqrt(num / den);
-}
 
 describe("LoRA on the model", () => {
   const model = initModel(testConfig());

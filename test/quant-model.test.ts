@@ -8,16 +8,12 @@ import { forward } from "../src/model/forward.ts";
 import { initModel, modelToSafetensors, type Model } from "../src/model/weights.ts";
 import { readSafetensors } from "../src/io/safetensors.ts";
 import { globMatcher, linearNames, parseScheme, quantizedModelFromSafetensors, quantizedModelToSafetensors, quantizeModel, SCHEME_NAMES, storedBytes } from "../src/quant/model.ts";
+import { relativeError } from "./helpers.ts";
 import { testConfig } from "./model-fixtures.ts";
 
 const TOKENS = [256, 84, 104, 101, 32, 114, 97, 98, 98, 105, 116];
 const logits = (model: Model) => forward(model, TOKENS).logits.data;
 
-function relativeError(a: Float32Array, b: Float32Array): number {
-  let [num, den] = [0, 0];
-  for (let i = 0; i < a.length; i++) [num, den] = [num + (a[i]! - b[i]!) ** 2, den + b[i]! ** 2];
-  return Math.sqrt(num / den);
-}
 
 describe("quantising a model", () => {
   // hidden 64 so that groups of 32 and 64 differ; odd-free shapes otherwise as the tiny model's test config.

@@ -26,6 +26,7 @@ import { sequenceBalance } from "../train/loss.ts";
 import { Params } from "../train/params.ts";
 import { tfjsForward, type TfValue } from "../train/tfjs-kernels.ts";
 import { setUpTfjs } from "../train/tfjs.ts";
+import { nmse } from "./helpers.ts";
 import { trainStep } from "../train/trainer.ts";
 
 const V = 260;
@@ -34,15 +35,6 @@ const tokensOf = (bytes: Uint8Array, at: number, n: number) => [256, ...bytes.su
 const first = tokensOf(text.eval, 0, 24);
 const second = tokensOf(text.eval, 100, 13);
 
-/** Σ(a - b)² / Σ b². */
-function nmse(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let [err, ref] = [0, 0];
-  for (let i = 0; i < b.length; i++) {
-    err += (a[i]! - b[i]!) ** 2;
-    ref += b[i]! ** 2;
-  }
-  return err / ref;
-}
 
 function argmaxRows(data: ArrayLike<number>): number[] {
   const out: number[] = [];
@@ -85,7 +77,7 @@ describe("training's forward is the model's forward (tfjs kernels)", () => {
     expect(losses[2]!).toBeLessThan(losses[0]!);
     [1, 2, 3].forEach((l, i) => {
       const now = trained.get(`model.layers.${l}.mlp.gate.weight`).dataSync();
-      expect(nmse(now, initialGates[i]!)).toBeGreaterThan(1e-6);
+      expect(nmse({ data: now }, { data: initialGates[i]! })).toBeGreaterThan(1e-6);
       expect(trained.bias(l).some((b) => b !== 0)).toBe(true);
     });
   });
@@ -93,7 +85,7 @@ describe("training's forward is the model's forward (tfjs kernels)", () => {
   it("one sequence: NMSE ≤ 1e-7 against the reference on the same weights, the same greedy tokens", () => {
     const want = forward(reference, first).logits.data;
     const got = tfjsLogits(trained, [first]);
-    const error = nmse(got, want);
+    const error = nmse({ data: got }, { data: want });
     console.log(`tfjs vs reference, one sequence of ${first.length}: NMSE ${error.toExponential(2)}`);
     expect(error).toBeLessThanOrEqual(1e-7);
     expect(argmaxRows(got)).toEqual(argmaxRows(want));
@@ -102,7 +94,7 @@ describe("training's forward is the model's forward (tfjs kernels)", () => {
   it("two sequences packed in one call, each through its own cache, equal the reference's separate forwards", () => {
     const want = Float32Array.from([...forward(reference, first).logits.data, ...forward(reference, second).logits.data]);
     const got = tfjsLogits(trained, [first, second]);
-    const error = nmse(got, want);
+    const error = nmse({ data: got }, { data: want });
     console.log(`tfjs vs reference, two sequences packed: NMSE ${error.toExponential(2)}`);
     expect(error).toBeLessThanOrEqual(1e-7);
     expect(argmaxRows(got)).toEqual(argmaxRows(want));
@@ -113,7 +105,7 @@ describe("training's forward is the model's forward (tfjs kernels)", () => {
     try {
       const want = forward(reference, first).logits.data;
       const got = tfjsLogits(naive, [first]);
-      const error = nmse(got, want);
+      const error = nmse({ data: got }, { data: want });
       console.log(`tfjs naive MLA vs reference absorb: NMSE ${error.toExponential(2)}`);
       expect(error).toBeLessThanOrEqual(1e-7);
       expect(argmaxRows(got)).toEqual(argmaxRows(want));
@@ -132,7 +124,7 @@ describe("training's forward is the model's forward (tfjs kernels)", () => {
       return parts.flatMap((tokens) => [...runSync(forwardRows(ops, trained.model, [{ tokens, cache, own: false }], { exitThreshold: null }), ops.name).logits.data]);
     });
     trained.kernels.takeMoeCalls();
-    const error = nmse(got, want);
+    const error = nmse({ data: got }, { data: want });
     console.log(`tfjs decode (5 + 4 + 1 + 1 …) vs reference prefill: NMSE ${error.toExponential(2)}`);
     expect(error).toBeLessThanOrEqual(1e-7);
     expect(argmaxRows(got)).toEqual(argmaxRows(want));
@@ -155,7 +147,7 @@ describe("training's forward is the model's forward (tfjs kernels)", () => {
     trained.kernels.takeMoeCalls();
     expect([...got.exitLayers]).toEqual([...want.exitLayers]);
     expect(new Set(want.exitLayers).size).toBeGreaterThan(1); // some exited, some ran on
-    const error = nmse(got.logits.data, want.logits.data);
+    const error = nmse({ data: got.logits.data }, { data: want.logits.data });
     console.log(`tfjs early exit (layers run: ${[...want.exitLayers].join(" ")}) vs reference: NMSE ${error.toExponential(2)}`);
     expect(error).toBeLessThanOrEqual(1e-7);
   });
@@ -167,7 +159,7 @@ describe("training's forward is the model's forward (tfjs kernels)", () => {
     const freqs = Float64Array.from({ length: 8 }, (_, i) => 10000 ** (-i / 8));
     const want = referenceOps.rope(x, positions, freqs).data;
     const got = tf.tidy(() => trained.ops.read(trained.ops.rope(trained.ops.upload(x), positions, freqs)) as Float32Array);
-    expect(nmse(got, want)).toBeLessThan(1e-12);
+    expect(nmse({ data: got }, { data: want })).toBeLessThan(1e-12);
   });
 
   it("the sequence-wise balance loss is V3's Σ f_i·P_i on the reference's scores and choices, averaged over sequences", () => {
