@@ -23,7 +23,7 @@ import { argError, checkInteger, checkNumber, TinyseekError } from "../errors.ts
 import { type MoeStats } from "../moe/stats.ts";
 import { type Tensor } from "../tensor.ts";
 import { record, wants, type Trace } from "../trace.ts";
-import { checkCache, createCache, type ModelCache } from "./cache.ts";
+import { checkCache, createCache, releaseCache, type ModelCache } from "./cache.ts";
 import { isMoeLayer, moeConfigOf } from "./config.ts";
 import { attention, feedForward, type Run, type Segment } from "./layers.ts";
 import { hookHost, listeners, point, type Hooks } from "./points.ts";
@@ -197,16 +197,8 @@ export function* forwardRows<X extends Value>(ops: Ops<X>, model: Model, rows: R
     // already hold this call's tokens is marked so that it is not used again.
     if (!done) for (const r of rows) if (r.cache.layers.some((layer) => layer.kind === "host")) r.cache.broken = "a forward through it failed half-way";
     scope.releaseExcept(...(kept ? [kept] : []));
-    for (const r of rows) if (r.own && r.cache.layers.length > 0) releaseOwn(r.cache);
+    for (const r of rows) if (r.own) releaseCache(r.cache);
     ops.settle();
-  }
-}
-
-function releaseOwn(cache: ModelCache): void {
-  for (const layer of cache.layers) {
-    if (layer.kind !== "device") continue;
-    if (layer.keys) cache.ops.free(layer.keys);
-    if (layer.values) cache.ops.free(layer.values);
   }
 }
 

@@ -18,7 +18,7 @@ import { causal } from "../masks.ts";
 import { ropeFrequencies, yarnSoftmaxFactor } from "../rope.ts";
 import { reshape, type Tensor } from "../tensor.ts";
 import { record } from "../trace.ts";
-import { attentionKind } from "./attention.ts";
+import { attentionKind, type HostLayerCache } from "./attention.ts";
 import { ensureRows, type ModelCache } from "./cache.ts";
 import { headDim, layerKind, type ModelConfig } from "./config.ts";
 import { decayGammas } from "./mha.ts";
@@ -168,7 +168,7 @@ function* probs<X extends Value>(
 }
 
 /** A kind with its own module (segmented, sparse, dsa, decay "as-written"), run on the host over the backend's host kernels. */
-function* onHost<X extends Value>(run: Run<X>, l: number, x: X, state: Parameters<NonNullable<ReturnType<typeof attentionKind>["forward"]>>[3], w: Record<string, Tensor>): Reading<X> {
+function* onHost<X extends Value>(run: Run<X>, l: number, x: X, state: HostLayerCache, w: Record<string, Tensor>): Reading<X> {
   const { ops, config } = run;
   const [T, D] = x.shape as [number, number];
   const rows = { shape: [1, T, D], data: yield* read(ops, x) };
