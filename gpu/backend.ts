@@ -15,9 +15,6 @@ import { opsOver } from "../src/device/ops.ts";
 import { argError, checkNumber } from "../src/errors.ts";
 import { type FusedAttentionOptions } from "../src/kernels.ts";
 import { specVisible } from "../src/masks.ts";
-import { dequantizeFp8, quantizeActivationTiles } from "../src/quant/fp8.ts";
-import { dequantizeInt } from "../src/quant/int.ts";
-import { quantizeTokenInt8, type QuantWeight } from "../src/quant/linear.ts";
 import { type ExpertWeights, type Routing } from "../src/moe/experts.ts";
 import { expectShape, numel, shapeString, type Tensor } from "../src/tensor.ts";
 import { createContext, type GpuContext, type GpuTensor } from "./context.ts";
@@ -26,6 +23,7 @@ import { attention } from "./kernels/attention.ts";
 import { rope, rotaryTables, silu, swiglu } from "./kernels/elementwise.ts";
 import { bmm, linear, matmul } from "./kernels/matmul.ts";
 import { moe } from "./kernels/moe.ts";
+import { quantLinear } from "./kernels/quant.ts";
 import { gpuDeviceKernels } from "./device-kernels.ts";
 import { type SyncBridge } from "./sync-bridge.ts";
 import { packFlags, rmsnorm, softmax } from "./kernels/rows.ts";
@@ -132,40 +130,11 @@ export function gpuKernels(ctx: GpuContext): AsyncKernels {
     quantLinear(x, weight, options = {}) {
       const inDim = weight.shape[1];
       if (x.shape[x.shape.length - 1] !== inDim) throw argError("x", `shape [..., ${inDim}]`, shapeString(x.shape));
-      const xq = quantisedActivations(x, weight, options.activations ?? false);
-      return roundTrip(ctx, [xq], ([t]) => linear(ctx, t!, resident(ctx, dequantised(weight))));
+      return roundTrip(ctx, [x], ([t]) => quantLinear(ctx, t!, weight, options.activations ?? false));
     },
     attention: (q, k, v, options) => fusedAttention(ctx, q, k, v, options),
     moe: (x, routing, experts) => mixture(ctx, x, routing, experts),
   };
-}
-
-// Quantised linear layers, as the WASM backend does them: the weight dequantised once (codes × scales, cached per
-// QuantWeight, then resident like any weight) and the activations quantised per call exactly as the reference
-// does (int8 per token, e4m3 per tile), so x'·W'ᵀ is the reference's Σ scale·(codes·codes) up to float32 rounding.
-const dequantisedCache = new WeakMap<QuantWeight, Tensor>();
-
-function dequantised(weight: QuantWeight): Tensor {
-  let w = dequantisedCache.get(weight);
-  if (!w) dequantisedCache.set(weight, (w = weight.scheme === "fp8" ? dequantizeFp8(weight) : dequantizeInt(weight)));
-  return w;
-}
-
-function quantisedActivations(x: Tensor, weight: QuantWeight, activations: boolean): Tensor {
-  if (weight.scheme !== "fp8" && !activations) return x;
-  const inDim = weight.shape[1];
-  const data = new Float32Array(x.data.length);
-  for (let at = 0; at < x.data.length; at += inDim) {
-    const row = x.data.subarray(at, at + inDim);
-    if (weight.scheme === "fp8") {
-      const { values, scales } = quantizeActivationTiles(row, weight.block);
-      for (let i = 0; i < inDim; i++) data[at + i] = values[i]! * scales[Math.floor(i / weight.block)]!;
-    } else {
-      const { codes, scale } = quantizeTokenInt8(row);
-      for (let i = 0; i < inDim; i++) data[at + i] = codes[i]! * scale;
-    }
-  }
-  return { shape: x.shape, data };
 }
 
 async function fusedAttention(ctx: GpuContext, q: Tensor, k: Tensor, v: Tensor, options: FusedAttentionOptions = {}) {

@@ -5,8 +5,9 @@
 // Weights are uploaded once (cached by their Float32Array, gpu/context.ts); activations live in pooled buffers. The
 // small host lists a kernel takes (token ids, rows, residual slots, the rotary table, decay gammas) are uploaded
 // into pooled buffers and handed back at once: a buffer may go back to the pool as soon as the last dispatch that
-// reads it has been submitted (gpu/context.ts). No quantLinear: weight-only quantised weights run as their
-// dequantised data, and quantised activations are refused by src/device/ops.ts (NotSupportedError).
+// reads it has been submitted (gpu/context.ts). Quantised weights run through quantLinear (gpu/kernels/quant.ts): the
+// dequantised weight resident once per QuantWeight, the activations (int8 per row, e4m3 per tile) fake-quantised on
+// the device exactly as the reference quantises them, then the linear kernel.
 
 import { type DeviceKernels } from "../src/device/kernels.ts";
 import { copyLayout } from "../src/device/layout.ts";
@@ -16,6 +17,7 @@ import { attention } from "./kernels/attention.ts";
 import { add, addRows, copyBlocks, gatherRows, rope, rotaryTables, swiglu } from "./kernels/elementwise.ts";
 import { gemmInto, linear } from "./kernels/matmul.ts";
 import { moe } from "./kernels/moe.ts";
+import { quantLinear } from "./kernels/quant.ts";
 import { rmsnorm, softmax } from "./kernels/rows.ts";
 
 const made = new WeakMap<GpuContext, DeviceKernels<GpuTensor>>();
@@ -74,5 +76,6 @@ function create(ctx: GpuContext): DeviceKernels<GpuTensor> {
       return { shape: [H, Tq, Dv], buffer: out.buffer }; // the kernel's [B = 1, H, Tq, Dv]
     },
     moe: (x, routing, e) => moe(ctx, x, routing, { gate: e.gate.buffer, up: e.up.buffer, down: e.down.buffer, E: e.E, F: e.F, D: e.D }),
+    quantLinear: (x, w, activations) => quantLinear(ctx, x, w, activations),
   };
 }

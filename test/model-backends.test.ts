@@ -14,7 +14,10 @@ import { causal } from "../src/masks.ts";
 import { createCache, releaseCache } from "../src/model/cache.ts";
 import { headDim, isMoeLayer, moeConfigOf, type AttentionKind } from "../src/model/config.ts";
 import { decayGammas } from "../src/model/mha.ts";
-import { forwardAsync, type ForwardResult } from "../src/model/forward.ts";
+import { forward, forwardAsync, type ForwardResult } from "../src/model/forward.ts";
+import { attachBottlenecks, attachLora, initModelBottlenecks, initModelLora } from "../src/lora.ts";
+import { quantizeModel } from "../src/quant/model.ts";
+import { Random, randBounded } from "../src/random.ts";
 import { generate, generateAsync } from "../src/model/generate.ts";
 import { initModel, type DenseMlpWeights, type Model } from "../src/model/weights.ts";
 import { moeConfig, moeLayer, type MoeWeights } from "../src/moe/layer.ts";
@@ -158,6 +161,21 @@ describe.each(ROWS)("the model on $name", (row) => {
 
     const greedy = await generateAsync(model, PROMPT, { maxTokens: 12, backend: b, stopToken: null });
     expect(greedy.tokens).toEqual(generate(model, PROMPT, { maxTokens: 12, stopToken: null }).tokens);
+  });
+
+  it("runs adapters, unmerged LoRAs and weight-only int8 weights as the reference does", async (context) => {
+    const b = ready(context);
+    const base = quantizeModel(initModel(testConfig({ init_std: 0.3 })), "int8.g32", { targets: ["model.layers.1.*"] });
+    const rng = new Random(7);
+    const loras = initModelLora(base, rng, { rank: 4 });
+    const trained = { ...loras, loras: new Map([...loras.loras].map(([n, l]) => [n, { ...l, B: randBounded(rng, l.B.shape, 0.5) }])) };
+    const bottlenecks = initModelBottlenecks(base, rng, { size: 4 });
+    const withUp = { ...bottlenecks, layers: bottlenecks.layers.map((a) => Object.fromEntries(Object.entries(a).map(([k, ad]) => [k, { ...ad, up: randBounded(rng, ad.up.shape, 0.5) }]))) };
+    const model = attachBottlenecks(attachLora(base, trained), withUp);
+    const [ref, mine] = [await forwardAsync(model, PROMPT), await forwardAsync(model, PROMPT, { backend: b })];
+    expect(nmse(ref.logits, forward(base, PROMPT).logits)).toBeGreaterThan(1e-6); // the adapters change the model
+    expect(nmse(mine.logits, ref.logits)).toBeLessThan(1e-7);
+    expect(argmaxRows(mine.logits)).toEqual(argmaxRows(ref.logits));
   });
 
   it("holds its memory flat over 200 decode steps", async (context) => {
