@@ -16,6 +16,10 @@ import { type DeviceKernels, type GemmArgs, type Value } from "../src/device/ker
 import { referenceOps } from "../src/device/ops.ts";
 import { referenceDevice } from "../src/device/reference.ts";
 import { causal } from "../src/masks.ts";
+import { quantizeActivationTiles, quantizeFp8 } from "../src/quant/fp8.ts";
+import { quantizeInt } from "../src/quant/int.ts";
+import { quantizeTokenInt8, type QuantWeight } from "../src/quant/linear.ts";
+import { decode, FORMATS } from "../src/quant/minifloat.ts";
 import { type ExpertWeights, type Routing } from "../src/moe/experts.ts";
 import * as ops from "../src/ops.ts";
 import { Random, randBounded } from "../src/random.ts";
@@ -158,6 +162,49 @@ const cases: Record<string, fc.Arbitrary<Case>> = {
     }));
     return { describe: `x [${x.shape}] W [${w.shape}] seed ${seed}`, run: (k, up) => k.linear(up(x), k.weight(w)), naive };
   }),
+  quantLinear: fc.record({
+    rows: small, inDim: fc.constantFrom(1, 7, 32, 65, 129, 257), outDim: fc.constantFrom(1, 7, 8, 9, 17, 64),
+    scheme: fc.constantFrom("int8", "int4", "int8.a8", "fp8"), group: fc.constantFrom(32, 64, 128), block: fc.constantFrom(32, 128), seed,
+  }).map(({ rows, inDim, outDim, scheme, group, block, seed }) => {
+    const rng = new Random(seed);
+    const x = rand(rng, [rows, inDim]), w = rand(rng, [outDim, inDim]);
+    const q: QuantWeight = scheme === "fp8" ? quantizeFp8(w, block) : quantizeInt(w, scheme === "int4" ? 4 : 8, group);
+    const activations = scheme === "int8.a8";
+    // Independent of src/quant/linear.ts's quantLinear (codes dotted per group, scaled once): the weight's values
+    // code × scale and the activations' as the reference quantises them (quantizeTokenInt8 per row, e4m3 per tile of
+    // `block`), all in float64, then one float64 dot product per output.
+    const naive = () => {
+      const weightAt = (o: number, i: number) => q.scheme === "fp8"
+        ? decode(FORMATS.e4m3, q.bits[o * inDim + i]!) * q.scales[Math.floor(o / q.block) * Math.ceil(inDim / q.block) + Math.floor(i / q.block)]!
+        : q.codes[o * inDim + i]! * q.scales[o * Math.ceil(inDim / q.groupSize) + Math.floor(i / q.groupSize)]!;
+      const out = new Float32Array(rows * outDim);
+      for (let r = 0; r < rows; r++) {
+        const row = x.data.subarray(r * inDim, (r + 1) * inDim);
+        let xs: ArrayLike<number> = row;
+        if (q.scheme === "fp8") {
+          const { values, scales } = quantizeActivationTiles(row, q.block);
+          xs = values.map((v, i) => v * scales[Math.floor(i / q.block)]!);
+        } else if (activations) {
+          const { codes, scale } = quantizeTokenInt8(row);
+          xs = codes.map((c) => c * scale);
+        }
+        for (let o = 0; o < outDim; o++) {
+          let s = 0;
+          for (let i = 0; i < inDim; i++) s += xs[i]! * weightAt(o, i);
+          out[r * outDim + o] = s;
+        }
+      }
+      return tensor([rows, outDim], out);
+    };
+    return {
+      describe: `x [${x.shape}] W [${w.shape}] ${scheme}${scheme === "fp8" ? ` block ${block}` : ` group ${group}`} seed ${seed}`,
+      run: (k, up) => {
+        if (!k.quantLinear) throw new Error(`${k.name} has no quantLinear kernel`); // the suite skips such rows first
+        return k.quantLinear(up(x), q, activations);
+      },
+      naive,
+    };
+  }),
   gemm: fc.record({ batches: fc.constantFrom(1, 2, 3), M: small, K: width, N: width, transB: fc.boolean(), gap: fc.constantFrom(0, 3), seed }).map(({ batches, M, K, N, transB, gap, seed }) => {
     const rng = new Random(seed);
     const a = rand(rng, [batches, M, K]);
@@ -288,7 +335,7 @@ const EXACT: Tolerance = { rtol: 0, atol: 0, nmse: 0 };
 const SPEC_ROW: Record<string, string | null> = {
   "upload-read": null, embed: null, gatherRows: null, addRows: null, add: null, splitHeads: null, mergeHeads: null,
   concatLast: null, sliceRows: null, concatRows: null, writeRows: null,
-  linear: "linear", gemm: "matmul", rmsnorm: "rmsnorm", rope: "rope", swiglu: "swiglu", softmax: "softmax", attention: "attention", moe: "moe",
+  linear: "linear", quantLinear: "quantLinear", gemm: "matmul", rmsnorm: "rmsnorm", rope: "rope", swiglu: "swiglu", softmax: "softmax", attention: "attention", moe: "moe",
 };
 
 function readTolerances(): Map<string, Tolerance> {
@@ -354,6 +401,11 @@ for (const row of ROWS.filter((r) => r.name !== "reference")) {
     for (const [op, arbitrary] of Object.entries(cases)) {
       it(op, async (context) => {
         const backend = started.ready(context);
+        // An optional kernel a backend lacks skips with its reason: it never passes silently.
+        if (op === "quantLinear" && !backend.kernels.quantLinear) {
+          context.skip(`${row.name} has no quantLinear kernel`);
+          return;
+        }
         const spec = SPEC_ROW[op];
         const tol = spec === null ? EXACT : tolerances.get(`${spec}/${row.spec}`);
         if (!tol) throw new Error(`spec/backends.md has no tolerance for ${spec} on ${row.spec}`);

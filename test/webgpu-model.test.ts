@@ -10,7 +10,9 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createBackend } from "../gpu/backend.ts";
-import { NotSupportedError } from "../src/backend.ts";
+import { type GpuTensor } from "../gpu/context.ts";
+import { type DeviceKernels } from "../src/device/kernels.ts";
+import { opsOver } from "../src/device/ops.ts";
 import { attachBottlenecks, initModelBottlenecks } from "../src/lora.ts";
 import { runBatched, runBatchedAsync } from "../src/model/batching.ts";
 import { createCache, releaseCache } from "../src/model/cache.ts";
@@ -19,10 +21,11 @@ import { forward, forwardAsync, type ForwardResult } from "../src/model/forward.
 import { generate, generateAsync } from "../src/model/generate.ts";
 import { preset } from "../src/model/presets.ts";
 import { initModel } from "../src/model/weights.ts";
+import { quantLinear, type QuantWeight } from "../src/quant/linear.ts";
 import { quantizeModel } from "../src/quant/model.ts";
 import { Random } from "../src/random.ts";
 import { stepRecord, stepRecordAsync } from "../src/step/record.ts";
-import { type Tensor } from "../src/tensor.ts";
+import { numel, type Tensor } from "../src/tensor.ts";
 import { createTrace, type Trace } from "../src/trace.ts";
 import { argmaxRows } from "./helpers.ts";
 import { compare, webgpuOrReason } from "./webgpu-support.ts";
@@ -169,15 +172,55 @@ describe.skipIf(!backend)(`webgpu: the one forward${reason ? ` (skipped: ${reaso
     expect(onDevice.next.map((p) => p.id)).toEqual(onReference.next.map((p) => p.id));
   });
 
-  it("runs bottleneck adapters (on the host) and weight-only quantised weights; refuses quantised activations", async () => {
+  it("runs bottleneck adapters (on the host) and weight-only quantised weights", async () => {
     const adapted = attachBottlenecks(model, initModelBottlenecks(model, new Random(3), { where: ["attn", "mlp"], size: 4 }));
     expectClose(await forwardAsync(adapted, tokens, { backend }), forward(adapted, tokens), "bottleneck adapters");
     const int8 = quantizeModel(initModel(preset("tiny")), "int8.g32");
     expectClose(await forwardAsync(int8, tokens, { backend }), forward(int8, tokens), "int8.g32");
-    const a8 = quantizeModel(initModel(preset("tiny")), "int8.g32.a8");
-    await expect(forwardAsync(a8, [1, 2], { backend })).rejects.toThrow(NotSupportedError);
-    await expect(forwardAsync(a8, [1, 2], { backend })).rejects.toThrow(/quantised activations/);
   });
+
+  // Quantised activations are a step function of their input: where x / scale lies within float32 noise of a rounding
+  // midpoint, a float32 backend's code differs from the float64 reference's by one however exact the kernel. Whole
+  // models therefore diverge now and then (this prompt, int8.g128.a8 on every projection: one code of layer 1's MLP
+  // flips, layer 2 routes differently, logits NMSE 8e-4, on wasm too). So the kernel is held to the reference's
+  // codes on its own inputs, call by call through a whole forward; and the logits to the bar with the first, dense
+  // layer quantised, where a flipped code cannot change a routing.
+  for (const scheme of ["int8.g128.a8", "fp8"]) {
+    it(`runs ${scheme} (activations quantised on the device): each quantLinear of a forward as the reference's on its input`, async () => {
+      const q = quantizeModel(initModel(preset("tiny")), scheme);
+      const kernels = backend!.ops.kernels as DeviceKernels<GpuTensor>;
+      const copy = (v: GpuTensor) => {
+        const D = v.shape[v.shape.length - 1]!;
+        return kernels.sliceRows({ shape: [numel(v.shape) / D, D], buffer: v.buffer }, 0, numel(v.shape) / D);
+      };
+      const calls: { x: GpuTensor; y: GpuTensor; w: QuantWeight; activations: boolean }[] = [];
+      const spied: DeviceKernels<GpuTensor> = {
+        ...kernels,
+        quantLinear(x, w, activations) {
+          const y = kernels.quantLinear!(x, w, activations);
+          calls.push({ x: copy(x), y: copy(y), w, activations }); // copies: the forward hands x and y back to the pool
+          return y;
+        },
+      };
+      await forwardAsync(q, tokens, { backend: { ops: opsOver(spied) } });
+      expect(calls.length).toBeGreaterThan(0);
+      for (const [i, c] of calls.entries()) {
+        const x = { shape: c.x.shape, data: await kernels.read(c.x) };
+        const got = { shape: c.y.shape, data: await kernels.read(c.y) };
+        const want = quantLinear(x, c.w, { activations: c.activations });
+        kernels.release(c.x, c.y);
+        expect(c.activations || c.w.scheme === "fp8", `call ${i}: activations quantised`).toBe(true);
+        const errors = compare(got, want, 1e-5, 2e-4); // spec/backends.md, quantLinear | webgpu
+        expect(errors.bad, `${scheme} call ${i} (W [${c.w.shape}]): ${errors.first}`).toBe(0);
+        expect(errors.nmse, `${scheme} call ${i} (W [${c.w.shape}]): NMSE`).toBeLessThan(1e-10);
+      }
+    });
+
+    it(`runs ${scheme} with the reference's logits and greedy tokens (the dense first layer quantised)`, async () => {
+      const q = quantizeModel(initModel(preset("tiny")), scheme, { targets: ["model.layers.0.*"] });
+      expectClose(await forwardAsync(q, tokens, { backend }), forward(q, tokens), scheme);
+    });
+  }
 
   it("reuses its buffers from one forward to the next", async () => {
     const ctx = backend!.context;

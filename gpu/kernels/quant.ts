@@ -7,12 +7,12 @@
 // the same way as the exact quotient (its distance to a rounding boundary is either 0 or far above 2⁻⁵³); WGSL's
 // float32 division is allowed 2.5 ULP and most GPUs compute it as x · (1 / y). So the kernel takes the float32
 // quotient only as a first guess and settles every decision with an exact comparison: |x| against m · 2^k · scale
-// for a small integer m, done on the integer significands (24 bits × at most 8 bits fits a u32), so no rounding at
-// all enters a decision. The scales are corrected the same way to the correctly rounded float32 of absmax / 127
-// (int8) or absmax / 448 (e4m3), which is what Math.fround(absMax / q) gives (double rounding through float64 is
-// innocuous for a quotient). Known departures: a row or tile whose scale is subnormal (absmax below ~1.5e-36 for
-// int8, ~5e-36 for e4m3), where GPUs may flush subnormals to zero; and a row (int8) or tile (e4m3) holding a NaN or
-// ±Inf becomes NaN throughout, as the reference's does.
+// for a small integer m, done on the integer significands (every product m · significand fits a u32), so no
+// rounding at all enters a decision. The scales are corrected the same way to the correctly rounded float32 of
+// absmax / 127 (int8) or absmax / 448 (e4m3), which is what Math.fround(absMax / q) gives (double rounding through
+// float64 is innocuous for a quotient). A row (int8) or tile (e4m3) holding a NaN or ±Inf becomes NaN throughout,
+// as the reference's does. The one known departure: a scale in float32's subnormal range (absmax below ~1.5e-36
+// for int8, ~5e-36 for e4m3), which GPUs may flush to zero.
 
 import { dequantizeFp8 } from "../../src/quant/fp8.ts";
 import { dequantizeInt } from "../../src/quant/int.ts";
@@ -24,7 +24,7 @@ import { linear } from "./matmul.ts";
 // One workgroup of 64 threads per group of values sharing a scale: a whole row for int8 (block = n), one tile of
 // `block` values of a row for e4m3. fp8 = 0 for int8 codes, 1 for e4m3.
 const FAKE_QUANT = /* wgsl */ `
-struct P { groups: u32, n: u32, block: u32, tiles: u32, fp8: u32 }
+struct P { groups: u32, n: u32, block: u32, tiles: u32, fp8: u32, nan: f32 } // nan: WGSL refuses a constant NaN
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var<storage, read_write> Y: array<f32>;
@@ -155,7 +155,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<
   amax = reduceMax(amax, lid);
   bad = reduceMax(bad, lid);
   if (bad > 0.0) {
-    for (var i = start + lid; i < end; i += 64u) { Y[i] = bitcast<f32>(0x7fc00000u); }
+    for (var i = start + lid; i < end; i += 64u) { Y[i] = p.nan; }
     return;
   }
   // scale = fround(amax / 127) or fround(amax / 448), 448 = 7 · 2^6; a group of zeros has scale 0 and values 0.
@@ -182,7 +182,7 @@ export function fakeQuantize(ctx: GpuContext, x: GpuTensor, mode: { fp8: false }
   const block = mode.fp8 ? mode.block : Math.max(1, n);
   const tiles = Math.max(1, Math.ceil(n / block));
   const out = ctx.empty(x.shape);
-  ctx.dispatch(FAKE_QUANT, [x.buffer, out.buffer], [rows * tiles, n, block, tiles, mode.fp8 ? 1 : 0], groups1d(rows * tiles, 1));
+  ctx.dispatch(FAKE_QUANT, [x.buffer, out.buffer], [rows * tiles, n, block, tiles, mode.fp8 ? 1 : 0, { f: NaN }], groups1d(rows * tiles, 1));
   return out;
 }
 

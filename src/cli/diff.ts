@@ -5,6 +5,7 @@ import { DEFAULT_TOLERANCE } from "../io/golden.ts";
 import { diffTensors, type TensorDiff } from "../io/diff.ts";
 import { readBytes, readSafetensors } from "../io/safetensors.ts";
 import { type TensorStats } from "../io/stats.ts";
+import { TRACE_TOLERANCE } from "../trace.ts";
 import { numberArg, parse, positionals, processIo, type Io } from "./io.ts";
 import { formatNumber, printTable, toJson } from "./table.ts";
 
@@ -12,8 +13,10 @@ export const help = `usage: tinyseek diff A B [--rtol R] [--atol A] [--nmse N] [
 
 Compares the tensors two safetensors files share, in A's forward order (the "order" metadata that traces carry;
 otherwise A's header order), and names the first one over tolerance, with min, max, mean, NaN and Inf counts on
-both sides. Tolerance per element |b - a| <= atol + rtol·|a| and NMSE <= nmse over the tensor; defaults
-rtol ${DEFAULT_TOLERANCE.rtol}, atol ${DEFAULT_TOLERANCE.atol}, nmse ${DEFAULT_TOLERANCE.nmse} (spec/golden.md). Integer tensors must match exactly.
+both sides. Tolerance per element |b - a| <= atol + rtol·|a| and NMSE <= nmse over the tensor. Defaults: for two
+traces of the model (\`step --trace\`), the whole-model rule \`step --compare\` uses, rtol ${TRACE_TOLERANCE.rtol}, atol ${TRACE_TOLERANCE.atol},
+nmse ${TRACE_TOLERANCE.nmse}; for other files rtol ${DEFAULT_TOLERANCE.rtol}, atol ${DEFAULT_TOLERANCE.atol}, nmse ${DEFAULT_TOLERANCE.nmse} (spec/golden.md).
+Integer tensors must match exactly.
 Exit 1 when some shared tensor differs.`;
 
 const stats = (s: TensorStats) =>
@@ -26,13 +29,17 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
     rtol: { type: "string" }, atol: { type: "string" }, nmse: { type: "string" }, json: { type: "boolean" },
   });
   const [pathA, pathB] = positionals(given, ["A", "B"], "tinyseek diff A B [--rtol R] [--atol A] [--nmse N] [--json]");
-  const tolerance = {
-    rtol: number("rtol", values.rtol, DEFAULT_TOLERANCE.rtol),
-    atol: number("atol", values.atol, DEFAULT_TOLERANCE.atol),
-    nmse: number("nmse", values.nmse, DEFAULT_TOLERANCE.nmse),
-  };
   const a = readSafetensors(await readBytes(pathA!));
   const b = readSafetensors(await readBytes(pathB!));
+  // Two model traces are held to the one whole-model rule (the one `step --compare` applies), other files to the
+  // per-component default.
+  const traces = a.metadata.format === "tinyseek-trace" && b.metadata.format === "tinyseek-trace";
+  const fallback = traces ? TRACE_TOLERANCE : DEFAULT_TOLERANCE;
+  const tolerance = {
+    rtol: number("rtol", values.rtol, fallback.rtol),
+    atol: number("atol", values.atol, fallback.atol),
+    nmse: number("nmse", values.nmse, fallback.nmse),
+  };
   const diff = diffTensors(a, b, tolerance);
   const failing = diff.tensors.filter((t) => !t.comparison.pass).length;
   if (values.json) {
