@@ -6,7 +6,6 @@
 // check modes, which poison every new allocation with NaN: an element a kernel forgets to write fails.
 // Tolerances: spec/backends.md, whose table this reads (device kernels map onto the kernel rows named there).
 
-import { readFileSync } from "node:fs";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { type Backend } from "../src/backend.ts";
@@ -27,6 +26,7 @@ import { ropeFrequencies } from "../src/rope.ts";
 import { type Tensor } from "../src/tensor.ts";
 import { randomRouting } from "./moe-fixtures.ts";
 import { startBackend } from "./backend-rows.ts";
+import { checkTolerance, EXACT, readTolerances, type Tolerance } from "./tolerances.ts";
 import { thrown } from "./helpers.ts";
 
 interface Row {
@@ -328,9 +328,6 @@ const cases: Record<string, fc.Arbitrary<Case>> = {
   }),
 };
 
-interface Tolerance { rtol: number; atol: number; nmse: number }
-const EXACT: Tolerance = { rtol: 0, atol: 0, nmse: 0 };
-
 /** Which row of spec/backends.md's kernel table a device kernel is held to; copies and one addition are exact. */
 const SPEC_ROW: Record<string, string | null> = {
   "upload-read": null, embed: null, gatherRows: null, addRows: null, add: null, splitHeads: null, mergeHeads: null,
@@ -338,40 +335,10 @@ const SPEC_ROW: Record<string, string | null> = {
   linear: "linear", quantLinear: "quantLinear", gemm: "matmul", rmsnorm: "rmsnorm", rope: "rope", swiglu: "swiglu", softmax: "softmax", attention: "attention", moe: "moe",
 };
 
-function readTolerances(): Map<string, Tolerance> {
-  const text = readFileSync(new URL("../spec/backends.md", import.meta.url), "utf8");
-  const table = new Map<string, Tolerance>();
-  for (const line of text.split("\n")) {
-    const cells = line.split("|").map((c) => c.trim().replace(/`/g, ""));
-    if (cells.length < 7) continue;
-    const [rtol, atol, nmse] = cells.slice(3, 6).map(Number) as [number, number, number];
-    if (![rtol, atol, nmse].some(Number.isNaN)) table.set(`${cells[1]}/${cells[2]}`, { rtol, atol, nmse });
-  }
-  return table;
-}
-const tolerances = readTolerances();
+const tolerances = readTolerances(Object.values(SPEC_ROW).filter((r): r is string => r !== null));
 
 /** The reference's own tolerance against the naive loops: float64 sums in another order round differently. */
 const NAIVE: Tolerance = { rtol: 1e-6, atol: 1e-6, nmse: 1e-12 };
-
-function check(where: string, out: Tensor, ref: Tensor, tol: Tolerance): void {
-  expect(out.shape, where).toEqual(ref.shape);
-  let [num, den, bad, worst] = [0, 0, 0, ""];
-  for (let i = 0; i < ref.data.length; i++) {
-    const [o, r] = [out.data[i]!, ref.data[i]!];
-    const err = Math.abs(o - r);
-    if (!(err <= tol.atol + tol.rtol * Math.abs(r))) {
-      if (!bad) worst = `element ${i}: ${o} vs ${r}`;
-      bad++;
-    }
-    num += err * err;
-    den += r * r;
-  }
-  const nmse = num / Math.max(den, ref.data.length * tol.atol ** 2) || 0;
-  if (bad > 0 || (ref.data.length >= 16 && nmse > tol.nmse)) {
-    throw new Error(`${where}: ${bad} of ${ref.data.length} elements out of bounds (${worst}); nmse ${nmse.toExponential(2)} (bound ${tol.nmse})`);
-  }
-}
 
 async function runOn(k: DeviceKernels<Value>, c: Case): Promise<Tensor> {
   const made: Value[] = [];
@@ -390,7 +357,7 @@ describe("the reference's device kernels against naive loops", () => {
   for (const [op, arbitrary] of Object.entries(cases)) {
     it(op, async () => {
       const tol = SPEC_ROW[op] === null ? EXACT : NAIVE;
-      await fc.assert(fc.asyncProperty(arbitrary, async (c) => check(`${op}: ${c.describe}`, await runOn(referenceDevice as DeviceKernels<Value>, c), c.naive(), tol)), { numRuns: RUNS });
+      await fc.assert(fc.asyncProperty(arbitrary, async (c) => checkTolerance(`${op}: ${c.describe}`, `${op}/naive`, await runOn(referenceDevice as DeviceKernels<Value>, c), c.naive(), tol)), { numRuns: RUNS });
     });
   }
 });
@@ -410,7 +377,7 @@ for (const row of ROWS.filter((r) => r.name !== "reference")) {
         const tol = spec === null ? EXACT : tolerances.get(`${spec}/${row.spec}`);
         if (!tol) throw new Error(`spec/backends.md has no tolerance for ${spec} on ${row.spec}`);
         await fc.assert(fc.asyncProperty(arbitrary, async (c) => {
-          check(`${op} on ${row.name}: ${c.describe}`, await runOn(backend.kernels, c), await runOn(referenceDevice as DeviceKernels<Value>, c), tol);
+          checkTolerance(`${op} on ${row.name}: ${c.describe}`, `${op}/${row.name}`, await runOn(backend.kernels, c), await runOn(referenceDevice as DeviceKernels<Value>, c), tol);
         }), { numRuns: RUNS });
       });
     }
