@@ -268,6 +268,10 @@ describe("bad arguments: one line that names the flag, exit 2", () => {
     await usage(/--seed: a value that starts with '-' must be written --seed=VALUE/, "tour", "--seed", "-1");
   });
 
+  it("refuses a prompt longer than the context before printing it, naming the limit", async () => {
+    await usage(/^tinyseek generate: --prompt: expected at most 1024 tokens \(max_position_embeddings, <bos> included\), got 1101 \(see tinyseek generate --help\)$/, "generate", "--prompt", "x".repeat(1100));
+  });
+
   it("refuses an empty or blank number instead of reading it as 0", async () => {
     await usage(/--values: expected an integer >= 0, got ""/, "inspect", "x.safetensors", "--values", "");
     await usage(/--seed: expected an integer in \[0, 4294967295\], got ""/, "tour", "--seed", "");

@@ -7,6 +7,7 @@ import { forward, forwardBatch } from "../src/model/forward.ts";
 import { depthSweep } from "../src/model/depth.ts";
 import { generate, sample } from "../src/model/generate.ts";
 import { initModel } from "../src/model/weights.ts";
+import { thrown } from "./helpers.ts";
 import { testConfig } from "./model-fixtures.ts";
 
 const model = initModel(testConfig({ init_std: 0.3 }));
@@ -54,6 +55,16 @@ describe("generate", () => {
     const run = generate(model, [256, 104], { maxTokens: 5, stopToken: first });
     expect(run.tokens).toEqual([first]);
     expect(run.stopReason).toBe("eos");
+  });
+  it("says when the context ended it, and refuses a prompt longer than the context, naming the limit", () => {
+    const max = model.config.max_position_embeddings;
+    const prompt = Array.from({ length: max - 3 }, (_, i) => 65 + (i % 26));
+    const run = generate(model, prompt, { maxTokens: 10, stopToken: null });
+    // Three positions are left: three tokens fed, a fourth sampled with no position to run it at.
+    expect(run.tokens).toHaveLength(4);
+    expect(run.stopReason).toBe("context");
+    expect(generate(model, prompt, { maxTokens: 4, stopToken: null }).stopReason).toBe("length");
+    expect(thrown(() => generate(model, [...prompt, 1, 2, 3, 4], { maxTokens: 1 }))).toBe(`prompt: expected at most max_position_embeddings = ${max} tokens, got ${max + 1}`);
   });
 });
 

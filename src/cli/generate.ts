@@ -32,6 +32,13 @@ kept in WASM memory or on the device.`;
 /** Control characters a sampled byte may be (ESC included) shown as their Unicode pictures, so they cannot drive the terminal. */
 const printable = (text: string) => text.replace(/[\x00-\x08\x0b-\x1f\x7f]/g, (c) => String.fromCharCode(c === "\x7f" ? 0x2421 : 0x2400 + c.charCodeAt(0)));
 
+/** How the summary line names why generation stopped. */
+const STOPPED = {
+  eos: () => "<eos>",
+  length: () => "--max-tokens",
+  context: (limit: number) => `the context limit (max_position_embeddings ${limit})`,
+};
+
 const number = (flag: string, value: string | undefined, fallback: number, integer: boolean) => numberArg(flag, value, fallback, { integer, min: 0 });
 
 export async function run(args: string[], io: Io = processIo): Promise<number> {
@@ -65,6 +72,8 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
     if (prompts.length > 1) return await batched(backend, model, prompts, maxBatch, sampling, values.json === true, io);
     const text0 = prompts[0]!;
     const prompt = encode(text0);
+    const limit = model.config.max_position_embeddings;
+    if (prompt.length > limit) throw new UsageError(`--prompt: expected at most ${limit} tokens (max_position_embeddings, <bos> included), got ${prompt.length}`);
     const stream = !values.json && io === processIo;
     if (stream) process.stdout.write(text0);
     // The bytes of one character may arrive over several tokens: print only what decodes completely so far.
@@ -92,7 +101,7 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
     }
     if (stream) process.stdout.write(printable(text.slice(printed.length)) + "\n");
     else io.out(text0 + printable(text));
-    io.err(`${result.tokens.length} tokens · prefill ${prompt.length} tokens in ${result.prefillMs.toFixed(1)} ms · decode ${perSecond.toFixed(1)} tokens/s · stopped at ${result.stopReason === "eos" ? "<eos>" : "--max-tokens"}`);
+    io.err(`${result.tokens.length} tokens · prefill ${prompt.length} tokens in ${result.prefillMs.toFixed(1)} ms · decode ${perSecond.toFixed(1)} tokens/s · stopped at ${STOPPED[result.stopReason](model.config.max_position_embeddings)}`);
     return 0;
   } finally {
     await backend.dispose();

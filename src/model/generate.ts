@@ -46,7 +46,8 @@ export interface GenerateStep {
 export interface GenerateResult {
   tokens: number[];
   steps: GenerateStep[];
-  stopReason: "eos" | "length";
+  /** eos: the stop token; length: maxTokens; context: the sequence filled max_position_embeddings. */
+  stopReason: "eos" | "length" | "context";
   prefillMs: number;
   cache: ModelCache;
 }
@@ -100,6 +101,7 @@ function* decodeLoop(model: Model, prompt: readonly number[], options: GenerateO
   checkInteger("maxTokens", options.maxTokens, 0);
   checkSampling(options);
   if (!Array.isArray(prompt) || prompt.length === 0) throw argError("prompt", "at least one token", prompt?.length);
+  if (prompt.length > config.max_position_embeddings) throw argError("prompt", `at most max_position_embeddings = ${config.max_position_embeddings} tokens`, prompt.length);
   const rng = new Random(options.seed ?? 0);
   const stop = options.stopToken === undefined ? config.eos_token_id : options.stopToken;
 
@@ -120,7 +122,11 @@ function* decodeLoop(model: Model, prompt: readonly number[], options: GenerateO
       stopReason = "eos";
       break;
     }
-    if (i + 1 === options.maxTokens || length >= config.max_position_embeddings) break;
+    if (i + 1 === options.maxTokens) break;
+    if (length >= config.max_position_embeddings) {
+      stopReason = "context"; // the next token has no position left to run at
+      break;
+    }
     started = performance.now();
     result = yield [token];
     length++;
