@@ -11,7 +11,7 @@ import { bar, renderStep, shade, sparkline } from "../src/step/render.ts";
 import { stepRecord, type StepRecord } from "../src/step/record.ts";
 import { testConfig } from "./model-fixtures.ts";
 
-import { capture } from "./helpers.ts";
+import { capture, cli } from "./helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "tinyseek-step-"));
 const small = join(dir, "small.json");
@@ -43,6 +43,18 @@ describe("tinyseek step", () => {
     expect(await main(["step", "--weights", "random"], random.io)).toBe(0);
     expect(random.text()).toContain("weights  random init (seed 0)");
     expect(random.text()).toContain("Untrained weights");
+  });
+
+  it("--attention naming the checkpoint's own kind keeps the checkpoint; another kind is a new, seeded model", async () => {
+    const same = capture();
+    expect(await main(["step", "--attention", "mla", "--prompt", "said Alic"], same.io)).toBe(0);
+    expect(same.text()).toMatch(/weights {2}data\/tiny-alice\.safetensors/);
+    const other = capture();
+    expect(await main(["step", "--attention", "mha", "--prompt", "said Alic"], other.io)).toBe(0);
+    expect(other.text()).toContain("weights  random init (seed 0)");
+    const { code, err } = await cli("step", "--weights", "data/tiny-alice.safetensors", "--attention", "mha");
+    expect(code).toBe(1);
+    expect(err).toBe("tinyseek step: --weights: data/tiny-alice.safetensors fixes the model's shape; drop --attention (or use --weights random)");
   });
 
   it("--json gives the whole record: heatmap rows are distributions, routing counts add up", async () => {

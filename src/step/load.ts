@@ -52,14 +52,17 @@ const defaultWeightsUrl = new URL(`../../${DEFAULT_WEIGHTS}`, import.meta.url);
  * initialisation; nothing at all gives the trained tiny checkpoint, labelled with what it was trained on.
  */
 export async function loadModelFrom(configArg: string | undefined, weightsArg: string | undefined, overrides: Partial<ModelConfig> = {}): Promise<LoadedModel> {
-  const plainTiny = (configArg === undefined || configArg === "tiny") && Object.keys(overrides).length === 0;
+  // Overrides that name what tiny already is (--attention mla) keep the checkpoint: only a new shape needs new weights.
+  const tiny = preset("tiny");
+  const sameAsTiny = Object.entries(overrides).every(([k, v]) => JSON.stringify(v) === JSON.stringify(tiny[k as keyof ModelConfig]));
+  const plainTiny = (configArg === undefined || configArg === "tiny") && sameAsTiny;
   if (weightsArg === undefined && plainTiny && existsSync(defaultWeightsUrl)) {
     const model = await loadModel(fileURLToPath(defaultWeightsUrl));
     return { model, configLabel: "tiny", weightsLabel: `${DEFAULT_WEIGHTS} (${await trainingSummary()})` };
   }
   if (weightsArg === "random") weightsArg = undefined;
   if (weightsArg !== undefined) {
-    if (Object.keys(overrides).length > 0) throw new TinyseekError(`weights: ${weightsArg} fixes the model's shape; drop ${Object.keys(overrides).join(", ")}`);
+    if (Object.keys(overrides).length > 0) throw new TinyseekError(`--weights: ${weightsArg} fixes the model's shape; drop --attention (or use --weights random)`);
     const given = configArg === undefined ? undefined : (await loadConfig(configArg, overrides)).config;
     const model = await loadModel(weightsArg, given);
     return { model, configLabel: configArg ?? `from ${weightsArg}`, weightsLabel: weightsArg };
