@@ -29,17 +29,16 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
     rtol: { type: "string" }, atol: { type: "string" }, nmse: { type: "string" }, json: { type: "boolean" },
   });
   const [pathA, pathB] = positionals(given, ["A", "B"], "tinyseek diff A B [--rtol R] [--atol A] [--nmse N] [--json]");
+  // Flags are checked before any file is read: a bad number is a usage error whatever the files are.
+  const flag = (name: "rtol" | "atol" | "nmse") => (values[name] === undefined ? undefined : number(name, values[name], 0));
+  const chosen = { rtol: flag("rtol"), atol: flag("atol"), nmse: flag("nmse") };
   const a = readSafetensors(await readBytes(pathA!));
   const b = readSafetensors(await readBytes(pathB!));
   // Two model traces are held to the one whole-model rule (the one `step --compare` applies), other files to the
   // per-component default.
   const traces = a.metadata.format === "tinyseek-trace" && b.metadata.format === "tinyseek-trace";
   const fallback = traces ? TRACE_TOLERANCE : DEFAULT_TOLERANCE;
-  const tolerance = {
-    rtol: number("rtol", values.rtol, fallback.rtol),
-    atol: number("atol", values.atol, fallback.atol),
-    nmse: number("nmse", values.nmse, fallback.nmse),
-  };
+  const tolerance = { rtol: chosen.rtol ?? fallback.rtol, atol: chosen.atol ?? fallback.atol, nmse: chosen.nmse ?? fallback.nmse };
   const diff = diffTensors(a, b, tolerance);
   const failing = diff.tensors.filter((t) => !t.comparison.pass).length;
   if (values.json) {

@@ -20,6 +20,7 @@ export const DEFAULT_PROMPT = "Alice was beginning to get very tired";
 
 export const help = `usage: tinyseek step [--prompt TEXT] [--config NAME|FILE] [--attention KIND] [--weights FILE] [--backend NAME]
                      [--layer N] [--head N] [--exit-threshold P] [--interactive] [--json] [--trace FILE [--filter GLOB]]
+                     [--exit-sweep LIST] [--compare]
 
 Runs a prompt through the model one layer and one op at a time and shows what happens inside: the tokens, each
 op's output size, the residual stream's norm per token, an attention heatmap of one head, the MoE routing table
