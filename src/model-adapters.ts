@@ -4,9 +4,10 @@
 // kv_b_proj into the query, as DeepSeek-V3's inference/model.py dequantises wkv_b for it) or runs its own forward
 // still computes the same model. The hooks only change how a linear layer is applied: `linearOf` sends a
 // quantised weight through kernels.quantLinear and a LoRA through base + (alpha/r)·B·A, and `hookedKernels`
-// gives the model a Kernels value whose linear and moe do that (src/model/model.ts wraps its kernels once).
+// gives host-tensor code a Kernels value whose linear and moe do that (the layers the forward runs on the host,
+// src/model/layers.ts; the forward's own linear applies hooked weights in src/device/ops.ts).
 
-import { bottleneck, loraLinear, type BottleneckAdapter, type Lora } from "./adapters.ts";
+import { loraLinear, type BottleneckAdapter, type Lora } from "./adapters.ts";
 import { NotSupportedError } from "./backend.ts";
 import { argError } from "./errors.ts";
 import { type Kernels } from "./kernels.ts";
@@ -60,11 +61,6 @@ export function hookedKernels(kernels: Kernels): Kernels {
     linear: (x, w) => linearOf(kernels, x, w),
     moe: (x, routing, experts) => (hasExperts(experts) ? hookedMoe(kernels, x, routing, experts) : kernels.moe(x, routing, experts)),
   };
-}
-
-/** A sublayer's output through its adapter, if it has one. */
-export function adapted(out: Tensor, adapter: BottleneckAdapter | undefined): Tensor {
-  return adapter ? bottleneck(out, adapter) : out;
 }
 
 const isHooked = (t: Tensor) => "quant" in t || "lora" in t;

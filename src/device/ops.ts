@@ -43,7 +43,6 @@ export function opsOver<X extends Value>(kernels: DeviceKernels<X>, hostKernels:
   return ops;
 }
 
-
 const last = (x: Value) => x.shape[x.shape.length - 1]!;
 
 function same(argument: string, x: Value, shape: readonly number[]): void {

@@ -25,8 +25,9 @@ function copyBlocks(src: Tensor, dst: Tensor, b: BlockCopy): void {
   }
 }
 
-/** The first Tk rows of each of a cache's planes [A, rows, d], compact (a view when nothing follows them). */
-function filled(x: Tensor, planes: number, rows: number, Tk: number): Tensor {
+/** The first Tk rows of each of a cache's planes [A, rows, d], compact (a view when nothing follows them), as
+ *  [1, A, Tk, d]: what the reference's attention reads. */
+export function filled(x: Tensor, planes: number, rows: number, Tk: number): Tensor {
   const d = x.shape[x.shape.length - 1]!;
   if (rows === Tk) return { shape: [1, planes, Tk, d], data: x.data.subarray(0, planes * Tk * d) };
   if (planes === 1) return { shape: [1, 1, Tk, d], data: x.data.subarray(0, Tk * d) };

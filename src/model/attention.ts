@@ -14,7 +14,7 @@
 // A kind that can show its attention probabilities records them as `<prefix>.probs` [H, T, Tk] when traced.
 
 import { createDsaCache, dsa, initDsa, type DsaCache, type DsaWeights, type IndexerWeights } from "../attention/dsa.ts";
-import { createMlaCache, initMla, mlaCacheNumbersPerToken, type MlaCache } from "../attention/mla.ts";
+import { initMla, mlaCacheNumbersPerToken } from "../attention/mla.ts";
 import { createSegmentedState, initSegmented, segmentedAttention, segmentedStateSize, type SegmentedState, type SegmentedWeights } from "../attention/segmented.ts";
 import { createSparseState, initSparse, sparseAttentionTraced, sparseStateSize, type SparseState, type SparseWeights } from "../attention/sparse.ts";
 import { TinyseekError } from "../errors.ts";
@@ -52,7 +52,7 @@ export interface DsaLayerCache {
 }
 
 /** The state of a layer computed on the host. */
-export type HostLayerCache = MlaCache | KvCache | SegmentedCache | SparseCache | DsaLayerCache;
+export type HostLayerCache = KvCache | SegmentedCache | SparseCache | DsaLayerCache;
 
 export interface AttentionContext {
   kernels: Kernels;
@@ -65,7 +65,8 @@ export interface AttentionKindImpl {
   /** Weight shapes by checkpoint name (relative to self_attn.), without allocating them: for counting. */
   shapes(config: ModelConfig): Record<string, number[]>;
   init(rng: Random, config: ModelConfig): Record<string, Tensor>;
-  createCache(config: ModelConfig): HostLayerCache;
+  /** Host kinds: an empty state. Absent for the kinds whose cache lives on the device (src/model/cache.ts). */
+  createCache?(config: ModelConfig): HostLayerCache;
   /** Numbers the cache holds after T tokens (T·per-token for the full caches; bounded for segmented). */
   cacheNumbers(config: ModelConfig, T: number): number;
   /** Host kinds: x [1, T, D], the new tokens at positions cache.length … cache.length + T - 1; appends them to the
@@ -92,7 +93,6 @@ const mlaShapes = (c: ModelConfig): Record<string, number[]> => {
 const mlaKind: AttentionKindImpl = {
   shapes: mlaShapes,
   init: (rng, config) => initMla(rng, config) as unknown as Record<string, Tensor>,
-  createCache: (config) => createMlaCache(config, config.mla_mode),
   cacheNumbers: (config, T) => T * mlaCacheNumbersPerToken(config, config.mla_mode),
 };
 

@@ -57,7 +57,7 @@ export function createCache(config: ModelConfig, options: CacheOptions = {}): Mo
   checkInteger("capacity", capacity, 0, config.max_position_embeddings);
   const layers = Array.from({ length: config.num_hidden_layers }, (_, l): LayerCache => runsOnDevice(config, l)
     ? { kind: "device", keys: null, values: null, rows: 0 }
-    : { kind: "host", state: attentionKind(layerKind(config, l)).createCache(config) });
+    : { kind: "host", state: attentionKind(layerKind(config, l)).createCache!(config) });
   return { ops: options.backend?.ops ?? referenceOps, length: 0, layers, capacity };
 }
 

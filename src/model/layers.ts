@@ -10,6 +10,7 @@ import { mlaSoftmaxScale, yarnOptions, type MlaWeights } from "../attention/mla.
 import { read, type Reading } from "../device/drive.ts";
 import { type Value } from "../device/kernels.ts";
 import { type Ops } from "../device/ops.ts";
+import { filled } from "../device/reference.ts";
 import { hookedKernels, type HookedWeight } from "../model-adapters.ts";
 import { type MoeConfig, routeTokens, type MoeWeights } from "../moe/layer.ts";
 import { type MoeStats } from "../moe/stats.ts";
@@ -156,12 +157,8 @@ function* probs<X extends Value>(
   const name = `layers.${l}.attn.probs`;
   if (!listened(run.listen, name)) return;
   const [qs, ks, vs] = [yield* read(run.ops, q), yield* read(run.ops, k), yield* read(run.ops, v)];
-  const filled = (data: Float32Array, d: number) => {
-    const out = new Float32Array(a.Hkv * a.Tk * d);
-    for (let p = 0; p < a.Hkv; p++) out.set(data.subarray(p * a.kvRows * d, (p * a.kvRows + a.Tk) * d), p * a.Tk * d);
-    return { shape: [1, a.Hkv, a.Tk, d], data: out };
-  };
-  const p = sdpa({ shape: [1, a.H, a.Tq, a.Dh], data: qs }, filled(ks, a.Dh), filled(vs, a.Dv), {
+  const cached = (data: Float32Array, d: number) => filled({ shape: [a.Hkv, a.kvRows, d], data }, a.Hkv, a.kvRows, a.Tk);
+  const p = sdpa({ shape: [1, a.H, a.Tq, a.Dh], data: qs }, cached(ks, a.Dh), cached(vs, a.Dv), {
     mask: causal(a.Tq, a.Tk, a.offset), logGammas: a.logGammas, offset: a.offset, scale: a.scale,
   }).probs;
   hookHost(run.listen, name, reshape(p, [a.H, a.Tq, a.Tk]), l);
