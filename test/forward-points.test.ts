@@ -93,6 +93,15 @@ describe("drivers", () => {
     expect(forward(model(), TOKENS.slice(3), { cache: device }).logits.data).toEqual(forward(model(), TOKENS).logits.data.slice(3 * 260));
   });
 
+  it("refuses a cache capacity or a backend that is not one, in one line naming it", () => {
+    const c = model().config;
+    expect(thrown(() => createCache(c, { capacity: -1 }))).toBe("capacity: expected an integer in [0, 64], got -1");
+    expect(thrown(() => createCache(c, { capacity: 1.5 }))).toBe("capacity: expected an integer in [0, 64], got 1.5");
+    expect(thrown(() => createCache(c, { capacity: 65 }))).toBe("capacity: expected an integer in [0, 64], got 65");
+    const notBackend = { name: "wasm" } as unknown as NonNullable<NonNullable<Parameters<typeof forward>[2]>["backend"]>;
+    expect(thrown(() => forward(model(), TOKENS, { backend: notBackend }))).toBe("backend: expected a Backend from loadBackend (with ops), got an object without ops");
+  });
+
   it("a cache runs only on the backend it was made for", () => {
     const { backend } = counted(false);
     const cache = createCache(model().config);

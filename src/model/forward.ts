@@ -83,7 +83,10 @@ function oneSequence(model: Model, tokens: ArrayLike<number>, options: ForwardOp
 }
 
 export const opsOf = (backend: Pick<Backend, "ops"> | undefined): Ops => {
-  if (backend !== undefined && !backend?.ops) throw argError("backend", "a Backend from loadBackend (with ops)", typeof backend === "object" && backend !== null ? "an object without ops" : backend);
+  if (backend !== undefined && !backend?.ops) {
+    const got = typeof backend === "object" && backend !== null ? "an object without ops" : String(backend);
+    throw new TinyseekError(`backend: expected a Backend from loadBackend (with ops), got ${got}`);
+  }
   return backend?.ops ?? referenceOps;
 };
 
