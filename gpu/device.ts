@@ -1,11 +1,13 @@
 // Opening and closing a WebGPU device. In a browser we use navigator.gpu; in Node, Dawn's bindings (the `webgpu`
 // package). Without a GPU, Dawn runs over Vulkan on Mesa's lavapipe (.ci/lavapipe.sh installs it). When no adapter
-// comes back we say which piece is missing (Vulkan loader, Vulkan driver, Dawn itself) rather than "null".
+// comes back we say which piece is missing (Vulkan loader, Vulkan driver, Dawn itself) rather than "null". Dawn's
+// native warnings while the device opens go through gpu/native-stderr.ts, which keeps its known noise off stderr.
 
 import { existsSync, mkdtempSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TinyseekError } from "../src/errors.ts";
+import { captureNative, type Captured } from "./native-stderr.ts";
 
 export interface DeviceOptions {
   /** Dawn backend: "vulkan", "metal", "d3d12", ... (default: the platform's native one). */
@@ -49,12 +51,27 @@ const RAISED_LIMITS = [
 ] as const;
 
 export async function openDevice(options: DeviceOptions = {}): Promise<GpuDevice> {
-  const { gpu, backendType } = await findGpu(options);
-  const adapter = await gpu.requestAdapter({ powerPreference: options.powerPreference ?? "high-performance" });
+  const { gpu, backendType, created } = await findGpu(options);
+  // Dawn prints its warnings inside these calls (gpu/native-stderr.ts): captured, and written out once the outcome
+  // is known, without the known noise if the adapter and device came, all of it if not.
+  const capture = <T>(call: () => T): Captured<T> => (created ? captureNative(call) : { value: call(), release: () => {} });
+  const requested = capture(() => gpu.requestAdapter({ powerPreference: options.powerPreference ?? "high-performance" }));
+  const adapter = await requested.value.catch((error: unknown) => {
+    created?.release(false);
+    requested.release(false);
+    throw error;
+  });
+  created?.release(adapter !== null);
+  requested.release(adapter !== null);
   if (!adapter) throw new TinyseekError(`webgpu: no GPU adapter found: ${diagnose(systemProbe())}`);
   const requiredLimits: Record<string, number> = {};
   for (const name of RAISED_LIMITS) requiredLimits[name] = adapter.limits[name];
-  let device: GPUDevice | undefined = await adapter.requestDevice({ requiredLimits });
+  const opened = capture(() => adapter.requestDevice({ requiredLimits }));
+  let device: GPUDevice | undefined = await opened.value.catch((error: unknown) => {
+    opened.release(false);
+    throw error;
+  });
+  opened.release(true);
   const summary = summarise(adapter, backendType);
   // Lost devices report once; destroy() also "loses" the device, which is not worth a message.
   void device.lost.then((info) => {
@@ -77,7 +94,8 @@ export async function openDevice(options: DeviceOptions = {}): Promise<GpuDevice
   };
 }
 
-async function findGpu(options: DeviceOptions): Promise<{ gpu: GPU; backendType: string }> {
+/** The GPU object; `created` holds what Dawn printed while creating it (none in a browser). */
+async function findGpu(options: DeviceOptions): Promise<{ gpu: GPU; backendType: string; created?: Captured<GPU> }> {
   const browserGpu = (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
   if (browserGpu) return { gpu: browserGpu, backendType: "browser" };
   // Mesa's Vulkan drivers want a runtime directory; CI shells often have none.
@@ -92,7 +110,8 @@ async function findGpu(options: DeviceOptions): Promise<{ gpu: GPU; backendType:
   const backendType = options.dawnBackend ?? nativeBackend[process.platform] ?? "default";
   const flags = backendType === "default" ? [] : [`backend=${backendType}`];
   if (options.adapter) flags.push(`adapter=${options.adapter}`);
-  return { gpu: dawn.create(flags), backendType };
+  const created = captureNative(() => dawn.create(flags));
+  return { gpu: created.value, backendType, created };
 }
 
 function summarise(adapter: GPUAdapter, backendType: string): AdapterSummary {

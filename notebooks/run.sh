@@ -3,33 +3,45 @@
 # the .ipynb files, so they read well on a code host without running. Fails on the first cell error.
 #   npm run notebooks                       all of them
 #   bash notebooks/run.sh notebooks/03-*.ipynb   some
-#   npm run notebooks -- --install-kernel   register the Deno kernel with Jupyter, to open them yourself
-# Needs Debian's jupyter-nbconvert, python3-nbclient and python3-ipykernel (apt) and `npm install`; Deno itself
-# (the `deno` npm package) is installed on first use. The kernelspec goes into a temporary JUPYTER_PATH each run, because it holds
-# the absolute path of this checkout's deno.
+#   npm run notebooks -- --install-kernel   register the Deno kernel with Jupyter, to open them yourself (needs
+#                                           no Python: Deno writes the kernelspec itself)
+# Executing needs Debian's jupyter-nbconvert, python3-nbclient and python3-ipykernel (apt; `npm run notebooks:setup`
+# installs them with jupyter-notebook) and `npm install`; Deno itself (the `deno` npm package) is installed on first
+# use. The kernelspec goes into a temporary JUPYTER_PATH each run, because it holds the absolute path of this
+# checkout's deno. TINYSEEK_PYTHON and TINYSEEK_DENO name another python3 or deno (test/notebooks.test.ts uses them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-python=/usr/bin/python3 # Debian's, which has nbclient: a pyenv or conda python on PATH often lacks it
-"$python" -c "import nbclient, nbformat" 2>/dev/null || python=$(command -v python3 || true)
-if ! "${python:-false}" -c "import nbclient, nbformat" 2>/dev/null; then
-  echo "notebooks: no python3 with nbclient; install it with: apt-get install jupyter-nbconvert python3-nbclient python3-ipykernel" >&2
-  exit 1
-fi
 # Deno comes from the npm package `deno`, installed on first use into its own folder: it is no devDependency,
 # because its lockfile entry would name the other platforms' binaries, which `npm ci` then insists on finding.
 DENO_VERSION=2.9.6
 tools="$root/node_modules/.tinyseek-tools"
-deno="$tools/node_modules/deno/deno"
-if [ ! -x "$deno" ]; then
-  echo "notebooks: installing deno $DENO_VERSION (npm package) into $tools" >&2
-  npm install --prefix "$tools" --no-save --no-audit --no-fund --loglevel=error "deno@$DENO_VERSION" >&2
+deno="${TINYSEEK_DENO:-$tools/node_modules/deno/deno}"
+ensure_deno() {
+  if [ ! -x "$deno" ] && [ -z "${TINYSEEK_DENO:-}" ]; then
+    echo "notebooks: installing deno $DENO_VERSION (npm package) into $tools" >&2
+    npm install --prefix "$tools" --no-save --no-audit --no-fund --loglevel=error "deno@$DENO_VERSION" >&2
+  fi
+  [ -x "$deno" ] || { echo "notebooks: deno not found at $deno" >&2; exit 1; }
+}
+
+if [ "${1:-}" = "--install-kernel" ]; then # for opening the notebooks in Jupyter or VS Code yourself: no Python needed
+  ensure_deno
+  "$deno" jupyter --install --force
+  echo "notebooks: open them with: jupyter notebook notebooks/ (or in VS Code), kernel \"Deno\"" >&2
+  exit 0
 fi
-[ -x "$deno" ] || { echo "notebooks: deno not found in $tools after installing it" >&2; exit 1; }
-if [ "${1:-}" = "--install-kernel" ]; then # for opening the notebooks in Jupyter or VS Code yourself
-  exec "$deno" jupyter --install --force
+
+# Executing them needs nbclient: Debian's /usr/bin/python3 has it once the packages are installed, where a pyenv or
+# conda python3 on PATH often lacks it.
+python=${TINYSEEK_PYTHON:-/usr/bin/python3}
+[ -n "${TINYSEEK_PYTHON:-}" ] || "$python" -c "import nbclient, nbformat" 2>/dev/null || python=$(command -v python3 || true)
+if ! "${python:-false}" -c "import nbclient, nbformat" 2>/dev/null; then
+  echo "notebooks: no python3 with nbclient; install what the notebooks need with: npm run notebooks:setup" >&2
+  exit 1
 fi
+ensure_deno
 
 kernels=$(mktemp -d)
 trap 'rm -rf "$kernels"' EXIT
@@ -48,7 +60,8 @@ export DENO_NO_UPDATE_CHECK=1
 if [ $# -gt 0 ]; then books=("$@"); else books=(notebooks/[0-9]*.ipynb); fi
 for book in "${books[@]}"; do
   start=$(date +%s)
-  "$python" - "$book" <<'PY'
+  # Deno's kernel announces on every start that `deno jupyter` is unstable: nothing for a reader to act on.
+  "$python" - "$book" 2> >(grep -v '^Warning "deno jupyter" is unstable' >&2) <<'PY'
 # nbclient, as `jupyter nbconvert --execute` uses it, with one change: Deno's kernel sometimes publishes a cell's
 # result just after it reports itself idle, and plain nbclient then drops that output. Here a message that arrives
 # for an earlier cell is still added to that cell, and a last, silent cell waits a moment for stragglers.

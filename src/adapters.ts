@@ -85,6 +85,7 @@ function checkLora(weight: Tensor, lora: Lora): void {
   if (!lora.rows && lora.B.shape[0] !== out) throw argError("lora.B", `${out} rows`, lora.B.shape[0]);
 }
 
+/** gelu is the exact x·Φ(x) (src/ops.ts), PyTorch's nn.GELU() default, which bottleneck adapters use. */
 export type AdapterActivation = "gelu" | "silu" | "relu";
 
 export interface BottleneckAdapter {

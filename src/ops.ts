@@ -1,6 +1,7 @@
 // The basic operations, as plain loops: accumulate in float64 (JS numbers), round once on store into float32.
 // Shapes follow PyTorch: a linear layer's weight is [out, in] and y = x·Wᵀ.
 
+import { erfc } from "./erf.ts";
 import { argError, checkNumber } from "./errors.ts";
 import { expectShape, numel, shapeString, type Tensor } from "./tensor.ts";
 
@@ -135,9 +136,12 @@ export const silu = (x: Tensor): Tensor => map(x, (v) => v / (1 + Math.exp(-v)))
 /** The logistic function 1 / (1 + e^-x), element-wise (sigmoid router scores, NSA's gates). */
 export const sigmoid = (x: Tensor): Tensor => map(x, (v) => 1 / (1 + Math.exp(-v)));
 
-/** GELU, tanh approximation (Hendrycks & Gimpel 2016; GPT-2's form). */
+/**
+ * GELU, the exact form (Hendrycks & Gimpel 2016; PyTorch's nn.GELU() default): x·Φ(x) = ½x·erfc(−x/√2), which is
+ * ½x(1 + erf(x/√2)) written so that the negative tail keeps its digits instead of cancelling 1 − 0.99…; −∞ gives −0.
+ */
 export const gelu = (x: Tensor): Tensor =>
-  map(x, (v) => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3))));
+  map(x, (v) => (v === -Infinity ? -0 : 0.5 * v * erfc(-v * Math.SQRT1_2)));
 
 /** SwiGLU's gating (Shazeer 2020): silu(gate) ⊙ up. */
 export function swiglu(gate: Tensor, up: Tensor): Tensor {

@@ -1,7 +1,6 @@
 // One way for every backend-parameterised suite to start a backend: before a describe's tests, after them dispose.
 // A backend that cannot start here fails its tests, except an optional one (WebGPU without an adapter, an engine
-// feature this Node lacks) outside CI, which skips each test with its one-line reason; under CI=true only rows that
-// depend on the engine itself may skip.
+// feature this Node lacks) outside CI, which skips each test with its one-line reason; under CI=true it fails too.
 import { afterAll, beforeAll } from "vitest";
 
 export interface BackendRow<B> {
@@ -9,8 +8,6 @@ export interface BackendRow<B> {
   create: () => Promise<B>;
   /** May be missing here (no GPU adapter): skips outside CI, fails under CI=true. */
   optional?: boolean;
-  /** Skips with its reason even under CI (an engine feature CI's Node may lack). */
-  engineDependent?: boolean;
 }
 
 /** Call inside a describe: `ready(context)` gives the started backend, or skips the test naming why. */
@@ -21,7 +18,7 @@ export function startBackend<B>(row: BackendRow<B>, dispose: (b: B) => Promise<v
     try {
       backend = await row.create();
     } catch (error) {
-      if (!row.optional || (process.env.CI === "true" && !row.engineDependent)) throw error;
+      if (!row.optional || process.env.CI === "true") throw error;
       reason = (error as Error).message.split("\n")[0]!;
     }
   });

@@ -264,12 +264,12 @@ describe("bad arguments: one line that names the flag, exit 2", () => {
 
   it("says an unknown option in one sentence, and how to pass a value starting with '-'", async () => {
     const { err } = await cli("tour", "--frob");
-    expect(err).toBe("tinyseek tour: Unknown option '--frob' (see tinyseek tour --help)");
+    expect(err).toBe("tinyseek tour: Unknown option '--frob' (see npx tinyseek tour --help)");
     await usage(/--seed: a value that starts with '-' must be written --seed=VALUE/, "tour", "--seed", "-1");
   });
 
   it("refuses a prompt longer than the context before printing it, naming the limit", async () => {
-    await usage(/^tinyseek generate: --prompt: expected at most 1024 tokens \(max_position_embeddings, <bos> included\), got 1101 \(see tinyseek generate --help\)$/, "generate", "--prompt", "x".repeat(1100));
+    await usage(/^tinyseek generate: --prompt: expected at most 1024 tokens \(max_position_embeddings, <bos> included\), got 1101 \(see npx tinyseek generate --help\)$/, "generate", "--prompt", "x".repeat(1100));
   });
 
   it("refuses an empty or blank number instead of reading it as 0", async () => {

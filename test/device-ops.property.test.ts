@@ -15,6 +15,7 @@ import { type DeviceKernels, type GemmArgs, type Value } from "../src/device/ker
 import { referenceOps } from "../src/device/ops.ts";
 import { referenceDevice } from "../src/device/reference.ts";
 import { causal } from "../src/masks.ts";
+import { dequantizeFp8Codes } from "../src/io/fp8-weights.ts";
 import { quantizeActivationTiles, quantizeFp8 } from "../src/quant/fp8.ts";
 import { quantizeInt } from "../src/quant/int.ts";
 import { quantizeTokenInt8, type QuantWeight } from "../src/quant/linear.ts";
@@ -42,6 +43,8 @@ const ROWS: Row[] = [
   { name: "reference", spec: "reference", create: async () => ({ kernels: referenceDevice as DeviceKernels<Value>, dispose: async () => {} }) },
   { name: "wasm", spec: "wasm", create: async () => fromBackend(await (await import("../wasm/backend.ts")).createBackend({ threads: 1, check: true, relaxed: false })) },
   { name: "wasm 2 threads", spec: "wasm", create: async () => fromBackend(await (await import("../wasm/backend.ts")).createBackend({ threads: 2, check: true, relaxed: false, parallelFlops: 0 })) },
+  // The build Node 22+ and browsers load: every op on it; under CI it must load (test/wasm-relaxed.ts).
+  { name: "wasm relaxed", spec: "wasm", create: async () => fromBackend(await (await import("./wasm-relaxed.ts")).relaxedWasm()), optional: true },
   { name: "webgpu", spec: "webgpu", create: async () => fromBackend(await (await import("../gpu/backend.ts")).createBackend({ check: true })), optional: true },
 ];
 
@@ -205,6 +208,30 @@ const cases: Record<string, fc.Arbitrary<Case>> = {
       naive,
     };
   }),
+  // An FP8 checkpoint's weight as the loader dequantises it (src/io/fp8-weights.ts: code × its block's scale, any
+  // code but NaN, partial edge blocks), then the backend's plain linear; the naive side decodes e4m3 from its bit
+  // fields here (sign, 4 exponent bits with bias 7, 3 mantissa bits; exponent 0 subnormal).
+  fp8Dequant: fc.record({ rows: small, inDim: fc.constantFrom(1, 7, 129, 257), outDim: fc.constantFrom(1, 9, 130), block: fc.constantFrom(32, 128), seed }).map(({ rows, inDim, outDim, block, seed }) => {
+    const rng = new Random(seed);
+    const x = rand(rng, [rows, inDim]);
+    const bits = Uint8Array.from({ length: outDim * inDim }, () => rng.int(0x7f) | (rng.int(2) << 7));
+    const scales = Float32Array.from({ length: Math.ceil(outDim / block) * Math.ceil(inDim / block) }, () => Math.fround(2 ** (rng.int(8) - 12) * (1 + rng.uniform())));
+    const w = tensor([outDim, inDim], dequantizeFp8Codes("w", bits, [outDim, inDim], scales, block));
+    const e4m3 = (b: number) => {
+      const [sign, exp, man] = [b >> 7 ? -1 : 1, (b >> 3) & 15, b & 7];
+      return sign * (exp === 0 ? (man / 8) * 2 ** -6 : (1 + man / 8) * 2 ** (exp - 7));
+    };
+    const naive = () => tensor([rows, outDim], Float32Array.from({ length: rows * outDim }, (_, i) => {
+      const [r, o] = [Math.floor(i / outDim), i % outDim];
+      let s = 0;
+      for (let j = 0; j < inDim; j++) {
+        const scale = scales[Math.floor(o / block) * Math.ceil(inDim / block) + Math.floor(j / block)]!;
+        s += x.data[r * inDim + j]! * Math.fround(e4m3(bits[o * inDim + j]!) * scale);
+      }
+      return s;
+    }));
+    return { describe: `x [${x.shape}] W fp8 [${outDim}, ${inDim}] block ${block} seed ${seed}`, run: (k, up) => k.linear(up(x), k.weight(w)), naive };
+  }),
   gemm: fc.record({ batches: fc.constantFrom(1, 2, 3), M: small, K: width, N: width, transB: fc.boolean(), gap: fc.constantFrom(0, 3), seed }).map(({ batches, M, K, N, transB, gap, seed }) => {
     const rng = new Random(seed);
     const a = rand(rng, [batches, M, K]);
@@ -228,16 +255,17 @@ const cases: Record<string, fc.Arbitrary<Case>> = {
       naive,
     };
   }),
-  rmsnorm: fc.record({ rows: small, D: depth, seed }).map(({ rows, D, seed }) => {
+  // eps over its whole range [0, 1]: at 1e-6 alone, eps moved outside the square root hides inside the tolerance.
+  rmsnorm: fc.record({ rows: small, D: depth, eps: fc.constantFrom(0, 1e-6, 1e-3, 0.05, 0.3, 1), seed }).map(({ rows, D, eps, seed }) => {
     const rng = new Random(seed);
     const x = rand(rng, [rows, D]), w = rand(rng, [D]);
     const naive = () => tensor([rows, D], Float32Array.from({ length: rows * D }, (_, i) => {
       const r = Math.floor(i / D);
       let ss = 0;
       for (let j = 0; j < D; j++) ss += x.data[r * D + j]! ** 2;
-      return (x.data[i]! / Math.sqrt(ss / D + 1e-6)) * w.data[i % D]!;
+      return (x.data[i]! / Math.sqrt(ss / D + eps)) * w.data[i % D]!;
     }));
-    return { describe: `x [${x.shape}] seed ${seed}`, run: (k, up) => k.rmsnorm(up(x), k.weight(w), 1e-6), naive };
+    return { describe: `x [${x.shape}] eps ${eps} seed ${seed}`, run: (k, up) => k.rmsnorm(up(x), k.weight(w), eps), naive };
   }),
   rope: fc.record({ planes: fc.constantFrom(1, 3), T: small, half: small, start: fc.integer({ min: 0, max: 5000 }), seed }).map(({ planes, T, half, start, seed }) => {
     const x = rand(new Random(seed), [planes, T, 2 * half]);
@@ -332,7 +360,7 @@ const cases: Record<string, fc.Arbitrary<Case>> = {
 const SPEC_ROW: Record<string, string | null> = {
   "upload-read": null, embed: null, gatherRows: null, addRows: null, add: null, splitHeads: null, mergeHeads: null,
   concatLast: null, sliceRows: null, concatRows: null, writeRows: null,
-  linear: "linear", quantLinear: "quantLinear", gemm: "matmul", rmsnorm: "rmsnorm", rope: "rope", swiglu: "swiglu", softmax: "softmax", attention: "attention", moe: "moe",
+  linear: "linear", fp8Dequant: "linear", quantLinear: "quantLinear", gemm: "matmul", rmsnorm: "rmsnorm", rope: "rope", swiglu: "swiglu", softmax: "softmax", attention: "attention", moe: "moe",
 };
 
 const tolerances = readTolerances(Object.values(SPEC_ROW).filter((r): r is string => r !== null));

@@ -117,7 +117,8 @@ describe("hook points", () => {
     const base = forward(model(), TOKENS);
     const hooked = forward(model(), TOKENS, { hooks: { "*": (value, { name }) => (seen.push(name), { shape: value.shape, data: value.data.slice() }) } });
     expect(hooked.logits.data).toEqual(base.logits.data);
-    expect(seen.slice(0, 4)).toEqual(["embed", "layers.0.attn.in", "layers.0.attn.probs", "layers.0.attn.out"]);
+    expect(seen.slice(0, 9)).toEqual(["embed", "layers.0.in", "layers.0.attn.in", "layers.0.attn.latent", "layers.0.attn.k_pe",
+      "layers.0.attn.scores", "layers.0.attn.probs", "layers.0.attn.heads", "layers.0.attn.out"]);
     expect(seen).toContain("layers.2.mlp.router.logits");
     expect(seen.slice(-2)).toEqual(["norm", "logits"]);
   });
@@ -166,7 +167,9 @@ describe("hook points", () => {
       .toBe("hook at layers.0.attn.out: expected a tensor of shape [7, 32] with Float32Array data, or nothing, got [1]");
     expect(thrown(() => forward(model(), TOKENS, { hooks: { norm: 3 as unknown as () => void } })))
       .toBe('hooks["norm"]: expected a function (value, context) => replacement or nothing, got "number"');
-    expect(thrown(() => forward(model(), TOKENS, { hooks: [] as unknown as Record<string, () => void> })))
-      .toBe("hooks: expected an object of { pattern: hook function }, got an array");
+    expect(thrown(() => forward(model(), TOKENS, { hooks: [["norm"]] as unknown as Record<string, () => void> })))
+      .toBe('hooks["norm"]: expected a function (value, context) => replacement or nothing, got "undefined"');
+    expect(thrown(() => forward(model(), TOKENS, { hooks: [[3, () => {}]] as unknown as Record<string, () => void> })))
+      .toBe('hooks[0]: expected a [pattern, hook] pair with a non-empty glob pattern, got "number"');
   });
 });

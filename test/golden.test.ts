@@ -153,8 +153,8 @@ describe("golden compare", () => {
 
   it("passes identical outputs in other dtypes (F64, I64) and fails a changed one", async () => {
     const file = await roundTrip();
-    expect(compareGolden(file, theirs(file, () => {}, "F64")).outcome).toBe("ok");
-    const changed = compareGolden(file, theirs(file, (_, d) => void (d[0] = 0.5)));
+    expect((await compareGolden(file, theirs(file, () => {}, "F64"))).outcome).toBe("ok");
+    const changed = await compareGolden(file, theirs(file, (_, d) => void (d[0] = 0.5)));
     expect(changed.outcome).toBe("fail");
     expect(changed.message).toMatch(/output\.y: 1 of 21 elements mismatch/);
   });
@@ -163,11 +163,11 @@ describe("golden compare", () => {
     const file = await roundTrip();
     const other = theirs(file);
     (other.tensors.get("input.x")!.data as Float32Array)[3] = 9;
-    expect(compareGolden(file, other).message).toMatch(/input\.x differs between the two files/);
+    expect((await compareGolden(file, other)).message).toMatch(/input\.x differs between the two files/);
     const partial = readSafetensors(writeSafetensors({ "output.y": { dtype: "F32", shape: [3, 7], data: file.outputs.y!.data } }));
-    expect(compareGolden(file, partial).message).toMatch(/the second file has no output\.argmax, output\.above/);
+    expect((await compareGolden(file, partial)).message).toMatch(/the second file has no output\.argmax, output\.above/);
     const otherCase = readSafetensors(encodeGolden(await runGoldenCase(linearCase)));
-    expect(compareGolden(file, otherCase).message).toMatch(/the files are of different cases: "test.softmax.3x7" and "test.linear.4x9x5"/);
+    expect((await compareGolden(file, otherCase)).message).toMatch(/the files are of different cases: "test.softmax.3x7" and "test.linear.4x9x5"/);
   });
 });
 

@@ -4,6 +4,7 @@ import { expect } from "vitest";
 import { type Io } from "../src/cli/io.ts";
 import { main } from "../src/cli/main.ts";
 import { TinyseekError } from "../src/errors.ts";
+import { SafetensorsError } from "../src/io/safetensors.ts";
 import { argmax } from "../src/ops.ts";
 import { type Tensor } from "../src/tensor.ts";
 
@@ -60,3 +61,14 @@ export const relativeError = (out: ArrayLike<number>, ref: ArrayLike<number>): n
 /** The largest entry of each row of logits [T, V] (ties to the lower index): the greedy tokens. */
 export const argmaxRows = (t: Tensor): number[] =>
   Array.from({ length: t.shape[0]! }, (_, r) => argmax(t.data.subarray(r * t.shape[1]!, (r + 1) * t.shape[1]!)));
+
+/** The SafetensorsError that `f` throws (the test fails if it throws nothing, or something else). */
+export function safetensorsErrorOf(f: () => unknown): SafetensorsError {
+  try {
+    f();
+  } catch (error) {
+    expect(error).toBeInstanceOf(SafetensorsError);
+    return error as SafetensorsError;
+  }
+  throw new Error("expected a SafetensorsError, nothing was thrown");
+}

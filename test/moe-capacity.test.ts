@@ -2,6 +2,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { applyCapacity, DROP_POLICIES, expertCapacity, type DropPolicy } from "../src/moe/capacity.ts";
 import { route, routerConfig } from "../src/moe/router.ts";
+import { Random } from "../src/random.ts";
 import { tensor } from "../src/tensor.ts";
 import { randomBias, routerConfigArb, separatedLogits } from "./moe-fixtures.ts";
 
@@ -187,6 +188,94 @@ describe("capacity properties", () => {
         for (let t = 0; t < b.N; t++) if (!mask[t]) expect([...kept.subarray(t * b.k, (t + 1) * b.k)].every((v) => v === 0)).toBe(true);
       }),
       { numRuns: 200 },
+    );
+  });
+});
+
+// Ties (spec/moe.md): a token repeated in a batch routes identically, so equal weights meet in one expert's queue.
+// Each policy's rule decides them; reversing a tie order keeps `011` where the rule keeps `110`.
+describe("capacity ties follow each policy's stated rule", () => {
+  const keepOf = (experts: number[], weights: number[], k: number, E: number, C: number, policy: DropPolicy) =>
+    [...applyCapacity(Int32Array.from(experts), Float32Array.from(weights), k, E, C, policy)].join("");
+
+  it.each(DROP_POLICIES)("%s: three tokens of equal weight for two places keep the first two (110)", (policy) => {
+    expect(keepOf([0, 0, 0], [0.5, 0.5, 0.5], 1, 1, 2, policy)).toBe("110");
+    expect(keepOf([0, 0, 0, 0], [0.25, 0.25, 0.25, 0.25], 1, 1, 1, policy)).toBe("1000");
+    // The tie sits behind a heavier token: ranking by weight puts t2 first, then the tie t0, t1 to the lower token.
+    const expected = policy === "rank-position" ? "110" : "101";
+    expect(keepOf([0, 0, 0], [0.5, 0.5, 0.75], 1, 1, 2, policy)).toBe(expected);
+  });
+
+  it.each(DROP_POLICIES)("%s: a repeated token routed by the router keeps its first copies", (policy) => {
+    const row = [0.3, -0.2, 0.1];
+    const r = route(tensor([4, 3], [...row, ...row, ...row, ...row]), routerConfig({ n_routed_experts: 3, num_experts_per_tok: 1 }));
+    const C = expertCapacity(1, 1, 4, 3)!; // ceil(4/3) = 2
+    expect([...r.experts]).toEqual([0, 0, 0, 0]);
+    expect(new Set(r.weights).size).toBe(1);
+    expect([...applyCapacity(r.experts, r.weights, 1, 3, C, policy)].join("")).toBe("1100");
+  });
+
+  it("across ranks: probs keeps the lower token's second choice, the rank orders put first choices first", () => {
+    // t0 chooses e1 then e0 (.5 each); t1 chooses e0 first (.5). Expert 0 has one place and a tie of t0's second
+    // choice with t1's first.
+    const experts = [1, 0, 0, 2], weights = [0.5, 0.5, 0.5, 0.5];
+    expect(keepOf(experts, weights, 2, 3, 1, "probs")).toBe("1101"); // lower token: t0's second choice
+    expect(keepOf(experts, weights, 2, 3, 1, "rank-bpr")).toBe("1011"); // first choices before second ones
+    expect(keepOf(experts, weights, 2, 3, 1, "rank-position")).toBe("1011");
+  });
+
+  it("probs: a token naming one expert twice (never the router's doing) keeps the lower rank", () => {
+    expect(keepOf([0, 0], [0.5, 0.5], 2, 1, 1, "probs")).toBe("10");
+  });
+
+  it("rank-bpr: equal top-1 weights keep the lower token, whatever its second weight", () => {
+    // t0 and t1 both put .5 on their first choice e0; only t1 has a heavy second choice. One place: t0 keeps it.
+    expect(keepOf([0, 1, 0, 2], [0.5, 0.1, 0.5, 0.4], 2, 3, 1, "rank-bpr")).toBe("1101");
+  });
+
+  // Weights from three values, so ties are everywhere. Each policy is a strict order of the assignments; within an
+  // expert every kept assignment must come before every dropped one in that order, stated here from the spec.
+  const before: Record<DropPolicy, (w: Float32Array, k: number) => (a: number, b: number) => boolean> = {
+    "rank-position": (_w, k) => (a, b) => a % k < b % k || (a % k === b % k && a < b),
+    "rank-bpr": (w, k) => (a, b) => {
+      const [ta, tb] = [Math.floor(a / k), Math.floor(b / k)];
+      if (a % k !== b % k) return a % k < b % k;
+      return w[ta * k]! > w[tb * k]! || (w[ta * k] === w[tb * k] && ta < tb);
+    },
+    probs: (w, k) => (a, b) => {
+      const [ta, tb] = [Math.floor(a / k), Math.floor(b / k)];
+      return w[a]! > w[b]! || (w[a] === w[b] && (ta < tb || (ta === tb && a % k < b % k)));
+    },
+  };
+  const tied = fc
+    .record({ N: fc.integer({ min: 1, max: 12 }), E: fc.integer({ min: 1, max: 4 }), kPick: fc.nat(), C: fc.nat({ max: 12 }), seed: fc.nat() })
+    .map(({ N, E, kPick, C, seed }) => {
+      const rng = new Random(seed);
+      const k = 1 + (kPick % Math.min(E, 3));
+      const experts = Array.from({ length: N }, () => {
+        const order = Array.from({ length: E }, (_, e) => e);
+        for (let i = E - 1; i > 0; i--) {
+          const j = rng.int(i + 1);
+          [order[i], order[j]] = [order[j]!, order[i]!];
+        }
+        return order.slice(0, k);
+      }).flat();
+      const weights = Float32Array.from({ length: N * k }, () => [0.25, 0.5, 0.75][rng.int(3)]!);
+      return { N, E, k, C: C % (N + 1), experts: Int32Array.from(experts), weights };
+    });
+
+  it.each(DROP_POLICIES)("%s: under heavy ties each expert keeps what comes first in the stated order", (policy) => {
+    fc.assert(
+      fc.property(tied, ({ E, k, C, experts, weights }) => {
+        const kept = applyCapacity(experts, weights, k, E, C, policy);
+        const precedes = before[policy](weights, k);
+        for (let a = 0; a < kept.length; a++) {
+          for (let b = 0; b < kept.length; b++) {
+            if (experts[a] === experts[b] && kept[a] && !kept[b]) expect(precedes(a, b), `kept ${a} dropped ${b}`).toBe(true);
+          }
+        }
+      }),
+      { numRuns: 300 },
     );
   });
 });

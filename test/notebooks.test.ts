@@ -1,7 +1,11 @@
 // The committed notebooks (notebooks/*.ipynb): well-formed for Deno's kernel, executed, without errors, every
 // expression cell holding its output and every lesson showing at least one picture. `npm run notebooks` executes
 // them (CI runs it before the tests), so in CI this checks freshly executed files; elsewhere, the committed ones.
-import { readdirSync, readFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 
 const dir = new URL("../notebooks/", import.meta.url);
@@ -12,8 +16,8 @@ interface Cell { cell_type: string; id?: string; source: string[] | string; outp
 const text = (s: string[] | string) => (Array.isArray(s) ? s.join("") : s);
 
 describe("notebooks", () => {
-  it("are the eight lessons, each listed in notebooks/README.md", () => {
-    expect(books.length).toBeGreaterThanOrEqual(8);
+  it("are the nine lessons, each listed in notebooks/README.md", () => {
+    expect(books.length).toBeGreaterThanOrEqual(9);
     for (const book of books) expect(readme).toContain(book);
   });
 
@@ -43,4 +47,51 @@ describe("notebooks", () => {
       expect(pictures).toBeGreaterThan(0);
     });
   }
+});
+
+describe("notebook set-up", () => {
+  const root = fileURLToPath(new URL("..", import.meta.url));
+  /** notebooks/run.sh with a python3 that does not exist and a stand-in deno that notes how it was called. */
+  function runScript(...args: string[]) {
+    const dir = mkdtempSync(join(tmpdir(), "tinyseek-notebooks-"));
+    try {
+      const deno = join(dir, "deno");
+      writeFileSync(deno, `#!/bin/sh\necho "$@" > "${dir}/called"\n`);
+      chmodSync(deno, 0o755);
+      const env = { ...process.env, TINYSEEK_PYTHON: join(dir, "no-python3"), TINYSEEK_DENO: deno };
+      const run = spawnSync("bash", ["notebooks/run.sh", ...args], { cwd: root, env, encoding: "utf8" });
+      let called = "";
+      try {
+        called = readFileSync(join(dir, "called"), "utf8").trim();
+      } catch { /* deno was not run */ }
+      return { code: run.status, err: run.stderr, called };
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  it("registers the Deno kernel without Python: --install-kernel needs no nbclient", () => {
+    const { code, err, called } = runScript("--install-kernel");
+    expect(err).not.toMatch(/nbclient/);
+    expect(code).toBe(0);
+    expect(called).toBe("jupyter --install --force");
+    expect(err).toMatch(/jupyter notebook notebooks\//);
+  });
+
+  it("executing without nbclient names the one set-up command, on one line, before fetching deno", () => {
+    const { code, err, called } = runScript(join(root, "notebooks", "01-masks-and-attention.ipynb"));
+    expect(code).toBe(1);
+    expect(err.trim().split("\n")).toHaveLength(1);
+    expect(err).toMatch(/no python3 with nbclient; install what the notebooks need with: npm run notebooks:setup/);
+    expect(called).toBe("");
+  });
+
+  it("is one documented command that installs jupyter-notebook with what executes them", () => {
+    const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { scripts: Record<string, string> };
+    expect(pkg.scripts["notebooks:setup"]).toBe("bash notebooks/setup.sh");
+    const line = spawnSync("bash", ["notebooks/setup.sh", "--print"], { cwd: root, encoding: "utf8" }).stdout.trim();
+    // jupyter-notebook is the Debian package with the `jupyter notebook` command; the rest run `npm run notebooks`.
+    expect(line).toBe("apt-get install -y --no-install-recommends jupyter-notebook jupyter-nbconvert python3-nbclient python3-ipykernel");
+    for (const doc of ["README.md", "notebooks/README.md"]) expect(readFileSync(join(root, doc), "utf8"), doc).toContain("npm run notebooks:setup");
+  });
 });

@@ -11,7 +11,7 @@ describe("tinyseek quant-report", () => {
     const json = capture();
     expect(await main(["quant-report", ...FAST, "--schemes", "int8.g128,int4.g32,bf16", "--json"], json.io)).toBe(0);
     const report = JSON.parse(json.out.join("\n")) as QuantReport;
-    expect(report.model).toMatchObject({ preset: "tiny", seeded: true, parameters: 1_679_920 });
+    expect(report.model).toMatchObject({ preset: "tiny", seeded: false, weights: expect.stringMatching(/^data\/tiny-alice\.safetensors \(trained on /), parameters: 1_679_920 });
     expect(report.text).toEqual({ bytes: 12, tokens: 13 });
     expect(report.results.map((r) => r.scheme)).toEqual(["int8.g128", "int4.g32", "bf16"]);
     const [int8, int4, bf16] = report.results as [QuantReport["results"][0], QuantReport["results"][0], QuantReport["results"][0]];
@@ -29,18 +29,33 @@ describe("tinyseek quant-report", () => {
     expect(bf16.smallerThanF32).toBe(2);
     expect(int8.logitsError).toBeLessThan(int4.logitsError);
     expect(int8.layerErrors["self_attn.q_b_proj"]).toBeLessThan(int4.layerErrors["self_attn.q_b_proj"]!);
-    expect(bf16.layerErrors["self_attn.o_proj"]).toBeLessThan(int8.layerErrors["self_attn.o_proj"]!);
-    expect(report.doesNotMeasure.join(" ")).toMatch(/seeded, not trained/);
+    // The checkpoint is stored in BF16: rounding it to bf16 changes nothing, which seeded float32 weights would not allow.
+    expect([bf16.logitsError, bf16.crossEntropyChange, bf16.layerErrors["self_attn.o_proj"]]).toEqual([0, 0, 0]);
+    expect([bf16.top1Agreement, bf16.routingAgreement]).toEqual([1, 1]);
+    expect(report.doesNotMeasure.join(" ")).not.toMatch(/seeded/);
   });
 
-  it("prints a table that says the model is seeded, and the claims it measures", async () => {
+  it("prints a table that names the trained weights, and the claims it measures", async () => {
     const table = capture();
     expect(await main(["quant-report", ...FAST, "--schemes", "int4.g32"], table.io)).toBe(0);
     const text = table.out.join("\n");
-    expect(text).toMatch(/SEEDED weights \(untrained\)/);
+    expect(text).toMatch(/tiny preset, trained weights data\/tiny-alice\.safetensors \(trained on /);
     expect(text).toMatch(/\| int4\.g32 \|\s+5 \|/);
     expect(text).toMatch(/"under 2% loss"/);
+    expect(text).toMatch(/On the trained model, next-byte cross-entropy [\d.]+ nats\/byte changes by int4\.g32 -?[\d.]+%/);
     expect(text).toMatch(/What it does not:/);
+  });
+
+  it("says SEEDED where the weights are seeded: --weights random", async () => {
+    const json = capture();
+    expect(await main(["quant-report", ...FAST, "--schemes", "bf16", "--weights", "random", "--json"], json.io)).toBe(0);
+    const report = JSON.parse(json.out.join("\n")) as QuantReport;
+    expect(report.model).toMatchObject({ seeded: true, weights: expect.stringMatching(/^random init \(seed \d+\)$/) });
+    expect(report.results[0]!.logitsError).toBeGreaterThan(0); // float32 weights, rounded
+    expect(report.doesNotMeasure.join(" ")).toMatch(/seeded, not trained/);
+    const table = capture();
+    expect(await main(["quant-report", ...FAST, "--schemes", "bf16", "--weights", "random"], table.io)).toBe(0);
+    expect(table.out.join("\n")).toMatch(/SEEDED weights \(untrained: random init/);
   });
 
   it("names bad arguments", async () => {
@@ -50,5 +65,9 @@ describe("tinyseek quant-report", () => {
     const usage = capture();
     expect(await main(["quant-report", "--length", "0"], usage.io)).toBe(2);
     expect(usage.err.join("")).toMatch(/--length/);
+    const missing = capture();
+    expect(await main(["quant-report", ...FAST, "--weights", "/nonexistent/q.safetensors"], missing.io)).toBe(1);
+    expect(missing.err.join("")).toMatch(/\/nonexistent\/q\.safetensors/);
+    expect(missing.err).toHaveLength(1);
   });
 });

@@ -7,6 +7,7 @@ import { fp8WeightTensors, readFp8Weight } from "../src/io/fp8-weights.ts";
 import { dequantizeFp8, quantizeFp8 } from "../src/quant/fp8.ts";
 import { FORMATS, roundTo } from "../src/quant/minifloat.ts";
 import { Random, randBounded } from "../src/random.ts";
+import { safetensorsErrorOf as errorOf } from "./helpers.ts";
 
 /** A file built by hand: 8-byte length, the header text exactly as given, then the data bytes. */
 function fileOf(header: string, data: ArrayLike<number> = [], claimedLength?: bigint): Uint8Array {
@@ -21,15 +22,6 @@ function fileOf(header: string, data: ArrayLike<number> = [], claimedLength?: bi
 const hex = (s: string) => Array.from(s.match(/../g)!, (b) => parseInt(b, 16));
 const entry = (dtype: string, shape: number[], begin: number, end: number) =>
   `{"dtype":"${dtype}","shape":[${shape.join(",")}],"data_offsets":[${begin},${end}]}`;
-const errorOf = (f: () => unknown): SafetensorsError => {
-  try {
-    f();
-  } catch (error) {
-    expect(error).toBeInstanceOf(SafetensorsError);
-    return error as SafetensorsError;
-  }
-  throw new Error("expected a SafetensorsError, nothing was thrown");
-};
 
 describe("reading files we did not write", () => {
   it("reads a hand-built F32 file with an unpadded header and unaligned data", () => {

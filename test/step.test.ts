@@ -23,10 +23,12 @@ describe("tinyseek step", () => {
     expect(await main(["step"], c.io)).toBe(0);
     const text = c.text();
     expect(text).toContain('"Alice was beginning to get very tired" → 38 byte tokens');
-    expect(text).toMatch(/weights {2}data\/tiny-alice\.safetensors \(trained on data\/alice-chapter-1\.txt, \d+ steps/);
+    expect(text).toMatch(/weights {2}data\/tiny-alice\.safetensors \(trained on data\/alice\.txt, \d+ steps/);
     expect(text).not.toContain("Untrained weights");
     expect(text).toContain("1,679,920 total · 761,904 active per token");
-    for (let l = 1; l <= 4; l++) expect(text).toContain(`layer ${l}/4 · MLA attention`);
+    // Layers count from 0, as --layer and the trace names (layers.0 … layers.3) do.
+    for (let l = 0; l < 4; l++) expect(text).toContain(`layer ${l} of 0–3 · MLA attention`);
+    expect(text).not.toMatch(/layer \d\/4/);
     expect(text).toMatch(/attention, head 0/);
     expect(text).toMatch(/routing \(assignments per expert/);
     expect(text).toMatch(/next token after "Alice was beginning to get very tired":/);
@@ -85,9 +87,14 @@ describe("tinyseek step", () => {
     const c = capture();
     expect(await main(["step", "--weights", weights, "--exit-threshold", "0", "--layer", "1", "--trace", tracePath, "--filter", "layers.*.attn.probs"], c.io)).toBe(0);
     const text = c.text();
-    expect(text).toContain("layer 2/3");
-    expect(text).not.toContain("layer 1/3");
+    expect(text).toContain("━━ layer 1 of 0–2 · ");
+    expect(text).toContain("layers.1.attn.out");
+    expect(text).not.toMatch(/layer [02] of 0–2/);
     expect(text).toMatch(/early exit at threshold 0: mean depth 1\.00 of 3 layers/);
+    expect(text).toMatch(/layers run per token {2}1 1 1/);
+    // The hints name a command that runs from a checkout: tinyseek itself is not on PATH.
+    expect(text).toContain("try:  npx tinyseek step --layer 2");
+    for (const m of text.matchAll(/(\S+) tinyseek (step|generate|inspect|--help)/g)) expect(m[1], m[0]).toBe("npx");
     expect(text).toContain(`weights  ${weights}`);
     const file = readSafetensors(new Uint8Array(readFileSync(tracePath)));
     expect([...file.tensors.keys()].sort()).toEqual(["layers.0.attn.probs", "layers.1.attn.probs", "layers.2.attn.probs"]);
@@ -129,7 +136,7 @@ describe("tinyseek step", () => {
     expect(backend.err[0]).toMatch(/backend: expected one of reference, wasm, webgpu, got "cuda"/);
     const layer = capture();
     expect(await main(["step", "--config", small, "--layer", "7"], layer.io)).toBe(2);
-    expect(layer.err[0]).toMatch(/--layer: expected a layer in \[0, 2\], got 7/);
+    expect(layer.err[0]).toMatch(/--layer: expected a layer in \[0, 2\], got "7"/);
     const bad = join(dir, "bad.json");
     writeFileSync(bad, JSON.stringify({ ...testConfig(), n_group: 3 }));
     const config = capture();
@@ -164,6 +171,26 @@ describe("tinyseek generate", () => {
     expect(await main(["generate", "--prompt", "hello there", ...args.slice(0, -1), "11", "--json"], alone.io)).toBe(0);
     expect(batch.outputs[1]!.tokens).toEqual((JSON.parse(alone.text()) as { tokens: number[] }).tokens);
     expect(batch.rowUtilisation).toBeGreaterThan(0);
+  });
+
+  it("README's samples are what its commands print with the committed checkpoint", async () => {
+    const readme = readFileSync("README.md", "utf8");
+    const generate = async (...args: string[]) => {
+      const run = await cli("generate", "--prompt", "Alice ", "--max-tokens", "60", ...args, "--json");
+      const json = JSON.parse(run.out) as { prompt: string; text: string };
+      return json.prompt + json.text;
+    };
+    // The sampled text: the first fenced block after the command, as printed (line ends aside).
+    const command = '`npx tinyseek generate --prompt "Alice " --max-tokens 60 --temperature 0.7`';
+    const at = readme.indexOf(command);
+    expect(at, `README names ${command}`).toBeGreaterThanOrEqual(0);
+    const block = /```[a-z]*\n([\s\S]*?)\n```/.exec(readme.slice(at))![1]!;
+    const lines = (text: string) => text.split("\n").map((l) => l.trimEnd()).join("\n").trim();
+    expect(lines(block)).toBe(lines(await generate("--temperature", "0.7")));
+    // The greedy loop it quotes, in running text (so compared with whitespace collapsed).
+    const greedy = /greedy decoding[^"]*"([^"]+)"/.exec(readme.slice(at))![1]!;
+    const words = (text: string) => text.replace(/\s+/g, " ").trim();
+    expect(words(await generate())).toContain(words(greedy));
   });
 
   it("requires a prompt and checks its numbers", async () => {

@@ -10,14 +10,17 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
+import { main } from "../src/cli/main.ts";
 import { forward } from "../src/model/forward.ts";
 import { preset } from "../src/model/presets.ts";
 import { loadModel } from "../src/model/weights.ts";
-import { chunks, splitText, type Sequence } from "../train/data.ts";
+import { chunks, splitText, TEXT_NAME, type Sequence } from "../train/data.ts";
+import { capture } from "./helpers.ts";
 
 const CHECKPOINT = fileURLToPath(new URL("../data/tiny-alice.safetensors", import.meta.url));
 const summary = JSON.parse(readFileSync(new URL("../data/tiny-alice.json", import.meta.url), "utf8")) as {
   seqLen: number; evalLoss: number; trainLoss: number; uniformLoss: number; evalSlice: { chunks: number; loss: number }; steps: number;
+  text: string; trainBytes: number; evalBytes: number;
 };
 
 /** Mean nats per predicted byte, softmax in float64. */
@@ -55,5 +58,25 @@ describe("data/tiny-alice.safetensors, the trained tiny checkpoint", () => {
     expect(summary.uniformLoss).toBeCloseTo(Math.log(260), 10);
     expect(loss).toBeLessThan(summary.uniformLoss - 2); // ln 260 ≈ 5.56 nats: the model knows a lot of English
     expect(summary.evalLoss).toBeLessThan(summary.uniformLoss - 2);
+  });
+
+  it("was trained on the text train/data.ts splits: the whole book, cut where the summary says", () => {
+    const { train, eval: held } = splitText();
+    expect([summary.text, summary.trainBytes, summary.evalBytes]).toEqual([TEXT_NAME, train.length, held.length]);
+    expect(new TextDecoder().decode(held)).toMatch(/^explain to you how it was done\. They had a large canvas bag/); // late in chapter XI
+  });
+
+  it("writes what README.md shows, greedy and at temperature 0.7", async () => {
+    const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
+    const generate = async (...args: string[]) => {
+      const c = capture();
+      expect(await main(["generate", "--prompt", "Alice ", "--max-tokens", "60", ...args], c.io)).toBe(0);
+      return c.out.join("\n");
+    };
+    const sampled = await generate("--temperature", "0.7");
+    expect(readme).toContain("`npx tinyseek generate --prompt \"Alice \" --max-tokens 60 --temperature 0.7` writes word-shaped text,");
+    expect(readme).toContain("```\n" + sampled.trimEnd() + "\n```");
+    const greedy = (await generate()).split(" ").slice(0, 11).join(" ");
+    expect(readme.replace(/\s+/g, " ")).toContain(`falls into a loop, "${greedy}"`);
   });
 });

@@ -75,7 +75,7 @@ describe("compareTraces", () => {
     const { tensors, firstDeparture } = compareTraces(a, b);
     expect(firstDeparture!.name).toBe("layers.1.attn.out");
     expect(firstDeparture!.comparison.maxAbsError).toBeCloseTo(1, 5);
-    expect(tensors.map((t) => t.name).slice(0, 3)).toEqual(["tokens", "embed", "layers.0.attn.in"]);
+    expect(tensors.map((t) => t.name).slice(0, 4)).toEqual(["tokens", "embed", "layers.0.in", "layers.0.attn.in"]);
     const indices = b.tensors.get("layers.1.mlp.router.indices")!;
     b.tensors.set("layers.1.mlp.router.indices", { shape: indices.shape, data: Int32Array.from(indices.data, (v, i) => (i === 0 ? v + 1 : v)) });
     expect(compareTraces(a, b).tensors.find((t) => t.name === "layers.1.mlp.router.indices")!.comparison.pass).toBe(false);

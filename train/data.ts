@@ -1,12 +1,15 @@
-// The training text and how it is cut: data/alice-chapter-1.txt, its first ~90 % for training and the rest, from
-// the first line break after 90 %, held out for evaluation. Every sequence starts with <bos> at position 0, as a
-// prompt does in `tinyseek step` and `generate`, and predicts each of its bytes from the ones before.
+// The training text and how it is cut: data/alice.txt (the whole of Alice's Adventures in Wonderland), its first
+// ~90 % for training and the rest, from the first line break after 90 % (late in chapter XI), held out for evaluation.
+// Every sequence starts with <bos> at position 0, as a prompt does in `tinyseek step` and `generate`, and predicts
+// each of its bytes from the ones before.
 
 import { readFileSync } from "node:fs";
 import { BOS } from "../src/model/tokenizer.ts";
 import { type Random } from "../src/random.ts";
 
-export const TEXT_PATH = new URL("../data/alice-chapter-1.txt", import.meta.url);
+export const TEXT_PATH = new URL("../data/alice.txt", import.meta.url);
+/** TEXT_PATH as the summary records it, relative to the repository root. */
+export const TEXT_NAME = "data/alice.txt";
 
 export interface Split {
   train: Uint8Array;

@@ -1,4 +1,4 @@
-// Trains the `tiny` preset on data/alice-chapter-1.txt and writes data/tiny-alice.safetensors (checkpoint names,
+// Trains the `tiny` preset on data/alice.txt and writes data/tiny-alice.safetensors (checkpoint names,
 // BF16) and data/tiny-alice.json (what was run and what it reached). `npm run train -- --help` lists the options.
 // The model is the project's one forward (src/model/forward.ts) on tfjs kernels (train/tfjs-kernels.ts: tfjs-core
 // on tfjs-backend-wasm), which compute the gradients; tfjs runs Adam (train/trainer.ts). Init and batch order come from
@@ -16,7 +16,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { preset } from "../src/model/presets.ts";
 import { initModel, modelFromSafetensors, modelToSafetensors, type Model } from "../src/model/weights.ts";
 import { Random } from "../src/random.ts";
-import { chunks, sampleBatch, splitText } from "./data.ts";
+import { chunks, sampleBatch, splitText, TEXT_NAME } from "./data.ts";
 import { Params } from "./params.ts";
 import { setUpTfjs } from "./tfjs.ts";
 import { meanLoss, trainStep } from "./trainer.ts";
@@ -87,7 +87,7 @@ const saved = new Params(rounded);
 const summary = {
   checkpoint: args.out,
   preset: "tiny",
-  text: "data/alice-chapter-1.txt",
+  text: TEXT_NAME,
   trainBytes: split.train.length,
   evalBytes: split.eval.length,
   evalSplit: "bytes after the first line break past 90 % of the file",

@@ -18,11 +18,15 @@ export interface AttentionOptions {
   offset?: number;
   /** Default 1/sqrt(Dh). */
   scale?: number;
+  /** Also return the scores before the softmax (a hook point reads them). */
+  withScores?: boolean;
 }
 
 export interface AttentionResult {
   out: Tensor; // [B, H, Tq, Dv]
   probs: Tensor; // [B, H, Tq, Tk]
+  /** With `withScores`: q·kᵀ·scale + bias + decay, -Infinity for hidden keys, [B, H, Tq, Tk]. */
+  scores?: Tensor;
 }
 
 /** The sizes of an attention call, checked: q [B, H, Tq, Dh], k [B, Hkv, Tk, Dh], v [B, Hkv, Tk, Dv], Hkv | H; and
@@ -46,6 +50,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
 
   // One row at a time in float64: scores, then weights; each is rounded once, when stored into probs or out.
   const probs = new Float32Array(B * H * Tq * Tk);
+  const scores = options.withScores ? new Float32Array(B * H * Tq * Tk) : undefined;
   const out = new Float32Array(B * H * Tq * Dv);
   const weight = new Float64Array(Tk);
   const seen = new Uint8Array(Tk);
@@ -62,6 +67,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
           seen[j] = maskAt(b, i, j) && score !== -Infinity ? 1 : 0;
           weight[j] = score;
           if (seen[j]) max = Math.max(max, score); // Math.max lets a NaN through, as it should
+          if (scores) scores[((b * H + h) * Tq + i) * Tk + j] = seen[j] ? score : -Infinity;
         }
         if (max === -Infinity) continue; // no visible key: probabilities and output stay zero
         let sum = 0;
@@ -79,7 +85,32 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
       }
     }
   }
-  return { out: { shape: [B, H, Tq, Dv], data: out }, probs: { shape: [B, H, Tq, Tk], data: probs } };
+  const result: AttentionResult = { out: { shape: [B, H, Tq, Dv], data: out }, probs: { shape: [B, H, Tq, Tk], data: probs } };
+  if (scores) result.scores = { shape: [B, H, Tq, Tk], data: scores };
+  return result;
+}
+
+/** out = probs·v for given probabilities [B, H, Tq, Tk] over v [B, Hkv, Tk, Dv] (a hook replaced the pattern). */
+export function attendWith(probs: Tensor, v: Tensor): Tensor {
+  const { B, H, Tq, Tk } = expectShape("probs", probs, ["B", "H", "Tq", "Tk"]);
+  const { Hkv, Dv } = expectShape("v", v, ["B", "Hkv", "Tk", "Dv"], { B, Tk });
+  if (Hkv === 0 || H! % Hkv! !== 0) throw argError("v", `a number of kv heads that divides H=${H}`, Hkv);
+  const group = H! / Hkv!;
+  const out = new Float32Array(B! * H! * Tq! * Dv!);
+  for (let b = 0; b < B!; b++) {
+    for (let h = 0; h < H!; h++) {
+      const kvBase = (b * Hkv! + Math.floor(h / group)) * Tk!;
+      for (let i = 0; i < Tq!; i++) {
+        const row = ((b * H! + h) * Tq! + i) * Tk!;
+        for (let d = 0; d < Dv!; d++) {
+          let acc = 0;
+          for (let j = 0; j < Tk!; j++) acc += probs.data[row + j]! * v.data[(kvBase + j) * Dv! + d]!;
+          out[((b * H! + h) * Tq! + i) * Dv! + d] = acc;
+        }
+      }
+    }
+  }
+  return { shape: [B!, H!, Tq!, Dv!], data: out };
 }
 
 function decayIndexer(logGammas: readonly number[] | undefined, offset: number, H: number) {

@@ -3,11 +3,11 @@
 
 import { DEFAULT_TOLERANCE } from "../io/golden.ts";
 import { diffTensors, type TensorDiff } from "../io/diff.ts";
-import { readBytes, readSafetensors } from "../io/safetensors.ts";
+import { readSafetensors, readSafetensorsBytes } from "../io/safetensors.ts";
 import { type TensorStats } from "../io/stats.ts";
 import { TRACE_TOLERANCE } from "../trace.ts";
 import { numberArg, parse, positionals, processIo, type Io } from "./io.ts";
-import { formatNumber, printTable, toJson } from "./table.ts";
+import { formatNumber, inert, printTable, toJson } from "./table.ts";
 
 export const help = `usage: tinyseek diff A B [--rtol R] [--atol A] [--nmse N] [--json]
 
@@ -32,8 +32,8 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
   // Flags are checked before any file is read: a bad number is a usage error whatever the files are.
   const flag = (name: "rtol" | "atol" | "nmse") => (values[name] === undefined ? undefined : number(name, values[name], 0));
   const chosen = { rtol: flag("rtol"), atol: flag("atol"), nmse: flag("nmse") };
-  const a = readSafetensors(await readBytes(pathA!));
-  const b = readSafetensors(await readBytes(pathB!));
+  const a = readSafetensors(await readSafetensorsBytes(pathA!));
+  const b = readSafetensors(await readSafetensorsBytes(pathB!));
   // Two model traces are held to the one whole-model rule (the one `step --compare` applies), other files to the
   // per-component default.
   const traces = a.metadata.format === "tinyseek-trace" && b.metadata.format === "tinyseek-trace";
@@ -46,17 +46,17 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
     return failing > 0 ? 1 : 0;
   }
   printTable(io, diff.tensors.map((t: TensorDiff) => ({
-    tensor: t.name, elements: t.comparison.elements, mismatches: t.comparison.mismatches, "max abs err": t.comparison.maxAbsError,
+    tensor: inert(t.name), elements: t.comparison.elements, mismatches: t.comparison.mismatches, "max abs err": t.comparison.maxAbsError,
     "max rel err": t.comparison.maxRelError, "norm err": t.comparison.normalisedError, verdict: t.comparison.pass ? "ok" : "differs",
   })));
-  if (diff.onlyInA.length > 0) io.out(`\nonly in ${pathA}: ${diff.onlyInA.join(", ")}`);
-  if (diff.onlyInB.length > 0) io.out(`\nonly in ${pathB}: ${diff.onlyInB.join(", ")}`);
+  if (diff.onlyInA.length > 0) io.out(`\nonly in ${pathA}: ${inert(diff.onlyInA.join(", "), 2000)}`);
+  if (diff.onlyInB.length > 0) io.out(`\nonly in ${pathB}: ${inert(diff.onlyInB.join(", "), 2000)}`);
   const first = diff.firstDeparture;
   if (!first) {
     io.out(`\n${diff.tensors.length} shared tensor(s), all within tolerance`);
     return 0;
   }
-  io.out(`\nfirst departure: ${first.name} (${failing} of ${diff.tensors.length} shared tensors differ)`);
+  io.out(`\nfirst departure: ${inert(first.name)} (${failing} of ${diff.tensors.length} shared tensors differ)`);
   io.out(`  A: ${stats(first.a)}\n  B: ${stats(first.b)}\n${first.comparison.message}`);
   return 1;
 }

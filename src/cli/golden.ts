@@ -8,8 +8,8 @@ import { type GoldenCase } from "../golden/case.ts";
 import { goldenSuite, matchesGlob } from "../golden/suite.ts";
 import { type Comparison } from "../io/compare.ts";
 import { checkGoldenFile, checkSupport, compareGolden, decodeGolden, goldenFilesIn, writeGoldenCase, type CheckResult } from "../io/golden.ts";
-import { readBytes, readSafetensors } from "../io/safetensors.ts";
-import { numberArg, parse, positionals, processIo, UsageError, type Io } from "./io.ts";
+import { readSafetensors, readSafetensorsBytes } from "../io/safetensors.ts";
+import { numberArg, parse, threadsArg, positionals, processIo, UsageError, type Io } from "./io.ts";
 import { printTable, type Row } from "./table.ts";
 
 export const help = `usage:
@@ -18,6 +18,7 @@ export const help = `usage:
                         [--only GLOB] [--threads N]      NAME: reference (must be bit-exact), wasm, webgpu
                         [--verbose]                      each file's name and time on stderr as it runs
   tinyseek golden compare A B [--exact]                  compare B's output.* tensors with golden file A's
+                        [--outputs y[,z]]                only these outputs (the others are named as skipped)
   tinyseek golden list [--only GLOB]                     the cases of the suite
   tinyseek golden support [--backends LIST] [--only GLOB]
                                                          case × backend matrix: ok, fail, not supported
@@ -45,7 +46,7 @@ function selectCases(only: string | undefined): GoldenCase[] {
   const cases = goldenSuite();
   if (only === undefined) return cases;
   const selected = cases.filter((c) => matchesGlob(c.name, only));
-  if (selected.length === 0) throw new TinyseekError(`no case matches ${JSON.stringify(only)} (see tinyseek golden list)`);
+  if (selected.length === 0) throw new TinyseekError(`no case matches ${JSON.stringify(only)} (see npx tinyseek golden list)`);
   return selected;
 }
 
@@ -91,6 +92,8 @@ function report(io: Io, results: CheckResult[], json: boolean | undefined, what:
     for (const r of results) if (r.outcome !== "ok") io.out(`\n${basename(r.file)}: ${r.outcome}\n${r.message}`);
     const count = (o: string) => results.filter((r) => r.outcome === o).length;
     io.out(`\n${count("ok")} ok, ${failures.length} failed, ${count("not supported")} not supported (${what})`);
+    const sources = [...new Set(results.map((r) => r.toleranceSource).filter((t) => t !== undefined))];
+    if (sources.length > 0) io.out(`tolerance: ${sources.length === 1 ? sources[0] : "each case's registered tolerance (a file may tighten it, never loosen it)"}`);
   }
   return failures.length > 0 ? 1 : 0;
 }
@@ -101,7 +104,7 @@ async function check(args: string[], io: Io): Promise<number> {
   });
   if (paths.length === 0) throw new UsageError("expected a directory or golden files to check");
   if (values.backend === undefined) throw new UsageError("--backend is required: reference, wasm or webgpu");
-  const threads = values.threads === undefined ? undefined : numberArg("--threads", values.threads, 1, { integer: true, min: 1 });
+  const threads = threadsArg(values.threads, io);
   let backend: Backend;
   try {
     backend = await loadBackend(values.backend, threads === undefined ? {} : { threads });
@@ -128,21 +131,29 @@ async function check(args: string[], io: Io): Promise<number> {
 }
 
 async function compare(args: string[], io: Io): Promise<number> {
-  const { values, positionals: given } = parse(args, { exact: { type: "boolean" }, json: { type: "boolean" } });
-  const [a, b] = positionals(given, ["A", "B"], "tinyseek golden compare A B [--exact]");
-  const golden = decodeGolden(await readBytes(a!), a);
-  const other = readSafetensors(await readBytes(b!));
-  const result = compareGolden(golden, other, { exact: values.exact }, b);
+  const { values, positionals: given } = parse(args, { exact: { type: "boolean" }, json: { type: "boolean" }, outputs: { type: "string" } });
+  const [a, b] = positionals(given, ["A", "B"], "tinyseek golden compare A B [--exact] [--outputs y[,z]]");
+  const outputs = values.outputs?.split(",").map((name) => name.trim().replace(/^output\./, ""));
+  if (outputs && outputs.some((name) => name === "")) throw new UsageError(`--outputs: expected output names separated by commas, got ${JSON.stringify(values.outputs)}`);
+  const golden = decodeGolden(await readSafetensorsBytes(a!), a);
+  const other = readSafetensors(await readSafetensorsBytes(b!));
+  const result = await compareGolden(golden, other, { exact: values.exact, outputs, suite: goldenSuite() }, b);
   if (values.json) {
     printTable(io, [], { json: true, value: result });
     return result.outcome === "fail" ? 1 : 0;
   }
-  printTable(io, result.comparisons.map((c) => ({
-    output: c.name, elements: c.elements, mismatches: c.mismatches, "max abs err": c.maxAbsError,
-    "max rel err": c.maxRelError, "norm err": c.normalisedError, verdict: c.pass ? "ok" : "fail",
-  })));
-  if (result.outcome !== "ok") io.out(`\n${result.message}`);
-  io.out(`\n${result.outcome === "ok" ? "ok" : "FAIL"}: ${b} against ${a} (case ${golden.name})`);
+  // A comparison that failed before comparing anything (a missing output, other inputs) prints no empty table.
+  if (result.comparisons.length > 0) {
+    printTable(io, result.comparisons.map((c) => ({
+      output: c.name, elements: c.elements, mismatches: c.mismatches, "max abs err": c.maxAbsError,
+      "max rel err": c.maxRelError, "norm err": c.normalisedError, verdict: c.pass ? "ok" : "fail",
+    })));
+    io.out("");
+  }
+  if (result.outcome !== "ok") io.out(`${result.message}\n`);
+  if (result.skipped) io.out(`skipped ${result.skipped.join(", ")} (not in --outputs)`);
+  if (result.toleranceSource) io.out(`tolerance: ${result.toleranceSource}`);
+  io.out(`${result.outcome === "ok" ? "ok" : "FAIL"}: ${b} against ${a} (case ${golden.name})`);
   return result.outcome === "fail" ? 1 : 0;
 }
 

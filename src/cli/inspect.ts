@@ -1,10 +1,10 @@
 // `tinyseek inspect FILE`: what a safetensors file holds, and per tensor the statistics people ask for when two
 // backends disagree (min, max, mean, NaN and Inf counts), plus a few leading values.
 
-import { readBytes, readSafetensors, type SafeTensor } from "../io/safetensors.ts";
+import { readSafetensors, readSafetensorsBytes, type SafeTensor } from "../io/safetensors.ts";
 import { tensorStats, type TensorStats } from "../io/stats.ts";
 import { numberArg, parse, positionals, processIo, type Io } from "./io.ts";
-import { formatNumber, printTable, toJson } from "./table.ts";
+import { formatNumber, inert, printTable, toJson } from "./table.ts";
 
 export const help = `usage: tinyseek inspect FILE [--values N] [--json]
 
@@ -27,7 +27,7 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
   const { values, positionals: given } = parse(args, { values: { type: "string" }, json: { type: "boolean" } });
   const [path] = positionals(given, ["FILE"], "tinyseek inspect FILE [--values N] [--json]");
   const count = numberArg("--values", values.values, 4, { integer: true, min: 0 });
-  const bytes = await readBytes(path!);
+  const bytes = await readSafetensorsBytes(path!);
   const file = readSafetensors(bytes);
   const stats = [...file.tensors].map(([name, t]) => summarise(name, t, count)).sort((a, b) => (a.name < b.name ? -1 : 1));
   if (values.json) {
@@ -38,11 +38,11 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
   const metadata = Object.entries(file.metadata);
   if (metadata.length > 0) {
     io.out("");
-    printTable(io, metadata.map(([key, value]) => ({ metadata: key, value: value.length > 200 ? `${value.slice(0, 200)}…` : value })));
+    printTable(io, metadata.map(([key, value]) => ({ metadata: inert(key), value: inert(value) })));
   }
   io.out("");
   printTable(io, stats.map((s) => ({
-    tensor: s.name, dtype: s.dtype, shape: `[${s.shape.join(", ")}]`, min: s.min, max: s.max, mean: s.mean, NaN: s.nan, Inf: s.inf,
+    tensor: inert(s.name), dtype: s.dtype, shape: `[${s.shape.join(", ")}]`, min: s.min, max: s.max, mean: s.mean, NaN: s.nan, Inf: s.inf,
     first: s.first.map(formatNumber).join(" ") + (s.elements > s.first.length ? " …" : ""),
   })));
   return 0;

@@ -19,6 +19,9 @@ export const COMMANDS: Record<string, Entry> = {
   "attention-report": { summary: "KV state per attention kind and NSA's coverage on real text: the memory and sparsity claims, measured", load: () => import("./attention-report.ts") },
   step: { summary: "run a prompt through the model layer by layer: heatmaps, routing, early exits (npm start)", load: () => import("./step.ts") },
   generate: { summary: "continue a prompt: greedy, temperature, top-k, top-p sampling with a seed", load: () => import("./generate.ts") },
+  lens: { summary: "the logit lens: what each layer's residual stream would predict if it were the last", load: () => import("./lens.ts") },
+  patch: { summary: "activation patching between a clean and a corrupted prompt: a layer × position heatmap", load: () => import("./patch.ts") },
+  attribute: { summary: "direct logit attribution: each layer, head and expert's share of one token's logit", load: () => import("./attribute.ts") },
   "quant-report": { summary: "int8, int4, FP8 and narrow floats on every projection: bytes, layer and logits error, next-token agreement", load: () => import("./quant-report.ts") },
   "moe-report": { summary: "MoE capacity, drop orders and bias balancing on a batch of text", load: () => import("./moe-report.ts") },
   devices: { summary: "the WebGPU adapter (Dawn): name, native backend, limits; or what is missing", load: () => import("./devices.ts") },
@@ -34,7 +37,7 @@ export function topHelp(): string {
     "commands:",
     ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
     "",
-    "Run `tinyseek COMMAND --help` for a command's arguments.",
+    "Run `npx tinyseek COMMAND --help` for a command's arguments.",
   ].join("\n");
 }
 
@@ -51,7 +54,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
   }
   const entry = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
   if (!entry) {
-    io.err(`tinyseek: unknown command ${JSON.stringify(name)} (commands: ${Object.keys(COMMANDS).join(", ")}; see tinyseek --help)`);
+    io.err(`tinyseek: unknown command ${JSON.stringify(name)} (commands: ${Object.keys(COMMANDS).join(", ")}; see npx tinyseek --help)`);
     return 2;
   }
   try {
@@ -64,7 +67,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
   } catch (error) {
     const oneLine = (e: Error) => e.message.replace(/\s*\n\s*/g, " ");
     if (error instanceof UsageError) {
-      io.err(`tinyseek ${name}: ${oneLine(error)} (see tinyseek ${name} --help)`);
+      io.err(`tinyseek ${name}: ${oneLine(error)} (see npx tinyseek ${name} --help)`);
       return 2;
     }
     if (error instanceof TinyseekError) {

@@ -1,17 +1,18 @@
 // `tinyseek quant-report`: the material's "68GB -> 17GB" and "under 2% accuracy loss", measured for every
-// quantisation scheme on the tiny model and a real text (src/reports/quant.ts).
+// quantisation scheme on the trained tiny checkpoint (or --weights) and a real text (src/reports/quant.ts).
 
 import { fileURLToPath } from "node:url";
 import { readBytes } from "../io/safetensors.ts";
 import { parseScheme, SCHEME_NAMES } from "../quant/model.ts";
 import { TinyseekError } from "../errors.ts";
 import { quantReport, type QuantReport } from "../reports/quant.ts";
+import { loadReportModel } from "../reports/weights.ts";
 import { numberArg, parse, positionals, processIo, UsageError, type Io } from "./io.ts";
 import { formatNumber, formatTable, toJson, type Row } from "./table.ts";
 
 const DEFAULT_TEXT = fileURLToPath(new URL("../../data/alice-chapter-1.txt", import.meta.url));
 
-export const help = `usage: tinyseek quant-report [--text FILE] [--length N] [--schemes LIST] [--layer-rows N] [--preset tiny|small] [--json]
+export const help = `usage: tinyseek quant-report [--text FILE] [--length N] [--schemes LIST] [--layer-rows N] [--preset tiny|small] [--weights FILE|random] [--json]
 
 Quantises every projection of the model (attention, dense MLP, shared and routed experts; embeddings, norms, router
 gates and the head stay float32) in each scheme and measures it against the float model on real text:
@@ -19,23 +20,28 @@ gates and the head stay float32) in each scheme and measures it against the floa
   layer error  ||x·Wqᵀ - x·Wᵀ|| / ||x·Wᵀ|| per kind of layer, on the float model's own inputs to it
   logits       relative Frobenius error of the logits at every position, next-token (argmax) agreement, agreement
                of the MoE experts chosen, and the change in next-byte cross-entropy
-The model is SEEDED, NOT TRAINED: this measures what each format does to these weights and outputs, not a trained
-model's accuracy. Schemes: ${SCHEME_NAMES.join(", ")}
+The model is the trained tiny checkpoint data/tiny-alice.safetensors, so the cross-entropy change is what each
+format costs its next-byte prediction; --preset small (no checkpoint) and --weights random are SEEDED, NOT TRAINED,
+and measure only what each format does to Gaussian weights and outputs (the output says which).
+Schemes: ${SCHEME_NAMES.join(", ")}
 (int8.gG / int4.gG: per-group symmetric integers, G = 32, 64, 128; .a8: int8 activations per token too; fp8:
 DeepSeek-V3's e4m3 in 128×128 blocks with 1×128 activation tiles; bf16, fp16, e4m3, e5m2: the weights rounded).
 
 options:
   --text FILE      the text (default: data/alice-chapter-1.txt)
-  --length N       use its first N bytes (default 128; the full report then takes about 20 s)
+  --length N       use its first N bytes (default 128; the full report then takes about 25 s of one core's time,
+                   measured under nice: a minute or more on a busy machine)
   --schemes LIST   comma-separated schemes (default: all of the above)
   --layer-rows N   rows of each layer's input used for the layer errors (default 64)
-  --preset NAME    tiny (default) or small
+  --preset NAME    tiny (default) or small (seeded: only tiny has a trained checkpoint)
+  --weights FILE   a safetensors checkpoint of the preset's shape, or "random" for seeded initialisation
+                   (default: data/tiny-alice.safetensors for tiny)
   --json           print the report as JSON`;
 
 export async function run(args: string[], io: Io = processIo): Promise<number> {
   const { values, positionals: given } = parse(args, {
     text: { type: "string" }, length: { type: "string" }, schemes: { type: "string" }, "layer-rows": { type: "string" },
-    preset: { type: "string" }, json: { type: "boolean" },
+    preset: { type: "string" }, weights: { type: "string" }, json: { type: "boolean" },
   });
   positionals(given, [], "tinyseek quant-report [options]");
   const count = (name: string, raw: string | undefined, fallback: number) => numberArg(`--${name}`, raw, fallback, { integer: true, min: 1 });
@@ -54,7 +60,10 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
       throw error;
     }
   }
-  const report = quantReport({ text, schemes, layerRows: count("layer-rows", values["layer-rows"], 64), presetName });
+  const loaded = await loadReportModel(values.weights, presetName);
+  const report = quantReport({
+    text, schemes, layerRows: count("layer-rows", values["layer-rows"], 64), presetName, model: loaded.model, weights: loaded.weightsLabel, seeded: loaded.seeded,
+  });
   io.out(values.json ? toJson(report) : formatQuantReport(report, path));
   return 0;
 }
@@ -85,10 +94,14 @@ export function formatQuantReport(r: QuantReport, textPath = "the text"): string
       `the whole model ${bytes(r.model.floatBytes)} -> ${bytes(int4.modelBytes)} with the float parts kept float32.` : null,
     int4 || best8 ? `"under 2% loss": logits error ${[best8, int4].filter(Boolean).map((s) => `${s!.scheme} ${pct(s!.logitsError)}`).join(", ")}; ` +
       `next-token agreement ${[best8, int4].filter(Boolean).map((s) => `${s!.scheme} ${pct(s!.top1Agreement)}`).join(", ")}. ` +
-      `On a seeded model these are output errors, not accuracy: a trained model's accuracy change is not measured here.` : null,
+      (r.model.seeded
+        ? `On a seeded model these are output errors, not accuracy: a trained model's accuracy change is not measured here.`
+        : `On the trained model, next-byte cross-entropy ${formatNumber(r.float.crossEntropy)} nats/byte changes by ` +
+          `${[best8, int4].filter(Boolean).map((s) => `${s!.scheme} ${pct(s!.crossEntropyChange)}`).join(", ")}.`) : null,
   ].filter((c): c is string => c !== null);
   return [
-    `quant-report: ${r.model.preset} preset, SEEDED weights (untrained), ${r.model.parameters.toLocaleString("en")} parameters, ` +
+    `quant-report: ${r.model.preset} preset, ${r.model.seeded ? `SEEDED weights (untrained: ${r.model.weights})` : `trained weights ${r.model.weights}`}, ` +
+      `${r.model.parameters.toLocaleString("en")} parameters, ` +
       `${r.model.quantisedWeights} projections quantised (${r.model.quantisedParameters.toLocaleString("en")} weights); ` +
       `text: ${r.text.bytes} bytes of ${textPath} (${r.text.tokens} tokens with BOS); float cross-entropy ${formatNumber(r.float.crossEntropy)} nats/byte (ln 260 = ${formatNumber(Math.log(260))})`,
     "",

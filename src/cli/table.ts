@@ -24,6 +24,13 @@ export function formatNumber(v: number): string {
   return a !== 0 && (a < 1e-3 || a >= 1e6) ? v.toExponential(3) : String(Number(v.toPrecision(4)));
 }
 
+/** Text from a file (a tensor name, a metadata value) as one short, inert cell: control characters as their
+ *  Unicode pictures, so that a name cannot drive the terminal, and at most `max` characters. */
+export function inert(text: string, max = 200): string {
+  const shown = text.length > max ? `${text.slice(0, max)}…` : text;
+  return shown.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => (c < " " ? String.fromCharCode(0x2400 + c.charCodeAt(0)) : c === "\x7f" ? "\u2421" : "\ufffd"));
+}
+
 export function formatCell(v: Cell): string {
   if (v === null || v === undefined) return "";
   if (typeof v === "number") return formatNumber(v);
@@ -34,7 +41,8 @@ export function formatTable(rows: readonly Row[], columns?: readonly Column[]): 
   const cols: Column[] = columns ? [...columns] : [...new Set(rows.flatMap((r) => Object.keys(r)))].map((key) => ({ key }));
   const cells = rows.map((r) => cols.map((c) => formatCell(r[c.key]).replace(/\|/g, "\\|")));
   const titles = cols.map((c) => c.title ?? c.key);
-  const widths = cols.map((_, i) => Math.max(3, titles[i]!.length, ...cells.map((row) => row[i]!.length)));
+  // A loop, not Math.max(...cells): spreading 200,000 rows as arguments overflows the stack.
+  const widths = cols.map((_, i) => cells.reduce((w, row) => Math.max(w, row[i]!.length), Math.max(3, titles[i]!.length)));
   const right = cols.map((c) => c.align === "right" || (c.align === undefined && rows.length > 0 && rows.every((r) => typeof r[c.key] === "number")));
   const line = (values: string[]) => `| ${values.map((v, i) => (right[i] ? v.padStart(widths[i]!) : v.padEnd(widths[i]!))).join(" | ")} |`;
   const rule = `|${widths.map((w, i) => (right[i] ? `${"-".repeat(w + 1)}:` : "-".repeat(w + 2))).join("|")}|`;

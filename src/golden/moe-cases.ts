@@ -1,5 +1,5 @@
 // Golden cases for the MoE (spec/moe.md): the router at each configuration (softmax, sigmoid, groups, bias, each
-// drop order, overflow, dropless, padding, ties) and the whole layer.
+// drop order, overflow, dropless, padding, ties, groups excluded under a negative bias) and the whole layer.
 // Router cases run on every backend: only the logits x·W_gᵀ come from the backend's `linear` (asynchronous ones
 // included); scoring, top-k and capacity are the reference's, so a backend's logits must lead to the very same
 // experts and kept flags (I32 and U8 outputs, compared exactly). Generated inputs are redrawn until every
@@ -34,6 +34,8 @@ interface CaseSpec {
   skew?: number;
   /** Duplicate gate rows so that experts tie exactly. */
   ties?: boolean;
+  /** Added to every expert's selection bias: -1 makes every selection score negative. */
+  biasOffset?: number;
 }
 
 const E8 = { n_routed_experts: 8, num_experts_per_tok: 2, moe_intermediate_size: 8 };
@@ -53,6 +55,9 @@ const ROUTER_SPECS: CaseSpec[] = [
   { name: "padding", config: { ...E8, capacityFactor: 1.25, dropPolicy: "probs" }, N: 13, D: 16, pad: 3, skew: 1 },
   { name: "single-token", config: { ...V3ish, capacityFactor: 1 }, N: 1, D: 16 },
   { name: "ties", config: { ...E8, num_experts_per_tok: 3, capacityFactor: 1, dropPolicy: "probs" }, N: 8, D: 8, ties: true },
+  // Every selection score sigmoid + bias is below 0, so an excluded group must be -Infinity: a group "masked" to 0
+  // would beat every eligible expert (with positive scores, as in the cases above, 0 never wins).
+  { name: "groups-negative-bias", config: V3ish, N: 16, D: 16, biasOffset: -1 },
 ];
 
 const LAYER_SPECS: CaseSpec[] = [
@@ -84,6 +89,7 @@ function draw(spec: CaseSpec, config: MoeConfig, rng: Random): { x: Tensor; weig
     for (const [to, from] of [[2, 1], [6, 5], [7, 5]] as const) weight.data.copyWithin(to * D, from * D, (from + 1) * D);
   }
   const bias = config.topk_method === "noaux_tc" ? randBounded(rng, [E], 0.05) : null;
+  if (bias && spec.biasOffset) bias.data.forEach((b, e) => (bias.data[e] = Math.fround(b + spec.biasOffset!)));
   const mask = spec.pad ? Uint8Array.from({ length: N }, (_, t) => ((t + 1) % spec.pad! === 0 ? 0 : 1)) : undefined;
   return { x, weight, bias, mask };
 }
@@ -119,7 +125,7 @@ function routerCase(spec: CaseSpec, seed: number): GoldenCase {
   return {
     name: `moe.router.${spec.name}`,
     component: "moe.router",
-    config: { ...config, N: spec.N, D: spec.D, skew: spec.skew ?? 0, pad: spec.pad ?? 0, ties: spec.ties ?? false },
+    config: { ...config, N: spec.N, D: spec.D, skew: spec.skew ?? 0, pad: spec.pad ?? 0, ties: spec.ties ?? false, ...(spec.biasOffset ? { bias_offset: spec.biasOffset } : {}) },
     seed,
     build() {
       const { x, weight, bias, mask } = buildInputs(spec, config, seed);

@@ -29,10 +29,17 @@ const SCHEMES: Scheme[] = [
 /** Codes as stored: int8 as I32 values, int4 packed bytes, fp8 bit patterns. */
 function storedCodes(q: QuantWeight): TensorMap {
   if (q.scheme === "fp8") return fp8Outputs(q);
-  const codes = q.scheme === "int4"
-    ? { shape: [Math.ceil(q.codes.length / 2)], data: packInt4(q.codes) }
-    : { shape: [...q.shape], data: Int32Array.from(q.codes) };
+  const codes = q.scheme === "int4" ? packedRows(q.codes, q.shape) : { shape: [...q.shape], data: Int32Array.from(q.codes) };
   return { codes, scales: { shape: [q.shape[0], q.scales.length / q.shape[0]], data: q.scales } };
+}
+
+/** int4 codes as a checkpoint stores them (spec/quant.md): each row packed on its own, [out, ceil(in / 2)] bytes,
+ *  so an odd row ends in a padding nibble rather than running into the next row. */
+function packedRows(codes: Int8Array, [out, inDim]: readonly [number, number]): TensorMap[string] {
+  const width = Math.ceil(inDim / 2);
+  const data = new Uint8Array(out * width);
+  for (let o = 0; o < out; o++) data.set(packInt4(codes.subarray(o * inDim, (o + 1) * inDim)), o * width);
+  return { shape: [out, width], data };
 }
 
 function fp8Outputs(q: Fp8Weight): TensorMap {
@@ -83,6 +90,7 @@ export function quantGoldenCases(): GoldenCase[] {
   return [
     ...SCHEMES.map((s, i) => schemeCase(s, 5, 70, 3, 900 + i)), // in = 70: a short last group everywhere
     schemeCase(SCHEMES.at(-1)!, 130, 200, 2, 950), // FP8 with partial 128-blocks on both axes
+    schemeCase(SCHEMES.find((s) => s.name === "int4.g32")!, 5, 69, 3, 951), // int4.g32 at an odd width: every row ends in a padding nibble
     ...(["fp16", "bf16", "e4m3", "e5m2"] as FormatName[]).map((f, i) => roundingCase(f, 960 + i)),
   ];
 }

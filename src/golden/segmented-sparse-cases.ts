@@ -1,9 +1,10 @@
 // Golden cases for segmented attention (spec/segmented-attention.md) and NSA (spec/sparse-attention.md): length 1,
 // lengths that are not multiples of S, l, d or l', with and without memory, shared and separate NSA projections,
-// GQA, and prefill followed by token-by-token decoding through the state. They run whole layers, so they need
-// synchronous kernels (linear, rope, attention, softmax, matmul come from the backend) and report "not supported"
-// elsewhere. NSA's selected blocks are an exact I32 output; inputs are redrawn until every score-based choice has
-// a margin of at least MARGIN in p_slc, so float32 probabilities cannot flip one.
+// GQA, prefill followed by token-by-token decoding through the state, and queries whose blocks are chosen by
+// score. They run whole layers, so they need synchronous kernels (linear, rope, attention, softmax, matmul come
+// from the backend) and report "not supported" elsewhere. NSA's selected blocks are an exact I32 output; inputs
+// are redrawn until every score-based choice has a margin of at least MARGIN in p_slc, so float32 probabilities
+// cannot flip one.
 
 import { concatTime } from "../attention/heads.ts";
 import { sliceTime } from "../attention/masked.ts";
@@ -52,6 +53,10 @@ const SPARSE: Spec<SparseConfig>[] = [
   { name: "shared-kv.t23-l6-d3-l9-n3-w5", config: { hidden_size: 8, num_attention_heads: 2, sparse_block: 6, sparse_stride: 3, sparse_select_block: 9, sparse_select_count: 3, sparse_window: 5, sparse_shared_kv: true }, B: 2, T: 23 },
   { name: "l4-d2-l4.t17", config: { hidden_size: 8, num_attention_heads: 2, num_key_value_heads: 1, sparse_block: 4, sparse_stride: 2, sparse_select_block: 4, sparse_select_count: 3, sparse_window: 3 }, B: 1, T: 17 },
   { name: "decode.t27-gqa", config: { hidden_size: 16, num_attention_heads: 4, num_key_value_heads: 2 }, B: 1, T: 27, prefill: 19 },
+  // Selection by score: queries 16 to 28 see 5 to 8 selection blocks of which n = 4 are taken, block 0 and the two
+  // most recent forced, so p_slc picks the fourth among up to five candidates (in the cases above every query sees
+  // at most n blocks, or n = 3 leaves nothing to score). Prefill, then decoding through the state.
+  { name: "score.t29-l4-d2-l4-n4", config: { hidden_size: 8, num_attention_heads: 2, num_key_value_heads: 1, sparse_block: 4, sparse_stride: 2, sparse_select_block: 4, sparse_select_count: 4, sparse_window: 3 }, B: 2, T: 29, prefill: 21 },
 ];
 
 /** Runs `step` over x [B, T, D] as one prefill of `prefill` tokens and then one token at a time. */

@@ -4,11 +4,13 @@
 // afterwards.
 
 import { TinyseekError } from "../errors.ts";
+import { adapterGoldenCases } from "./adapter-cases.ts";
 import { type GoldenCase } from "./case.ts";
 import { coreGoldenCases } from "./core-cases.ts";
 import { mlaFamilyGoldenCases } from "./mla-cases.ts";
 import { modelGoldenCases } from "./model-cases.ts";
 import { moeGoldenCases } from "./moe-cases.ts";
+import { mtpGoldenCases } from "./mtp-cases.ts";
 import { quantGoldenCases } from "./quant-cases.ts";
 import { segmentedSparseGoldenCases } from "./segmented-sparse-cases.ts";
 
@@ -20,6 +22,8 @@ const SOURCES: readonly (() => GoldenCase[])[] = [
   segmentedSparseGoldenCases,
   mlaFamilyGoldenCases,
   modelGoldenCases,
+  mtpGoldenCases,
+  adapterGoldenCases,
 ];
 
 /** Every case, in a stable order; names are unique (they are the file names). */

@@ -1,7 +1,9 @@
 // Golden files (spec/golden.md): one GoldenCase run on the reference, stored as safetensors with tensors
 // `input.<name>`, `param.<name>`, `output.<name>` and string metadata (component, case, config, seed, generator,
-// format, tolerance). `checkGolden` recomputes a file's outputs on a backend from the file's own inputs and params;
-// `compareGolden` compares a golden file with another file's outputs (a kernel written elsewhere).
+// format, tolerance). `checkGolden` recomputes a file's outputs on a backend from the file's own inputs and params
+// and compares every output the case defines, under the case's registered tolerance (a file may only tighten it);
+// `compareGolden` compares a golden file with another file's outputs (a kernel written elsewhere). A file is read
+// as untrusted: tensor names must be safe keys, the seed decimal, each stated tolerance finite and at most 1.
 
 import { NotSupportedError, referenceBackend, type Backend, type SyncTask } from "../backend.ts";
 import { TinyseekError } from "../errors.ts";
@@ -10,7 +12,7 @@ import { type CaseTaskArgs } from "../golden/worker-task.ts";
 import { type Tensor } from "../tensor.ts";
 import { compareTensors, EXACT, missingOutput, type Comparison, type ComparedTensor, type Tolerance } from "./compare.ts";
 import { comparable } from "./diff.ts";
-import { readBytes, readSafetensors, writeSafetensors, type SafeTensor, type Safetensors, type TensorToWrite } from "./safetensors.ts";
+import { excerpt, readSafetensors, readSafetensorsBytes, writeSafetensors, type SafeTensor, type Safetensors, type TensorToWrite } from "./safetensors.ts";
 
 export class GoldenError extends TinyseekError {
   override name = "GoldenError";
@@ -98,17 +100,58 @@ export function encodeGolden(file: GoldenFile): Uint8Array {
   });
 }
 
+/**
+ * A tensor's name: its kind, a dot, then dot-separated parts of letters, digits and "_" (the first not starting
+ * with a digit). Parts that name what every JavaScript object inherits are refused, so that no name can reach
+ * Object.prototype through a map of tensors.
+ */
+const TENSOR_NAME = /^(input|param|output)\.([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)$/;
+const INHERITED = new Set(["__proto__", "constructor", "prototype"]);
+const NAME_RULE = `input.*, param.* or output.* followed by parts of letters, digits and "_" joined by dots, none of them __proto__, constructor or prototype`;
+
+/** A name for an error message: quoted, and cut short (a hostile file may hold a name of megabytes). */
+const quoted = (name: string) => (name.length > 80 ? `${JSON.stringify(name.slice(0, 80))}…` : JSON.stringify(name));
+
+/** The part of a tensor name after its kind when the name is safe to use as a key, else undefined. */
+export function goldenTensorName(name: string): { kind: "input" | "param" | "output"; name: string } | undefined {
+  const match = TENSOR_NAME.exec(name);
+  if (!match || match[2]!.split(".").some((part) => INHERITED.has(part))) return undefined;
+  return { kind: match[1] as "input" | "param" | "output", name: match[2]! };
+}
+
+/**
+ * The loosest bound a file may state: rtol 1 or NMSE 1 already accept an output that is all error, so anything
+ * looser (or non-finite) is not a tolerance but a way to pass every check.
+ */
+export const TOLERANCE_LIMIT = 1;
+
+/** A tolerance as a file states it, checked: rtol, atol and nmse finite in [0, TOLERANCE_LIMIT], exact a boolean. */
+function checkTolerance(value: unknown, where: string, fail: (m: string) => Error): Tolerance {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) throw fail(`${where}: expected {rtol, atol, nmse}, got ${excerpt(value)}`);
+  const t = value as Record<string, unknown>;
+  for (const key of ["rtol", "atol", "nmse"] as const) {
+    const v = Object.hasOwn(t, key) ? t[key] : undefined;
+    if (typeof v !== "number" || !Number.isFinite(v) || v < 0 || v > TOLERANCE_LIMIT) {
+      throw fail(`${where}: ${key} must be a finite number in [0, ${TOLERANCE_LIMIT}], got ${v === undefined ? "nothing" : excerpt(v)}`);
+    }
+  }
+  const exact = Object.hasOwn(t, "exact") ? t.exact : undefined;
+  if (exact !== undefined && typeof exact !== "boolean") throw fail(`${where}: exact must be true or false, got ${excerpt(exact)}`);
+  return { rtol: t.rtol as number, atol: t.atol as number, nmse: t.nmse as number, ...(exact ? { exact: true } : {}) };
+}
+
 /** Reads a golden file; `source` (its path) names it in errors. */
 export function decodeGolden(bytes: Uint8Array, source = "golden file"): GoldenFile {
   const file = readSafetensors(bytes);
   const meta = file.metadata;
   const fail = (message: string) => new GoldenError(`${source}: ${message}`);
-  if (meta.format === undefined) throw fail(`no "format" in its metadata: not a tinyseek golden file`);
+  const has = (key: string) => Object.hasOwn(meta, key);
+  if (!has("format")) throw fail(`no "format" in its metadata: not a tinyseek golden file`);
   if (meta.format !== GOLDEN_FORMAT) {
-    throw fail(`golden format version ${meta.format} (${meta.generator ?? "unknown generator"}), this tinyseek reads version ${GOLDEN_FORMAT}: regenerate it with \`tinyseek golden write DIR\``);
+    throw fail(`golden format version ${meta.format!.slice(0, 20)} (${has("generator") ? meta.generator!.slice(0, 80) : "unknown generator"}), this tinyseek reads version ${GOLDEN_FORMAT}: regenerate it with \`tinyseek golden write DIR\``);
   }
   for (const key of ["component", "case", "config", "seed", "generator", "tolerance"]) {
-    if (meta[key] === undefined) throw fail(`metadata has no "${key}"`);
+    if (!has(key)) throw fail(`metadata has no "${key}"`);
   }
   const json = (key: string): Record<string, unknown> => {
     let value: unknown;
@@ -120,25 +163,29 @@ export function decodeGolden(bytes: Uint8Array, source = "golden file"): GoldenF
     if (typeof value !== "object" || value === null || Array.isArray(value)) throw fail(`metadata "${key}" must be a JSON object`);
     return value as Record<string, unknown>;
   };
-  const seed = Number(meta.seed);
-  if (!Number.isInteger(seed)) throw fail(`metadata "seed" must be an integer, got ${JSON.stringify(meta.seed)}`);
-  const maps: Record<string, TensorMap> = { input: {}, param: {}, output: {} };
-  for (const [name, t] of file.tensors) {
-    const dot = name.indexOf(".");
-    const map = maps[name.slice(0, dot)];
-    if (dot < 0 || !map) throw fail(`tensor ${JSON.stringify(name)} is not named input.*, param.* or output.*`);
-    map[name.slice(dot + 1)] = goldenTensor(name, t, fail);
-    if (name.startsWith("param.") && !(t.data instanceof Float32Array)) throw fail(`${name}: params must be F32, got ${t.dtype}`);
+  // Decimal only: Number() would also read "0x12c" as 300, "1e3" as 1000 and " 7" as 7.
+  if (!/^-?(0|[1-9][0-9]*)$/.test(meta.seed!) || !Number.isSafeInteger(Number(meta.seed))) {
+    throw fail(`metadata "seed": expected a decimal integer, got ${quoted(meta.seed!)}`);
   }
-  const tolerance = json("tolerance") as Record<string, Tolerance>;
-  for (const name of Object.keys(maps.output!)) {
-    const t = tolerance[name];
-    const ok = t && typeof t === "object" && (t.exact === true || (["rtol", "atol", "nmse"] as const).every((k) => typeof t[k] === "number" && t[k] >= 0));
-    if (!ok) throw fail(`metadata "tolerance" has no valid entry for output ${JSON.stringify(name)}`);
+  const seed = Number(meta.seed);
+  // Maps without a prototype: a tensor's name is a key here and must never reach Object.prototype.
+  const maps = { input: Object.create(null) as TensorMap, param: Object.create(null) as TensorMap, output: Object.create(null) as TensorMap };
+  for (const [name, t] of file.tensors) {
+    const parsed = goldenTensorName(name);
+    if (!parsed) throw fail(`tensor ${quoted(name)} is not named input.*, param.* or output.*: expected ${NAME_RULE}`);
+    if (parsed.kind === "param" && !(t.data instanceof Float32Array)) throw fail(`tensor ${quoted(name)}: params must be F32, got ${t.dtype}`);
+    maps[parsed.kind][parsed.name] = goldenTensor(name, t, fail);
+  }
+  const stated = json("tolerance");
+  const tolerance: Record<string, Tolerance> = Object.create(null);
+  for (const name of Object.keys(maps.output)) {
+    const where = `metadata "tolerance" for output ${JSON.stringify(name)}`;
+    if (!Object.hasOwn(stated, name)) throw fail(`${where}: missing`);
+    tolerance[name] = checkTolerance(stated[name], where, fail);
   }
   return {
     name: meta.case!, component: meta.component!, config: json("config"), seed, generator: meta.generator!,
-    format: meta.format, tolerance, inputs: maps.input!, params: maps.param as Record<string, Tensor>, outputs: maps.output!,
+    format: meta.format!, tolerance, inputs: maps.input, params: maps.param as Record<string, Tensor>, outputs: maps.output,
   };
 }
 
@@ -183,13 +230,19 @@ export interface CheckResult {
   readonly comparisons: readonly Comparison[];
   /** Why it failed or is not supported; empty when ok. */
   readonly message: string;
+  /** Which tolerance the comparisons used, and where it came from (absent when nothing was compared). */
+  readonly toleranceSource?: string;
+  /** Outputs defined but left out on request (`golden compare --outputs`), as `output.<name>`. */
+  readonly skipped?: readonly string[];
 }
 
 const failed = (file: string, message: string, comparisons: Comparison[] = []): CheckResult => ({ file, outcome: "fail", comparisons, message });
 
-function verdict(file: string, comparisons: Comparison[]): CheckResult {
+function verdict(file: string, comparisons: Comparison[], toleranceSource: string, skipped: string[] = []): CheckResult {
   const bad = comparisons.filter((c) => !c.pass);
-  return bad.length === 0 ? { file, outcome: "ok", comparisons, message: "" } : failed(file, bad.map((c) => c.message).join("\n"), comparisons);
+  const extra = { toleranceSource, ...(skipped.length > 0 ? { skipped } : {}) };
+  if (comparisons.length === 0) return { ...failed(file, "no output was compared"), ...extra };
+  return bad.length === 0 ? { file, outcome: "ok", comparisons, message: "", ...extra } : { ...failed(file, bad.map((c) => c.message).join("\n"), comparisons), ...extra };
 }
 
 export interface CheckOptions {
@@ -197,15 +250,37 @@ export interface CheckOptions {
   exact?: boolean;
 }
 
-/** Recomputes a golden file's outputs on `backend` and compares them with the file's. */
+/** Per bound the smaller of two tolerances, exact if either is: a file may tighten its case's bar, never loosen it. */
+export function stricter(bar: Tolerance, stated: Tolerance | undefined): Tolerance {
+  if (!stated) return bar;
+  const exact = bar.exact === true || stated.exact === true;
+  return { rtol: Math.min(bar.rtol, stated.rtol), atol: Math.min(bar.atol, stated.atol), nmse: Math.min(bar.nmse, stated.nmse), ...(exact ? { exact: true } : {}) };
+}
+
+const EXACT_SOURCE = "exact equality: the reference reproduces its own files bit for bit";
+const caseSource = (c: GoldenCase) => `case ${JSON.stringify(c.name)}'s registered tolerance (a file may tighten it, never loosen it)`;
+
+/** The suite's case for a file, or why the file cannot be checked against it. */
+function caseOf(file: GoldenFile, suite: readonly GoldenCase[]): { case: GoldenCase } | { problem: string } | undefined {
+  const c = suite.find((s) => s.name === file.name);
+  if (!c) return undefined;
+  if (file.component !== c.component) {
+    return { problem: `component ${quoted(file.component)} is not case ${JSON.stringify(c.name)}'s ${JSON.stringify(c.component)}` };
+  }
+  if (JSON.stringify(c.config) !== JSON.stringify(file.config) || c.seed !== file.seed) {
+    return { problem: `case ${JSON.stringify(c.name)} has changed its config or seed since the file was written: regenerate it with \`tinyseek golden write DIR\`` };
+  }
+  return { case: c };
+}
+
+/** Recomputes a golden file's outputs on `backend` and compares every output the case defines with the file's. */
 export async function checkGolden(
   file: GoldenFile, suite: readonly GoldenCase[], backend: Backend, options: CheckOptions = {}, source = file.name,
 ): Promise<CheckResult> {
-  const c = suite.find((s) => s.name === file.name);
-  if (!c) return failed(source, `no case named ${JSON.stringify(file.name)} in this tinyseek's suite (see \`tinyseek golden list\`)`);
-  if (JSON.stringify(c.config) !== JSON.stringify(file.config) || c.seed !== file.seed) {
-    return failed(source, `case ${JSON.stringify(c.name)} has changed its config or seed since the file was written: regenerate it with \`tinyseek golden write DIR\``);
-  }
+  const found = caseOf(file, suite);
+  if (!found) return failed(source, `no case named ${quoted(file.name)} in this tinyseek's suite (see \`tinyseek golden list\`)`);
+  if ("problem" in found) return failed(source, found.problem);
+  const c = found.case;
   let outputs: TensorMap;
   try {
     outputs = await runCase(c, backend, file.inputs, file.params);
@@ -215,7 +290,26 @@ export async function checkGolden(
     return failed(source, `${backend.name} threw ${e instanceof TinyseekError ? "" : `${e?.name ?? "an error"}: `}${e?.message ?? String(error)}`);
   }
   const exact = options.exact ?? backend === referenceBackend;
-  return verdict(source, compareOutputs(file, outputs, exact));
+  // What the case defines is what it returned; a name only one side has fails on its own line below.
+  const names = [...new Set([...Object.keys(file.outputs), ...Object.keys(outputs)])];
+  const comparisons = names.map((name) => {
+    const ref = file.outputs[name];
+    const out = Object.hasOwn(outputs, name) ? outputs[name] : undefined;
+    const tolerance = exact ? EXACT : stricter(toleranceFor(c, name, (ref ?? out)!), file.tolerance[name]);
+    if (!ref) return absentFromFile(`output.${name}`, out!, tolerance, `case ${JSON.stringify(c.name)} defines it`);
+    if (!out) return missingOutput(`output.${name}`, ref, tolerance);
+    return compareTensors(`output.${name}`, ref, out, tolerance);
+  });
+  return verdict(source, comparisons, exact ? EXACT_SOURCE : caseSource(c));
+}
+
+/** An output that should be in the golden file and is not: a file stripped of its outputs proves nothing. */
+function absentFromFile(name: string, expected: ComparedTensor, tolerance: Tolerance, why: string): Comparison {
+  const n = expected.data.length;
+  return {
+    name, tolerance, elements: n, pass: false, mismatches: n, maxAbsError: NaN, maxRelError: NaN, normalisedError: NaN, nmse: NaN,
+    message: `${name}: not in the golden file, although ${why}`,
+  };
 }
 
 /** Where a backend runs synchronous code in a worker (webgpu): a case that needs synchronous kernels, by name. */
@@ -236,20 +330,11 @@ async function runCase(c: GoldenCase, backend: Backend, inputs: TensorMap, param
   return backend.runSynchronously<TensorMap>(CASE_TASK, { backend: { name, description }, case: c.name, inputs, params } satisfies CaseTaskArgs);
 }
 
-function compareOutputs(file: GoldenFile, outputs: Record<string, ComparedTensor>, exact: boolean): Comparison[] {
-  return Object.entries(file.outputs).map(([name, ref]) => {
-    const out = outputs[name];
-    const tolerance = exact ? EXACT : file.tolerance[name]!;
-    if (!out) return missingOutput(`output.${name}`, ref, tolerance);
-    return compareTensors(`output.${name}`, ref, out, tolerance);
-  });
-}
-
 /** Reads and checks one file; every problem with the file itself becomes a failed result naming it. */
 export async function checkGoldenFile(path: string, suite: readonly GoldenCase[], backend: Backend, options: CheckOptions = {}): Promise<CheckResult> {
   let file: GoldenFile;
   try {
-    file = decodeGolden(await readBytes(path), path);
+    file = decodeGolden(await readSafetensorsBytes(path), path);
   } catch (error) {
     if (error instanceof TinyseekError) return failed(path, error.message);
     throw error;
@@ -277,23 +362,82 @@ export async function checkSupport(c: GoldenCase, backend: Backend): Promise<Che
   return checkGolden(await runGoldenCase(c), [c], backend);
 }
 
+export interface CompareOptions extends CheckOptions {
+  /** Compare only these outputs (names without `output.`); the others the case defines are reported as skipped. */
+  outputs?: readonly string[];
+  /** Where `a`'s case is looked up: what it defines and its registered tolerance (default: none, `a` alone). */
+  suite?: readonly GoldenCase[];
+}
+
 /**
  * A golden file `a` against another file `b` holding the same outputs (written by a kernel elsewhere, e.g. with
- * Python's safetensors): `b` needs only its `output.*` tensors, in any float or integer dtype; inputs it repeats
- * must equal `a`'s bit for bit, so both sides computed from the same data.
+ * Python): `b` needs only its `output.*` tensors, in any float or integer dtype; inputs it repeats must equal
+ * `a`'s bit for bit, so both sides computed from the same data. When `a`'s case is in `options.suite`, the case
+ * decides which outputs exist (it runs once on the reference from `a`'s inputs and params; `a` must hold all of
+ * them) and its registered tolerance is the bar (`a`'s own may only tighten it). Otherwise `a`'s outputs and
+ * tolerances are taken as they stand, and the result says so.
  */
-export function compareGolden(a: GoldenFile, b: Safetensors, options: CheckOptions = {}, source = a.name): CheckResult {
-  const otherCase = b.metadata.case;
-  if (otherCase !== undefined && otherCase !== a.name) return failed(source, `the files are of different cases: ${JSON.stringify(a.name)} and ${JSON.stringify(otherCase)}`);
+export async function compareGolden(a: GoldenFile, b: Safetensors, options: CompareOptions = {}, source = a.name): Promise<CheckResult> {
+  const otherCase = Object.hasOwn(b.metadata, "case") ? b.metadata.case : undefined;
+  if (otherCase !== undefined && otherCase !== a.name) return failed(source, `the files are of different cases: ${quoted(a.name)} and ${quoted(otherCase)}`);
   for (const [name, t] of Object.entries(a.inputs)) {
     const other = b.tensors.get(`input.${name}`);
     if (!other) continue;
     const same = compareTensors(`input.${name}`, t, comparable(other), EXACT);
     if (!same.pass) return failed(source, `input.${name} differs between the two files, so their outputs are not comparable:\n${same.message}`);
   }
-  const outputs: Record<string, ComparedTensor> = {};
-  for (const [name, t] of b.tensors) if (name.startsWith("output.")) outputs[name.slice(7)] = comparable(t);
-  const missing = Object.keys(a.outputs).filter((name) => !outputs[name]);
-  if (missing.length > 0) return failed(source, `the second file has no ${missing.map((m) => `output.${m}`).join(", ")}`);
-  return verdict(source, compareOutputs(a, outputs, options.exact ?? false));
+  const outputs = new Map<string, ComparedTensor>();
+  for (const [name, t] of b.tensors) {
+    if (!name.startsWith("output.")) continue;
+    const parsed = goldenTensorName(name);
+    if (!parsed) return failed(source, `the second file's tensor ${quoted(name)} is not a valid output name: expected ${NAME_RULE}`);
+    outputs.set(parsed.name, comparable(t));
+  }
+
+  // Which outputs exist, and whose tolerance is the bar.
+  const found = options.suite ? caseOf(a, options.suite) : undefined;
+  if (found && "problem" in found) return failed(source, found.problem);
+  const c = found?.case;
+  let defined: string[];
+  let bar: (name: string) => Tolerance;
+  let toleranceSource: string;
+  if (c) {
+    try {
+      defined = Object.keys(await c.run(referenceBackend, copyMap(a.inputs), copyMap(a.params) as Record<string, Tensor>));
+    } catch (error) {
+      return failed(source, `case ${JSON.stringify(c.name)} cannot run on the golden file's inputs and params: ${(error as Error)?.message ?? String(error)}`);
+    }
+    const strippedOf = defined.filter((name) => !a.outputs[name]);
+    if (strippedOf.length > 0) {
+      return failed(source, `the golden file has no ${strippedOf.map((n) => `output.${n}`).join(", ")}, which case ${JSON.stringify(c.name)} defines: a golden file holds every output of its case`);
+    }
+    const foreign = Object.keys(a.outputs).filter((name) => !defined.includes(name));
+    if (foreign.length > 0) return failed(source, `the golden file has ${foreign.map((n) => `output.${n}`).join(", ")}, which case ${JSON.stringify(c.name)} does not define`);
+    bar = (name) => stricter(toleranceFor(c, name, a.outputs[name]!), a.tolerance[name]);
+    toleranceSource = caseSource(c);
+  } else {
+    defined = Object.keys(a.outputs);
+    if (defined.length === 0) return failed(source, "the golden file holds no output.* tensors: there is nothing to compare against");
+    bar = (name) => a.tolerance[name]!;
+    toleranceSource = options.suite
+      ? `the golden file's own metadata (its case ${quoted(a.name)} is not in this tinyseek's suite)`
+      : "the golden file's own metadata";
+  }
+  const unknown = [...outputs.keys()].filter((name) => !defined.includes(name));
+  if (unknown.length > 0) {
+    return failed(source, `the second file has ${unknown.map((n) => `output.${n}`).join(", ")}, which the golden file has no reference for (its outputs: ${defined.join(", ")})`);
+  }
+
+  const chosen = options.outputs ?? defined;
+  const notDefined = chosen.filter((name) => !defined.includes(name));
+  if (notDefined.length > 0) return failed(source, `--outputs: expected names from ${defined.join(", ")}, got ${notDefined.map((n) => JSON.stringify(n)).join(", ")}`);
+  const missing = chosen.filter((name) => !outputs.has(name));
+  if (missing.length > 0) {
+    const hint = options.outputs ? "" : ` (compare some outputs only with --outputs ${[...outputs.keys()].join(",") || "NAME"})`;
+    return failed(source, `the second file has no ${missing.map((m) => `output.${m}`).join(", ")}${hint}`);
+  }
+  const exact = options.exact ?? false;
+  const comparisons = chosen.map((name) => compareTensors(`output.${name}`, a.outputs[name]!, outputs.get(name)!, exact ? EXACT : bar(name)));
+  const skipped = defined.filter((name) => !chosen.includes(name)).map((n) => `output.${n}`);
+  return verdict(source, comparisons, exact ? "exact equality (--exact)" : toleranceSource, skipped);
 }

@@ -4,7 +4,10 @@
 // below has its own error, and nothing is allocated from a claimed size before it is checked against the file.
 // spec/safetensors.md lists the checks and their messages.
 
-import { TinyseekError } from "../errors.ts";
+import { excerpt, TinyseekError } from "../errors.ts";
+
+export { excerpt };
+import { MAX_FILE_BYTES, withRegularFile, type RandomAccessFile } from "./files.ts";
 import { decode as decodeMiniFloat, encode as encodeMiniFloat, FORMATS, type MiniFloat } from "../quant/minifloat.ts";
 
 export class SafetensorsError extends TinyseekError {
@@ -74,38 +77,57 @@ export interface Safetensors {
 
 /** The Rust reference refuses headers above 100 MB; so do we (a header that large is an attack, not a model). */
 export const MAX_HEADER_BYTES = 100_000_000;
+/** More tensors than this in one file is refused before any is checked (a real checkpoint shard holds hundreds). */
+export const MAX_TENSORS = 100_000;
+/** More dimensions than this is refused (NumPy's limit): a shape is quoted in tables and messages. */
+export const MAX_RANK = 64;
 
 const fail = (message: string) => new SafetensorsError(`safetensors: ${message}`);
 
 /** Parses and checks the header without touching tensor data. */
 export function readSafetensorsHeader(bytes: Uint8Array): SafetensorsHeader {
   if (!(bytes instanceof Uint8Array)) throw fail(`expected the file's bytes as a Uint8Array, got ${typeof bytes}`);
-  if (bytes.length < 8) throw fail(`file of ${bytes.length} bytes is too short for the 8-byte header length`);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const claimed = view.getBigUint64(0, true);
-  if (claimed > BigInt(bytes.length - 8)) {
-    throw fail(`header length ${claimed} is larger than the ${bytes.length - 8} bytes after the length prefix`);
+  const headerLength = headerLengthOf(bytes, bytes.length);
+  return parseHeader(bytes.subarray(8, 8 + headerLength), bytes.length - 8 - headerLength);
+}
+
+/** The header length N from a file's first 8 bytes, checked against the file's size and the limit. */
+function headerLengthOf(prefix: Uint8Array, fileSize: number): number {
+  if (fileSize < 8) throw fail(`file of ${fileSize} bytes is too short for the 8-byte header length`);
+  const claimed = new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true);
+  if (claimed > BigInt(fileSize - 8)) {
+    throw fail(`header length ${claimed} is larger than the ${fileSize - 8} bytes after the length prefix`);
   }
   const headerLength = Number(claimed);
   if (headerLength > MAX_HEADER_BYTES) throw fail(`header length ${headerLength} exceeds the limit of ${MAX_HEADER_BYTES} bytes`);
   if (headerLength < 2) throw fail(`header length ${headerLength} is too short for a JSON object`);
+  return headerLength;
+}
+
+/** The header's bytes (the N after the prefix), checked against a data region of `dataLength` bytes. */
+function parseHeader(headerBytes: Uint8Array, dataLength: number): SafetensorsHeader {
   let text: string;
   try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(8, 8 + headerLength));
+    text = new TextDecoder("utf-8", { fatal: true }).decode(headerBytes);
   } catch {
     throw fail("header is not valid UTF-8");
   }
-  if (!text.startsWith("{")) throw fail(`header must start with "{", got ${JSON.stringify(text.slice(0, 10))}`);
+  if (!text.startsWith("{")) throw fail(`header must start with "{", got ${excerpt(text.slice(0, 10))}`);
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (error) {
-    throw fail(`header is not valid JSON (${(error as Error).message})`);
+    // The engine's message may quote the text: keep it short and free of control characters.
+    const reason = excerpt((error as Error).message, 120).slice(1, -1);
+    throw fail(`header is not valid JSON (${reason})`);
   }
   if (typeof json !== "object" || json === null || Array.isArray(json)) throw fail("header must be a JSON object");
+  const duplicate = duplicateKey(text); // JSON.parse keeps the last of two equal keys without a word
+  if (duplicate) throw fail(duplicate);
+  const count = Object.keys(json).length - (Object.hasOwn(json, "__metadata__") ? 1 : 0);
+  if (count > MAX_TENSORS) throw fail(`header lists ${count} tensors, more than the limit of ${MAX_TENSORS}`);
 
-  const dataStart = 8 + headerLength;
-  const dataLength = bytes.length - dataStart;
+  const dataStart = 8 + headerBytes.length;
   const entries = new Map<string, HeaderEntry>();
   let metadata: Record<string, string> = {};
   for (const [name, value] of Object.entries(json)) {
@@ -118,37 +140,78 @@ export function readSafetensorsHeader(bytes: Uint8Array): SafetensorsHeader {
 
 function checkMetadata(value: unknown): Record<string, string> {
   if (typeof value !== "object" || value === null || Array.isArray(value)) throw fail(`"__metadata__" must be an object of strings`);
-  const metadata: Record<string, string> = {};
+  const metadata: Record<string, string> = Object.create(null); // "__proto__" is kept as a key like any other
   for (const [key, v] of Object.entries(value)) {
-    if (typeof v !== "string") throw fail(`"__metadata__.${key}" must be a string, got ${JSON.stringify(v)}`);
+    if (typeof v !== "string") throw fail(`${excerpt(`__metadata__.${key}`)} must be a string, got ${excerpt(v)}`);
     metadata[key] = v;
   }
   return metadata;
 }
 
+/**
+ * The first key that appears twice in one object of a valid JSON text, as a message naming it (tensor names at
+ * the top, metadata keys and entry fields below), or undefined. One pass over the text with a stack, no recursion.
+ */
+function duplicateKey(text: string): string | undefined {
+  const objects: (Set<string> | null)[] = []; // per open bracket: the keys seen so far, null for an array
+  let top = ""; // the top-level key whose value is being read
+  let expectKey = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) { // '"': a string, a key where one is expected
+      let end = i + 1;
+      while (text.charCodeAt(end) !== 0x22) end += text.charCodeAt(end) === 0x5c ? 2 : 1;
+      if (expectKey) {
+        const key = JSON.parse(text.slice(i, end + 1)) as string;
+        const seen = objects[objects.length - 1]!;
+        if (seen.has(key)) {
+          if (objects.length === 1) return `${key === "__metadata__" ? '"__metadata__"' : `tensor ${excerpt(key)}`} appears twice in the header`;
+          return `key ${excerpt(key)} appears twice in ${top === "__metadata__" ? '"__metadata__"' : `the entry of tensor ${excerpt(top)}`}`;
+        }
+        seen.add(key);
+        if (objects.length === 1) top = key;
+        expectKey = false;
+      }
+      i = end;
+    } else if (c === 0x7b) { // '{'
+      objects.push(new Set());
+      expectKey = true;
+    } else if (c === 0x5b) { // '['
+      objects.push(null);
+    } else if (c === 0x7d || c === 0x5d) { // '}' or ']'
+      objects.pop();
+      expectKey = false;
+    } else if (c === 0x2c) { // ','
+      expectKey = objects[objects.length - 1] !== null;
+    }
+  }
+  return undefined;
+}
+
 const ENTRY_KEYS = ["dtype", "shape", "data_offsets"];
 
 function checkEntry(name: string, value: unknown, dataLength: number): HeaderEntry {
-  const at = `tensor ${JSON.stringify(name)}`;
+  const at = `tensor ${excerpt(name)}`;
   if (typeof value !== "object" || value === null || Array.isArray(value)) throw fail(`${at}: entry must be an object`);
   const entry = value as Record<string, unknown>;
   for (const key of ENTRY_KEYS) if (!(key in entry)) throw fail(`${at}: missing "${key}"`);
-  for (const key of Object.keys(entry)) if (!ENTRY_KEYS.includes(key)) throw fail(`${at}: unknown field "${key}"`);
+  for (const key of Object.keys(entry)) if (!ENTRY_KEYS.includes(key)) throw fail(`${at}: unknown field ${excerpt(key)}`);
   const { dtype, shape, data_offsets: offsets } = entry;
   if (typeof dtype !== "string" || !(DTYPES as readonly string[]).includes(dtype)) {
-    throw fail(`${at}: unknown dtype ${JSON.stringify(dtype)} (known: ${DTYPES.join(", ")})`);
+    throw fail(`${at}: unknown dtype ${excerpt(dtype)} (known: ${DTYPES.join(", ")})`);
   }
   const isCount = (d: unknown): d is number => typeof d === "number" && Number.isSafeInteger(d) && d >= 0;
-  if (!Array.isArray(shape) || !shape.every(isCount)) throw fail(`${at}: shape must be a list of non-negative integers, got ${JSON.stringify(shape)}`);
+  if (Array.isArray(shape) && shape.length > MAX_RANK) throw fail(`${at}: shape has ${shape.length} dimensions, more than the limit of ${MAX_RANK}`);
+  if (!Array.isArray(shape) || !shape.every(isCount)) throw fail(`${at}: shape must be a list of non-negative integers, got ${excerpt(shape)}`);
   if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isCount) || offsets[0] > offsets[1]) {
-    throw fail(`${at}: data_offsets must be [begin, end] with 0 <= begin <= end, got ${JSON.stringify(offsets)}`);
+    throw fail(`${at}: data_offsets must be [begin, end] with 0 <= begin <= end, got ${excerpt(offsets)}`);
   }
   const [begin, end] = offsets as [number, number];
   if (end > dataLength) throw fail(`${at}: data_offsets [${begin}, ${end}] run past the ${dataLength} bytes of data`);
   let bytes = DTYPE_SIZE[dtype as Dtype];
   for (const d of shape) {
     bytes *= d;
-    if (!Number.isSafeInteger(bytes)) throw fail(`${at}: shape ${JSON.stringify(shape)} is too large`);
+    if (!Number.isSafeInteger(bytes)) throw fail(`${at}: shape ${excerpt(shape)} is too large`);
   }
   if (bytes !== end - begin) {
     throw fail(`${at}: ${dtype} of shape [${shape.join(", ")}] needs ${bytes} bytes, data_offsets give ${end - begin}`);
@@ -163,10 +226,10 @@ function checkCoverage(entries: Map<string, HeaderEntry>, dataLength: number): v
   let previous = "the start of the data";
   for (const [name, { offsets }] of sorted) {
     const [begin, end] = offsets;
-    if (begin < at) throw fail(`tensor ${JSON.stringify(name)} at [${begin}, ${end}] overlaps ${previous}, which ends at ${at}`);
-    if (begin > at) throw fail(`gap of ${begin - at} bytes between ${previous} and tensor ${JSON.stringify(name)} at ${begin}`);
+    if (begin < at) throw fail(`tensor ${excerpt(name)} at [${begin}, ${end}] overlaps ${previous}, which ends at ${at}`);
+    if (begin > at) throw fail(`gap of ${begin - at} bytes between ${previous} and tensor ${excerpt(name)} at ${begin}`);
     at = end;
-    previous = `tensor ${JSON.stringify(name)}`;
+    previous = `tensor ${excerpt(name)}`;
   }
   if (at !== dataLength) throw fail(`${dataLength - at} bytes after the last tensor are not covered by any entry`);
 }
@@ -178,7 +241,10 @@ export interface ReadOptions {
 
 /** Reads a whole safetensors file held in memory. */
 export function readSafetensors(bytes: Uint8Array, options: ReadOptions = {}): Safetensors {
-  const header = readSafetensorsHeader(bytes);
+  return decodeAll(bytes, readSafetensorsHeader(bytes), options);
+}
+
+function decodeAll(bytes: Uint8Array, header: SafetensorsHeader, options: ReadOptions): Safetensors {
   const tensors = new Map<string, SafeTensor>();
   for (const name of header.entries.keys()) tensors.set(name, readTensor(bytes, header, name, options));
   return { tensors, metadata: header.metadata };
@@ -187,13 +253,17 @@ export function readSafetensors(bytes: Uint8Array, options: ReadOptions = {}): S
 /** Reads one tensor of a parsed file. */
 export function readTensor(bytes: Uint8Array, header: SafetensorsHeader, name: string, options: ReadOptions = {}): SafeTensor {
   const entry = header.entries.get(name);
-  if (!entry) throw fail(`no tensor named ${JSON.stringify(name)} (have: ${[...header.entries.keys()].join(", ") || "none"})`);
+  if (!entry) {
+    const names = [...header.entries.keys()];
+    const have = names.length === 0 ? "none" : names.length <= 8 ? names.join(", ") : `${names.slice(0, 8).join(", ")}, … (${names.length} in all)`;
+    throw fail(`no tensor named ${excerpt(name)} (have: ${have})`);
+  }
   const [begin, end] = entry.offsets;
   const stored = bytes.subarray(header.dataStart + begin, header.dataStart + end);
   const data = options.raw ? stored.slice() : decode(entry.dtype, stored);
   if (entry.dtype === "BOOL" && !options.raw) {
     const bad = (data as Uint8Array).findIndex((b) => b > 1);
-    if (bad >= 0) throw fail(`tensor ${JSON.stringify(name)}: BOOL element ${bad} is ${(data as Uint8Array)[bad]}, expected 0 or 1`);
+    if (bad >= 0) throw fail(`tensor ${excerpt(name)}: BOOL element ${bad} is ${(data as Uint8Array)[bad]}, expected 0 or 1`);
   }
   return { dtype: entry.dtype, shape: entry.shape, data };
 }
@@ -350,8 +420,51 @@ function encode(name: string, t: TensorToWrite): Uint8Array {
   return out;
 }
 
+/** A safetensors file from disk, read header first (see `readSafetensorsFrom`). */
 export async function readSafetensorsFile(path: string, options: ReadOptions = {}): Promise<Safetensors> {
-  return readSafetensors(await readBytes(path), options);
+  const { bytes, header } = await withRegularFile(path, MAX_FILE_BYTES, readSafetensorsFrom);
+  return decodeAll(bytes, header, options);
+}
+
+/** A safetensors file's bytes, read header first: a regular file of at most `maxBytes` whose header checks out. */
+export async function readSafetensorsBytes(path: string, maxBytes = MAX_FILE_BYTES): Promise<Uint8Array> {
+  return (await withRegularFile(path, maxBytes, readSafetensorsFrom)).bytes;
+}
+
+/**
+ * Reads an open file header first: the 8-byte length, then the header it claims (refused above
+ * MAX_HEADER_BYTES or past the end before it is read), and only once the header has checked out against the
+ * file's size the data region it describes. Nothing is allocated from a claimed size that was not checked.
+ */
+export async function readSafetensorsFrom(file: RandomAccessFile): Promise<{ bytes: Uint8Array; header: SafetensorsHeader }> {
+  const { prefix, headerBytes, header } = await headerOf(file);
+  const bytes = new Uint8Array(file.size);
+  bytes.set(prefix);
+  bytes.set(headerBytes, 8);
+  await file.read(header.dataStart, bytes.subarray(header.dataStart));
+  return { bytes, header };
+}
+
+/**
+ * The header of an open file, and nothing else: 8 + N bytes read, however large the file. A checkpoint's shards
+ * are opened this way, and each tensor is then read on its own (`decodeTensorBytes`) when it is needed.
+ */
+export async function readSafetensorsHeaderFrom(file: RandomAccessFile): Promise<SafetensorsHeader> {
+  return (await headerOf(file)).header;
+}
+
+async function headerOf(file: RandomAccessFile) {
+  const prefix = file.size < 8 ? new Uint8Array(8) : await file.read(0, new Uint8Array(8));
+  const headerLength = headerLengthOf(prefix, file.size);
+  const headerBytes = await file.read(8, new Uint8Array(headerLength));
+  return { prefix, headerBytes, header: parseHeader(headerBytes, file.size - 8 - headerLength) };
+}
+
+/** One tensor's stored bytes (its data_offsets' range, read on its own) decoded as `readTensor` decodes them. */
+export function decodeTensorBytes(name: string, entry: HeaderEntry, stored: Uint8Array, options: ReadOptions = {}): SafeTensor {
+  const [begin, end] = entry.offsets;
+  if (stored.length !== end - begin) throw fail(`tensor ${excerpt(name)}: expected ${end - begin} stored bytes, got ${stored.length}`);
+  return readTensor(stored, { entries: new Map([[name, { ...entry, offsets: [0, stored.length] }]]), metadata: {}, dataStart: 0 }, name, options);
 }
 
 export async function writeSafetensorsFile(
@@ -363,14 +476,5 @@ export async function writeSafetensorsFile(
   await writeFile(path, writeSafetensors(tensors, metadata));
 }
 
-/** A file's bytes, with file-system errors as one clear line. */
-export async function readBytes(path: string): Promise<Uint8Array> {
-  const { readFile } = await import("node:fs/promises");
-  try {
-    const buffer = await readFile(path);
-    return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new TinyseekError(`${path}: ${code === "ENOENT" ? "no such file" : code === "EISDIR" ? "is a directory" : (error as Error).message}`);
-  }
-}
+/** A file's bytes, with file-system errors as one clear line (regular files only, size checked first). */
+export { readBytes } from "./files.ts";

@@ -3,7 +3,7 @@
 // have are tinyseek's extensions, grouped at the end of the interface and documented in spec/model.md.
 // `validateConfig` reports every bad field with its reason at once, not just the first.
 
-import { TinyseekError } from "../errors.ts";
+import { excerpt, TinyseekError } from "../errors.ts";
 import { moeConfig, type MoeConfig } from "../moe/layer.ts";
 
 export const ATTENTION_KINDS = ["mla", "mha", "decay", "segmented", "sparse", "dsa"] as const;
@@ -175,6 +175,57 @@ const KNOWN_FIELDS = new Set([
   "seq_aux", "ep_size", "quantization_config", "_name_or_path",
 ]);
 
+/** DeepSeek's `quantization_config` as tinyseek reads it: FP8 e4m3 weights with one scale per block × block. */
+export interface Fp8Quantization {
+  readonly fmt: "e4m3";
+  readonly block: number;
+}
+
+/** A checkpoint's Hugging Face config.json, read as DeepSeek publishes it. */
+export interface HfConfig {
+  readonly config: ModelConfig;
+  /** The fields tinyseek does not know, set aside (the caller notes them once) rather than refused. */
+  readonly ignored: string[];
+  /** From `quantization_config`; null when the checkpoint is not quantised. */
+  readonly quantization: Fp8Quantization | null;
+}
+
+/**
+ * A config.json as published (DeepSeek-V3's, V2-Lite's): unknown fields are set aside and listed, not refused (a
+ * newer release adds fields such as `rope_parameters`); `rope_scaling.rope_type` reads as `type`; a
+ * `quantization_config` must be FP8 e4m3 with square weight blocks, the one scheme DeepSeek ships.
+ */
+export function configFromHf(json: unknown): HfConfig {
+  if (typeof json !== "object" || json === null || Array.isArray(json)) {
+    throw new TinyseekError(`config.json: expected a JSON object, got ${Array.isArray(json) ? "an array" : excerpt(json)}`);
+  }
+  const known: Record<string, unknown> = {};
+  const ignored: string[] = [];
+  for (const [key, value] of Object.entries(json)) {
+    if (KNOWN_FIELDS.has(key)) known[key] = value;
+    else ignored.push(key);
+  }
+  const scaling = known.rope_scaling as Record<string, unknown> | null | undefined;
+  if (scaling && typeof scaling === "object" && scaling.type === undefined && scaling.rope_type !== undefined) {
+    const { rope_type, ...rest } = scaling;
+    known.rope_scaling = { ...rest, type: rope_type };
+  }
+  return { config: resolveConfig(known), ignored, quantization: quantizationOf(known.quantization_config) };
+}
+
+function quantizationOf(q: unknown): Fp8Quantization | null {
+  if (q === undefined || q === null) return null;
+  const expected = 'quantization_config: expected { "quant_method": "fp8", "fmt": "e4m3", "weight_block_size": [B, B] } (DeepSeek\'s FP8)';
+  if (typeof q !== "object" || Array.isArray(q)) throw new TinyseekError(`${expected}, got ${excerpt(q)}`);
+  const { quant_method, fmt, weight_block_size: size } = q as Record<string, unknown>;
+  if (quant_method !== "fp8") throw new TinyseekError(`${expected}, got quant_method ${excerpt(quant_method)}`);
+  if (fmt !== "e4m3") throw new TinyseekError(`${expected}, got fmt ${excerpt(fmt)}`);
+  if (!Array.isArray(size) || size.length !== 2 || !size.every((b) => Number.isInteger(b) && b >= 1) || size[0] !== size[1]) {
+    throw new TinyseekError(`${expected}, got weight_block_size ${excerpt(size)}`);
+  }
+  return { fmt, block: size[0] as number };
+}
+
 /** A complete config from a partial one (a JSON file, a preset plus overrides): defaults filled, then validated. */
 export function resolveConfig(partial: Partial<ModelConfig> | Record<string, unknown>): ModelConfig {
   if (typeof partial !== "object" || partial === null || Array.isArray(partial)) {
@@ -190,7 +241,7 @@ export function resolveConfig(partial: Partial<ModelConfig> | Record<string, unk
 }
 
 /** A config value as JSON, except NaN and ±Infinity, which JSON would show as null. */
-const shown = (v: unknown): string => (typeof v === "number" && !Number.isFinite(v) ? String(v) : JSON.stringify(v));
+const shown = (v: unknown): string => (typeof v === "number" && !Number.isFinite(v) ? String(v) : excerpt(v, 120));
 
 /** Every problem with `config`, one line each ("field: reason"); empty when it is valid. */
 export function configProblems(config: Record<string, unknown>): string[] {
@@ -274,7 +325,8 @@ export function configProblems(config: Record<string, unknown>): string[] {
   for (const field of ["bos_token_id", "eos_token_id"]) {
     if (int(field, 0) && vocabOk && (config[field] as number) >= (config.vocab_size as number)) bad(field, `expected a token id below vocab_size=${config.vocab_size}`);
   }
-  int("num_nextn_predict_layers", 0);
+  // One MTP depth runs (src/model/mtp.ts); chained depths (k > 1) are not implemented.
+  if (int("num_nextn_predict_layers", 0) && (config.num_nextn_predict_layers as number) > 1) bad("num_nextn_predict_layers", "expected 0 or 1 (one multi-token-prediction depth; chained depths are not implemented)");
 
   const kind = config.attention_kind;
   if (Array.isArray(kind)) {

@@ -25,8 +25,11 @@ import { type Tensor } from "../tensor.ts";
 import { record, wants, type Trace } from "../trace.ts";
 import { checkCache, createCache, releaseCache, type ModelCache } from "./cache.ts";
 import { isMoeLayer, moeConfigOf } from "./config.ts";
-import { attention, feedForward, type Run, type Segment } from "./layers.ts";
-import { hookHost, listeners, point, type Hooks } from "./points.ts";
+import { feedForward } from "./feed-forward.ts";
+import { checkExpertEdits, type Intervention } from "./interventions.ts";
+import { attention, type Run, type Segment } from "./layers.ts";
+import { hookPoints } from "./point-names.ts";
+import { checkPatterns, hookHost, listeners, point, type Hooks } from "./points.ts";
 import { scoped } from "../device/scope.ts";
 import { checkModel, type Model } from "./weights.ts";
 
@@ -39,6 +42,8 @@ export interface ForwardOptions {
   trace?: Trace;
   /** Reads or replaces named intermediates (src/model/points.ts): { "layers.*.attn.out": (value) => ... }. */
   hooks?: Hooks;
+  /** Hooks and router edits (src/model/interventions.ts, src/research/): ablations, forced experts, patches, steering. */
+  interventions?: readonly Intervention[];
   /** Early-exit confidence threshold; default config.exit_threshold (null: full depth). */
   exitThreshold?: number | null;
   /** Layers every token runs before it may exit; default config.exit_min_layers. */
@@ -50,6 +55,9 @@ export interface ForwardOptions {
 export interface RowsOptions extends Omit<ForwardOptions, "backend" | "cache"> {
   /** Also return the logits as the backend's value, not released (training differentiates through it: tfjs). */
   keepLogits?: boolean;
+  /** Also return the final norm's output RMSNorm(h_L) [N, D] as the backend's value, not released: the
+   *  multi-token-prediction module's input (src/model/mtp.ts). */
+  keepHidden?: boolean;
 }
 
 export interface ForwardResult {
@@ -60,6 +68,8 @@ export interface ForwardResult {
   moe: (MoeStats | null)[];
   /** With keepLogits: the logits [N, V] on the backend; the caller releases it. */
   logitsValue?: Value;
+  /** With keepHidden: RMSNorm(h_L) [N, D] on the backend; the caller releases it. */
+  hiddenValue?: Value;
 }
 
 /** One sequence's new tokens → their next-token logits, on a backend whose reads are synchronous. */
@@ -90,7 +100,7 @@ export const opsOf = (backend: Pick<Backend, "ops"> | undefined): Ops => {
   return backend?.ops ?? referenceOps;
 };
 
-export interface BatchForwardOptions extends Omit<ForwardOptions, "cache" | "trace" | "hooks"> {
+export interface BatchForwardOptions extends Omit<ForwardOptions, "cache" | "trace" | "hooks" | "interventions"> {
   /** One cache per batch row. */
   caches: ModelCache[];
 }
@@ -154,7 +164,14 @@ export function* forwardRows<X extends Value>(ops: Ops<X>, model: Model, rows: R
   const minLayers = options.minLayers ?? c.exit_min_layers;
   checkInteger("minLayers", minLayers, 1, c.num_hidden_layers);
   rows.forEach(({ tokens, cache }, b) => checkCache(cache, c, ops, tokens.length, rows.length === 1 ? "cache" : `caches[${b}]`));
-  const listen = listeners(trace, options.hooks);
+  const interventions = checkInterventions(options.interventions);
+  const listen = listeners(trace, options.hooks, ...interventions.map((i) => i.hooks));
+  const experts = interventions.flatMap((i) => i.experts ?? []);
+  if (listen.hooks.length || experts.length) {
+    if (rows.length !== 1) throw new TinyseekError("hooks: expected a single sequence (hook one request at a time)");
+    checkPatterns(listen, hookPoints(c), c.num_hidden_layers);
+    checkExpertEdits(c, experts);
+  }
   const L = c.num_hidden_layers;
   const ids = Int32Array.from(rows.flatMap((r) => r.tokens));
   const N = ids.length;
@@ -162,7 +179,7 @@ export function* forwardRows<X extends Value>(ops: Ops<X>, model: Model, rows: R
 
   const scope = scoped(ops);
   const o = scope.ops;
-  const run: Run<X> = { ops: o, model, config: c, moeConfig: c.n_routed_experts > 0 ? moeConfigOf(c) : null, listen, derived: new Map() };
+  const run: Run<X> = { ops: o, model, config: c, moeConfig: c.n_routed_experts > 0 ? moeConfigOf(c) : null, listen, experts, derived: new Map() };
   const segments: Segment<X>[] = [];
   let start = 0;
   for (const { tokens, cache } of rows) {
@@ -170,16 +187,17 @@ export function* forwardRows<X extends Value>(ops: Ops<X>, model: Model, rows: R
     if (tokens.length > 0) segments.push({ start, length: tokens.length, cache, positions: Int32Array.from(tokens, (_, i) => cache.length + i) });
     start += tokens.length;
   }
-  let kept: X | undefined; // the logits' value, when the caller keeps it
+  const kept: X[] = []; // the logits' and the hidden states' values, when the caller keeps them
   let done = false;
   try {
     record(trace, "tokens", { shape: [N], data: ids });
-    let x = yield* point(o, listen, "embed", o.embed(weights.embed_tokens, ids));
+    const positions = Int32Array.from(segments.flatMap((s) => Array.from(s.positions)));
+    let x = yield* point(o, listen, "embed", o.embed(weights.embed_tokens, ids), { positions });
     const exitLayers = new Int32Array(N).fill(L);
     const active = threshold === null ? undefined : new Uint8Array(N).fill(1);
     const moe: (MoeStats | null)[] = [];
     for (let l = 0; l < L; l++) {
-      const layer = yield* block(run, l, x, segments, active);
+      const layer = yield* block(run, l, x, segments, positions, active);
       scope.releaseExcept(layer.out); // every value of this layer goes back; the residual stream carries on
       x = layer.out;
       moe.push(layer.stats);
@@ -189,40 +207,54 @@ export function* forwardRows<X extends Value>(ops: Ops<X>, model: Model, rows: R
     rows.forEach((r) => (r.cache.length += r.tokens.length));
     done = true;
     if (active) record(trace, "exit.layers", { shape: [N], data: exitLayers });
-    const normed = yield* point(o, listen, "norm", o.rmsnorm(x, weights.norm, c.rms_norm_eps));
+    const normed = yield* point(o, listen, "norm", o.rmsnorm(x, weights.norm, c.rms_norm_eps), { positions });
     const head = o.linear(normed, weights.lm_head);
-    const logits = hookHost(listen, "logits", { shape: [N, c.vocab_size], data: yield* read(o, head) });
-    if (!options.keepLogits) return { logits, exitLayers, moe };
-    kept = head;
-    return { logits, exitLayers, moe, logitsValue: head };
+    const logits = hookHost(listen, "logits", { shape: [N, c.vocab_size], data: yield* read(o, head) }, { positions });
+    const result: ForwardResult = { logits, exitLayers, moe };
+    if (options.keepLogits) kept.push((result.logitsValue = head));
+    if (options.keepHidden) kept.push((result.hiddenValue = normed));
+    return result;
   } finally {
     // Also on an error half-way: nothing of this call stays out of the pool, and a cache whose host layers may
     // already hold this call's tokens is marked so that it is not used again.
     if (!done) for (const r of rows) if (r.cache.layers.some((layer) => layer.kind === "host")) r.cache.broken = "a forward through it failed half-way";
-    scope.releaseExcept(...(kept ? [kept] : []));
+    scope.releaseExcept(...kept);
     for (const r of rows) if (r.own) releaseCache(r.cache);
     ops.settle();
   }
 }
 
 /** One pre-norm block (Block.forward): attention and feed-forward, each added to the residual stream. */
-function* block<X extends Value>(run: Run<X>, l: number, x: X, segments: readonly Segment<X>[], active: Uint8Array | undefined): Reading<{ out: X; stats: MoeStats | null }> {
+export function* block<X extends Value>(run: Run<X>, l: number, input: X, segments: readonly Segment<X>[], positions: Int32Array, active: Uint8Array | undefined): Reading<{ out: X; stats: MoeStats | null }> {
   const { ops: o, listen, config: c } = run;
   const w = run.model.weights.layers[l]!;
   const name = `layers.${l}`;
   const eps = c.rms_norm_eps;
-  const attnIn = yield* point(o, listen, `${name}.attn.in`, o.rmsnorm(x, w.input_layernorm, eps), l);
-  const attnOut = yield* point(o, listen, `${name}.attn.out`, yield* adapted(o, yield* attention(run, l, attnIn, segments), w.adapters?.attn), l);
-  const h = yield* point(o, listen, `${name}.attn.residual`, residual(o, x, attnOut, active), l);
+  const at = { layer: l, positions };
+  const x = yield* point(o, listen, `${name}.in`, input, at);
+  const attnIn = yield* point(o, listen, `${name}.attn.in`, o.rmsnorm(x, w.input_layernorm, eps), at);
+  const attnOut = yield* point(o, listen, `${name}.attn.out`, yield* adapted(o, yield* attention(run, l, attnIn, segments), w.adapters?.attn), at);
+  const h = yield* point(o, listen, `${name}.attn.residual`, residual(o, x, attnOut, active), at);
 
   const running = active ? rowsWhere(active) : null; // null: all rows
   if (running && running.length === 0) return { out: h, stats: null }; // every token has exited
-  const ffnIn = yield* point(o, listen, `${name}.mlp.in`, o.rmsnorm(running ? o.gatherRows(h, running) : h, w.post_attention_layernorm, eps), l);
-  const ffn = yield* feedForward(run, l, ffnIn, w.mlp);
-  const ffnOut = yield* point(o, listen, `${name}.mlp.out`, yield* adapted(o, ffn.out, w.adapters?.mlp), l);
-  const out = yield* point(o, listen, `${name}.out`, residual(o, h, ffnOut, active, running), l);
+  const ffnAt = { layer: l, positions: running ? Int32Array.from(running, (t) => positions[t]!) : positions };
+  const ffnIn = yield* point(o, listen, `${name}.mlp.in`, o.rmsnorm(running ? o.gatherRows(h, running) : h, w.post_attention_layernorm, eps), ffnAt);
+  const ffn = yield* feedForward(run, l, ffnIn, w.mlp, ffnAt.positions);
+  const ffnOut = yield* point(o, listen, `${name}.mlp.out`, yield* adapted(o, ffn.out, w.adapters?.mlp), ffnAt);
+  const out = yield* point(o, listen, `${name}.out`, residual(o, h, ffnOut, active, running), at);
   if (wants(listen.trace, `${name}.residual_norm`)) record(listen.trace, `${name}.residual_norm`, rowNorms({ shape: out.shape, data: yield* read(o, out) }));
   return { out, stats: isMoeLayer(c, l) ? ffn.stats : null };
+}
+
+/** The interventions option, checked to be a list of objects. */
+function checkInterventions(list: readonly Intervention[] | undefined): readonly Intervention[] {
+  if (list === undefined) return [];
+  if (!Array.isArray(list)) throw argError("interventions", "a list of interventions ({ hooks?, experts? })", typeof list);
+  list.forEach((item, i) => {
+    if (!item || typeof item !== "object") throw argError(`interventions[${i}]`, "an intervention { hooks?, experts? }", item);
+  });
+  return list;
 }
 
 /** x + update on running rows (update holds one row per running token when `running` lists them); exited rows keep x. */

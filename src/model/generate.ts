@@ -13,6 +13,8 @@ import { Random } from "../random.ts";
 import { type Tensor } from "../tensor.ts";
 import { createCache, releaseCache, type ModelCache } from "./cache.ts";
 import { forward, forwardAsync } from "./forward.ts";
+import { generateSpeculative, generateSpeculativeAsync, type SpeculativeStats } from "./speculative.ts";
+import { type Intervention } from "./interventions.ts";
 import { checkModel, type Model } from "./weights.ts";
 
 export interface SamplingOptions {
@@ -32,8 +34,12 @@ export interface GenerateOptions extends SamplingOptions {
   /** Stop at this token (default config.eos_token_id); null: only at maxTokens. */
   stopToken?: number | null;
   exitThreshold?: number | null;
+  /** Applied at every forward, prefill and each decoded token (src/model/interventions.ts). */
+  interventions?: readonly Intervention[];
   /** Called after each new token, e.g. to print it as it comes. */
   onToken?: (token: number, step: GenerateStep) => void;
+  /** "mtp": greedy speculative decoding with the multi-token-prediction module as the draft (src/model/speculative.ts). */
+  speculative?: "mtp";
 }
 
 export interface GenerateStep {
@@ -50,6 +56,8 @@ export interface GenerateResult {
   stopReason: "eos" | "length" | "context";
   prefillMs: number;
   cache: ModelCache;
+  /** With speculative "mtp": drafts verified, accepted, and the acceptance rate. */
+  speculative?: SpeculativeStats;
 }
 
 export function checkSampling({ temperature = 0, topK = 0, topP = 1 }: SamplingOptions): void {
@@ -137,24 +145,33 @@ function* decodeLoop(model: Model, prompt: readonly number[], options: GenerateO
 /** Continues `prompt` (token ids, BOS included if wanted) by up to maxTokens tokens, on a backend whose reads are
  *  synchronous; the cache comes back, holding the prompt and every token fed. */
 export function generate(model: Model, prompt: readonly number[], options: GenerateOptions): GenerateResult {
+  if (speculative(options)) return generateSpeculative(model, prompt, options);
   const loop = decodeLoop(model, prompt, options);
   let next = loop.next(); // validates before the cache is made
   const cache = createCache(model.config, { backend: options.backend, capacity: capacityFor(model, prompt, options) });
-  while (!next.done) next = loop.next(forward(model, next.value, { cache, backend: options.backend, exitThreshold: options.exitThreshold }));
+  while (!next.done) next = loop.next(forward(model, next.value, { cache, backend: options.backend, exitThreshold: options.exitThreshold, interventions: options.interventions }));
   return { ...next.value, cache };
 }
 
 /** `generate` on any backend (WebGPU reads asynchronously); the cache is freed at the end. */
 export async function generateAsync(model: Model, prompt: readonly number[], options: GenerateOptions): Promise<Omit<GenerateResult, "cache">> {
+  if (speculative(options)) return generateSpeculativeAsync(model, prompt, options);
   const loop = decodeLoop(model, prompt, options);
   let next = loop.next();
   const cache = createCache(model.config, { backend: options.backend, capacity: capacityFor(model, prompt, options) });
   try {
-    while (!next.done) next = loop.next(await forwardAsync(model, next.value, { cache, backend: options.backend, exitThreshold: options.exitThreshold }));
+    while (!next.done) next = loop.next(await forwardAsync(model, next.value, { cache, backend: options.backend, exitThreshold: options.exitThreshold, interventions: options.interventions }));
     return next.value;
   } finally {
     releaseCache(cache);
   }
+}
+
+/** Whether to decode speculatively (only "mtp" is known). */
+function speculative(options: GenerateOptions): boolean {
+  if (options?.speculative === undefined) return false;
+  if (options.speculative !== "mtp") throw argError("speculative", '"mtp" (the multi-token-prediction module drafts) or absent', options.speculative);
+  return true;
 }
 
 /** The positions a generation can fill: the prompt and every token but the last sampled one. */

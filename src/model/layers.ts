@@ -1,30 +1,26 @@
-// The sublayers of the one forward (src/model/forward.ts), over the checked operations (src/device/ops.ts):
-//   attention    per sequence, through that sequence's cache: MLA (DeepSeek-V3 inference/model.py class MLA, naive
-//                and absorbed), multi-head / grouped-query attention with rotary positions, plain or with relative
-//                decay; segmented, sparse (NSA), DSA and decay "as-written" run their own modules on the host
-//   feedForward  the dense SwiGLU MLP, or the MoE: router logits read back and routed by the reference's own code
-//                (src/moe/layer.ts routeTokens), experts and the shared expert on the device
+// The attention sublayer of the one forward (src/model/forward.ts), over the checked operations (src/device/ops.ts),
+// per sequence, through that sequence's cache: MLA (DeepSeek-V3 inference/model.py class MLA, naive and absorbed),
+// multi-head / grouped-query attention with rotary positions, plain or with relative decay; segmented, sparse (NSA),
+// DSA and decay "as-written" run their own modules on the host. The feed-forward sublayer is feed-forward.ts.
 
-import { attention as sdpa } from "../attention/attention.ts";
+import { attendWith, attention as sdpa } from "../attention/attention.ts";
 import { mlaSoftmaxScale, yarnOptions, type MlaWeights } from "../attention/mla.ts";
 import { read, type Reading } from "../device/drive.ts";
 import { type Value } from "../device/kernels.ts";
 import { type Ops } from "../device/ops.ts";
 import { filled } from "../device/reference.ts";
 import { hookedKernels, type HookedWeight } from "../model-adapters.ts";
-import { type MoeConfig, routeTokens, type MoeWeights } from "../moe/layer.ts";
-import { type MoeStats } from "../moe/stats.ts";
-import { type Routing } from "../moe/experts.ts";
+import { type MoeConfig } from "../moe/layer.ts";
 import { causal } from "../masks.ts";
 import { ropeFrequencies, yarnSoftmaxFactor } from "../rope.ts";
 import { reshape, type Tensor } from "../tensor.ts";
-import { record } from "../trace.ts";
 import { attentionKind, type HostLayerCache } from "./attention.ts";
 import { ensureRows, type ModelCache } from "./cache.ts";
 import { headDim, layerKind, type ModelConfig } from "./config.ts";
 import { decayGammas } from "./mha.ts";
-import { hookHost, listened, type Listeners } from "./points.ts";
-import { type DenseMlpWeights, type Model } from "./weights.ts";
+import { type ExpertEdit } from "./interventions.ts";
+import { hookHost, listened, point, readOnly, type Listeners } from "./points.ts";
+import { type Model } from "./weights.ts";
 
 /** What one forward's layers share. */
 export interface Run<X extends Value> {
@@ -33,6 +29,8 @@ export interface Run<X extends Value> {
   readonly config: ModelConfig;
   readonly moeConfig: MoeConfig | null;
   readonly listen: Listeners;
+  /** The router edits of this forward's interventions (src/model/interventions.ts). */
+  readonly experts: readonly ExpertEdit[];
   /** What the layers derive from the config (rotary frequencies, softmax scales, ln γ): made once per forward. */
   readonly derived: Map<string, unknown>;
 }
@@ -99,8 +97,9 @@ function* mla<X extends Value>(run: Run<X>, l: number, x: X, w: MlaWeights, plac
   const [qNope, qPeRaw] = ops.splitHeads(q, H, [dn, dr]) as [X, X];
   const qPe = ops.rope(qPeRaw, positions, freqs);
   const [latentRaw, kPeRaw] = ops.splitHeads(ops.linear(x, w.kv_a_proj_with_mqa), 1, [r, dr]) as [X, X];
-  const latent = ops.rmsnorm(latentRaw, w.kv_a_layernorm, eps); // [1, T, r]
-  const kPe = ops.rope(kPeRaw, positions, freqs); // [1, T, dr]
+  const where = { layer: l, positions };
+  const latent = yield* point(ops, run.listen, `layers.${l}.attn.latent`, ops.rmsnorm(latentRaw, w.kv_a_layernorm, eps), where); // [1, T, r]
+  const kPe = yield* point(ops, run.listen, `layers.${l}.attn.k_pe`, ops.rope(kPeRaw, positions, freqs), where); // [1, T, dr]
   const keys = place.keys!, values = place.values!;
   const scale = once(run, "mla scale", () => mlaSoftmaxScale(c));
   let heads: X;
@@ -111,8 +110,7 @@ function* mla<X extends Value>(run: Run<X>, l: number, x: X, w: MlaWeights, plac
     const query = ops.concatLast([qNope, qPe]);
     // Argument objects are written out whole: a spread copy of one made V8's attention path several times slower.
     const args = { H, Hkv: H, Tq: T, Tk: start + T, Dh: dn + dr, Dv: dv, scale, offset: start, kvRows: place.rows };
-    yield* probs(run, l, query, keys, values, args);
-    heads = ops.attention(query, keys, values, args);
+    heads = yield* attend(run, l, query, keys, values, args, positions);
   } else {
     const perHead = (dn + dv) * r; // W_kvb rows of head h: W_uk,h [dn, r], then W_uv,h [dv, r]
     const qLatent = ops.empty([H, T, r]);
@@ -121,11 +119,11 @@ function* mla<X extends Value>(run: Run<X>, l: number, x: X, w: MlaWeights, plac
     ops.writeRows(values, latent, start);
     const query = ops.concatLast([qLatent, qPe]);
     const args = { H, Hkv: 1, Tq: T, Tk: start + T, Dh: r + dr, Dv: r, scale, offset: start, kvRows: place.rows };
-    yield* probs(run, l, query, keys, values, args);
-    const outLatent = ops.attention(query, keys, values, args);
+    const outLatent = yield* attend(run, l, query, keys, values, args, positions);
     heads = ops.empty([H, T, dv]);
     ops.gemm(outLatent, w.kv_b_proj, heads, { M: T, N: dv, K: r, transB: true, batches: H, strideA: T * r, offB: dn * r, strideB: perHead, strideC: T * dv });
   }
+  heads = yield* point(ops, run.listen, `layers.${l}.attn.heads`, heads, where);
   return ops.linear(ops.mergeHeads(heads), w.o_proj);
 }
 
@@ -145,23 +143,34 @@ function* multiHead<X extends Value>(run: Run<X>, l: number, x: X, w: Record<str
   const scale = once(run, "mha scale", () => yarnSoftmaxFactor(yarnOptions(c)) / Math.sqrt(Dh));
   const logGammas = decay ? once(run, "ln gammas", () => decayGammas(c).map(Math.log)) : undefined;
   const args = { H, Hkv, Tq: T, Tk: start + T, Dh, Dv: Dh, scale, offset: start, kvRows: place.rows, logGammas };
-  yield* probs(run, l, query, place.keys!, place.values!, args);
-  return ops.linear(ops.mergeHeads(ops.attention(query, place.keys!, place.values!, args)), w.o_proj!);
+  const heads = yield* attend(run, l, query, place.keys!, place.values!, args, positions);
+  return ops.linear(ops.mergeHeads(yield* point(ops, run.listen, `layers.${l}.attn.heads`, heads, { layer: l, positions })), w.o_proj!);
 }
 
-/** layers.L.attn.probs [H, Tq, Tk] when someone listens: the reference's probabilities over this backend's q and k. */
-function* probs<X extends Value>(
-  run: Run<X>, l: number, q: X, k: X, v: X,
-  a: { H: number; Hkv: number; Tq: number; Tk: number; Dh: number; Dv: number; scale: number; offset: number; kvRows: number; logGammas?: readonly number[] },
-): Reading<void> {
-  const name = `layers.${l}.attn.probs`;
-  if (!listened(run.listen, name)) return;
-  const [qs, ks, vs] = [yield* read(run.ops, q), yield* read(run.ops, k), yield* read(run.ops, v)];
+type AttentionArgs = { H: number; Hkv: number; Tq: number; Tk: number; Dh: number; Dv: number; scale: number; offset: number; kvRows: number; logGammas?: readonly number[] };
+
+/**
+ * The backend's attention, with the hook points layers.L.attn.scores [H, Tq, Tk] (before the softmax, -∞ for hidden
+ * keys; read-only) and layers.L.attn.probs [H, Tq, Tk] when someone listens: the reference's scores and
+ * probabilities over this backend's q and k. A hook's replacement probabilities are applied to the values on the
+ * host, in place of the backend's attention.
+ */
+function* attend<X extends Value>(run: Run<X>, l: number, q: X, k: X, v: X, a: AttentionArgs, positions: Int32Array): Reading<X> {
+  const { ops, listen } = run;
+  const [scoresName, probsName] = [`layers.${l}.attn.scores`, `layers.${l}.attn.probs`];
+  if (!listened(listen, scoresName) && !listened(listen, probsName)) return ops.attention(q, k, v, a);
+  const where = { layer: l, positions };
+  const [qs, ks, vs] = [yield* read(ops, q), yield* read(ops, k), yield* read(ops, v)];
   const cached = (data: Float32Array, d: number) => filled({ shape: [a.Hkv, a.kvRows, d], data }, a.Hkv, a.kvRows, a.Tk);
-  const p = sdpa({ shape: [1, a.H, a.Tq, a.Dh], data: qs }, cached(ks, a.Dh), cached(vs, a.Dv), {
-    mask: causal(a.Tq, a.Tk, a.offset), logGammas: a.logGammas, offset: a.offset, scale: a.scale,
-  }).probs;
-  hookHost(run.listen, name, reshape(p, [a.H, a.Tq, a.Tk]), l);
+  const values = cached(vs, a.Dv);
+  const ref = sdpa({ shape: [1, a.H, a.Tq, a.Dh], data: qs }, cached(ks, a.Dh), values, {
+    mask: causal(a.Tq, a.Tk, a.offset), logGammas: a.logGammas, offset: a.offset, scale: a.scale, withScores: listened(listen, scoresName),
+  });
+  if (ref.scores) readOnly(listen, scoresName, reshape(ref.scores, [a.H, a.Tq, a.Tk]), where);
+  const p = reshape(ref.probs, [a.H, a.Tq, a.Tk]);
+  const flowing = listened(listen, probsName) ? hookHost(listen, probsName, p, where) : p;
+  if (flowing === p || flowing.data.every((x, i) => Object.is(x, p.data[i]))) return ops.attention(q, k, v, a);
+  return ops.upload(reshape(attendWith(reshape(flowing, [1, a.H, a.Tq, a.Tk]), values), [a.H, a.Tq, a.Dv]));
 }
 
 /** A kind with its own module (segmented, sparse, dsa, decay "as-written"), run on the host over the backend's host kernels. */
@@ -174,46 +183,3 @@ function* onHost<X extends Value>(run: Run<X>, l: number, x: X, state: HostLayer
   return ops.upload({ shape: [T, D], data: out.data });
 }
 
-export interface FeedForward<X> {
-  out: X;
-  /** The MoE's routing and statistics over the rows it ran, or null for a dense layer. */
-  routing: Routing | null;
-  stats: MoeStats | null;
-}
-
-/** The dense SwiGLU MLP or the MoE layer on x [N, D] (already normalised). */
-export function* feedForward<X extends Value>(run: Run<X>, l: number, x: X, w: DenseMlpWeights | MoeWeights): Reading<FeedForward<X>> {
-  if (!run.moeConfig || !("experts" in w)) return { out: swigluMlp(run.ops, x, w as DenseMlpWeights), routing: null, stats: null };
-  return yield* moe(run, l, x, w);
-}
-
-/** down(silu(gate·x) ⊙ up·x). */
-function swigluMlp<X extends Value>(ops: Ops<X>, x: X, w: DenseMlpWeights): X {
-  return ops.linear(ops.swiglu(ops.linear(x, w.gate_proj), ops.linear(x, w.up_proj)), w.down_proj);
-}
-
-/**
- * The MoE layer (src/moe/layer.ts): y = Σ over kept (t, e) of w_te·Expert_e(x_t) + Shared(x_t). The router's
- * logits come back to the host (a hook point: a replacement routes), the reference's routeTokens picks the experts.
- */
-function* moe<X extends Value>(run: Run<X>, l: number, x: X, w: MoeWeights): Reading<FeedForward<X>> {
-  const { ops, listen } = run;
-  const config = run.moeConfig!;
-  const name = `layers.${l}.mlp.router`;
-  const gate = ops.linear(x, w.gate.weight);
-  const gateData = yield* read(ops, gate);
-  const logits = hookHost(listen, `${name}.logits`, { shape: gate.shape, data: gateData }, l);
-  const { routing, scores, stats } = routeTokens(logits, config, w.gate.e_score_correction_bias);
-  const k = routing.k, N = x.shape[0]!;
-  record(listen.trace, `${name}.scores`, scores);
-  record(listen.trace, `${name}.indices`, { shape: [N, k], data: routing.experts });
-  record(listen.trace, `${name}.weights`, { shape: [N, k], data: routing.weights });
-  record(listen.trace, `${name}.kept`, { shape: [N, k], data: routing.kept });
-  const hooked = [w.experts.gate, w.experts.up, w.experts.down].some((t) => (t as HookedWeight).experts !== undefined);
-  // Experts quantised or adapted one by one run on the host, each through its own weights (src/model-adapters.ts).
-  const routed = hooked
-    ? ops.upload(hookedKernels(ops.hostKernels).moe({ shape: x.shape, data: yield* read(ops, x) }, routing, w.experts))
-    : ops.moe(x, routing, w.experts, { logits: logits.data === gateData ? gate : ops.upload(logits), config }); // a hook's logits route
-  const out = w.shared_experts ? ops.add(routed, swigluMlp(ops, x, w.shared_experts)) : routed;
-  return { out, routing, stats };
-}

@@ -26,8 +26,14 @@ export interface EncodeOptions {
 
 export function encode(text: string, options: EncodeOptions = {}): number[] {
   if (typeof text !== "string") throw argError("text", "a string", typeof text);
+  return encodeBytes(encoder.encode(text), options);
+}
+
+/** The tokens of raw bytes, UTF-8 or not (a prompt read from a file): token t is byte t. */
+export function encodeBytes(bytes: Uint8Array, options: EncodeOptions = {}): number[] {
+  if (!(bytes instanceof Uint8Array)) throw argError("bytes", "a Uint8Array", typeof bytes);
   const { bos = true, eos = false } = options;
-  const ids = Array.from(encoder.encode(text));
+  const ids = Array.from(bytes);
   if (bos) ids.unshift(BOS);
   if (eos) ids.push(EOS);
   return ids;
@@ -52,3 +58,23 @@ export function tokenLabel(id: number): string {
   if (id > 32 && id < 127) return String.fromCharCode(id);
   return `<${id.toString(16).padStart(2, "0")}>`;
 }
+
+/**
+ * What the CLI needs of a tokenizer, met by the byte tokenizer above (`byteTokenizer`, the tiny model's) and by a
+ * checkpoint's tokenizer.json (`loadTokenizer` in src/model/bpe-tokenizer.ts).
+ */
+export interface Tokenizer {
+  /** What it is, for a header line: "bytes", or the tokenizer.json path. */
+  readonly name: string;
+  /** Every id below it is valid input to decode and tokenLabel. */
+  readonly vocabSize: number;
+  /** Added by encode's `bos` option (default true); undefined when the tokenizer has none. */
+  readonly bosId: number | undefined;
+  readonly eosId: number | undefined;
+  encode(text: string, options?: EncodeOptions): number[];
+  /** The text of the ids; special tokens are skipped and invalid UTF-8 becomes U+FFFD. */
+  decode(ids: ArrayLike<number>): string;
+  tokenLabel(id: number): string;
+}
+
+export const byteTokenizer: Tokenizer = Object.freeze({ name: "bytes", vocabSize: VOCAB_SIZE, bosId: BOS, eosId: EOS, encode, decode, tokenLabel });

@@ -12,7 +12,7 @@ import { randn, type Random } from "../random.ts";
 import { expectShape, type Tensor } from "../tensor.ts";
 import { applyCapacity, checkCapacityFactor, checkMask, countTokens, DROP_POLICIES, expertCapacity, type DropPolicy, type TokenMask } from "./capacity.ts";
 import { type ExpertWeights, type Routing } from "./experts.ts";
-import { markChecked, route, routerConfig, routerDefaults, stripUndefined, type RouterConfig, type RouterConfigInput } from "./router.ts";
+import { markChecked, route, routerConfig, routerDefaults, stripUndefined, type RouteEdits, type RouterConfig, type RouterConfigInput } from "./router.ts";
 import { routingProbs, routingStats, type MoeStats } from "./stats.ts";
 
 export interface MoeConfig extends RouterConfig {
@@ -149,12 +149,13 @@ export function routeTokens(
   config: MoeConfig,
   bias: Tensor | null,
   mask?: TokenMask,
+  edits?: RouteEdits | null,
 ): { routing: Routing; scores: Tensor; capacity: number | null; stats: MoeStats } {
   config = moeConfig(config);
   const E = config.n_routed_experts;
   const { N } = expectShape("logits", logits, ["N", E]);
   checkMask(mask, N);
-  const { k, experts, weights, scores } = route(logits, config, bias);
+  const { k, experts, weights, scores } = route(logits, config, bias, edits);
   const capacity = expertCapacity(config.capacityFactor, k, countTokens(N, mask), E);
   const kept = applyCapacity(experts, weights, k, E, capacity, config.dropPolicy, mask);
   const routing = { k, experts, weights, kept };

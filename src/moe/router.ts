@@ -10,7 +10,7 @@
 //             times routed_scaling_factor
 // The bias changes which experts are chosen, never how much they weigh.
 
-import { argError, checkInteger, checkNumber, checkOneOf } from "../errors.ts";
+import { argError, checkInteger, checkNumber, checkOneOf, TinyseekError } from "../errors.ts";
 import { sigmoid, softmax } from "../ops.ts";
 import { expectShape, type Tensor } from "../tensor.ts";
 
@@ -93,6 +93,16 @@ export interface RouterOutput {
   readonly weights: Float32Array;
 }
 
+/**
+ * Edits of the choice, per token row (src/model/interventions.ts says what each means): experts banned from it,
+ * forced into it, and chosen but run with their output zeroed (applied by the caller, after routing).
+ */
+export interface RouteEdits {
+  readonly banned: readonly (readonly number[])[];
+  readonly forced: readonly (readonly number[])[];
+  readonly ablated: readonly (readonly number[])[];
+}
+
 /** Scores of every expert: softmax over the experts, or an independent sigmoid each. */
 export function routerScores(logits: Tensor, scoringFunc: ScoringFunc): Tensor {
   expectShape("logits", logits, ["N", "E"]);
@@ -103,7 +113,7 @@ export function routerScores(logits: Tensor, scoringFunc: ScoringFunc): Tensor {
  * Routes N tokens from their router logits [N, E] (x·W_gᵀ, computed by the caller's kernels so that a backend's
  * matmul is what gets checked). `bias` [E] is gate.e_score_correction_bias, required for "noaux_tc".
  */
-export function route(logits: Tensor, config: RouterConfig, bias?: Tensor | null): RouterOutput {
+export function route(logits: Tensor, config: RouterConfig, bias?: Tensor | null, edits?: RouteEdits | null): RouterOutput {
   routerConfig(config);
   const E = config.n_routed_experts;
   const { N } = expectShape("logits", logits, ["N", E]);
@@ -119,11 +129,18 @@ export function route(logits: Tensor, config: RouterConfig, bias?: Tensor | null
   const weights = new Float32Array(N * k);
   const select = new Float64Array(E);
   const chosen = new Int32Array(k);
+  const own = edits ? new Float64Array(E) : null; // the selection scores before the edits
   for (let t = 0; t < N; t++) {
     const row = scores.data.subarray(t * E, (t + 1) * E);
     for (let e = 0; e < E; e++) select[e] = row[e]! + (withBias ? bias!.data[e]! : 0);
+    if (own) {
+      own.set(select);
+      for (const e of edits!.banned[t]!) select[e] = -Infinity;
+      for (const e of edits!.forced[t]!) select[e] = Infinity;
+    }
     limitGroups(select, config.n_group, config.topk_group, withBias ? 2 : 1);
     topk(select, k, chosen);
+    if (own) editedChoice(chosen, select, own, t);
     let sum = 0;
     for (let r = 0; r < k; r++) sum += row[chosen[r]!]!;
     const denominator = normalise && sum > 0 ? sum : 1;
@@ -133,6 +150,18 @@ export function route(logits: Tensor, config: RouterConfig, bias?: Tensor | null
     }
   }
   return { k, scores, experts, weights };
+}
+
+/**
+ * After an edited top-k: no banned (-∞) expert may fill a slot, and the chosen set is put in the order of the
+ * router's own selection scores (ties to the lower index), so that forcing a token's own choice changes nothing.
+ */
+function editedChoice(chosen: Int32Array, select: Float64Array, own: Float64Array, t: number): void {
+  if (chosen.some((e) => select[e] === -Infinity)) {
+    throw new TinyseekError(`experts: the bans leave token ${t} fewer than ${chosen.length} experts to choose from (group limits included)`);
+  }
+  const sorted = Array.from(chosen).sort((a, b) => own[b]! - own[a]! || a - b);
+  chosen.set(sorted);
 }
 
 /** NaN or ±Infinity would make every comparison false and the choice arbitrary: refuse them, naming the element. */

@@ -1,8 +1,10 @@
 // The material's quantisation claims ("68GB -> 17GB", "4x smaller", "under 2% accuracy loss"), measured on the
 // tiny model for every scheme (spec/quant.md): the bytes its weights take, the relative Frobenius error each
 // kind of linear layer adds on the inputs the float model gives it, the error of the logits on real text, and how
-// often the quantised model still picks the float model's next token and experts. The model is seeded, not
-// trained: the figures say what each format does to these weights, not what it does to a trained model's accuracy.
+// often the quantised model still picks the float model's next token and experts. The model is the trained tiny
+// checkpoint when the caller passes it (the CLI does by default): then the cross-entropy change is a real change in
+// next-byte prediction on that text. Seeded (the small preset, or --weights random), the figures say only what
+// each format does to Gaussian weights; the report says which.
 
 import { type DeviceKernels } from "../device/kernels.ts";
 import { opsOver } from "../device/ops.ts";
@@ -44,7 +46,7 @@ export interface SchemeResult {
 }
 
 export interface QuantReport {
-  model: { preset: string; seeded: true; parameters: number; floatBytes: number; quantisedWeights: number; quantisedParameters: number };
+  model: { preset: string; seeded: boolean; weights: string; parameters: number; floatBytes: number; quantisedWeights: number; quantisedParameters: number };
   text: { bytes: number; tokens: number };
   float: { crossEntropy: number };
   results: SchemeResult[];
@@ -59,6 +61,11 @@ export interface QuantReportOptions {
   /** Rows of each layer's recorded input used for the per-layer errors (default 64). */
   layerRows?: number;
   presetName?: "tiny" | "small";
+  /** The float model to quantise, labelled `weights` (default: the preset's seeded initialisation). */
+  model?: Model;
+  weights?: string;
+  /** Whether `model` is seeded rather than trained (default: true when no model is given). */
+  seeded?: boolean;
 }
 
 /** Every linear layer's input on the float model's forward pass, by weight name; MoE layers' inputs by layer. */
@@ -102,7 +109,9 @@ export function quantReport(options: QuantReportOptions): QuantReport {
   if (!Array.isArray(schemes) || schemes.length === 0) throw argError("schemes", "at least one scheme", schemes);
   schemes.forEach(parseScheme); // every name checked before any work
 
-  const model = initModel(preset(presetName));
+  const model = options.model ?? initModel(preset(presetName));
+  const seeded = options.seeded ?? options.model === undefined;
+  const weightsLabel = options.weights ?? (options.model ? "given weights" : `random init (seed ${model.config.init_seed})`);
   const tokens = [...encode("", { bos: true }), ...text];
   const float = recordInputs(model, tokens);
   const weights = namedWeights(model);
@@ -166,7 +175,7 @@ export function quantReport(options: QuantReportOptions): QuantReport {
   });
 
   return {
-    model: { preset: presetName, seeded: true, parameters: totalParams, floatBytes: 4 * totalParams, quantisedWeights, quantisedParameters },
+    model: { preset: presetName, seeded, weights: weightsLabel, parameters: totalParams, floatBytes: 4 * totalParams, quantisedWeights, quantisedParameters },
     text: { bytes: text.length, tokens: tokens.length },
     float: { crossEntropy: floatCe },
     results,
@@ -174,12 +183,20 @@ export function quantReport(options: QuantReportOptions): QuantReport {
       "bytes: every projection (attention, dense MLP, shared and routed experts) as stored, scales included; embeddings, norms, router gates and the head stay float32",
       "layer errors: ||x·Wqᵀ - x·Wᵀ|| / ||x·Wᵀ|| per kind of layer, on the float model's own inputs to it (routed experts: on every token of the layer, not only those routed to each)",
       "logits error, next-token (argmax) agreement, routing agreement and cross-entropy change over every position of the text",
-      "a seeded router scores its experts close together, so small weight errors flip some expert choices and those flips " +
-        "dominate the logits error: compare 'experts agree' before reading the logits column as a format's own error",
+      seeded
+        ? "a seeded router scores its experts close together, so small weight errors flip some expert choices and those flips " +
+          "dominate the logits error: compare 'experts agree' before reading the logits column as a format's own error"
+        : "the trained model's next-byte cross-entropy on the text: its change is the accuracy a format costs this model on it " +
+          "(a text it was trained on by default; pass held-out text with --text for a held-out figure); the checkpoint is " +
+          "stored in BF16, so the bf16 scheme reproduces it exactly",
     ],
     doesNotMeasure: [
-      "accuracy on any task: the model is seeded, not trained, so its predictions are near chance and 'accuracy loss' has nothing to act on",
-      "a trained model's weights and activations (their outliers are what make int4 hard; seeded weights are Gaussian)",
+      seeded
+        ? "accuracy on any task: the model is seeded, not trained, so its predictions are near chance and 'accuracy loss' has nothing to act on"
+        : "accuracy on any task beyond predicting the next byte: the trained model is a 1.7M-parameter byte model of one book",
+      seeded
+        ? "a trained model's weights and activations (their outliers are what make int4 hard; seeded weights are Gaussian)"
+        : "a large model's outliers: a tiny model trained for minutes has few, and those are what make int4 hard at scale",
       "speed: the reference computes in float64; bytes are what a kernel would read, not a timing",
       "calibrated methods (GPTQ, AWQ, SmoothQuant): these are round-to-nearest schemes",
     ],

@@ -11,9 +11,12 @@ import { type Trace, type TracedTensor, createTrace } from "../trace.ts";
 import { cacheBytesPerToken } from "../model/cache.ts";
 import { isMoeLayer, layerKind, type AttentionKind } from "../model/config.ts";
 import { forward, forwardAsync, rowNorms, type ForwardResult } from "../model/forward.ts";
+import { mtpForward, mtpForwardAsync, type MtpResult } from "../model/mtp.ts";
+import { argmax } from "../ops.ts";
 import { countParameters } from "../model/params.ts";
-import { tokenLabel } from "../model/tokenizer.ts";
+import { byteTokenizer, type Tokenizer } from "../model/tokenizer.ts";
 import { checkModel, type Model } from "../model/weights.ts";
+import { type Intervention } from "../model/interventions.ts";
 
 export interface StepOptions {
   /** The attention head whose probabilities are drawn (default 0). */
@@ -29,6 +32,10 @@ export interface StepOptions {
   weightsLabel?: string;
   configLabel?: string;
   onLayer?: (layer: number, layers: number) => void;
+  /** How tokens are labelled (default the byte tokenizer). */
+  tokenizer?: Pick<Tokenizer, "tokenLabel">;
+  /** Ablations, expert edits, steering (src/model/interventions.ts): the record shows what ran with them. */
+  interventions?: readonly Intervention[];
 }
 
 export interface OpStep {
@@ -104,6 +111,8 @@ export interface StepRecord {
     index_topk: number;
     parameters: number;
     activeParameters: number;
+    /** The multi-token-prediction layer's parameters, counted apart (0 without one). */
+    mtpParameters: number;
   };
   backend: string;
   prompt: string;
@@ -114,8 +123,13 @@ export interface StepRecord {
   /** The KV cache's float32 bytes per token for this config, and what plain multi-head attention (K and V of every head) would hold. */
   cache: { bytesPerToken: number; mhaBytesPerToken: number };
   exitLayers: number[];
+  /** What the interventions did, one line each (empty: none). */
+  interventions: string[];
   /** The model's top predictions for the token after the prompt. */
   next: { id: number; label: string; prob: number }[];
+  /** The multi-token-prediction module (null without one), fed the main model's greedy next token (`after`): its top
+   *  predictions for the token after that, and how many of the prompt's tokens it predicted two places ahead. */
+  mtp: { after: { id: number; label: string }; next: { id: number; label: string; prob: number }[]; hits: number; of: number } | null;
   ms: number;
 }
 
@@ -142,16 +156,44 @@ type StepForward = Pick<ForwardResult, "logits" | "exitLayers" | "moe">;
 export function stepRecord(model: Model, prompt: string, tokens: readonly number[], options: StepOptions = {}): StepRecord {
   const started = performance.now();
   const { record, result } = prepare(model, tokens, options, (trace, exitThreshold) =>
-    forward(model, tokens, { trace, backend: options.backend, exitThreshold, onLayer: options.onLayer }));
-  return buildRecord(model, prompt, tokens, options, result, record, performance.now() - started);
+    forward(model, tokens, { trace, backend: options.backend, exitThreshold, onLayer: options.onLayer, interventions: options.interventions }));
+  const mtp = mtpInput(model, tokens, result, record);
+  const drafted = mtp && mtpForward(model, mtp.hidden, mtp.next, { backend: options.backend });
+  return buildRecord(model, prompt, tokens, options, result, record, performance.now() - started, drafted);
 }
 
 /** `stepRecord` on any backend (WebGPU reads asynchronously): the same forward, awaited. */
 export async function stepRecordAsync(model: Model, prompt: string, tokens: readonly number[], options: StepOptions = {}): Promise<StepRecord> {
   const started = performance.now();
   const { record, result } = prepare(model, tokens, options, (trace, exitThreshold) =>
-    forwardAsync(model, tokens, { trace, backend: options.backend, exitThreshold, onLayer: options.onLayer }));
-  return buildRecord(model, prompt, tokens, options, await result, record, performance.now() - started);
+    forwardAsync(model, tokens, { trace, backend: options.backend, exitThreshold, onLayer: options.onLayer, interventions: options.interventions }));
+  const done = await result;
+  const mtp = mtpInput(model, tokens, done, record);
+  const drafted = mtp && await mtpForwardAsync(model, mtp.hidden, mtp.next, { backend: options.backend });
+  return buildRecord(model, prompt, tokens, options, done, record, performance.now() - started, drafted);
+}
+
+/** The MTP module's input (null without one): the main model's RMSNorm(h) (traced as "norm") and the token after
+ *  each position, the last being the main model's greedy next token. */
+function mtpInput(model: Model, tokens: readonly number[], result: StepForward, trace: Trace) {
+  if (!model.weights.mtp) return null;
+  const V = model.config.vocab_size;
+  const greedy = argmax(result.logits.data.subarray((tokens.length - 1) * V, tokens.length * V));
+  return { hidden: trace.tensors.get("norm") as { shape: number[]; data: Float32Array }, next: [...tokens.slice(1), greedy] };
+}
+
+/** The module's view for the record: its top predictions after the last position, and its hits inside the prompt. */
+function mtpView(model: Model, tokens: readonly number[], result: StepForward, mtp: MtpResult, top: number, tokenLabel: (id: number) => string): StepRecord["mtp"] {
+  const V = model.config.vocab_size;
+  const T = tokens.length;
+  const row = (logits: Float32Array, t: number) => logits.subarray(t * V, (t + 1) * V);
+  const after = argmax(row(result.logits.data, T - 1));
+  const probs = softmax({ shape: [V], data: row(mtp.logits.data, T - 1) }).data;
+  const order = Array.from({ length: V }, (_, i) => i).sort((a, b) => probs[b]! - probs[a]! || a - b).slice(0, top);
+  // Position t predicts token t + 2: inside the prompt for t <= T - 3.
+  let hits = 0;
+  for (let t = 0; t + 2 < T; t++) if (argmax(row(mtp.logits.data, t)) === tokens[t + 2]) hits++;
+  return { after: { id: after, label: tokenLabel(after) }, next: order.map((id) => ({ id, label: tokenLabel(id), prob: probs[id]! })), hits, of: Math.max(0, T - 2) };
 }
 
 function prepare<R>(model: Model, tokens: readonly number[], options: StepOptions, run: (trace: Trace, exitThreshold: number) => R) {
@@ -167,13 +209,14 @@ function prepare<R>(model: Model, tokens: readonly number[], options: StepOption
   return { record, result: run(record, threshold ?? NEVER) };
 }
 
-function buildRecord(model: Model, prompt: string, tokens: readonly number[], options: StepOptions, result: StepForward, trace: Trace, ms: number): StepRecord {
+function buildRecord(model: Model, prompt: string, tokens: readonly number[], options: StepOptions, result: StepForward, trace: Trace, ms: number, mtp: MtpResult | null): StepRecord {
   const { config } = model;
   const head = options.head ?? 0;
   const top = options.top ?? 5;
   const threshold = options.exitThreshold === undefined ? config.exit_threshold : options.exitThreshold;
   const get = (name: string) => trace.tensors.get(name);
   const T = tokens.length;
+  const label = (id: number) => (options.tokenizer ?? byteTokenizer).tokenLabel(id);
 
   const layers = Array.from({ length: config.num_hidden_layers }, (_, l): LayerStep => {
     const p = `layers.${l}`;
@@ -235,10 +278,11 @@ function buildRecord(model: Model, prompt: string, tokens: readonly number[], op
       index_topk: config.index_topk,
       parameters: count.total,
       activeParameters: count.active,
+      mtpParameters: count.mtp,
     },
     backend: options.backendLabel ?? options.backend?.name ?? "reference",
     prompt,
-    tokens: tokens.map((id) => ({ id, label: tokenLabel(id) })),
+    tokens: tokens.map((id) => ({ id, label: label(id) })),
     embedNorms: Array.from(rowNorms(get("embed")!).data),
     layers,
     exitThreshold: threshold,
@@ -247,7 +291,9 @@ function buildRecord(model: Model, prompt: string, tokens: readonly number[], op
       mhaBytesPerToken: 4 * 2 * config.hidden_size * config.num_hidden_layers,
     },
     exitLayers: Array.from(result.exitLayers),
-    next: order.map((id) => ({ id, label: tokenLabel(id), prob: last[id]! })),
+    interventions: (options.interventions ?? []).map((i, n) => i.label ?? `intervention ${n + 1}`),
+    next: order.map((id) => ({ id, label: label(id), prob: last[id]! })),
+    mtp: mtp ? mtpView(model, tokens, result, mtp, top, label) : null,
     ms,
   };
 }

@@ -64,11 +64,12 @@ export function renderHeader(r: StepRecord, s: Style): string {
     s.bold("tinyseek step") + s.dim(" · a DeepSeek-style transformer, one layer and one op at a time"),
     "",
     `  ${s.dim("model  ")}  ${m.config} · ${m.num_hidden_layers} layers · hidden ${m.hidden_size} · ${m.num_attention_heads} heads · ${kinds} attention · ${moe}`,
-    `  ${s.dim("params ")}  ${groupDigits(m.parameters)} total · ${groupDigits(m.activeParameters)} active per token`,
+    `  ${s.dim("params ")}  ${groupDigits(m.parameters)} total · ${groupDigits(m.activeParameters)} active per token${m.mtpParameters ? ` · ${groupDigits(m.mtpParameters)} in the MTP layer (apart)` : ""}`,
     `  ${s.dim("cache  ")}  ${groupDigits(Math.round(r.cache.bytesPerToken))} bytes per token ${s.dim(`(float32; full K and V of every head would take ${groupDigits(r.cache.mhaBytesPerToken)})`)}`,
     `  ${s.dim("weights")}  ${m.weights}`,
     `  ${s.dim("backend")}  ${r.backend} · forward pass ${fmt(r.ms, 1)} ms`,
     `  ${s.dim("prompt ")}  ${JSON.stringify(r.prompt)} → ${r.tokens.length} byte tokens`,
+    ...r.interventions.map((line) => `  ${s.dim("edited ")}  ${line}`),
     "",
     `  ${s.dim("tokens ")}  ${r.tokens.map((t) => t.label).join(" ")}`,
     `  ${s.dim("embed  ")}  ‖x‖ per token ${sparkline(r.embedNorms)}  ${s.dim(`${fmt(Math.min(...r.embedNorms))} … ${fmt(Math.max(...r.embedNorms))}`)}`,
@@ -85,7 +86,8 @@ export function renderLayer(r: StepRecord, layer: LayerStep, s: Style): string {
   const ffn = layer.ffn === "moe" && layer.routing
     ? `MoE (${layer.routing.experts} routed + ${layer.routing.shared} shared, top-${layer.routing.k})`
     : "dense SwiGLU MLP";
-  const title = ` layer ${layer.layer + 1}/${L} · ${layer.attention.toUpperCase()} attention → ${ffn} `;
+  // 0-based, as --layer and the trace names (layers.2.…) count.
+  const title = ` layer ${layer.layer} of 0–${L - 1} · ${layer.attention.toUpperCase()} attention → ${ffn} `;
   const lines = [s.bold(`━━${title}${"━".repeat(Math.max(2, 96 - title.length))}`), s.dim(`  ${describeAttention(layer, r)}`), s.dim(`  ${describeFfn(layer, r)}`), ""];
 
   const opWidth = Math.max(...layer.ops.map((o) => o.op.length), 2);
@@ -233,16 +235,22 @@ export function renderOutput(r: StepRecord, s: Style): string {
   if (r.exitThreshold !== null) {
     const mean = r.exitLayers.reduce((a, n) => a + n, 0) / r.exitLayers.length;
     lines.push(`  early exit at threshold ${r.exitThreshold}: mean depth ${fmt(mean)} of ${L} layers (${fmt(100 * (1 - mean / L), 1)}% of feed-forward work skipped; attention still fills the caches)`);
-    lines.push(`  exit layer per token  ${r.exitLayers.join(" ")}`, "");
+    lines.push(`  layers run per token  ${r.exitLayers.join(" ")}`, "");
   }
   lines.push(`  next token after ${JSON.stringify(r.prompt)}:`);
   const most = r.next[0]?.prob ?? 1;
   for (const n of r.next) lines.push(`    ${n.label.padEnd(6)} ${bar(n.prob, most, 24).padEnd(24)} ${(100 * n.prob).toFixed(2)}%`);
+  if (r.mtp) {
+    lines.push("", `  token after next, by the MTP module given next = ${r.mtp.after.label}:`);
+    const top = r.mtp.next[0]?.prob ?? 1;
+    for (const n of r.mtp.next) lines.push(`    ${n.label.padEnd(6)} ${bar(n.prob, top, 24).padEnd(24)} ${(100 * n.prob).toFixed(2)}%`);
+    lines.push(s.dim(`  in the prompt it predicted ${r.mtp.hits} of ${r.mtp.of} tokens two places ahead`));
+  }
   lines.push(
     "",
-    s.dim("  try:  tinyseek step --layer 2 --head 1 --interactive · --exit-threshold 0.5 · --exit-sweep 0.1,0.3,0.5"),
+    s.dim("  try:  npx tinyseek step --layer 2 --head 1 --interactive · --exit-threshold 0.5 · --exit-sweep 0.1,0.3,0.5"),
     s.dim("        --attention decay (or mha, segmented, sparse, dsa; mla,mha,decay,dsa per layer) · --json · --trace FILE"),
-    s.dim("        --backend wasm --compare · tinyseek generate --prompt TEXT · tinyseek --help"),
+    s.dim("        --backend wasm --compare · npx tinyseek generate --prompt TEXT · npx tinyseek --help"),
   );
   return lines.join("\n");
 }

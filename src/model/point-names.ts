@@ -1,0 +1,24 @@
+// The hook points of a model, in forward order: what `hooks` and `runWithCache` can name (spec/research.md lists
+// each with its shape). Host-run attention kinds (segmented, sparse, dsa, decay as written) trace their own
+// tensors, which are recorded but not hook points.
+
+import { runsOnDevice } from "./cache.ts";
+import { isMoeLayer, layerKind, type ModelConfig } from "./config.ts";
+
+export function hookPoints(config: ModelConfig): string[] {
+  const names = ["embed"];
+  for (let l = 0; l < config.num_hidden_layers; l++) {
+    const p = `layers.${l}`;
+    names.push(`${p}.in`, `${p}.attn.in`);
+    if (layerKind(config, l) === "mla") names.push(`${p}.attn.latent`, `${p}.attn.k_pe`);
+    if (runsOnDevice(config, l)) names.push(`${p}.attn.scores`, `${p}.attn.probs`, `${p}.attn.heads`);
+    names.push(`${p}.attn.out`, `${p}.attn.residual`, `${p}.mlp.in`);
+    if (isMoeLayer(config, l)) {
+      names.push(...["logits", "scores", "indices", "weights", "kept"].map((n) => `${p}.mlp.router.${n}`), `${p}.mlp.experts`, `${p}.mlp.routed`);
+      if (config.n_shared_experts > 0) names.push(`${p}.mlp.shared`);
+    }
+    names.push(`${p}.mlp.out`, `${p}.out`);
+  }
+  names.push("norm", "logits");
+  return names;
+}
