@@ -49,3 +49,11 @@ describe("--weights DIR with a tokenizer.json", () => {
     expect(err).toBe(`tinyseek step: --weights: ${without} has vocab_size 267 and no tokenizer.json beside its config.json; the byte tokenizer covers 260 ids: give a checkpoint directory with its tokenizer.json`);
   });
 });
+
+describe("the reports, which read their text as bytes", () => {
+  it("refuse a checkpoint with its own tokenizer in one line", async () => {
+    const { code, err } = await cli("moe-report", "--weights", withTokenizer);
+    expect(code).toBe(1);
+    expect(err).toMatch(/^tinyseek moe-report: --weights: the reports read their text as bytes \(the byte tokenizer's ids\); .* has its own tokenizer \(.*tokenizer\.json\): run step, generate, lens, patch or attribute on it$/);
+  });
+});

@@ -10,6 +10,7 @@ import { kvStateTable, measureNsaQuality, nsaAccessTable, TINY_MLA, type NsaQual
 import { PAPER_BLOCKS, TINY_BLOCKS } from "../attention/sparse-select.ts";
 import { CONTEXT_1K_BLOCKS, measureModelNsa, type ModelNsaQuality } from "../reports/nsa-on-model.ts";
 import { loadModelFrom } from "../step/load.ts";
+import { bytesOnly } from "../reports/weights.ts";
 import { numberArg, parse, positionals, processIo, UsageError, type Io } from "./io.ts";
 import { formatNumber, formatTable, toJson } from "./table.ts";
 
@@ -50,7 +51,7 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
   const bytes = all.subarray(0, count("length", values.length, all.length));
   if (bytes.length === 0) throw new UsageError(`--text: ${path} is empty`);
   const queries = count("queries", values.queries, 256);
-  const { model, weightsLabel } = await loadModelFrom(undefined, values.weights);
+  const { model, weightsLabel } = bytesOnly(await loadModelFrom(undefined, values.weights), values.weights);
 
   const onModel = measureModelNsa(model, bytes, [TINY_BLOCKS, CONTEXT_1K_BLOCKS], { queries });
   const modelMean = (blocks: typeof TINY_BLOCKS, key: "coverage" | "scoredShare") => {
