@@ -5,9 +5,6 @@
 // token 0: 0 %) and against a count made from one pass of the module over the finished sequence.
 import { describe, expect, it } from "vitest";
 import { createMlaCache, mla, type MlaWeights } from "../src/attention/mla.ts";
-import { referenceBackend, type Backend } from "../src/backend.ts";
-import { opsOver } from "../src/device/ops.ts";
-import { reference } from "../src/kernels.ts";
 import { moeConfigOf, resolveConfig } from "../src/model/config.ts";
 import { forward, forwardAsync } from "../src/model/forward.ts";
 import { generate, generateAsync } from "../src/model/generate.ts";
@@ -22,24 +19,12 @@ import { stepRecord } from "../src/step/record.ts";
 import { renderOutput, styleFor } from "../src/step/render.ts";
 import { add, numel, reshape, type Tensor } from "../src/tensor.ts";
 import { createTrace } from "../src/trace.ts";
-import { tfjsKernels } from "../train/tfjs-kernels.ts";
-import { setUpTfjs } from "../train/tfjs.ts";
 import { startBackend } from "./backend-rows.ts";
+import { MODEL_BACKENDS } from "./model-rows.ts";
 import { argmaxRows, cli, nmse } from "./helpers.ts";
 import { testConfig } from "./model-fixtures.ts";
 
-const ROWS: { name: string; create: () => Promise<Backend>; optional?: boolean }[] = [
-  { name: "reference", create: async () => referenceBackend },
-  { name: "wasm", create: async () => (await import("../wasm/backend.ts")).createBackend({ threads: 1 }) },
-  {
-    name: "tfjs",
-    create: async () => {
-      await setUpTfjs();
-      return { name: "tfjs", description: "tfjs-backend-wasm", ops: opsOver(tfjsKernels()), asyncKernels: reference, dispose: async () => {} } as unknown as Backend;
-    },
-  },
-  { name: "webgpu", create: async () => (await import("../gpu/backend.ts")).createBackend({}), optional: true },
-];
+const ROWS = MODEL_BACKENDS;
 
 const PROMPT = [256, 65, 108, 105, 99, 101, 32, 119, 97, 115, 32, 98, 101];
 const seeded = initModel(testConfig({ num_nextn_predict_layers: 1, init_std: 0.3 }));

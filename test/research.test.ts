@@ -4,9 +4,6 @@
 // the logit; ablating every head equals removing the attention output; banning an unchosen expert changes nothing.
 // Each compares two different computations (hooked or edited against plain), never one with itself.
 import { describe, expect, it } from "vitest";
-import { referenceBackend, type Backend } from "../src/backend.ts";
-import { opsOver } from "../src/device/ops.ts";
-import { reference } from "../src/kernels.ts";
 import { isMoeLayer } from "../src/model/config.ts";
 import { type Intervention } from "../src/model/interventions.ts";
 import { initModel, type Model } from "../src/model/weights.ts";
@@ -18,24 +15,12 @@ import { activationPatching, patchFrom } from "../src/research/patching.ts";
 import { run, runWithCache } from "../src/research/run.ts";
 import { steer, steeringVector } from "../src/research/steering.ts";
 import { type Tensor } from "../src/tensor.ts";
-import { tfjsKernels } from "../train/tfjs-kernels.ts";
-import { setUpTfjs } from "../train/tfjs.ts";
 import { startBackend } from "./backend-rows.ts";
+import { MODEL_BACKENDS } from "./model-rows.ts";
 import { thrown } from "./helpers.ts";
 import { testConfig } from "./model-fixtures.ts";
 
-const ROWS: { name: string; create: () => Promise<Backend>; optional?: boolean }[] = [
-  { name: "reference", create: async () => referenceBackend },
-  { name: "wasm", create: async () => (await import("../wasm/backend.ts")).createBackend({ threads: 1 }) },
-  {
-    name: "tfjs",
-    create: async () => {
-      await setUpTfjs();
-      return { name: "tfjs", ops: opsOver(tfjsKernels()), asyncKernels: reference, dispose: async () => {} } as unknown as Backend;
-    },
-  },
-  { name: "webgpu", create: async () => (await import("../gpu/backend.ts")).createBackend({}), optional: true },
-];
+const ROWS = MODEL_BACKENDS;
 
 const CLEAN = [256, 65, 108, 105, 99, 101, 32, 115, 97, 105, 100];
 const CORRUPT = [256, 84, 104, 101, 32, 99, 97, 116, 32, 115, 97];

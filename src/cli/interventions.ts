@@ -2,10 +2,10 @@
 // ablation, and steering, parsed into interventions for the one forward.
 
 import { existsSync, readFileSync } from "node:fs";
-import { type Backend } from "../backend.ts";
+import type { Backend } from "../backend.ts";
 import { checkExpertEdits, type Intervention } from "../model/interventions.ts";
 import { BOS, byteTokenizer, type Tokenizer } from "../model/tokenizer.ts";
-import { type Model } from "../model/weights.ts";
+import type { Model } from "../model/weights.ts";
 import { ablateExperts, banExperts, forceExperts } from "../research/experts.ts";
 import { ablateHeads, headMeans } from "../research/heads.ts";
 import { steer, steeringVector } from "../research/steering.ts";

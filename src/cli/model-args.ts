@@ -3,7 +3,7 @@
 
 import { loadBackend, type Backend } from "../backend.ts";
 import { byteTokenizer, type Tokenizer } from "../model/tokenizer.ts";
-import { type Model } from "../model/weights.ts";
+import type { Model } from "../model/weights.ts";
 import { attentionOverride, loadModelFrom } from "../step/load.ts";
 import { UsageError } from "./io.ts";
 

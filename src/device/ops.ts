@@ -3,14 +3,14 @@
 // name (src/device/kernels.ts). Weights are passed as the model's host tensors; the backend keeps its own copy of
 // each (`weight`), made once. This is the tfjs shape: ops validate, kernels compute.
 
-import { type Lora } from "../adapters.ts";
+import type { Lora } from "../adapters.ts";
 import { argError, NotSupportedError } from "../errors.ts";
-import { type Kernels } from "../kernels.ts";
-import { type HookedWeight } from "../model-adapters.ts";
-import { type ExpertWeights, type Routing } from "../moe/experts.ts";
-import { type MoeConfig } from "../moe/layer.ts";
+import type { Kernels } from "../kernels.ts";
+import type { HookedWeight } from "../model-adapters.ts";
+import type { ExpertWeights, Routing } from "../moe/experts.ts";
+import type { MoeConfig } from "../moe/layer.ts";
 import { numel, shapeString, type Tensor } from "../tensor.ts";
-import { type AttentionArgs, type DeviceKernels, type GemmArgs, type Value } from "./kernels.ts";
+import type { AttentionArgs, DeviceKernels, GemmArgs, Value } from "./kernels.ts";
 import { referenceDevice, referenceHostKernels } from "./reference.ts";
 
 /** The operations the forward calls: the kernels' own signatures where values go in and out, weights as host tensors. */

@@ -4,18 +4,18 @@
 // intervention (src/model/interventions.ts); the routed experts and the shared expert run on the device.
 
 import { read, type Reading } from "../device/drive.ts";
-import { type Value } from "../device/kernels.ts";
-import { type Ops } from "../device/ops.ts";
+import type { Value } from "../device/kernels.ts";
+import type { Ops } from "../device/ops.ts";
 import { hookedKernels, type HookedWeight } from "../model-adapters.ts";
-import { type Routing } from "../moe/experts.ts";
+import type { Routing } from "../moe/experts.ts";
 import { routeTokens, type MoeWeights } from "../moe/layer.ts";
-import { type MoeStats } from "../moe/stats.ts";
-import { type Tensor } from "../tensor.ts";
+import type { MoeStats } from "../moe/stats.ts";
+import type { Tensor } from "../tensor.ts";
 import { record } from "../trace.ts";
 import { routeEditsFor } from "./interventions.ts";
-import { type Run } from "./layers.ts";
+import type { Run } from "./layers.ts";
 import { hooked, hookHost, listened, point, readOnly } from "./points.ts";
-import { type DenseMlpWeights } from "./weights.ts";
+import type { DenseMlpWeights } from "./weights.ts";
 
 export interface FeedForward<X> {
   out: X;

@@ -7,9 +7,9 @@
 // per MoE layer, for every token or the tokens at given absolute positions. The trace's router outputs show what ran.
 
 import { argError, checkInteger, TinyseekError } from "../errors.ts";
-import { type RouteEdits } from "../moe/router.ts";
+import type { RouteEdits } from "../moe/router.ts";
 import { isMoeLayer, type ModelConfig } from "./config.ts";
-import { type Hooks } from "./points.ts";
+import type { Hooks } from "./points.ts";
 
 export type ExpertAction = "ban" | "force" | "ablate";
 

@@ -6,11 +6,11 @@
 import { attendWith, attention as sdpa } from "../attention/attention.ts";
 import { mlaSoftmaxScale, yarnOptions, type MlaWeights } from "../attention/mla.ts";
 import { read, type Reading } from "../device/drive.ts";
-import { type Value } from "../device/kernels.ts";
-import { type Ops } from "../device/ops.ts";
+import type { Value } from "../device/kernels.ts";
+import type { Ops } from "../device/ops.ts";
 import { filled } from "../device/reference.ts";
 import { hookedKernels, type HookedWeight } from "../model-adapters.ts";
-import { type MoeConfig } from "../moe/layer.ts";
+import type { MoeConfig } from "../moe/layer.ts";
 import { causal } from "../masks.ts";
 import { ropeFrequencies, yarnSoftmaxFactor } from "../rope.ts";
 import { reshape, type Tensor } from "../tensor.ts";
@@ -18,9 +18,9 @@ import { attentionKind, type HostLayerCache } from "./attention.ts";
 import { ensureRows, type ModelCache } from "./cache.ts";
 import { headDim, layerKind, type ModelConfig } from "./config.ts";
 import { decayGammas } from "./mha.ts";
-import { type ExpertEdit } from "./interventions.ts";
+import type { ExpertEdit } from "./interventions.ts";
 import { hookHost, listened, point, readOnly, type Listeners } from "./points.ts";
-import { type Model } from "./weights.ts";
+import type { Model } from "./weights.ts";
 
 /** What one forward's layers share. */
 export interface Run<X extends Value> {

@@ -6,9 +6,9 @@
 
 import { argError, TinyseekError } from "../errors.ts";
 import { globToRegExp } from "../glob.ts";
-import { type Value } from "../device/kernels.ts";
+import type { Value } from "../device/kernels.ts";
 import { read, type Reading } from "../device/drive.ts";
-import { type Ops } from "../device/ops.ts";
+import type { Ops } from "../device/ops.ts";
 import { shapeString, type Tensor } from "../tensor.ts";
 import { record, wants, type Trace, type TracedTensor } from "../trace.ts";
 

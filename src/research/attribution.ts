@@ -9,8 +9,8 @@
 import { argError, checkInteger } from "../errors.ts";
 import { isMoeLayer } from "../model/config.ts";
 import { runsOnDevice } from "../model/cache.ts";
-import { type Model } from "../model/weights.ts";
-import { type TracedTensor } from "../trace.ts";
+import type { Model } from "../model/weights.ts";
+import type { TracedTensor } from "../trace.ts";
 import { runWithCache, type RunOptions } from "./run.ts";
 
 export interface Part {

@@ -1,7 +1,7 @@
 // Expert interventions as values to pass to `run` or `generate` ({ interventions: [...] }); what each computes is
 // src/model/interventions.ts (spec/research.md).
 
-import { type ExpertAction, type ExpertEdit, type Intervention } from "../model/interventions.ts";
+import type { ExpertAction, ExpertEdit, Intervention } from "../model/interventions.ts";
 
 const edits = (action: ExpertAction, layer: number, experts: readonly number[], positions?: readonly number[]): Intervention => ({
   label: `${action} expert${experts.length > 1 ? "s" : ""} ${experts.join(", ")} of layer ${layer}${positions ? ` at position${positions.length > 1 ? "s" : ""} ${positions.join(", ")}` : ""}`,

@@ -7,9 +7,9 @@
 import { TinyseekError, argError, checkInteger } from "../errors.ts";
 import { runsOnDevice } from "../model/cache.ts";
 import { layerKind } from "../model/config.ts";
-import { type Intervention } from "../model/interventions.ts";
-import { type Model } from "../model/weights.ts";
-import { type Tensor } from "../tensor.ts";
+import type { Intervention } from "../model/interventions.ts";
+import type { Model } from "../model/weights.ts";
+import type { Tensor } from "../tensor.ts";
 import { runWithCache, type RunOptions } from "./run.ts";
 
 /** Per layer: each head's mean output [H, d_v] over every position of the prompts. */

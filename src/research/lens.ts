@@ -4,12 +4,12 @@
 
 import { opsOf } from "../model/forward.ts";
 import { read, runAsync, type Reading } from "../device/drive.ts";
-import { type Value } from "../device/kernels.ts";
-import { type Ops } from "../device/ops.ts";
+import type { Value } from "../device/kernels.ts";
+import type { Ops } from "../device/ops.ts";
 import { scoped } from "../device/scope.ts";
-import { type Model } from "../model/weights.ts";
-import { type Tensor } from "../tensor.ts";
-import { type TracedTensor } from "../trace.ts";
+import type { Model } from "../model/weights.ts";
+import type { Tensor } from "../tensor.ts";
+import type { TracedTensor } from "../trace.ts";
 import { runWithCache, type RunOptions } from "./run.ts";
 
 export interface LogitLens {

@@ -7,9 +7,9 @@
 
 import { argError, checkInteger, TinyseekError } from "../errors.ts";
 import { runsOnDevice } from "../model/cache.ts";
-import { type Model } from "../model/weights.ts";
-import { type Tensor } from "../tensor.ts";
-import { type TracedTensor } from "../trace.ts";
+import type { Model } from "../model/weights.ts";
+import type { Tensor } from "../tensor.ts";
+import type { TracedTensor } from "../trace.ts";
 import { probabilities } from "./lens.ts";
 import { run, runWithCache, type RunOptions } from "./run.ts";
 

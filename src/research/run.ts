@@ -2,7 +2,7 @@
 // tokens on any backend, with hooks and interventions, optionally keeping every named activation it passed.
 
 import { forwardAsync, type ForwardOptions, type ForwardResult } from "../model/forward.ts";
-import { type Model } from "../model/weights.ts";
+import type { Model } from "../model/weights.ts";
 import { createTrace, type TracedTensor } from "../trace.ts";
 
 export type RunOptions = Omit<ForwardOptions, "cache" | "trace">;

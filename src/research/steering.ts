@@ -2,9 +2,9 @@
 //   resid_post_l += α · v,   v = mean over positions of resid_post_l on prompt A − the same on prompt B.
 
 import { argError, checkInteger } from "../errors.ts";
-import { type Intervention } from "../model/interventions.ts";
-import { type Model } from "../model/weights.ts";
-import { type Tensor } from "../tensor.ts";
+import type { Intervention } from "../model/interventions.ts";
+import type { Model } from "../model/weights.ts";
+import type { Tensor } from "../tensor.ts";
 import { runWithCache, type RunOptions } from "./run.ts";
 
 /** mean_t resid_post_layer(a) − mean_t resid_post_layer(b), [D]. */
