@@ -19,7 +19,7 @@ import { parseArgs } from "node:util";
 import { loadCheckpoint } from "../src/io/checkpoint.ts";
 import { type HookedWeight, replaceWeights } from "../src/model-adapters.ts";
 import { forward } from "../src/model/forward.ts";
-import { type Tensor } from "../src/tensor.ts";
+import type { Tensor } from "../src/tensor.ts";
 import { isFp8Projection, writeTestCheckpoint } from "../test/checkpoint-fixtures.ts";
 
 const V2_LITE_WIDTHS = {

@@ -8,7 +8,7 @@
 import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { createBackend, type WebGpuBackend } from "../gpu/backend.ts";
-import { type GpuContext, type GpuTensor } from "../gpu/context.ts";
+import type { GpuContext, GpuTensor } from "../gpu/context.ts";
 import { attention } from "../gpu/kernels/attention.ts";
 import { linear, matmul } from "../gpu/kernels/matmul.ts";
 import { rmsnorm, softmax } from "../gpu/kernels/rows.ts";
@@ -16,7 +16,7 @@ import { createCache, releaseCache } from "../src/model/cache.ts";
 import { forwardAsync } from "../src/model/forward.ts";
 import { preset } from "../src/model/presets.ts";
 import { initModel } from "../src/model/weights.ts";
-import { type BenchRow } from "./kernels.ts";
+import type { BenchRow } from "./kernels.ts";
 
 const { values } = parseArgs({
   options: {

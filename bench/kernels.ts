@@ -4,16 +4,17 @@
 // same arithmetic with their own ops. bench/model.ts and the WebGPU rows plug in through `Impl` and `runBench`.
 
 import { createRequire } from "node:module";
+import { setFlagsFromString } from "node:v8";
 import { dirname } from "node:path";
 import { Bench } from "tinybench";
-import { type AsyncKernels, type Backend } from "../src/backend.ts";
+import type { AsyncKernels, Backend } from "../src/backend.ts";
 import { reference } from "../src/kernels.ts";
-import { type ExpertWeights, type Routing } from "../src/moe/experts.ts";
+import type { ExpertWeights, Routing } from "../src/moe/experts.ts";
 import { Random, randBounded } from "../src/random.ts";
-import { type Tensor } from "../src/tensor.ts";
+import type { Tensor } from "../src/tensor.ts";
 import { createBackend as createWasm } from "../wasm/backend.ts";
 
-export type ImplName = "reference" | "wasm" | "wasm-resident" | "webgpu" | "tfjs-wasm" | "tfjs-cpu" | "ort-wasm";
+export type ImplName = "reference" | "wasm" | "wasm-relaxed" | "wasm-resident" | "webgpu" | "tfjs-wasm" | "tfjs-cpu" | "ort-wasm";
 
 export interface BenchRow {
   op: string;
@@ -77,9 +78,27 @@ export function kernelsImpl(impl: ImplName, threads: number, kernels: AsyncKerne
 
 export const referenceImpl = (): Impl => kernelsImpl("reference", 1, reference, undefined, 3e8);
 
-export async function wasmImpl(threads: number): Promise<Impl> {
-  const backend: Backend = await createWasm({ threads });
-  return { ...kernelsImpl("wasm", threads, backend.kernels!, () => backend.dispose()), description: backend.description };
+/**
+ * Node 20 validates relaxed SIMD only behind a V8 flag: set here, in the process, before its first WebAssembly
+ * compile (the engine reads it then), so that `npm run bench -- --impl wasm-relaxed` needs no node option.
+ */
+export function allowRelaxedSimd(): void {
+  setFlagsFromString("--experimental-wasm-relaxed-simd");
+}
+
+/**
+ * The wasm backend: "wasm" its SIMD128 build, "wasm-relaxed" its relaxed-SIMD (FMA) build (throws where the engine
+ * cannot validate it), named apart so that a run never reports one build under the other's name.
+ */
+export async function wasmImpl(threads: number, impl: "wasm" | "wasm-relaxed" = "wasm"): Promise<Impl> {
+  const relaxed = impl === "wasm-relaxed";
+  const backend: Backend = await createWasm({ threads, relaxed });
+  // The SIMD128 build's description names relaxed SIMD too ("… does not validate relaxed SIMD"): match its start.
+  if (relaxed && !backend.description.startsWith("WebAssembly relaxed SIMD,")) {
+    await backend.dispose();
+    throw new Error("the engine does not validate the relaxed-SIMD build (Node 22+, or Node 20 with --experimental-wasm-relaxed-simd)");
+  }
+  return { ...kernelsImpl(impl, threads, backend.kernels!, () => backend.dispose()), description: backend.description };
 }
 
 /** tfjs-core on its wasm (XNNPACK) or cpu backend; copies in and out per call, as the Kernels interface does. */

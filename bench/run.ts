@@ -1,14 +1,14 @@
 // `npm run bench [-- --quick] [--filter REGEX] [--impl a,b] [--json FILE] [--webgpu]`: times every kernel case on
-// reference, wasm (1 and 2 threads), tfjs-wasm, tfjs-cpu, ort-wasm (and webgpu when asked), prints a markdown table with
-// ratios against tfjs-wasm and writes the rows as JSON. bench/model.ts, when it exports `runModelBench`, adds
+// reference, wasm (1 and 2 threads; wasm-relaxed, 1 thread, when named), tfjs-wasm, tfjs-cpu, ort-wasm (and webgpu
+// when asked), prints a markdown table with ratios against tfjs-wasm and writes the rows as JSON. bench/model.ts, when it exports `runModelBench`, adds
 // its whole-model rows to the same table and file.
 
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
-import { availableParallelism, cpus } from "node:os";
+import { availableParallelism, cpus, loadavg } from "node:os";
 import { dirname } from "node:path";
 import { parseArgs } from "node:util";
 import { loadBackend } from "../src/backend.ts";
-import { kernelCases, kernelsImpl, markdownTable, ortImpl, referenceImpl, runBench, tfjsImpl, wasmImpl, type BenchRow, type Impl } from "./kernels.ts";
+import { allowRelaxedSimd, kernelCases, kernelsImpl, markdownTable, ortImpl, referenceImpl, runBench, tfjsImpl, wasmImpl, type BenchRow, type Impl } from "./kernels.ts";
 
 const { values } = parseArgs({
   options: {
@@ -25,9 +25,17 @@ const filter = values.filter ? new RegExp(values.filter) : undefined;
 const wanted = values.impl?.split(",");
 const want = (name: string) => !wanted || wanted.includes(name);
 
+if (wanted?.includes("wasm-relaxed")) allowRelaxedSimd(); // before anything compiles WebAssembly
 const impls: Impl[] = [];
 if (want("reference")) impls.push(referenceImpl());
 if (want("wasm")) impls.push(await wasmImpl(1), await wasmImpl(Math.max(2, Math.min(availableParallelism(), 2))));
+if (wanted?.includes("wasm-relaxed")) { // only when named: it sets a V8 flag (allowRelaxedSimd)
+  try {
+    impls.push(await wasmImpl(1, "wasm-relaxed"));
+  } catch (error) {
+    console.error(`wasm-relaxed: not available: ${(error as Error).message.split("\n")[0]}`);
+  }
+}
 for (const which of ["wasm", "cpu"] as const) {
   if (!want(`tfjs-${which}`)) continue;
   try {
@@ -51,6 +59,9 @@ if (values.webgpu || wanted?.includes("webgpu")) {
 const cases = kernelCases(values.quick).filter((c) => !filter || filter.test(`${c.op} ${c.shape}`));
 console.log(`${cpus()[0]?.model ?? "unknown CPU"}, ${availableParallelism()} cores, Node ${process.version}`);
 console.log(`${cases.length} cases × ${impls.length} implementations${values.quick ? " (quick)" : ""}`);
+// Other processes' load moves every figure: the run says how loaded the machine was, at its start and end.
+const load = () => loadavg().map((x) => x.toFixed(2)).join(" ");
+console.log(`${new Date().toISOString()}, load average ${load()}`);
 for (const impl of impls) if (impl.description) console.log(`  ${impl.impl} ×${impl.threads}: ${impl.description}`);
 console.log("");
 const timeMs = Number(values.time ?? (values.quick ? 150 : 600));
@@ -69,6 +80,7 @@ if (existsSync(new URL("./model.ts", import.meta.url))) {
 }
 
 console.log(markdownTable(rows));
+console.log(`\n${new Date().toISOString()}, load average ${load()}`);
 if (values.json) {
   mkdirSync(dirname(values.json), { recursive: true });
   writeFileSync(values.json, JSON.stringify(rows, null, 2) + "\n");

@@ -13,7 +13,7 @@
 
 import { readFileSync, readdirSync } from "node:fs";
 import { Worker } from "node:worker_threads";
-import { type Tensor } from "../src/tensor.ts";
+import type { Tensor } from "../src/tensor.ts";
 import { createBackend, wasmModule } from "../wasm/backend.ts";
 import { WebAssemblyApi } from "../wasm/webassembly.ts";
 

@@ -1,13 +1,13 @@
 // Lesson 8: golden-testing a kernel. A kernel is checked the way any backend is: swap it into a copy of the
 // reference kernels and recompute every committed golden file (spec/golden/*.safetensors) with it
 // (src/io/golden.ts, src/golden/suite.ts).
-import { type Backend, type BackendName } from "../src/backend.ts";
+import type { Backend, BackendName } from "../src/backend.ts";
 import { goldenSuite, matchesGlob } from "../src/golden/suite.ts";
 import { checkGoldenFile, goldenFilesIn } from "../src/io/golden.ts";
 import { referenceOps } from "../src/device/ops.ts";
 import { reference, type FusedAttentionOptions, type Kernels } from "../src/kernels.ts";
 import { specVisible } from "../src/masks.ts";
-import { type Tensor } from "../src/tensor.ts";
+import type { Tensor } from "../src/tensor.ts";
 
 /** The committed golden files, wherever the caller runs from. */
 export const GOLDEN_DIR = new URL("../spec/golden", import.meta.url).pathname;

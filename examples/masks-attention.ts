@@ -4,7 +4,7 @@ import { attention } from "../src/attention/attention.ts";
 import { decayAttention, type DecayMode } from "../src/attention/decay.ts";
 import { blockLocal, causal, combine, padding, slidingWindow, type Mask } from "../src/masks.ts";
 import { randBounded, Random } from "../src/random.ts";
-import { type Tensor } from "../src/tensor.ts";
+import type { Tensor } from "../src/tensor.ts";
 
 /** The mask builders side by side at T = 10: name, builder call, the bits and how many keys each query sees. */
 export function maskGallery(T = 10): { name: string; call: string; mask: Mask; visible: number }[] {

@@ -3,7 +3,7 @@ import { dequantizeFp8, quantizeFp8 } from "../src/quant/fp8.ts";
 import { dequantizeInt, quantizeInt, type IntBits } from "../src/quant/int.ts";
 import { decode, FORMATS, roundArray, roundTo, type FormatName } from "../src/quant/minifloat.ts";
 import { randn, Random } from "../src/random.ts";
-import { type Tensor } from "../src/tensor.ts";
+import type { Tensor } from "../src/tensor.ts";
 
 const NAMES: FormatName[] = ["fp16", "bf16", "e5m2", "e4m3"];
 

@@ -5,27 +5,28 @@
 // each call uploads its activations into pooled buffers, takes weights (linear's W, rmsnorm's weight, the stacked
 // experts) from the device-resident cache keyed by their Float32Array, runs, reads back the one result and returns
 // the buffers to the pool. Weights are therefore treated as immutable once seen. Component code needs synchronous
-// kernels, so this backend has no `kernels`: in Node the golden component cases run in a worker over these kernels
-// (runSynchronously, gpu/sync-bridge.ts), started on first use. The model never uses that bridge.
+// kernels, so this backend has no `kernels`: the golden component cases run in a worker over these kernels
+// (runSynchronously: gpu/sync-bridge.ts in Node, web/platform/sync-bridge.ts in a browser), started on first use.
+// The model never uses that bridge.
 
 import { attentionSizes } from "../src/attention/attention.ts";
 import { ropeSizes } from "../src/rope.ts";
-import { NotSupportedError, type AsyncKernels, type Backend, type BackendOptions } from "../src/backend.ts";
+import { NotSupportedError, type AsyncKernels, type Backend, type BackendOptions, type SyncTask } from "../src/backend.ts";
 import { opsOver } from "../src/device/ops.ts";
 import { argError, checkNumber } from "../src/errors.ts";
-import { type FusedAttentionOptions } from "../src/kernels.ts";
+import type { FusedAttentionOptions } from "../src/kernels.ts";
 import { specVisible } from "../src/masks.ts";
-import { type ExpertWeights, type Routing } from "../src/moe/experts.ts";
+import type { ExpertWeights, Routing } from "../src/moe/experts.ts";
 import { expectShape, numel, shapeString, type Tensor } from "../src/tensor.ts";
 import { createContext, type GpuContext, type GpuTensor } from "./context.ts";
-import { openDevice, type AdapterSummary, type DeviceOptions } from "./device.ts";
+import type { AdapterSummary, GpuDevice } from "./adapter.ts";
+import type { DeviceOptions } from "./device.ts";
 import { attention } from "./kernels/attention.ts";
 import { rope, rotaryTables, silu, swiglu } from "./kernels/elementwise.ts";
 import { bmm, linear, matmul } from "./kernels/matmul.ts";
 import { moe } from "./kernels/moe.ts";
 import { quantLinear } from "./kernels/quant.ts";
 import { gpuDeviceKernels } from "./device-kernels.ts";
-import { type SyncBridge } from "./sync-bridge.ts";
 import { packFlags, rmsnorm, softmax } from "./kernels/rows.ts";
 
 export interface WebGpuBackend extends Backend {
@@ -37,22 +38,36 @@ export interface WebGpuBackend extends Backend {
 }
 
 export async function createBackend(options: BackendOptions & DeviceOptions = {}): Promise<WebGpuBackend> {
-  const gpu = await openDevice(options);
-  const ctx = createContext(gpu.device, { poison: options.check });
+  const { openDevice } = await nodeOnly<typeof import("./device.ts")>("./device.ts");
+  return backendOnDevice(await openDevice(options), options);
+}
+
+/** A bridge that runs synchronous component code over asynchronous kernels (gpu/sync-bridge.ts in Node). */
+export interface Bridge {
+  run<R>(task: SyncTask, args: unknown, onEvent?: (event: unknown) => void): Promise<R>;
+  close(): Promise<void>;
+}
+
+/**
+ * The backend over an open device. `openBridge` starts the synchronous bridge on first use: Node's worker thread
+ * by default; a browser passes its own (web/platform/sync-bridge.ts).
+ */
+export function backendOnDevice(gpu: GpuDevice, options: { check?: boolean; bf16Weights?: boolean } = {}, openBridge: (kernels: AsyncKernels) => Promise<Bridge> = openNodeBridge): WebGpuBackend {
+  const ctx = createContext(gpu.device, { poison: options.check, bf16Weights: options.bf16Weights });
   const adapter = gpu.adapter;
   const kind = adapter.software ? "software Vulkan on the CPU" : adapter.backendType;
   const asyncKernels = gpuKernels(ctx);
-  let bridge: Promise<SyncBridge> | undefined; // loaded on use: node:worker_threads is Node's, and costs a thread
+  let bridge: Promise<Bridge> | undefined; // started on use: it costs a thread
   return {
     name: "webgpu",
-    description: `WebGPU (Dawn): ${adapter.name} (${kind})`,
+    description: (adapter.backendType === "browser" ? `WebGPU (browser): ${adapter.name}${adapter.software ? " (software, on the CPU)" : ""}` : `WebGPU (Dawn): ${adapter.name} (${kind})`) +
+      (ctx.bf16Weights ? ", BF16 weights where exact" : ", float32 weights"),
     adapter,
     context: ctx,
     ops: opsOver(gpuDeviceKernels(ctx)),
     asyncKernels,
     async runSynchronously(task, args, onEvent) {
-      if (!globalThis.process?.versions?.node) throw new NotSupportedError("webgpu: synchronous kernels need Node's worker threads");
-      bridge ??= import("./sync-bridge.ts").then((m) => m.SyncBridge.open(asyncKernels));
+      bridge ??= openBridge(asyncKernels);
       return (await bridge).run(task, args, onEvent);
     },
     async dispose() {
@@ -61,6 +76,20 @@ export async function createBackend(options: BackendOptions & DeviceOptions = {}
       gpu.close();
     },
   };
+}
+
+async function openNodeBridge(kernels: AsyncKernels): Promise<Bridge> {
+  if (!globalThis.process?.versions?.node) throw new NotSupportedError("webgpu: synchronous kernels need Node's worker threads");
+  return (await nodeOnly<typeof import("./sync-bridge.ts")>("./sync-bridge.ts")).SyncBridge.open(kernels);
+}
+
+/**
+ * A module of Node's alone (Dawn, node:fs, worker threads), loaded on use. The specifier is a variable so that a
+ * bundler building the browser's pages (web/vite.config.ts) leaves it out: a browser opens its own device
+ * (web/platform/webgpu.ts) and bridge (web/platform/sync-bridge.ts).
+ */
+function nodeOnly<T>(path: string): Promise<T> {
+  return import(/* @vite-ignore */ path) as Promise<T>;
 }
 
 /** Uploads `inputs`, runs `body`, reads its result back, and returns every activation buffer to the pool. */

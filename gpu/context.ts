@@ -3,7 +3,8 @@
 // read-back. Each dispatch is submitted at once; since queue.writeBuffer and submits are ordered on the queue, a
 // buffer may go back to the pool as soon as the last dispatch that reads it has been submitted.
 
-import { TinyseekError } from "../src/errors.ts";
+import { isBf16Exact, packBf16Pairs } from "../src/bf16.ts";
+import { argError, TinyseekError } from "../src/errors.ts";
 import { numel } from "../src/tensor.ts";
 
 // GPUBufferUsage / GPUMapMode values (Node has no such globals without polluting globalThis).
@@ -15,6 +16,9 @@ const STORAGE_USAGE = USAGE.STORAGE | USAGE.COPY_SRC | USAGE.COPY_DST;
 export interface GpuTensor {
   readonly shape: readonly number[];
   readonly buffer: GPUBuffer;
+  /** A weight's values as BF16 pairs in u32 words (src/bf16.ts packBf16Pairs), where the context keeps it so: the
+   *  matrix products read this instead of `buffer` (gpu/kernels/matmul.ts). */
+  readonly bf16?: GPUBuffer;
 }
 
 export interface PoolStats {
@@ -38,6 +42,11 @@ export interface GpuContext {
   upload(data: Float32Array | Uint32Array | Int32Array): GPUBuffer;
   /** A device-resident copy of a weight, made once per Float32Array and kept while the array lives. */
   weight(data: Float32Array): GPUBuffer;
+  /** The weight as BF16 pairs (made once, kept like `weight`) when bf16Weights is on and every value is exactly a
+   *  BF16 (src/bf16.ts); undefined otherwise. */
+  weightBf16(data: Float32Array): GPUBuffer | undefined;
+  /** Whether weights exactly representable in BF16 are kept so (ContextOptions.bf16Weights). */
+  readonly bf16Weights: boolean;
   /** Allocates a tensor's buffer from the pool. */
   empty(shape: readonly number[]): GpuTensor;
   /** Copies `count` f32 values back to the host. */
@@ -65,6 +74,8 @@ export interface ContextOptions {
    *  reads back as NaN instead of whatever the pooled buffer last held; and follow it with guard words that its
    *  read-back checks, so a write past the end fails. Env: TINYSEEK_GPU_CHECK=1. */
   poison?: boolean;
+  /** Keep weights whose every value is exactly a BF16 as BF16 pairs for the matrix products (default true). */
+  bf16Weights?: boolean;
 }
 
 // Check mode's guard: words after an output tensor, filled with a NaN whose payload no arithmetic produces (GPUs
@@ -79,6 +90,9 @@ export function createContext(device: GPUDevice, options: ContextOptions = {}): 
   const uniforms: GPUBuffer[] = [];
   const pipelines = new Map<string, GPUComputePipeline>();
   const weights = new WeakMap<Float32Array, GPUBuffer>();
+  const bf16Weights = options.bf16Weights ?? true;
+  if (typeof bf16Weights !== "boolean") throw argError("bf16Weights", "true or false", bf16Weights);
+  const halves = new WeakMap<Float32Array, GPUBuffer | null>(); // BF16 copies; null: not exactly BF16
   const owned = new Set<GPUBuffer>(); // everything we made, to free on destroy
   let weightCount = 0;
   let created = 0;
@@ -129,7 +143,9 @@ export function createContext(device: GPUDevice, options: ContextOptions = {}): 
 
   function upload(data: Float32Array | Uint32Array | Int32Array): GPUBuffer {
     const buffer = acquire(Math.max(1, data.length));
-    if (data.length > 0) device.queue.writeBuffer(buffer, 0, data);
+    // The casts: the DOM library's BufferSource (the browser pages' typecheck, web/tsconfig.json) excludes views
+    // of a SharedArrayBuffer, which writeBuffer accepts; host tensors here are never such views anyway.
+    if (data.length > 0) device.queue.writeBuffer(buffer, 0, data as GPUAllowSharedBufferSource);
     return buffer;
   }
 
@@ -169,12 +185,29 @@ export function createContext(device: GPUDevice, options: ContextOptions = {}): 
       let buffer = weights.get(data);
       if (!buffer) {
         buffer = create(bucket(data.byteLength), STORAGE_USAGE);
-        device.queue.writeBuffer(buffer, 0, data);
+        device.queue.writeBuffer(buffer, 0, data as GPUAllowSharedBufferSource);
         weights.set(data, buffer);
         collected.register(data, buffer);
         weightCount++;
       }
       return buffer;
+    },
+    bf16Weights,
+    weightBf16(data) {
+      if (!bf16Weights) return undefined;
+      let buffer = halves.get(data);
+      if (buffer === undefined) {
+        buffer = null;
+        if (isBf16Exact(data)) {
+          const words = packBf16Pairs(data);
+          buffer = create(bucket(words.byteLength), STORAGE_USAGE);
+          device.queue.writeBuffer(buffer, 0, words as GPUAllowSharedBufferSource);
+          collected.register(data, buffer);
+          weightCount++;
+        }
+        halves.set(data, buffer);
+      }
+      return buffer ?? undefined;
     },
     empty(shape) {
       const n = Math.max(1, numel(shape));

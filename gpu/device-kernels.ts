@@ -2,17 +2,18 @@
 // float32), so the whole model runs on the device from the embedding gather to the logits, and only what the forward
 // reads (router logits, early exit's probabilities, hooks, the logits) comes back, asynchronously: the forward runs
 // under src/device/drive.ts's runAsync here (forwardAsync, generateAsync, runBatchedAsync).
-// Weights are uploaded once (cached by their Float32Array, gpu/context.ts); activations live in pooled buffers. The
+// Weights are uploaded once (cached by their Float32Array, gpu/context.ts), those the matrix products read as BF16
+// pairs where every value is exactly a BF16 (spec/backends.md, "BF16 weights"); activations live in pooled buffers. The
 // small host lists a kernel takes (token ids, rows, residual slots, the rotary table, decay gammas) are uploaded
 // into pooled buffers and handed back at once: a buffer may go back to the pool as soon as the last dispatch that
 // reads it has been submitted (gpu/context.ts). Quantised weights run through quantLinear (gpu/kernels/quant.ts): the
 // dequantised weight resident once per QuantWeight, the activations (int8 per row, e4m3 per tile) fake-quantised on
 // the device exactly as the reference quantises them, then the linear kernel.
 
-import { type DeviceKernels } from "../src/device/kernels.ts";
+import type { DeviceKernels } from "../src/device/kernels.ts";
 import { copyLayout } from "../src/device/layout.ts";
 import { numel } from "../src/tensor.ts";
-import { type GpuContext, type GpuTensor } from "./context.ts";
+import type { GpuContext, GpuTensor } from "./context.ts";
 import { attention } from "./kernels/attention.ts";
 import { add, addRows, copyBlocks, gatherRows, rope, rotaryTables, swiglu } from "./kernels/elementwise.ts";
 import { gemmInto, linear } from "./kernels/matmul.ts";
@@ -21,6 +22,31 @@ import { quantLinear } from "./kernels/quant.ts";
 import { rmsnorm, softmax } from "./kernels/rows.ts";
 
 const made = new WeakMap<GpuContext, DeviceKernels<GpuTensor>>();
+
+/**
+ * A weight's handle: its float32 buffer and its BF16 pairs (ctx.weightBf16: undefined unless kept so), each
+ * uploaded on first use, so that a weight only the matrix products read is resident in BF16 alone.
+ */
+function weightHandle(ctx: GpuContext, shape: readonly number[], data: Float32Array): GpuTensor {
+  return {
+    shape: [...shape],
+    get buffer() {
+      return ctx.weight(data);
+    },
+    get bf16() {
+      return ctx.weightBf16(data);
+    },
+  };
+}
+
+/** The stacked experts' buffers for gpu/kernels/moe.ts, each BF16 pairs where the weight is kept so. */
+function expertBuffers(gate: GpuTensor, up: GpuTensor, down: GpuTensor) {
+  const [g, u, d] = [gate.bf16, up.bf16, down.bf16];
+  return {
+    gate: g ?? gate.buffer, up: u ?? up.buffer, down: d ?? down.buffer,
+    bf16: { gate: g !== undefined, up: u !== undefined, down: d !== undefined },
+  };
+}
 
 /** WebGPU's DeviceKernels over `ctx`'s buffer pool and weight cache (one object per context). */
 export function gpuDeviceKernels(ctx: GpuContext): DeviceKernels<GpuTensor> {
@@ -49,7 +75,7 @@ function create(ctx: GpuContext): DeviceKernels<GpuTensor> {
   const empty = (shape: readonly number[]): GpuTensor => ctx.empty(shape);
   return {
     name: "webgpu",
-    weight: (t) => ({ shape: [...t.shape], buffer: ctx.weight(t.data) }),
+    weight: (t) => weightHandle(ctx, t.shape, t.data),
     upload: (t) => ({ shape: [...t.shape], buffer: ctx.upload(t.data) }),
     empty,
     release: (...xs) => xs.forEach(giveBack),
@@ -64,7 +90,7 @@ function create(ctx: GpuContext): DeviceKernels<GpuTensor> {
 
     add: (a, b) => add(ctx, a, b),
     linear: (x, w) => linear(ctx, x, w),
-    gemm: (a, b, c, args) => gemmInto(ctx, a.buffer, b.buffer, c.buffer, args),
+    gemm: (a, b, c, args) => gemmInto(ctx, a.buffer, b.bf16 ?? b.buffer, c.buffer, args, b.bf16 !== undefined),
     rmsnorm: (x, w, eps) => rmsnorm(ctx, x, w, eps),
     rope: (x, positions, freqs) => withUpload(rotaryTables(positions, freqs), (table) => rope(ctx, x, table, positions.length)),
     swiglu: (gate, up) => swiglu(ctx, gate, up),
@@ -75,7 +101,7 @@ function create(ctx: GpuContext): DeviceKernels<GpuTensor> {
       const out = logGammas ? withUpload(Float32Array.from(logGammas), run) : run();
       return { shape: [H, Tq, Dv], buffer: out.buffer }; // the kernel's [B = 1, H, Tq, Dv]
     },
-    moe: (x, routing, e) => moe(ctx, x, routing, { gate: e.gate.buffer, up: e.up.buffer, down: e.down.buffer, E: e.E, F: e.F, D: e.D }),
+    moe: (x, routing, e) => moe(ctx, x, routing, { ...expertBuffers(e.gate, e.up, e.down), E: e.E, F: e.F, D: e.D }),
     quantLinear: (x, w, activations) => quantLinear(ctx, x, w, activations),
   };
 }

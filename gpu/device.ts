@@ -7,7 +7,10 @@ import { existsSync, mkdtempSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TinyseekError } from "../src/errors.ts";
+import { RAISED_LIMITS, summarise, type GpuDevice } from "./adapter.ts";
 import { captureNative, type Captured } from "./native-stderr.ts";
+
+export type { AdapterSummary, GpuDevice } from "./adapter.ts";
 
 export interface DeviceOptions {
   /** Dawn backend: "vulkan", "metal", "d3d12", ... (default: the platform's native one). */
@@ -19,36 +22,7 @@ export interface DeviceOptions {
   check?: boolean;
 }
 
-export interface AdapterSummary {
-  name: string;
-  vendor: string;
-  architecture: string;
-  description: string;
-  /** The native API under Dawn (vulkan, metal, d3d12) or "browser". */
-  backendType: string;
-  /** True for CPU implementations such as lavapipe/llvmpipe: their timings are CPU figures. */
-  software: boolean;
-  limits: Record<string, number>;
-  features: string[];
-}
-
-export interface GpuDevice {
-  readonly device: GPUDevice;
-  readonly adapter: AdapterSummary;
-  /** Destroys the device and drops every reference to it, so the process can exit. Idempotent. */
-  close(): void;
-}
-
 const nativeBackend: Record<string, string> = { linux: "vulkan", darwin: "metal", win32: "d3d12" };
-
-/** Limits we ask for at their adapter maximum: big matrices and big workgroup tiles need them. */
-const RAISED_LIMITS = [
-  "maxStorageBufferBindingSize",
-  "maxBufferSize",
-  "maxComputeWorkgroupStorageSize",
-  "maxComputeInvocationsPerWorkgroup",
-  "maxStorageBuffersPerShaderStage",
-] as const;
 
 export async function openDevice(options: DeviceOptions = {}): Promise<GpuDevice> {
   const { gpu, backendType, created } = await findGpu(options);
@@ -112,27 +86,6 @@ async function findGpu(options: DeviceOptions): Promise<{ gpu: GPU; backendType:
   if (options.adapter) flags.push(`adapter=${options.adapter}`);
   const created = captureNative(() => dawn.create(flags));
   return { gpu: created.value, backendType, created };
-}
-
-function summarise(adapter: GPUAdapter, backendType: string): AdapterSummary {
-  const info = adapter.info;
-  const limits: Record<string, number> = {};
-  // GPUSupportedLimits exposes its fields as getters on the prototype: walk them with for..in.
-  for (const key in adapter.limits) {
-    const value = (adapter.limits as unknown as Record<string, unknown>)[key];
-    if (typeof value === "number") limits[key] = value;
-  }
-  const name = info.description || info.device || info.vendor || "unknown adapter";
-  return {
-    name,
-    vendor: info.vendor,
-    architecture: info.architecture,
-    description: info.description,
-    backendType,
-    software: /llvmpipe|lavapipe|swiftshader|software/i.test(`${info.architecture} ${info.description} ${info.device}`),
-    limits,
-    features: [...adapter.features].sort(),
-  };
 }
 
 /** What the machine has for Vulkan: injected so that the diagnosis is testable without breaking the machine. */

@@ -6,10 +6,10 @@
 
 import { NotSupportedError, type AsyncKernels } from "../src/backend.ts";
 import { TinyseekError } from "../src/errors.ts";
-import { type Kernels } from "../src/kernels.ts";
-import { type ExpertWeights } from "../src/moe/experts.ts";
-import { type MessagePort } from "node:worker_threads";
-import { type Tensor } from "../src/tensor.ts";
+import type { Kernels } from "../src/kernels.ts";
+import type { ExpertWeights } from "../src/moe/experts.ts";
+import type { MessagePort } from "node:worker_threads";
+import type { Tensor } from "../src/tensor.ts";
 
 /** A plain copy of an error: its class by name, and whether it was a TinyseekError (any subclass). */
 export interface WireError {

@@ -5,7 +5,7 @@
 
 import { parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
 import { TinyseekError } from "../src/errors.ts";
-import { type Kernels } from "../src/kernels.ts";
+import type { Kernels } from "../src/kernels.ts";
 import {
   fromWire, packArgs, READY, toWire, WAITING,
   type BridgeWorkerData, type CallMessage, type Reply, type Shared, type TaskMessage, type WorkerMessage,

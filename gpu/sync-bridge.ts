@@ -7,7 +7,7 @@
 // terminates the worker, failing the task in flight (if any) instead of leaving anyone waiting.
 
 import { MessageChannel, Worker, type MessagePort } from "node:worker_threads";
-import { type AsyncKernels, type SyncTask } from "../src/backend.ts";
+import type { AsyncKernels, SyncTask } from "../src/backend.ts";
 import { TinyseekError } from "../src/errors.ts";
 import {
   fromWire, kernelOps, READY, toWire, unpackArgs,

@@ -65,6 +65,12 @@ const loaders: Record<BackendName, (options: BackendOptions) => Promise<Backend>
 export interface BackendOptions {
   /** WASM worker threads (default: available cores). */
   threads?: number;
+  /**
+   * WASM and WebGPU: keep a linear or expert weight as BF16 in the backend's memory when every one of its values is
+   * exactly a BF16 (src/bf16.ts), as every weight of a BF16 checkpoint is: half the bytes, the same results bit for
+   * bit. Default true; false keeps every weight float32 (WASM in Node also: env TINYSEEK_WASM_BF16=0).
+   */
+  bf16Weights?: boolean;
 }
 
 export async function loadBackend(name: string, options: BackendOptions = {}): Promise<Backend> {

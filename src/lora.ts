@@ -13,10 +13,10 @@ import { argError, checkInteger, checkOneOf, TinyseekError } from "./errors.ts";
 import { readSafetensors, writeSafetensors, type TensorToWrite } from "./io/safetensors.ts";
 import { namedWeights, replaceWeights, type HookedWeight, type LayerAdapters } from "./model-adapters.ts";
 import { layerKind } from "./model/config.ts";
-import { type LayerWeights, type Model } from "./model/weights.ts";
+import type { LayerWeights, Model } from "./model/weights.ts";
 import { linearNames, selectNames } from "./quant/model.ts";
-import { type Random } from "./random.ts";
-import { type Tensor } from "./tensor.ts";
+import type { Random } from "./random.ts";
+import type { Tensor } from "./tensor.ts";
 
 export interface LoraTarget {
   /** Checkpoint weight name, e.g. model.layers.0.self_attn.kv_b_proj.weight. */

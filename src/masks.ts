@@ -3,7 +3,7 @@
 // finite sentinel such as -1e4, which would make a fully masked row come out uniform instead of zero).
 
 import { argError, checkInteger } from "./errors.ts";
-import { type Tensor } from "./tensor.ts";
+import type { Tensor } from "./tensor.ts";
 
 export interface Mask {
   readonly shape: readonly number[];

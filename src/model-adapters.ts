@@ -10,11 +10,11 @@
 import { loraLinear, type BottleneckAdapter, type Lora } from "./adapters.ts";
 import { NotSupportedError } from "./backend.ts";
 import { argError } from "./errors.ts";
-import { type Kernels } from "./kernels.ts";
+import type { Kernels } from "./kernels.ts";
 import { modelFromParams, modelParams, type LayerWeights, type Model } from "./model/weights.ts";
 import { dispatchCombine, expert, type ExpertWeights, type Routing } from "./moe/experts.ts";
-import { type QuantWeight } from "./quant/linear.ts";
-import { type Tensor } from "./tensor.ts";
+import type { QuantWeight } from "./quant/linear.ts";
+import type { Tensor } from "./tensor.ts";
 
 export interface HookedWeight extends Tensor {
   /** Applied through kernels.quantLinear on these codes; `data` holds their dequantised values. */

@@ -3,7 +3,7 @@
 // elements (2i, 2i+1), which is what the reference's complex view of the last axis makes them.
 
 import { argError, checkInteger, checkNumber } from "./errors.ts";
-import { type Tensor } from "./tensor.ts";
+import type { Tensor } from "./tensor.ts";
 
 export interface YarnOptions {
   /** Context extension factor (V3: 40). */

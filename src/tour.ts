@@ -7,7 +7,7 @@ import { decayAttention } from "./attention/decay.ts";
 import { checkInteger } from "./errors.ts";
 import { blockLocal, causal, padding, renderMask, slidingWindow, type Mask } from "./masks.ts";
 import { randBounded, Random } from "./random.ts";
-import { type Tensor } from "./tensor.ts";
+import type { Tensor } from "./tensor.ts";
 
 export interface TourMask {
   name: string;

@@ -6,7 +6,7 @@
 
 import { globToRegExp } from "./glob.ts";
 import { argError } from "./errors.ts";
-import { type Tolerance } from "./io/compare.ts";
+import type { Tolerance } from "./io/compare.ts";
 import { diffTensors, type Diff } from "./io/diff.ts";
 import { writeSafetensors, writeSafetensorsFile, type Dtype, type Safetensors, type TensorToWrite } from "./io/safetensors.ts";
 import { numel, shapeString } from "./tensor.ts";

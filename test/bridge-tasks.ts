@@ -1,8 +1,8 @@
 // Tasks the sync-bridge tests run in the bridge's worker (gpu/sync-bridge.ts): each an export (kernels, args, emit).
 
 import { TinyseekError } from "../src/errors.ts";
-import { type Kernels } from "../src/kernels.ts";
-import { type Tensor } from "../src/tensor.ts";
+import type { Kernels } from "../src/kernels.ts";
+import type { Tensor } from "../src/tensor.ts";
 
 type Call = { op: keyof Kernels; args: unknown[] };
 

@@ -11,7 +11,7 @@ import { configFromHf } from "../src/model/config.ts";
 import { forward } from "../src/model/forward.ts";
 import { countParameters } from "../src/model/params.ts";
 import { loadModel } from "../src/model/weights.ts";
-import { type TensorToWrite } from "../src/io/safetensors.ts";
+import type { TensorToWrite } from "../src/io/safetensors.ts";
 import { writeTestCheckpoint, type TestCheckpoint } from "./checkpoint-fixtures.ts";
 import { cli, nmse, thrown } from "./helpers.ts";
 

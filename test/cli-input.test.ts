@@ -10,7 +10,7 @@ import { decimal, numberArg, threadsArg, UsageError } from "../src/cli/io.ts";
 import { encodeGolden, runGoldenCase } from "../src/io/golden.ts";
 import { BOS, encode, encodeBytes } from "../src/model/tokenizer.ts";
 import { promptsFrom } from "../src/step/load.ts";
-import { type StepRecord } from "../src/step/record.ts";
+import type { StepRecord } from "../src/step/record.ts";
 import { softmaxCase } from "./golden-fixtures.ts";
 import { capture, cli } from "./helpers.ts";
 

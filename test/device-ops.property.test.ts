@@ -8,10 +8,10 @@
 
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { type Backend } from "../src/backend.ts";
+import type { Backend } from "../src/backend.ts";
 import { attention as sdpa } from "../src/attention/attention.ts";
 import { concatLast, mergeHeads, splitHeads } from "../src/attention/heads.ts";
-import { type DeviceKernels, type GemmArgs, type Value } from "../src/device/kernels.ts";
+import type { DeviceKernels, GemmArgs, Value } from "../src/device/kernels.ts";
 import { referenceOps } from "../src/device/ops.ts";
 import { referenceDevice } from "../src/device/reference.ts";
 import { causal } from "../src/masks.ts";
@@ -20,11 +20,11 @@ import { quantizeActivationTiles, quantizeFp8 } from "../src/quant/fp8.ts";
 import { quantizeInt } from "../src/quant/int.ts";
 import { quantizeTokenInt8, type QuantWeight } from "../src/quant/linear.ts";
 import { decode, FORMATS } from "../src/quant/minifloat.ts";
-import { type ExpertWeights, type Routing } from "../src/moe/experts.ts";
+import type { ExpertWeights, Routing } from "../src/moe/experts.ts";
 import * as ops from "../src/ops.ts";
 import { Random, randBounded } from "../src/random.ts";
 import { ropeFrequencies } from "../src/rope.ts";
-import { type Tensor } from "../src/tensor.ts";
+import type { Tensor } from "../src/tensor.ts";
 import { randomRouting } from "./moe-fixtures.ts";
 import { startBackend } from "./backend-rows.ts";
 import { checkTolerance, EXACT, readTolerances, type Tolerance } from "./tolerances.ts";
@@ -32,7 +32,7 @@ import { thrown } from "./helpers.ts";
 
 interface Row {
   name: string;
-  spec: "reference" | "wasm" | "webgpu";
+  spec: "reference" | "wasm" | "wasm relaxed" | "webgpu";
   create: () => Promise<{ kernels: DeviceKernels<Value>; dispose: () => Promise<void> }>;
   optional?: boolean;
 }
@@ -44,7 +44,7 @@ const ROWS: Row[] = [
   { name: "wasm", spec: "wasm", create: async () => fromBackend(await (await import("../wasm/backend.ts")).createBackend({ threads: 1, check: true, relaxed: false })) },
   { name: "wasm 2 threads", spec: "wasm", create: async () => fromBackend(await (await import("../wasm/backend.ts")).createBackend({ threads: 2, check: true, relaxed: false, parallelFlops: 0 })) },
   // The build Node 22+ and browsers load: every op on it; under CI it must load (test/wasm-relaxed.ts).
-  { name: "wasm relaxed", spec: "wasm", create: async () => fromBackend(await (await import("./wasm-relaxed.ts")).relaxedWasm()), optional: true },
+  { name: "wasm relaxed", spec: "wasm relaxed", create: async () => fromBackend(await (await import("./wasm-relaxed.ts")).relaxedWasm()), optional: true },
   { name: "webgpu", spec: "webgpu", create: async () => fromBackend(await (await import("../gpu/backend.ts")).createBackend({ check: true })), optional: true },
 ];
 

@@ -2,14 +2,14 @@
 // asynchronously and still gives its values back; the asynchronous driver runs the same generator to the same bits;
 // hooks read and replace named values, cost nothing where nobody listens, and the trace records what flowed.
 import { describe, expect, it } from "vitest";
-import { type DeviceKernels } from "../src/device/kernels.ts";
+import type { DeviceKernels } from "../src/device/kernels.ts";
 import { opsOver } from "../src/device/ops.ts";
 import { referenceDevice } from "../src/device/reference.ts";
 import { createCache, releaseCache } from "../src/model/cache.ts";
 import { forward, forwardAsync } from "../src/model/forward.ts";
 import { generate, generateAsync } from "../src/model/generate.ts";
 import { initModel, type Model } from "../src/model/weights.ts";
-import { type Tensor } from "../src/tensor.ts";
+import type { Tensor } from "../src/tensor.ts";
 import { createTrace } from "../src/trace.ts";
 import { testConfig } from "./model-fixtures.ts";
 import { thrown } from "./helpers.ts";

@@ -6,8 +6,8 @@ import { referenceBackend, type Backend } from "../src/backend.ts";
 import { referenceOps, type Ops } from "../src/device/ops.ts";
 import { goldenSuite } from "../src/golden/suite.ts";
 import { checkGoldenFile } from "../src/io/golden.ts";
-import { type HookedWeight } from "../src/model-adapters.ts";
-import { type Tensor } from "../src/tensor.ts";
+import type { HookedWeight } from "../src/model-adapters.ts";
+import type { Tensor } from "../src/tensor.ts";
 
 /** The bugs switched on: each mock below behaves as the original until its name is in here. */
 const bugs = vi.hoisted(() => new Set<string>());

@@ -2,10 +2,10 @@
 // holds, and a backend with one planted bug.
 
 import { NotSupportedError, referenceBackend, type Backend } from "../src/backend.ts";
-import { type GoldenCase } from "../src/golden/case.ts";
+import type { GoldenCase } from "../src/golden/case.ts";
 import { reference, type Kernels } from "../src/kernels.ts";
 import { Random, randBounded } from "../src/random.ts";
-import { type Tensor } from "../src/tensor.ts";
+import type { Tensor } from "../src/tensor.ts";
 
 const kernelsOf = (backend: Backend): Kernels => {
   if (!backend.kernels) throw new NotSupportedError(`${backend.name} has no synchronous kernels`);

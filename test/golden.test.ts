@@ -2,7 +2,7 @@ import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { referenceBackend } from "../src/backend.ts";
-import { type GoldenTensor } from "../src/golden/case.ts";
+import type { GoldenTensor } from "../src/golden/case.ts";
 import { goldenSuite, matchesGlob } from "../src/golden/suite.ts";
 import { compareTensors } from "../src/io/compare.ts";
 import {

@@ -1,12 +1,12 @@
 // Small helpers the unit tests share.
 import fc from "fast-check";
 import { expect } from "vitest";
-import { type Io } from "../src/cli/io.ts";
+import type { Io } from "../src/cli/io.ts";
 import { main } from "../src/cli/main.ts";
 import { TinyseekError } from "../src/errors.ts";
 import { SafetensorsError } from "../src/io/safetensors.ts";
 import { argmax } from "../src/ops.ts";
-import { type Tensor } from "../src/tensor.ts";
+import type { Tensor } from "../src/tensor.ts";
 
 /** The message of the TinyseekError that `f` throws; fails the test if it throws nothing or something else. */
 export function thrown(f: () => unknown): string {

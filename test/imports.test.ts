@@ -1,7 +1,9 @@
 // No import cycles among the project's TypeScript modules. A cycle makes evaluation order depend on which module
 // is loaded first: a `const` read during a partner's evaluation is then in its temporal dead zone, and the error
-// shows up far from its cause. Only value imports count: a type-only import (`import type`, `export type`, or one
-// whose every binding is `type X`) is erased before the code runs. Dynamic `import()` is not followed either: it is
+// shows up far from its cause. Only value imports count: a type-only import (`import type`, `export type`) is erased
+// before the code runs. One whose every binding is `type X` (`import { type X } from …`) is not: under
+// verbatimModuleSyntax it stays as `import {} from …` and still loads its module, so it counts, and a test below asks
+// for `import type` instead. Dynamic `import()` is not followed either: it is
 // how a module that must load lazily (a backend loaded by name) is meant to be reached.
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
@@ -9,8 +11,8 @@ import { describe, expect, it } from "vitest";
 
 const ROOT = resolve(import.meta.dirname, "..");
 /** Folders whose .ts files are TypeScript run by Node, tsx, vitest or Deno (wasm/assembly/ is AssemblyScript). */
-const FOLDERS = ["src", "wasm", "gpu", "train", "bench", "examples"];
-const SKIP = new Set(["wasm/assembly", "node_modules"]);
+const FOLDERS = ["src", "wasm", "gpu", "train", "bench", "examples", "web"];
+const SKIP = new Set(["wasm/assembly", "node_modules", "web/dist"]);
 
 function tsFiles(folder: string, out: string[] = []): string[] {
   for (const name of readdirSync(join(ROOT, folder)).sort()) {
@@ -39,8 +41,15 @@ function bindsValues(clause: string): boolean {
   if (/^type\s/.test(text)) return false; // `import type …`, `export type …`
   const braces = /^\{([^}]*)\}$/.exec(text);
   if (!braces) return true; // a default binding, `* as x`, `*`
+  return true; // braces, even with every binding `type X`: the statement stays and loads the module
+}
+
+/** Whether a clause in braces binds only types (`{ type A, type B }`): written so, it still loads its module. */
+function onlyTypesInBraces(clause: string): boolean {
+  const braces = /^\{([^}]*)\}$/.exec(clause.replace(/\/\*[^]*?\*\//g, " ").replace(/\/\/.*$/gm, " ").trim());
+  if (!braces) return false;
   const names = braces[1]!.split(",").map((n) => n.trim()).filter((n) => n !== "");
-  return names.length === 0 || !names.every((n) => /^type\s/.test(n));
+  return names.length > 0 && names.every((n) => /^type\s/.test(n));
 }
 
 /** The specifiers of a file's static value imports and re-exports, as written. */
@@ -57,6 +66,15 @@ function valueImports(source: string): string[] {
   const starts = [...source.matchAll(/^(?:import\s*[^\s(.]|export\s*(?:type\s*)?(?:\{[^}]*\}|\*)[^;]*?from)/gm)].length;
   if (read !== starts) throw new Error(`read ${read} of ${starts} import and export-from statements`);
   return specifiers;
+}
+
+/** The specifiers of statements whose braces bind only types: each still loads its module. */
+function typeOnlyBraces(source: string): string[] {
+  return [...source.matchAll(STATEMENT)].flatMap((m) => {
+    const groups = m.slice(1);
+    const clause = groups.find((g, i) => i % 3 === 0 && g !== undefined)!;
+    return onlyTypesInBraces(clause) ? [groups.find((g, i) => i % 3 !== 0 && g !== undefined)!] : [];
+  });
 }
 
 /** The project file a relative specifier names, or undefined for packages and non-TypeScript files. */
@@ -157,7 +175,9 @@ describe("imports", () => {
       'const o = "import { p } from \\"./p.ts\\"";',
       'const q = () => import("./q.ts");',
     ].join("\n");
-    expect(valueImports(source)).toEqual(["./a.ts", "./f.ts", "./h.ts", "./r.ts", "./u.ts", "./i.ts", "./j.ts", "./m.ts"]);
+    // `{ type C, type D }`, `{ type T }` and `export { type L }` stay as empty-brace statements that load their modules.
+    expect(valueImports(source)).toEqual(["./a.ts", "./c.ts", "./f.ts", "./h.ts", "./r.ts", "./t.ts", "./u.ts", "./i.ts", "./j.ts", "./l.ts", "./m.ts"]);
+    expect(typeOnlyBraces(source)).toEqual(["./c.ts", "./t.ts", "./l.ts"]);
   });
 
   it("finds each cycle, named in order", () => {
@@ -186,5 +206,11 @@ describe("imports", () => {
     const cycles = findCycles(graph);
     const message = cycles.map((c) => [...c, c[0]].join(" → ")).join("\n");
     expect(message, `${cycles.length} import cycle(s):\n${message}`).toBe("");
+  });
+
+  it("writes an import of types only as `import type`, which loads nothing", () => {
+    const found = FOLDERS.concat("test").flatMap((folder) => tsFiles(folder))
+      .flatMap((file) => typeOnlyBraces(readFileSync(join(ROOT, file), "utf8")).map((specifier) => `${file}: ${specifier}`));
+    expect(found, `write these as \`import type { … }\` (or \`export type\`):\n${found.join("\n")}`).toEqual([]);
   });
 });

@@ -9,13 +9,13 @@ import fc from "fast-check";
 import { afterAll, describe, it } from "vitest";
 import { loadBackend, referenceBackend, type AsyncKernels, type Backend } from "../src/backend.ts";
 import { reference } from "../src/kernels.ts";
-import { type MaskSpec } from "../src/masks.ts";
-import { type ExpertWeights, type Routing } from "../src/moe/experts.ts";
+import type { MaskSpec } from "../src/masks.ts";
+import type { ExpertWeights, Routing } from "../src/moe/experts.ts";
 import { quantizeFp8 } from "../src/quant/fp8.ts";
 import { quantizeInt } from "../src/quant/int.ts";
 import { Random, randBounded } from "../src/random.ts";
 import { ropeFrequencies } from "../src/rope.ts";
-import { type Tensor } from "../src/tensor.ts";
+import type { Tensor } from "../src/tensor.ts";
 import { startBackend, type BackendRow } from "./backend-rows.ts";
 import { checkTolerance, readTolerances, worst } from "./tolerances.ts";
 import { randomRouting } from "./moe-fixtures.ts";
@@ -24,7 +24,7 @@ import { createBackend as createWasm } from "../wasm/backend.ts";
 
 /** A row of the suite; `spec` is the backend whose tolerances it uses. */
 interface Row extends BackendRow<Backend> {
-  spec: "reference" | "wasm" | "webgpu";
+  spec: "reference" | "wasm" | "wasm relaxed" | "webgpu";
 }
 
 // Adding a backend is one line.
@@ -34,7 +34,7 @@ const BACKENDS: Row[] = [
   // Every matmul and attention through the pool, however small, so chunking meets every odd shape.
   { name: "wasm 2 threads", spec: "wasm", create: () => createWasm({ threads: 2, check: true, relaxed: false, parallelFlops: 0 }) },
   // What Node 22+ and browsers load by default; under CI it must load (test/wasm-relaxed.ts turns it on in Node 20).
-  { name: "wasm relaxed", spec: "wasm", create: relaxedWasm, optional: true },
+  { name: "wasm relaxed", spec: "wasm relaxed", create: relaxedWasm, optional: true },
   { name: "webgpu", spec: "webgpu", create: async () => (await import("../gpu/backend.ts")).createBackend({ check: true }), optional: true },
 ];
 

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { type Lora } from "../src/adapters.ts";
+import type { Lora } from "../src/adapters.ts";
 import { adaptersFromSafetensors, adaptersToSafetensors, attachBottlenecks, attachLora, initModelBottlenecks, initModelLora, loraTargets, mergeModelLora, unmergeModelLora, type BottleneckSet, type LoraSet } from "../src/lora.ts";
 import { namedWeights } from "../src/model-adapters.ts";
 import { forward } from "../src/model/forward.ts";

@@ -12,7 +12,7 @@ import { initModel, modelFromParams, modelFromSafetensors, modelParams, modelToS
 import { Random } from "../src/random.ts";
 import { attentionOverride } from "../src/step/load.ts";
 import { stepRecord } from "../src/step/record.ts";
-import { type Tensor } from "../src/tensor.ts";
+import type { Tensor } from "../src/tensor.ts";
 import { createTrace } from "../src/trace.ts";
 import { testConfig } from "./model-fixtures.ts";
 

@@ -1,6 +1,6 @@
 // A reduced config for the model's tests: the tiny model's structure (MLA, dense first layer, sigmoid MoE with
 // groups and bias, shared expert, YaRN) at a size that runs in milliseconds.
-import { type ModelConfig } from "../src/model/config.ts";
+import type { ModelConfig } from "../src/model/config.ts";
 import { preset } from "../src/model/presets.ts";
 
 export function testConfig(overrides: Parameters<typeof preset>[1] = {}): ModelConfig {

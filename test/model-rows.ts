@@ -1,11 +1,11 @@
 // The backends a whole-model suite runs on (reference, wasm, tfjs, webgpu), each started with startBackend
 // (test/backend-rows.ts): WebGPU is optional outside CI.
-import { type Backend } from "../src/backend.ts";
+import type { Backend } from "../src/backend.ts";
 import { opsOver } from "../src/device/ops.ts";
 import { reference } from "../src/kernels.ts";
 import { tfjsKernels } from "../train/tfjs-kernels.ts";
 import { setUpTfjs } from "../train/tfjs.ts";
-import { type BackendRow } from "./backend-rows.ts";
+import type { BackendRow } from "./backend-rows.ts";
 
 export const MODEL_BACKENDS: BackendRow<Backend>[] = [
   // Imported when the row starts: a static import here can meet src/backend.ts half-evaluated in an import cycle.

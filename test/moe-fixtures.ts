@@ -2,8 +2,8 @@
 
 import fc from "fast-check";
 import { randBounded, Random } from "../src/random.ts";
-import { type Tensor } from "../src/tensor.ts";
-import { type Routing } from "../src/moe/experts.ts";
+import type { Tensor } from "../src/tensor.ts";
+import type { Routing } from "../src/moe/experts.ts";
 import { routerConfig, type RouterConfig } from "../src/moe/router.ts";
 
 /** Any valid router configuration: E = n_group · groupSize, k within the eligible experts. */

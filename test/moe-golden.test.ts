@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { referenceBackend, type Backend } from "../src/backend.ts";
-import { type GoldenTensor } from "../src/golden/case.ts";
+import type { GoldenTensor } from "../src/golden/case.ts";
 import { checkGolden, runGoldenCase } from "../src/io/golden.ts";
 import { moeGoldenCases } from "../src/golden/moe-cases.ts";
 

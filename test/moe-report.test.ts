@@ -4,7 +4,7 @@ import { main } from "../src/cli/main.ts";
 import { forward } from "../src/model/forward.ts";
 import { BOS, encode } from "../src/model/tokenizer.ts";
 import { loadModel } from "../src/model/weights.ts";
-import { type MoeWeights } from "../src/moe/layer.ts";
+import type { MoeWeights } from "../src/moe/layer.ts";
 import { formatMoeReport, loadBars, moeReport, REPORT_TEXT } from "../src/reports/moe.ts";
 import { createTrace } from "../src/trace.ts";
 

@@ -2,7 +2,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { updateBias } from "../src/moe/balance.ts";
 import { applyCapacity } from "../src/moe/capacity.ts";
-import { type Routing } from "../src/moe/experts.ts";
+import type { Routing } from "../src/moe/experts.ts";
 import { balanceLoss, entropyLoss, moeLosses, sequenceBalanceLoss, zLoss } from "../src/moe/losses.ts";
 import { route, routerConfig } from "../src/moe/router.ts";
 import { routingProbs, routingStats } from "../src/moe/stats.ts";

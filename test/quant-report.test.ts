@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { main } from "../src/cli/main.ts";
-import { type QuantReport } from "../src/reports/quant.ts";
+import type { QuantReport } from "../src/reports/quant.ts";
 
 import { capture } from "./helpers.ts";
 

@@ -5,7 +5,7 @@
 // Each compares two different computations (hooked or edited against plain), never one with itself.
 import { describe, expect, it } from "vitest";
 import { isMoeLayer } from "../src/model/config.ts";
-import { type Intervention } from "../src/model/interventions.ts";
+import type { Intervention } from "../src/model/interventions.ts";
 import { initModel, type Model } from "../src/model/weights.ts";
 import { ablateHeads, headMeans } from "../src/research/heads.ts";
 import { ablateExperts, banExperts, forceExperts } from "../src/research/experts.ts";
@@ -14,7 +14,7 @@ import { logitLens } from "../src/research/lens.ts";
 import { activationPatching, patchFrom } from "../src/research/patching.ts";
 import { run, runWithCache } from "../src/research/run.ts";
 import { steer, steeringVector } from "../src/research/steering.ts";
-import { type Tensor } from "../src/tensor.ts";
+import type { Tensor } from "../src/tensor.ts";
 import { startBackend } from "./backend-rows.ts";
 import { MODEL_BACKENDS } from "./model-rows.ts";
 import { thrown } from "./helpers.ts";

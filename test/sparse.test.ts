@@ -16,7 +16,7 @@ import { reference } from "../src/kernels.ts";
 import { linear } from "../src/ops.ts";
 import { Random, randBounded } from "../src/random.ts";
 import { applyRope, ropeFrequencies } from "../src/rope.ts";
-import { type Tensor } from "../src/tensor.ts";
+import type { Tensor } from "../src/tensor.ts";
 import { segmentedSparseGoldenCases } from "../src/golden/segmented-sparse-cases.ts";
 import { checkGolden, runGoldenCase } from "../src/io/golden.ts";
 import { createBackend } from "../wasm/backend.ts";

@@ -8,7 +8,8 @@ import { readFileSync } from "node:fs";
 import { saveModel, initModel } from "../src/model/weights.ts";
 import { encode } from "../src/model/tokenizer.ts";
 import { bar, renderStep, shade, sparkline } from "../src/step/render.ts";
-import { stepRecord, type StepRecord } from "../src/step/record.ts";
+import { RECORD_TRACE, stepRecord, type StepRecord } from "../src/step/record.ts";
+import { createTrace, wants } from "../src/trace.ts";
 import { testConfig } from "./model-fixtures.ts";
 
 import { capture, cli } from "./helpers.ts";
@@ -214,6 +215,28 @@ describe("step record for the other kinds", () => {
     expect(layer.sparse!.selected[0]!.filter((b) => b >= 0)).toEqual([0]); // the first query has one block to read
     const text = renderStep(record).join("\n");
     expect(text).toContain("sparse attention (NSA), kv group 2");
+  });
+});
+
+describe("what the record traces", () => {
+  it("fills every field it shows while leaving the costly per-expert point untraced", () => {
+    const model = initModel(testConfig({ num_nextn_predict_layers: 1 }));
+    const prompt = "every field";
+    const record = stepRecord(model, prompt, encode(prompt));
+    const T = encode(prompt).length;
+    for (const layer of record.layers) {
+      expect(layer.ops.map((o) => o.op)).toHaveLength(6);
+      expect(layer.residualNorms).toHaveLength(T);
+      // Recorded even with early exit off, after every layer but the last (which has nothing to exit to).
+      if (layer.layer < record.layers.length - 1) expect(layer.confidence).toHaveLength(T);
+      expect(layer.heatmap!.probs).toHaveLength(T);
+    }
+    expect(record.layers.some((l) => l.routing !== null)).toBe(true);
+    expect(record.mtp).not.toBeNull(); // the MTP module reads the traced final norm
+    // Tracing "*" would run each routed expert alone beside the fused kernel for `mlp.experts`.
+    const trace = createTrace(RECORD_TRACE);
+    expect(wants(trace, "layers.1.mlp.experts")).toBe(false);
+    expect(wants(trace, "layers.1.attn.scores")).toBe(false);
   });
 });
 

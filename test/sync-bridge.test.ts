@@ -11,7 +11,7 @@ import { NotSupportedError, type AsyncKernels } from "../src/backend.ts";
 import { TinyseekError } from "../src/errors.ts";
 import { reference, type Kernels } from "../src/kernels.ts";
 import { Random, randBounded } from "../src/random.ts";
-import { type Tensor } from "../src/tensor.ts";
+import type { Tensor } from "../src/tensor.ts";
 
 const task = (name: string) => ({ module: new URL("./bridge-tasks.ts", import.meta.url).href, export: name });
 

@@ -2,7 +2,7 @@
 // table of spec/backends.md (the one place its numbers live), read here, and the check each output must pass:
 // |out − ref| ≤ atol + rtol·|ref| for every element, and NMSE ≤ nmse over outputs of 16 elements or more.
 import { readFileSync } from "node:fs";
-import { type Tensor } from "../src/tensor.ts";
+import type { Tensor } from "../src/tensor.ts";
 
 export interface Tolerance {
   rtol: number;

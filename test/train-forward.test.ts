@@ -12,7 +12,7 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import { beforeAll, describe, expect, it } from "vitest";
-import { type Backend } from "../src/backend.ts";
+import type { Backend } from "../src/backend.ts";
 import { runSync } from "../src/device/drive.ts";
 import { referenceOps } from "../src/device/ops.ts";
 import { createCache, type ModelCache } from "../src/model/cache.ts";

@@ -3,7 +3,7 @@
 
 import { describe, expect, it } from "vitest";
 import { reference } from "../src/kernels.ts";
-import { kernelCases, kernelsImpl, markdownTable, runBench, type BenchRow } from "../bench/kernels.ts";
+import { kernelCases, kernelsImpl, markdownTable, runBench, wasmImpl, type BenchRow } from "../bench/kernels.ts";
 
 describe("bench harness", () => {
   it("times each case on each implementation and writes documented rows", async () => {
@@ -16,6 +16,21 @@ describe("bench harness", () => {
       expect(row.medianMs).toBeGreaterThan(0);
       expect(row.gflops).toBeCloseTo((2 * 64 ** 3) / row.medianMs / 1e6, 6);
     }
+  });
+
+  it("names each wasm row after the build it times", async () => {
+    // This process has not set Node 20's relaxed-SIMD flag: there the relaxed row must refuse, not time SIMD128.
+    const relaxed = await wasmImpl(1, "wasm-relaxed").catch((error: Error) => error);
+    if (relaxed instanceof Error) {
+      expect(relaxed.message).toContain("the engine does not validate the relaxed-SIMD build");
+    } else {
+      expect(relaxed.description).toMatch(/^WebAssembly relaxed SIMD, 1 thread/);
+      await relaxed.dispose();
+    }
+    const plain = await wasmImpl(1);
+    expect(plain.impl).toBe("wasm");
+    expect(plain.description).toMatch(/^WebAssembly SIMD128/);
+    await plain.dispose();
   });
 
   it("prints ratios against tfjs-wasm", () => {

@@ -2,14 +2,14 @@
 // (NMSE <= 1e-7) and identical greedy tokens, for a prompt and for decode steps through the KV cache.
 
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
-import { type Backend } from "../src/backend.ts";
+import type { Backend } from "../src/backend.ts";
 import { createCache, releaseCache } from "../src/model/cache.ts";
 import { generate } from "../src/model/generate.ts";
 import { argmax } from "../src/ops.ts";
 import { forward } from "../src/model/forward.ts";
 import { preset } from "../src/model/presets.ts";
 import { initModel, modelParams } from "../src/model/weights.ts";
-import { type Tensor } from "../src/tensor.ts";
+import type { Tensor } from "../src/tensor.ts";
 import { createBackend, wasmStats } from "../wasm/backend.ts";
 import { nmse } from "./helpers.ts";
 

@@ -8,14 +8,14 @@
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createCache, releaseCache } from "../src/model/cache.ts";
-import { type ModelConfig } from "../src/model/config.ts";
+import type { ModelConfig } from "../src/model/config.ts";
 import { forward, forwardBatch } from "../src/model/forward.ts";
 import { generate, generateAsync } from "../src/model/generate.ts";
 import { preset } from "../src/model/presets.ts";
 import { initModel, type Model } from "../src/model/weights.ts";
 import { quantizeModel } from "../src/quant/model.ts";
 import { stepRecord } from "../src/step/record.ts";
-import { type Tensor } from "../src/tensor.ts";
+import type { Tensor } from "../src/tensor.ts";
 import { createTrace } from "../src/trace.ts";
 import { createBackend, type WasmBackend } from "../wasm/backend.ts";
 import { argmaxRows, cli, nmse } from "./helpers.ts";

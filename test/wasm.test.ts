@@ -4,7 +4,7 @@
 
 import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Backend } from "../src/backend.ts";
+import type { Backend } from "../src/backend.ts";
 import { reference, type Kernels } from "../src/kernels.ts";
 import { initMoe, moeConfig, moeLayer } from "../src/moe/layer.ts";
 import { Random, randBounded } from "../src/random.ts";

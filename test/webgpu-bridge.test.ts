@@ -7,11 +7,11 @@ import { afterAll, describe, expect, it } from "vitest";
 import { createBackend } from "../gpu/backend.ts";
 import { goldenSuite } from "../src/golden/suite.ts";
 import { checkGoldenFile, checkSupport } from "../src/io/golden.ts";
-import { type Kernels } from "../src/kernels.ts";
+import type { Kernels } from "../src/kernels.ts";
 import { quantizeInt } from "../src/quant/int.ts";
 import { Random, randBounded } from "../src/random.ts";
 import { ropeFrequencies } from "../src/rope.ts";
-import { type Tensor } from "../src/tensor.ts";
+import type { Tensor } from "../src/tensor.ts";
 import { webgpuOrReason } from "./webgpu-support.ts";
 
 const { backend, reason } = await webgpuOrReason();

@@ -6,7 +6,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { reference } from "../src/kernels.ts";
 import { Random, randBounded } from "../src/random.ts";
-import { type Tensor } from "../src/tensor.ts";
+import type { Tensor } from "../src/tensor.ts";
 import { compare, webgpuOrReason } from "./webgpu-support.ts";
 
 const { backend, reason } = await webgpuOrReason();

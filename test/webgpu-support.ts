@@ -2,7 +2,7 @@
 // skips), and a comparison that reports the worst element like a failing kernel check should.
 
 import { createBackend, type WebGpuBackend } from "../gpu/backend.ts";
-import { type Tensor } from "../src/tensor.ts";
+import type { Tensor } from "../src/tensor.ts";
 
 /** The backend, or the one-line reason there is none (outside CI only). */
 export async function webgpuOrReason(): Promise<{ backend?: WebGpuBackend; reason?: string }> {

@@ -5,7 +5,7 @@
 
 import { readFileSync } from "node:fs";
 import { BOS } from "../src/model/tokenizer.ts";
-import { type Random } from "../src/random.ts";
+import type { Random } from "../src/random.ts";
 
 export const TEXT_PATH = new URL("../data/alice.txt", import.meta.url);
 /** TEXT_PATH as the summary records it, relative to the repository root. */

@@ -2,7 +2,7 @@
 // from the MoE calls the tfjs kernels recorded (train/tfjs-kernels.ts takeMoeCalls).
 
 import * as tf from "@tensorflow/tfjs-core";
-import { type MoeCall } from "./tfjs-kernels.ts";
+import type { MoeCall } from "./tfjs-kernels.ts";
 
 /** Mean cross-entropy (nats) of logits [N, V] against targets. */
 export function crossEntropy(logits: tf.Tensor2D, targets: number[]): tf.Scalar {

@@ -7,11 +7,11 @@
 // balancing rule sets it (train/trainer.ts), in place in the Model, where the forward's router reads it.
 
 import * as tf from "@tensorflow/tfjs-core";
-import { type Ops } from "../src/device/ops.ts";
+import type { Ops } from "../src/device/ops.ts";
 import { isMoeLayer } from "../src/model/config.ts";
 import { modelFromParams, modelParams, type Model } from "../src/model/weights.ts";
-import { type MoeWeights } from "../src/moe/layer.ts";
-import { type Tensor } from "../src/tensor.ts";
+import type { MoeWeights } from "../src/moe/layer.ts";
+import type { Tensor } from "../src/tensor.ts";
 import { tfjsForward, tfjsKernels, tfjsOps, type TfForward, type TfjsKernels, type TfValue } from "./tfjs-kernels.ts";
 
 const PROJECTIONS = ["gate_proj", "up_proj", "down_proj"] as const;

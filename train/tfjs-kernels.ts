@@ -22,16 +22,16 @@
 // loss the trainer adds (train/loss.ts); `takeMoeCalls()` hands them over and starts a new list.
 
 import * as tf from "@tensorflow/tfjs-core";
-import { type Backend } from "../src/backend.ts";
+import type { Backend } from "../src/backend.ts";
 import { runSync } from "../src/device/drive.ts";
-import { type AttentionArgs, type DeviceKernels, type ExpertValues, type GemmArgs, type Value } from "../src/device/kernels.ts";
+import type { AttentionArgs, DeviceKernels, ExpertValues, GemmArgs, Value } from "../src/device/kernels.ts";
 import { opsOver, type Ops } from "../src/device/ops.ts";
 import { NotSupportedError } from "../src/errors.ts";
 import { createCache, type ModelCache } from "../src/model/cache.ts";
 import { forwardRows, type ForwardResult, type RowsOptions } from "../src/model/forward.ts";
-import { type Model } from "../src/model/weights.ts";
-import { type Routing } from "../src/moe/experts.ts";
-import { type MoeConfig } from "../src/moe/layer.ts";
+import type { Model } from "../src/model/weights.ts";
+import type { Routing } from "../src/moe/experts.ts";
+import type { MoeConfig } from "../src/moe/layer.ts";
 import { rotaryTable } from "../src/rope.ts";
 import { numel, type Tensor } from "../src/tensor.ts";
 

@@ -5,9 +5,9 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import { updateBias } from "../src/moe/balance.ts";
-import { type Sequence } from "./data.ts";
+import type { Sequence } from "./data.ts";
 import { crossEntropy, sequenceBalance } from "./loss.ts";
-import { type Params } from "./params.ts";
+import type { Params } from "./params.ts";
 
 export interface StepOptions {
   /** Weight of the sequence-wise balance loss (V3: 1e-4). */

@@ -3,7 +3,7 @@
 // the heap, and the arena is then re-made at 1.25 × that need, so a generation loop settles on one block. In check
 // mode every temporary is its own guarded heap block instead, so the guards surround each buffer.
 
-import { type Heap } from "./heap.ts";
+import type { Heap } from "./heap.ts";
 
 const ALIGN = 64;
 

@@ -9,9 +9,9 @@
 
 import { numel, type Tensor } from "../src/tensor.ts";
 import { Arena } from "./arena.ts";
-import { type Heap } from "./heap.ts";
-import { type Pool } from "./pool.ts";
-import { type WeightCache } from "./weights.ts";
+import type { Heap } from "./heap.ts";
+import type { Pool } from "./pool.ts";
+import type { WeightCache } from "./weights.ts";
 
 export interface Exports {
   heapBase(): number;
@@ -21,6 +21,8 @@ export interface Exports {
   packB(b: number, K: number, N: number, ldb: number, out: number): void;
   packPanels(b: number, K: number, N: number, ldb: number, out: number, part: number, parts: number): void;
   packBt(w: number, N: number, K: number, ldw: number, out: number): void;
+  gemmBf16(M: number, N: number, K: number, a: number, lda: number, bp: number, c: number, ldc: number, scratch: number, part: number, parts: number): void;
+  packBtBf16(w: number, N: number, K: number, ldw: number, out: number): void;
   attention(
     q: number, k: number, v: number, out: number, B: number, H: number, Hkv: number, Tq: number, Tk: number, Dh: number, Dv: number,
     scale: number, lo: number, hi: number, logGammas: number, offset: number, scratch: number, scratchStride: number, part: number, parts: number,
@@ -34,7 +36,7 @@ export interface Exports {
 }
 
 /** Exports that split across threads (they take part, parts last). */
-export const THREADED = ["gemm", "gemmPackB", "attention", "packPanels"];
+export const THREADED = ["gemm", "gemmPackB", "attention", "packPanels", "gemmBf16"];
 /** Below this many flops a job stays on the calling thread: waking a worker costs tens of microseconds. */
 export const PARALLEL_FLOPS = 2 ** 21;
 /** Chunks per thread: enough that a thread the OS runs late leaves little for the others to wait on. */
@@ -63,7 +65,11 @@ export class WasmCore {
   private slab = new ArrayBuffer(SLAB_BYTES);
   private slabTop = 0;
 
-  constructor(readonly ex: Exports, readonly heap: Heap, readonly weights: WeightCache, readonly pool: Pool | undefined, readonly parallelFlops: number) {
+  /**
+   * @param bf16Weights linear weights whose every value is exactly a BF16 are kept as BF16 (wasm/kernels/bf16.ts)
+   */
+  constructor(readonly ex: Exports, readonly heap: Heap, readonly weights: WeightCache, readonly pool: Pool | undefined, readonly parallelFlops: number,
+    readonly bf16Weights = false) {
     this.threads = pool?.threads ?? 1;
     this.gemmScratch = ex.gemmScratch();
     this.localScratch = heap.alloc(this.gemmScratch);

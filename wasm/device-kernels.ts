@@ -12,10 +12,10 @@
 // long prompt's large blocks do not outlive it). Every kernel is synchronous, and so is `read`: the forward runs
 // under runSync.
 
-import { type BlockCopy, type DeviceKernels, type Value } from "../src/device/kernels.ts";
+import type { BlockCopy, DeviceKernels, Value } from "../src/device/kernels.ts";
 import { copyLayout } from "../src/device/layout.ts";
 import { numel } from "../src/tensor.ts";
-import { type WasmCore } from "./core.ts";
+import type { WasmCore } from "./core.ts";
 import { attentionAt } from "./kernels/attention.ts";
 import { ropeAt, writeRotary } from "./kernels/elementwise.ts";
 import { gemmBatches, linearAt, packedSlices, quantLinearAt } from "./kernels/matmul.ts";
@@ -241,6 +241,7 @@ function makeKernels(core: WasmCore): DeviceKernels<WasmTensor> {
           for (let g = 0; g < Hkv; g++) {
             attentionAt(core, q.ptr + g * group * Tq * Dh * 4, k.ptr + g * kvRows * Dh * 4, v.ptr + g * kvRows * Dv * 4, out.ptr + g * group * Tq * Dv * 4,
               1, group, 1, Tq, Tk, Dh, Dv, scale, CAUSAL, offset, logGammas?.slice(g * group, (g + 1) * group));
+            temp.reset(); // each group's scratch is dead once it returns: the arena holds one group's, not Hkv
           }
         }
         done("attention");

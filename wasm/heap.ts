@@ -4,7 +4,7 @@
 // filled with NaN, so an unwritten output element or an out-of-bounds write fails the property suite.
 
 import { TinyseekError } from "../src/errors.ts";
-import { type WasmMemory } from "./webassembly.ts";
+import type { WasmMemory } from "./webassembly.ts";
 
 const ALIGN = 64;
 const PAGE = 65536;
@@ -20,6 +20,7 @@ export class Heap {
   private free: Block[] = []; // sorted by address, never adjacent
   private top: number; // everything from here to the end of memory is unused
   private live = new Map<number, number>(); // user pointer → user bytes
+  private allocations = 0; // blocks allocated so far
   /** Views of the whole memory, remade whenever alloc grows it (the hot paths index these instead of making views). */
   F32!: Float32Array;
   I32!: Int32Array;
@@ -39,6 +40,7 @@ export class Heap {
 
   /** A block of at least `bytes`, 64-byte aligned; NaN-filled in check mode. */
   alloc(bytes: number): number {
+    this.allocations++;
     const guard = this.check ? GUARD : 0;
     const size = Math.ceil((Math.max(bytes, 1) + 2 * guard) / ALIGN) * ALIGN;
     let start = -1;
@@ -137,10 +139,11 @@ export class Heap {
     else this.U8.set(data, ptr);
   }
 
-  /** Bytes in live blocks, and the memory's size. */
-  stats(): { liveBytes: number; liveBlocks: number; memoryBytes: number } {
+  /** Bytes in live blocks, the memory's size, and how many blocks were ever allocated (a decode step that
+   *  allocates none leaves it unchanged: test/wasm-decode.test.ts). */
+  stats(): { liveBytes: number; liveBlocks: number; memoryBytes: number; allocations: number } {
     let liveBytes = 0;
     for (const bytes of this.live.values()) liveBytes += bytes;
-    return { liveBytes, liveBlocks: this.live.size, memoryBytes: this.memory.buffer.byteLength };
+    return { liveBytes, liveBlocks: this.live.size, memoryBytes: this.memory.buffer.byteLength, allocations: this.allocations };
   }
 }

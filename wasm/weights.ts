@@ -8,7 +8,7 @@
 // view object, with the layout given as a constant name and two sizes, so it builds no string and touches no Map
 // keyed by string; recency is a counter on the entry, and eviction (rare) scans for the least recent.
 
-import { type Heap } from "./heap.ts";
+import type { Heap } from "./heap.ts";
 
 interface Entry {
   ptr: number;

@@ -6,10 +6,10 @@
 // h / (H / Hkv). A row with no visible key outputs zeros. Hidden scores are marked with -FLT_MAX rather than
 // -Infinity, so no infinity ever enters the arithmetic.
 
-import { type AttentionArgs } from "../../src/device/kernels.ts";
+import type { AttentionArgs } from "../../src/device/kernels.ts";
 import { argError, checkInteger } from "../../src/errors.ts";
-import { type MaskSpec } from "../../src/masks.ts";
-import { type GpuContext, type GpuTensor } from "../context.ts";
+import type { MaskSpec } from "../../src/masks.ts";
+import type { GpuContext, GpuTensor } from "../context.ts";
 
 const THREADS = 64;
 

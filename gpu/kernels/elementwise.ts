@@ -6,7 +6,7 @@
 import { rotaryTable } from "../../src/rope.ts";
 import { numel } from "../../src/tensor.ts";
 import { groups1d, type GpuContext, type GpuTensor } from "../context.ts";
-import { type BlockCopy } from "../../src/device/kernels.ts";
+import type { BlockCopy } from "../../src/device/kernels.ts";
 
 const unary = (body: string, inputs: string[]) => /* wgsl */ `
 struct P { n: u32, a: u32, b: u32, c: u32 }

@@ -2,15 +2,34 @@
 // thread a 4×4 block held in four vec4 accumulators; A and B stream through workgroup memory 16 values of K at a
 // time. Loads are vec4 when K (and N, for an untransposed B) is a multiple of 4, scalar otherwise, so any shape
 // works. Offsets and batch strides in the uniform let one buffer hold many matrices (stacked MoE experts).
+// B may be a weight kept as BF16 pairs in u32 words (src/bf16.ts): WGSL has no 16-bit float of that kind, so the
+// kernels read B through bf/bf4 below, which widen with bit operations (exact), and every product and sum is the
+// float32 kernel's, so the results are bit for bit those on the widened weight (test/bf16-weights.test.ts).
 
 import { argError } from "../../src/errors.ts";
 import { numel } from "../../src/tensor.ts";
-import { type GpuContext, type GpuTensor } from "../context.ts";
-import { type GemmArgs } from "../../src/device/kernels.ts";
+import type { GpuContext, GpuTensor } from "../context.ts";
+import type { GemmArgs } from "../../src/device/kernels.ts";
 
 const TILE = 64;
 
-function source(transB: boolean, vecA: boolean, vecB: boolean): string {
+/** B's element i as float32 from BF16 pairs: element 2j is word j's low half, 2j + 1 its high half. */
+const BF16_READS = /* wgsl */ `
+fn bf(i: u32) -> f32 {
+  let w = B[i >> 1u];
+  return bitcast<f32>(select(w << 16u, w & 0xffff0000u, (i & 1u) == 1u));
+}
+fn bf4(i: u32) -> vec4<f32> { // i a multiple of 4
+  let w0 = B[i >> 1u]; let w1 = B[(i >> 1u) + 1u];
+  return bitcast<vec4<f32>>(vec4<u32>(w0 << 16u, w0 & 0xffff0000u, w1 << 16u, w1 & 0xffff0000u));
+}`;
+
+/** WGSL reading B's element at `index` (scalar) or the four from it (vec4), float32 or BF16. */
+const readB = (bf16: boolean, index: string) => bf16 ? `bf(${index})` : `B[${index}]`;
+const readB4 = (bf16: boolean, index: string) => bf16 ? `bf4(${index})` : `B[(${index}) / 4u]`;
+const bTypes = (bf16: boolean, vec: boolean) => bf16 ? "u32" : vec ? "vec4<f32>" : "f32";
+
+function source(transB: boolean, vecA: boolean, vecB: boolean, bf16 = false): string {
   const loadA = vecA
     ? `let v = select(vec4<f32>(0.0), A[(aBase + gr * p.K + gk) / 4u], gr < p.M && gk < p.K);`
     : `var v = vec4<f32>(0.0);
@@ -19,22 +38,22 @@ function source(transB: boolean, vecA: boolean, vecB: boolean): string {
   const loadB = transB
     ? `{ let n = t / 4u; let kq = t % 4u; let gn = col0 + n; let gk = k0 + kq * 4u;
          ${vecB
-           ? `let v = select(vec4<f32>(0.0), B[(bBase + gn * p.K + gk) / 4u], gn < p.N && gk < p.K);`
+           ? `let v = select(vec4<f32>(0.0), ${readB4(bf16, "bBase + gn * p.K + gk")}, gn < p.N && gk < p.K);`
            : `var v = vec4<f32>(0.0);
-              for (var c = 0u; c < 4u; c++) { if (gn < p.N && gk + c < p.K) { v[c] = B[bBase + gn * p.K + gk + c]; } }`}
+              for (var c = 0u; c < 4u; c++) { if (gn < p.N && gk + c < p.K) { v[c] = ${readB(bf16, "bBase + gn * p.K + gk + c")}; } }`}
          for (var c = 0u; c < 4u; c++) { Bs[(kq * 4u + c) * 64u + n] = v[c]; } }`
     : `{ let kk = t / 16u; let nq = t % 16u; let gk = k0 + kk; let gn = col0 + nq * 4u;
          ${vecB
-           ? `let v = select(vec4<f32>(0.0), B[(bBase + gk * p.N + gn) / 4u], gk < p.K && gn < p.N);`
+           ? `let v = select(vec4<f32>(0.0), ${readB4(bf16, "bBase + gk * p.N + gn")}, gk < p.K && gn < p.N);`
            : `var v = vec4<f32>(0.0);
-              for (var c = 0u; c < 4u; c++) { if (gk < p.K && gn + c < p.N) { v[c] = B[bBase + gk * p.N + gn + c]; } }`}
+              for (var c = 0u; c < 4u; c++) { if (gk < p.K && gn + c < p.N) { v[c] = ${readB(bf16, "bBase + gk * p.N + gn + c")}; } }`}
          for (var c = 0u; c < 4u; c++) { Bs[kk * 64u + nq * 4u + c] = v[c]; } }`;
   return /* wgsl */ `
 struct P { M: u32, N: u32, K: u32, strideA: u32, strideB: u32, strideC: u32, offA: u32, offB: u32, offC: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> A: array<${vecA ? "vec4<f32>" : "f32"}>;
-@group(0) @binding(2) var<storage, read> B: array<${vecB ? "vec4<f32>" : "f32"}>;
-@group(0) @binding(3) var<storage, read_write> C: array<f32>;
+@group(0) @binding(2) var<storage, read> B: array<${bTypes(bf16, vecB)}>;
+@group(0) @binding(3) var<storage, read_write> C: array<f32>;${bf16 ? BF16_READS : ""}
 var<workgroup> As: array<f32, 1024>; // [k 0..15][row 0..63]: As[k * 64 + r] = A(row0 + r, k0 + k)
 var<workgroup> Bs: array<f32, 1024>; // [k 0..15][col 0..63]
 
@@ -78,22 +97,22 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
 }
 
 const sources = new Map<string, string>();
-function cached(transB: boolean, vecA: boolean, vecB: boolean): string {
-  const key = `${transB}${vecA}${vecB}`;
+function cached(transB: boolean, vecA: boolean, vecB: boolean, bf16: boolean): string {
+  const key = `${transB}${vecA}${vecB}${bf16}`;
   let code = sources.get(key);
-  if (!code) sources.set(key, (code = source(transB, vecA, vecB)));
+  if (!code) sources.set(key, (code = source(transB, vecA, vecB, bf16)));
   return code;
 }
 
 // x·Wᵀ for at most 4 rows (a decode step): a 64×64 tile would leave 60 of its 64 rows idle, so instead a workgroup
 // of 64 threads owns one output column n, each thread strides over K for the (up to) four rows, and a vec4 tree
 // reduction finishes the dot products. Rows past M read row 0 and are not written.
-const GEMV = /* wgsl */ `
+const gemv = (bf16: boolean) => /* wgsl */ `
 struct P { M: u32, N: u32, K: u32, strideA: u32, strideB: u32, strideC: u32, offA: u32, offB: u32, offC: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> A: array<f32>;
-@group(0) @binding(2) var<storage, read> B: array<f32>;
-@group(0) @binding(3) var<storage, read_write> C: array<f32>;
+@group(0) @binding(2) var<storage, read> B: array<${bTypes(bf16, false)}>;
+@group(0) @binding(3) var<storage, read_write> C: array<f32>;${bf16 ? BF16_READS : ""}
 var<workgroup> red: array<vec4<f32>, 64>;
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>,
@@ -106,7 +125,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<
   var acc = vec4<f32>(0.0);
   for (var k = lid; k < p.K; k += 64u) {
     let a = vec4<f32>(A[rows.x + k], A[rows.y + k], A[rows.z + k], A[rows.w + k]);
-    acc = fma(a, vec4<f32>(B[bBase + k]), acc);
+    acc = fma(a, vec4<f32>(${readB(bf16, "bBase + k")}), acc);
   }
   red[lid] = acc;
   workgroupBarrier();
@@ -123,21 +142,25 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<
     if (p.M > 3u) { C[cBase + 3u * p.N] = r.w; }
   }
 }`;
+const GEMV = gemv(false), GEMV_BF16 = gemv(true);
 
-/** Writes C into `c` (which must hold offC + batches·strideC elements). */
-export function gemmInto(ctx: GpuContext, a: GPUBuffer, b: GPUBuffer, c: GPUBuffer, args: GemmArgs): void {
+/**
+ * Writes C into `c` (which must hold offC + batches·strideC elements). `bf16`: b holds BF16 pairs (a weight's
+ * GpuTensor.bf16), offsets and strides still counted in elements.
+ */
+export function gemmInto(ctx: GpuContext, a: GPUBuffer, b: GPUBuffer, c: GPUBuffer, args: GemmArgs, bf16 = false): void {
   const { M, N, K, transB, batches = 1 } = args;
   const { strideA = M * K, strideB = K * N, strideC = M * N, offA = 0, offB = 0, offC = 0 } = args;
   if (batches > 65535) throw argError("batches", "at most 65535 matrices per product", batches);
   if (transB && M <= 4) {
     const y = Math.ceil(N / 65535);
-    ctx.dispatch(GEMV, [a, b, c], [M, N, K, strideA, strideB, strideC, offA, offB, offC], [Math.ceil(N / y), y, batches]);
+    ctx.dispatch(bf16 ? GEMV_BF16 : GEMV, [a, b, c], [M, N, K, strideA, strideB, strideC, offA, offB, offC], [Math.ceil(N / y), y, batches]);
     return;
   }
   const aligned = (...xs: number[]) => xs.every((x) => x % 4 === 0);
   const vecA = aligned(K, offA, strideA);
   const vecB = transB ? aligned(K, offB, strideB) : aligned(N, offB, strideB);
-  const code = cached(transB, vecA, vecB);
+  const code = cached(transB, vecA, vecB, bf16);
   const params = [M, N, K, strideA, strideB, strideC, offA, offB, offC];
   ctx.dispatch(code, [a, b, c], params, [Math.ceil(N / TILE), Math.ceil(M / TILE), batches]);
 }
@@ -162,11 +185,12 @@ export function bmm(ctx: GpuContext, a: GpuTensor, b: GpuTensor): GpuTensor {
   return out;
 }
 
-/** x [..., in] · Wᵀ with W [out, in]. */
+/** x [..., in] · Wᵀ with W [out, in] (read as BF16 where the weight is kept so). */
 export function linear(ctx: GpuContext, x: GpuTensor, weight: GpuTensor): GpuTensor {
   const [N, K] = weight.shape as [number, number];
   const M = numel(x.shape.slice(0, -1));
   const out = ctx.empty([...x.shape.slice(0, -1), N]);
-  gemmInto(ctx, x.buffer, weight.buffer, out.buffer, { M, N, K, transB: true });
+  const bf16 = weight.bf16;
+  gemmInto(ctx, x.buffer, bf16 ?? weight.buffer, out.buffer, { M, N, K, transB: true }, bf16 !== undefined);
   return out;
 }

@@ -6,7 +6,7 @@
 // races, and the sum's order is fixed.
 
 import { argError } from "../../src/errors.ts";
-import { type Routing } from "../../src/moe/experts.ts";
+import type { Routing } from "../../src/moe/experts.ts";
 import { groups1d, type GpuContext, type GpuTensor } from "../context.ts";
 import { gatherRows, swiglu } from "./elementwise.ts";
 import { gemmInto } from "./matmul.ts";
@@ -19,6 +19,8 @@ export interface DeviceExperts {
   E: number;
   F: number;
   D: number;
+  /** Which of gate, up and down hold BF16 pairs (src/bf16.ts) instead of float32; none when absent. */
+  bf16?: { gate: boolean; up: boolean; down: boolean };
 }
 
 export interface SlotPlan {
@@ -97,8 +99,8 @@ export function moe(ctx: GpuContext, x: GpuTensor, routing: Routing, experts: De
       const M = plan.count[e]!;
       if (M === 0) continue;
       const rows = { M, K: D, N: F, transB: true, offA: plan.start[e]! * D, offC: plan.start[e]! * F, offB: e * F * D };
-      gemmInto(ctx, gathered.buffer, experts.gate, g.buffer, rows);
-      gemmInto(ctx, gathered.buffer, experts.up, u.buffer, rows);
+      gemmInto(ctx, gathered.buffer, experts.gate, g.buffer, rows, experts.bf16?.gate);
+      gemmInto(ctx, gathered.buffer, experts.up, u.buffer, rows, experts.bf16?.up);
     }
     const h = swiglu(ctx, g, u);
     y = ctx.acquire(S * D);
@@ -107,7 +109,7 @@ export function moe(ctx: GpuContext, x: GpuTensor, routing: Routing, experts: De
       if (M === 0) continue;
       gemmInto(ctx, h.buffer, experts.down, y, {
         M, K: F, N: D, transB: true, offA: plan.start[e]! * F, offC: plan.start[e]! * D, offB: e * D * F,
-      });
+      }, experts.bf16?.down);
     }
     temps.push(indices, gathered.buffer, g.buffer, u.buffer, h.buffer, y);
   }

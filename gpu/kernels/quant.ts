@@ -16,7 +16,7 @@
 
 import { dequantizeFp8 } from "../../src/quant/fp8.ts";
 import { dequantizeInt } from "../../src/quant/int.ts";
-import { type QuantWeight } from "../../src/quant/linear.ts";
+import type { QuantWeight } from "../../src/quant/linear.ts";
 import { numel, type Tensor } from "../../src/tensor.ts";
 import { groups1d, type GpuContext, type GpuTensor } from "../context.ts";
 import { linear } from "./matmul.ts";

@@ -4,7 +4,7 @@
 // A query with no visible key outputs zeros.
 
 import { argError, checkInteger, checkNumber } from "../errors.ts";
-import { type Mask } from "../masks.ts";
+import type { Mask } from "../masks.ts";
 import { expectShape, shapeString, type Tensor } from "../tensor.ts";
 
 export interface AttentionOptions {

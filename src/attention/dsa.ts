@@ -18,6 +18,7 @@ import { type Random, randn } from "../random.ts";
 import { ropeFrequencies } from "../rope.ts";
 import { expectShape, reshape, tensor, type Tensor } from "../tensor.ts";
 import { concatLast, concatTime, splitHeads } from "./heads.ts";
+import { transposed } from "./masked.ts";
 import {
   checkMlaConfig, createMlaCache, initMla, mla, yarnOptions, type MlaAttend, type MlaCache, type MlaConfig, type MlaMode,
   type MlaWeights,
@@ -115,7 +116,7 @@ export function indexerScores(
   for (let b = 0; b < B; b++) {
     const keys = { shape: [L, dI], data: cache.indexKeys.data.subarray(b * L * dI, (b + 1) * L * dI) };
     const queries = { shape: [HI * T, dI], data: q.data.subarray(b * HI * T * dI, (b + 1) * HI * T * dI) };
-    const dots = kernels.linear(queries, keys); // [H_I·T, L]: q^I_(t,h)·k^I_s
+    const dots = kernels.matmul(queries, transposed(keys)); // [H_I·T, L]: q^I_(t,h)·k^I_s (keys are no weight)
     for (let t = 0; t < T; t++) {
       for (let s = 0; s <= offset + t; s++) {
         let sum = 0;

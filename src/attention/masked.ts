@@ -7,7 +7,7 @@
 // A query with no visible key outputs zeros (the kernels' softmax gives a zero row).
 
 import { argError } from "../errors.ts";
-import { type Kernels } from "../kernels.ts";
+import type { Kernels } from "../kernels.ts";
 import { expectShape, type Tensor } from "../tensor.ts";
 
 export interface MaskedAttention {
@@ -33,7 +33,7 @@ export function maskedAttention(
         const qRows = { shape: [rows, Dh], data: q.data.subarray((b * Hkv + g) * rows * Dh, (b * Hkv + g + 1) * rows * Dh) };
         const kRows = { shape: [Tk, Dh], data: k.data.subarray((b * Hkv + g) * Tk * Dh, (b * Hkv + g + 1) * Tk * Dh) };
         const vRows = { shape: [Tk, Dv], data: v.data.subarray((b * Hkv + g) * Tk * Dv, (b * Hkv + g + 1) * Tk * Dv) };
-        const dots = kernels.linear(qRows, kRows); // q·kᵀ, [group·Tq, Tk]
+        const dots = kernels.matmul(qRows, transposed(kRows)); // q·kᵀ, [group·Tq, Tk]
         const scores = { shape: dots.shape, data: dots.data.map((s) => s * scale) };
         const p = kernels.softmax(scores, visible.subarray((b * Hkv + g) * rows * Tk, (b * Hkv + g + 1) * rows * Tk));
         probs.set(p.data, (b * Hkv + g) * rows * Tk);
@@ -42,6 +42,18 @@ export function maskedAttention(
     }
   }
   return { out: { shape: [B, H, Tq, Dv], data: out }, probs: { shape: [B, H, Tq, Tk], data: probs } };
+}
+
+/**
+ * x [R, C] → xᵀ [C, R]. Keys enter a product as matmul(q, kᵀ), not linear(q, k): a backend keeps linear's second
+ * operand as a resident weight (WASM packs it once, keyed by its array), which keys that change every step are not.
+ * The reference sums both in the same order, so the result is the same, bit for bit.
+ */
+export function transposed(x: Tensor): Tensor {
+  const [R, C] = x.shape as [number, number];
+  const data = new Float32Array(R * C);
+  for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) data[c * R + r] = x.data[r * C + c]!;
+  return { shape: [C, R], data };
 }
 
 /** Positions [start, end) of the time axis of x [..., L, d], as a copy: what a cache keeps when it drops old keys. */

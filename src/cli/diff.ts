@@ -4,7 +4,7 @@
 import { DEFAULT_TOLERANCE } from "../io/golden.ts";
 import { diffTensors, type TensorDiff } from "../io/diff.ts";
 import { readSafetensors, readSafetensorsBytes } from "../io/safetensors.ts";
-import { type TensorStats } from "../io/stats.ts";
+import type { TensorStats } from "../io/stats.ts";
 import { TRACE_TOLERANCE } from "../trace.ts";
 import { numberArg, parse, positionals, processIo, type Io } from "./io.ts";
 import { formatNumber, inert, printTable, toJson } from "./table.ts";

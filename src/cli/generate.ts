@@ -1,11 +1,11 @@
 // `tinyseek generate --prompt TEXT --max-tokens N`: prefill the prompt, then decode token by token through the
 // cache, printing the text as it comes. Greedy by default; --temperature, --top-k, --top-p sample with --seed.
 
-import { type Tokenizer } from "../model/tokenizer.ts";
-import { type Backend } from "../backend.ts";
+import type { Tokenizer } from "../model/tokenizer.ts";
+import type { Backend } from "../backend.ts";
 import { runBatchedAsync, type BatchRequest } from "../model/batching.ts";
 import { generateAsync } from "../model/generate.ts";
-import { type Model } from "../model/weights.ts";
+import type { Model } from "../model/weights.ts";
 import { attentionOverride, loadModelFrom, promptsFrom, type Prompt } from "../step/load.ts";
 import { numberArg, parse, processIo, UsageError, type Io } from "./io.ts";
 import { backendNamed } from "./model-args.ts";

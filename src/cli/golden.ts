@@ -4,12 +4,12 @@ import { readdir, rm } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { BACKENDS, loadBackend, type Backend } from "../backend.ts";
 import { TinyseekError } from "../errors.ts";
-import { type GoldenCase } from "../golden/case.ts";
+import type { GoldenCase } from "../golden/case.ts";
 import { goldenSuite, matchesGlob } from "../golden/suite.ts";
-import { type Comparison } from "../io/compare.ts";
 import { checkGoldenFile, checkSupport, compareGolden, decodeGolden, goldenFilesIn, writeGoldenCase, type CheckResult } from "../io/golden.ts";
 import { readSafetensors, readSafetensorsBytes } from "../io/safetensors.ts";
 import { numberArg, parse, threadsArg, positionals, processIo, UsageError, type Io } from "./io.ts";
+import { goldenReport } from "./golden-report.ts";
 import { printTable, type Row } from "./table.ts";
 
 export const help = `usage:
@@ -74,30 +74,6 @@ async function write(args: string[], io: Io): Promise<number> {
   return 0;
 }
 
-function summaryRow(r: CheckResult): Row {
-  const worst = (key: "maxAbsError" | "maxRelError" | "normalisedError") =>
-    r.comparisons.length === 0 ? undefined : Math.max(...r.comparisons.map((c: Comparison) => c[key]));
-  return {
-    file: basename(r.file), outputs: r.comparisons.length, "max abs err": worst("maxAbsError"), "max rel err": worst("maxRelError"),
-    "norm err": worst("normalisedError"), verdict: r.outcome,
-  };
-}
-
-function report(io: Io, results: CheckResult[], json: boolean | undefined, what: string): number {
-  const failures = results.filter((r) => r.outcome === "fail");
-  if (json) {
-    printTable(io, [], { json: true, value: results });
-  } else {
-    printTable(io, results.map(summaryRow));
-    for (const r of results) if (r.outcome !== "ok") io.out(`\n${basename(r.file)}: ${r.outcome}\n${r.message}`);
-    const count = (o: string) => results.filter((r) => r.outcome === o).length;
-    io.out(`\n${count("ok")} ok, ${failures.length} failed, ${count("not supported")} not supported (${what})`);
-    const sources = [...new Set(results.map((r) => r.toleranceSource).filter((t) => t !== undefined))];
-    if (sources.length > 0) io.out(`tolerance: ${sources.length === 1 ? sources[0] : "each case's registered tolerance (a file may tighten it, never loosen it)"}`);
-  }
-  return failures.length > 0 ? 1 : 0;
-}
-
 async function check(args: string[], io: Io): Promise<number> {
   const { values, positionals: paths } = parse(args, {
     backend: { type: "string" }, only: { type: "string" }, threads: { type: "string" }, json: { type: "boolean" }, verbose: { type: "boolean" },
@@ -124,7 +100,7 @@ async function check(args: string[], io: Io): Promise<number> {
       results.push(await checkGoldenFile(file, suite, backend));
       if (values.verbose) io.err(`  ${results.at(-1)!.outcome} in ${(performance.now() - start).toFixed(1)} ms`);
     }
-    return report(io, results, values.json, `backend ${backend.name}: ${backend.description}`);
+    return goldenReport(io, results, values.json, `backend ${backend.name}: ${backend.description}`, (file) => basename(file));
   } finally {
     await backend.dispose();
   }

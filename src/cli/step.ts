@@ -4,7 +4,7 @@
 
 import { loadBackend, type Backend } from "../backend.ts";
 import { compareTraces, createTrace, saveTrace, TRACE_TOLERANCE } from "../trace.ts";
-import { type Model } from "../model/weights.ts";
+import type { Model } from "../model/weights.ts";
 import { depthSweep } from "../model/depth.ts";
 import { forwardAsync } from "../model/forward.ts";
 import { attentionOverride, loadModelFrom, promptsFrom } from "../step/load.ts";

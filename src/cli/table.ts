@@ -1,7 +1,7 @@
 // Tables for every command that prints one: aligned columns in markdown form (readable in a terminal, pastable
 // into an issue), or the same rows as JSON with `--json`. Numbers are formatted here so every table agrees.
 
-import { type Io } from "./io.ts";
+import type { Io } from "./io.ts";
 
 export type Cell = string | number | bigint | boolean | null | undefined;
 export type Row = Record<string, Cell>;

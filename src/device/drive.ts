@@ -7,7 +7,7 @@
 // asynchronous in Node and in the browser alike, and the same generator runs under runAsync.
 
 import { TinyseekError } from "../errors.ts";
-import { type Value } from "./kernels.ts";
+import type { Value } from "./kernels.ts";
 
 export type Pending = Float32Array | Promise<Float32Array>;
 

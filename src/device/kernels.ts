@@ -9,10 +9,10 @@
 //   heads       [H, T, d]        one sequence's tokens split into heads
 //   cache       [heads, rows, d] a layer's keys or values, `rows` allocated, the first ones filled
 
-import { type Routing } from "../moe/experts.ts";
-import { type MoeConfig } from "../moe/layer.ts";
-import { type QuantWeight } from "../quant/linear.ts";
-import { type Tensor } from "../tensor.ts";
+import type { Routing } from "../moe/experts.ts";
+import type { MoeConfig } from "../moe/layer.ts";
+import type { QuantWeight } from "../quant/linear.ts";
+import type { Tensor } from "../tensor.ts";
 
 /** A tensor on a backend: the forward reads only its shape. */
 export interface Value {

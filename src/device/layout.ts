@@ -3,7 +3,7 @@
 // way, and each backend implements only copyBlocks.
 
 import { numel } from "../tensor.ts";
-import { type BlockCopy, type DeviceKernels, type Value } from "./kernels.ts";
+import type { BlockCopy, DeviceKernels, Value } from "./kernels.ts";
 
 export type LayoutKernels<X extends Value> = Pick<DeviceKernels<X>, "splitHeads" | "mergeHeads" | "concatLast" | "sliceRows" | "concatRows" | "writeRows">;
 

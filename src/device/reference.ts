@@ -10,7 +10,7 @@ import * as ops from "../ops.ts";
 import { quantLinear } from "../quant/linear.ts";
 import { applyRope } from "../rope.ts";
 import { numel, type Tensor } from "../tensor.ts";
-import { type BlockCopy, type DeviceKernels } from "./kernels.ts";
+import type { BlockCopy, DeviceKernels } from "./kernels.ts";
 import { copyLayout } from "./layout.ts";
 
 const empty = (shape: readonly number[]): Tensor => ({ shape: [...shape], data: new Float32Array(numel(shape)) });

@@ -3,7 +3,7 @@
 // them) and still hands every value of a layer back at the layer's end (releaseExcept(the residual stream)). Weights
 // and caches are not made here: they stay. One list per forward, so forwards running at once never mix theirs.
 
-import { type Value } from "./kernels.ts";
+import type { Value } from "./kernels.ts";
 import { CheckedOps, type Ops } from "./ops.ts";
 
 export interface Scope<X extends Value> {

@@ -5,11 +5,11 @@
 // (src/model/forward.ts), so its output pins the reference's numbers for kernels written elsewhere.
 
 import { bottleneck, mergeLora, type AdapterActivation, type Lora } from "../adapters.ts";
-import { type Tolerance } from "../io/compare.ts";
-import { type HookedWeight } from "../model-adapters.ts";
+import type { Tolerance } from "../io/compare.ts";
+import type { HookedWeight } from "../model-adapters.ts";
 import { randBounded, Random } from "../random.ts";
-import { type Tensor } from "../tensor.ts";
-import { type GoldenCase } from "./case.ts";
+import type { Tensor } from "../tensor.ts";
+import type { GoldenCase } from "./case.ts";
 
 /** Two float32 matmuls of K <= 24 and an add: the core's matmul bar (spec/ops.md). */
 const LINEAR: Tolerance = { rtol: 1e-5, atol: 1e-5, nmse: 1e-10 };

@@ -3,9 +3,9 @@
 // reads a file back, finds its case by name, recomputes the outputs on a backend from the file's own inputs and
 // params, and compares them within the case's tolerance.
 
-import { type Backend } from "../backend.ts";
-import { type Tolerance } from "../io/compare.ts";
-import { type Tensor } from "../tensor.ts";
+import type { Backend } from "../backend.ts";
+import type { Tolerance } from "../io/compare.ts";
+import type { Tensor } from "../tensor.ts";
 
 /** Float tensors, and integer or boolean ones (router indices, kept flags, masks) stored as I32 or U8. */
 export interface GoldenTensor {

@@ -4,13 +4,13 @@
 // Tolerances are per op and say why in spec/; each file holds at most a few thousand numbers.
 
 import { retnetGammas } from "../attention/decay.ts";
-import { type Backend } from "../backend.ts";
-import { type Tolerance } from "../io/compare.ts";
+import type { Backend } from "../backend.ts";
+import type { Tolerance } from "../io/compare.ts";
 import { blockLocal, causal, combine, maskFromSpec, padding, slidingWindow, type Mask, type MaskSpec } from "../masks.ts";
 import { ln, randBounded, Random } from "../random.ts";
 import { ropeFrequencies, yarnSoftmaxFactor, type RopeOptions } from "../rope.ts";
-import { type Tensor } from "../tensor.ts";
-import { type GoldenCase, type TensorMap } from "./case.ts";
+import type { Tensor } from "../tensor.ts";
+import type { GoldenCase, TensorMap } from "./case.ts";
 
 /** Float32 backends against the float64 reference; the measurements behind each bar are in spec/. */
 export const CORE_TOLERANCE = {

@@ -11,11 +11,11 @@ import { createMlaCache, initMla, mla, type MlaCache, type MlaConfig, type MlaMo
 import { initPatchEmbedding, patchEmbed, tinyImage, type PatchConfig, type PatchWeights } from "../attention/patch.ts";
 import { initVideoAttention, spaceChannelTimeAttention, type VideoAttentionConfig, type VideoAttentionWeights } from "../attention/video.ts";
 import { NotSupportedError, type Backend } from "../backend.ts";
-import { type Tolerance } from "../io/compare.ts";
-import { type Kernels } from "../kernels.ts";
+import type { Tolerance } from "../io/compare.ts";
+import type { Kernels } from "../kernels.ts";
 import { Random, randBounded } from "../random.ts";
-import { type Tensor } from "../tensor.ts";
-import { type GoldenCase, type GoldenTensor, type TensorMap } from "./case.ts";
+import type { Tensor } from "../tensor.ts";
+import type { GoldenCase, GoldenTensor, TensorMap } from "./case.ts";
 
 const EXACT: Tolerance = { rtol: 0, atol: 0, nmse: 0, exact: true };
 

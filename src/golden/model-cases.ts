@@ -4,16 +4,16 @@
 // with early exit on the layer each token exited at (exact), and for DSA the keys each layer's indexer selected
 // (exact). Small on purpose: vocab 64, hidden 32.
 
-import { type Backend } from "../backend.ts";
+import type { Backend } from "../backend.ts";
 import { EXACT } from "../io/compare.ts";
 import { type AttentionKind, layerKind, type ModelConfig } from "../model/config.ts";
 import { forwardAsync } from "../model/forward.ts";
 import { preset } from "../model/presets.ts";
 import { initModel, modelFromParams, modelParams, type Model } from "../model/weights.ts";
 import { Random } from "../random.ts";
-import { type Tensor } from "../tensor.ts";
+import type { Tensor } from "../tensor.ts";
 import { createTrace, TRACE_TOLERANCE, type Trace } from "../trace.ts";
-import { type GoldenCase } from "./case.ts";
+import type { GoldenCase } from "./case.ts";
 
 // Whole-model logits on a float32 backend: NMSE <= 1e-7 (spec/golden.md), per element well inside what flips a token.
 const LOGITS = TRACE_TOLERANCE;

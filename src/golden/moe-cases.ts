@@ -9,14 +9,14 @@
 
 import { NotSupportedError, type Backend } from "../backend.ts";
 import { TinyseekError } from "../errors.ts";
-import { type Tolerance } from "../io/compare.ts";
-import { type Routing } from "../moe/experts.ts";
+import type { Tolerance } from "../io/compare.ts";
+import type { Routing } from "../moe/experts.ts";
 import { initMoe, moeConfig, moeLayer, moeParams, moeWeightsFromParams, routeTokens, type MoeConfig, type MoeConfigInput } from "../moe/layer.ts";
 import { route, type RouterOutput } from "../moe/router.ts";
 import { linear } from "../ops.ts";
 import { randBounded, Random } from "../random.ts";
-import { type Tensor } from "../tensor.ts";
-import { type GoldenCase, type TensorMap } from "./case.ts";
+import type { Tensor } from "../tensor.ts";
+import type { GoldenCase, TensorMap } from "./case.ts";
 
 /** The smallest gap allowed between any two values the router compares (f32 logits err by ~1e-7). */
 const MARGIN = 1e-4;

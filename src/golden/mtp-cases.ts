@@ -3,16 +3,16 @@
 // after each position (t_1 … t_T), so position i predicts t_(i+2). Each backend computes both, the module's input
 // included. Outputs: the main logits, the module's logits and its block's chosen experts (exact).
 
-import { type Backend } from "../backend.ts";
+import type { Backend } from "../backend.ts";
 import { EXACT } from "../io/compare.ts";
-import { type ModelConfig } from "../model/config.ts";
+import type { ModelConfig } from "../model/config.ts";
 import { forwardAsync } from "../model/forward.ts";
 import { mtpForwardAsync } from "../model/mtp.ts";
 import { initModel, modelFromParams, modelParams } from "../model/weights.ts";
 import { Random, randn } from "../random.ts";
-import { type Tensor } from "../tensor.ts";
+import type { Tensor } from "../tensor.ts";
 import { createTrace, TRACE_TOLERANCE } from "../trace.ts";
-import { type GoldenCase } from "./case.ts";
+import type { GoldenCase } from "./case.ts";
 import { goldenConfig } from "./model-cases.ts";
 
 /**

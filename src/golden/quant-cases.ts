@@ -4,11 +4,11 @@
 import { NotSupportedError, type Backend } from "../backend.ts";
 import { quantizeFp8, type Fp8Weight } from "../quant/fp8.ts";
 import { packInt4, quantizeInt, type IntBits } from "../quant/int.ts";
-import { type QuantWeight } from "../quant/linear.ts";
+import type { QuantWeight } from "../quant/linear.ts";
 import { FORMATS, roundArray, type FormatName } from "../quant/minifloat.ts";
 import { Random, randBounded } from "../random.ts";
-import { type Tensor } from "../tensor.ts";
-import { type GoldenCase, type TensorMap } from "./case.ts";
+import type { Tensor } from "../tensor.ts";
+import type { GoldenCase, TensorMap } from "./case.ts";
 
 const MATMUL_TOLERANCE = { rtol: 1e-5, atol: 1e-6, nmse: 1e-10 };
 

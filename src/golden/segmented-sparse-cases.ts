@@ -14,10 +14,10 @@ import {
 import { createSparseState, initSparse, resolveSparseConfig, sparseAttentionTraced, type SparseConfig, type SparseWeights } from "../attention/sparse.ts";
 import { NotSupportedError, referenceBackend, type Backend } from "../backend.ts";
 import { TinyseekError } from "../errors.ts";
-import { type Tolerance } from "../io/compare.ts";
+import type { Tolerance } from "../io/compare.ts";
 import { randBounded, Random } from "../random.ts";
-import { type Tensor } from "../tensor.ts";
-import { type GoldenCase, type TensorMap } from "./case.ts";
+import type { Tensor } from "../tensor.ts";
+import type { GoldenCase, TensorMap } from "./case.ts";
 
 /**
  * A layer is linear → attention over at most 32 keys → linear, each in float32 on a backend: the per-op bars of

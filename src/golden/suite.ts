@@ -5,7 +5,7 @@
 
 import { TinyseekError } from "../errors.ts";
 import { adapterGoldenCases } from "./adapter-cases.ts";
-import { type GoldenCase } from "./case.ts";
+import type { GoldenCase } from "./case.ts";
 import { coreGoldenCases } from "./core-cases.ts";
 import { mlaFamilyGoldenCases } from "./mla-cases.ts";
 import { modelGoldenCases } from "./model-cases.ts";

@@ -5,9 +5,9 @@
 
 import { NotSupportedError, type Backend, type BackendName } from "../backend.ts";
 import { referenceOps } from "../device/ops.ts";
-import { type Kernels } from "../kernels.ts";
-import { type Tensor } from "../tensor.ts";
-import { type TensorMap } from "./case.ts";
+import type { Kernels } from "../kernels.ts";
+import type { Tensor } from "../tensor.ts";
+import type { TensorMap } from "./case.ts";
 import { goldenSuite } from "./suite.ts";
 
 export interface CaseTaskArgs {

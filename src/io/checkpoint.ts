@@ -15,7 +15,7 @@ import { configFromHf, resolveConfig, type Fp8Quantization, type ModelConfig } f
 import { lazyLayers, type Residency } from "../model/lazy-layers.ts";
 import { weightShapes } from "../model/params.ts";
 import { layerFromParams, mtpFromParams, type Model, type ModelWeights, type MtpWeights } from "../model/weights.ts";
-import { type Fp8Weight } from "../quant/fp8.ts";
+import type { Fp8Weight } from "../quant/fp8.ts";
 import { numel, shapeString, type Tensor } from "../tensor.ts";
 import { FileError, readBytes, withRegularFile } from "./files.ts";
 import { dequantizeFp8Codes, fp8ScalesProblem, SCALE_SUFFIX } from "./fp8-weights.ts";

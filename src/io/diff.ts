@@ -4,7 +4,7 @@
 
 import { TinyseekError } from "../errors.ts";
 import { compareTensors, type ComparedTensor, type Comparison, type Tolerance } from "./compare.ts";
-import { type SafeTensor, type Safetensors } from "./safetensors.ts";
+import type { SafeTensor, Safetensors } from "./safetensors.ts";
 import { tensorStats, type TensorStats } from "./stats.ts";
 
 export interface TensorDiff {

@@ -2,7 +2,7 @@
 // [ceil(out/128), ceil(in/128)], the multiplier of each 128×128 block (weight = code · scale_inv). These read such a
 // pair into the Fp8Weight that src/quant/ computes with, and write one back in the same layout.
 
-import { type Fp8Weight } from "../quant/fp8.ts";
+import type { Fp8Weight } from "../quant/fp8.ts";
 import { decode, FORMATS } from "../quant/minifloat.ts";
 import { readTensor, SafetensorsError, type HeaderEntry, type SafetensorsHeader, type TensorToWrite } from "./safetensors.ts";
 

@@ -7,9 +7,9 @@
 
 import { NotSupportedError, referenceBackend, type Backend, type SyncTask } from "../backend.ts";
 import { TinyseekError } from "../errors.ts";
-import { type GoldenCase, type GoldenTensor, type TensorMap } from "../golden/case.ts";
-import { type CaseTaskArgs } from "../golden/worker-task.ts";
-import { type Tensor } from "../tensor.ts";
+import type { GoldenCase, GoldenTensor, TensorMap } from "../golden/case.ts";
+import type { CaseTaskArgs } from "../golden/worker-task.ts";
+import type { Tensor } from "../tensor.ts";
 import { compareTensors, EXACT, missingOutput, type Comparison, type ComparedTensor, type Tolerance } from "./compare.ts";
 import { comparable } from "./diff.ts";
 import { excerpt, readSafetensors, readSafetensorsBytes, writeSafetensors, type SafeTensor, type Safetensors, type TensorToWrite } from "./safetensors.ts";

@@ -8,12 +8,12 @@
 // Utilisation is reported two ways: rows used / maxBatch, and real tokens / padded slots B·T.
 
 import { argError, checkInteger } from "../errors.ts";
-import { type Backend } from "../backend.ts";
+import type { Backend } from "../backend.ts";
 import { Random } from "../random.ts";
 import { createCache, releaseCache, type ModelCache } from "./cache.ts";
 import { checkSampling, sample, type SamplingOptions } from "./generate.ts";
 import { forwardBatch, forwardBatchAsync } from "./forward.ts";
-import { type Tensor } from "../tensor.ts";
+import type { Tensor } from "../tensor.ts";
 import { PAD } from "./tokenizer.ts";
 import { checkModel, type Model } from "./weights.ts";
 

@@ -8,8 +8,8 @@
 // Device caches start small and grow (doubling, up to max_position_embeddings) when a forward needs more rows;
 // `capacity` sizes them at once (generation knows prompt + maxTokens). releaseCache frees them.
 
-import { type Backend } from "../backend.ts";
-import { type Value } from "../device/kernels.ts";
+import type { Backend } from "../backend.ts";
+import type { Value } from "../device/kernels.ts";
 import { referenceOps, type Ops } from "../device/ops.ts";
 import { argError, checkInteger, TinyseekError } from "../errors.ts";
 import { attentionKind, type HostLayerCache } from "./attention.ts";

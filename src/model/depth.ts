@@ -7,8 +7,8 @@
 // measures what exiting buys and costs.
 
 import { checkNumber } from "../errors.ts";
-import { type Backend } from "../backend.ts";
-import { type Tensor } from "../tensor.ts";
+import type { Backend } from "../backend.ts";
+import type { Tensor } from "../tensor.ts";
 import { argmax } from "../ops.ts";
 import { forwardAsync } from "./forward.ts";
 import { checkModel, type Model } from "./weights.ts";

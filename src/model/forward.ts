@@ -15,13 +15,13 @@
 // synchronously (reference, WASM) and `forwardAsync` awaits (WebGPU) with no second copy (src/device/drive.ts).
 
 import { bottleneck, type BottleneckAdapter } from "../adapters.ts";
-import { type Backend } from "../backend.ts";
+import type { Backend } from "../backend.ts";
 import { read, runAsync, runSync, type Reading } from "../device/drive.ts";
-import { type Value } from "../device/kernels.ts";
+import type { Value } from "../device/kernels.ts";
 import { referenceOps, type Ops } from "../device/ops.ts";
 import { argError, checkInteger, checkNumber, TinyseekError } from "../errors.ts";
-import { type MoeStats } from "../moe/stats.ts";
-import { type Tensor } from "../tensor.ts";
+import type { MoeStats } from "../moe/stats.ts";
+import type { Tensor } from "../tensor.ts";
 import { record, wants, type Trace } from "../trace.ts";
 import { checkCache, createCache, releaseCache, type ModelCache } from "./cache.ts";
 import { isMoeLayer, moeConfigOf } from "./config.ts";

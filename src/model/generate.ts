@@ -7,14 +7,14 @@
 // then draw from what is left, renormalised. Stops at EOS or after maxTokens.
 
 import { argError, checkInteger, checkNumber } from "../errors.ts";
-import { type Backend } from "../backend.ts";
+import type { Backend } from "../backend.ts";
 import { argmax } from "../ops.ts";
 import { Random } from "../random.ts";
-import { type Tensor } from "../tensor.ts";
+import type { Tensor } from "../tensor.ts";
 import { createCache, releaseCache, type ModelCache } from "./cache.ts";
 import { forward, forwardAsync } from "./forward.ts";
 import { generateSpeculative, generateSpeculativeAsync, type SpeculativeStats } from "./speculative.ts";
-import { type Intervention } from "./interventions.ts";
+import type { Intervention } from "./interventions.ts";
 import { checkModel, type Model } from "./weights.ts";
 
 export interface SamplingOptions {

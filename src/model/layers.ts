@@ -9,6 +9,7 @@ import { read, type Reading } from "../device/drive.ts";
 import type { Value } from "../device/kernels.ts";
 import type { Ops } from "../device/ops.ts";
 import { filled } from "../device/reference.ts";
+import type { Kernels } from "../kernels.ts";
 import { hookedKernels, type HookedWeight } from "../model-adapters.ts";
 import type { MoeConfig } from "../moe/layer.ts";
 import { causal } from "../masks.ts";
@@ -173,13 +174,21 @@ function* attend<X extends Value>(run: Run<X>, l: number, q: X, k: X, v: X, a: A
   return ops.upload(reshape(attendWith(reshape(flowing, [1, a.H, a.Tq, a.Tk]), values), [a.H, a.Tq, a.Dv]));
 }
 
+/** The host kernels honouring hooked weights, made once per host kernels rather than per layer and token. */
+const hookedHost = new WeakMap<Kernels, Kernels>();
+function hooked(kernels: Kernels): Kernels {
+  let made = hookedHost.get(kernels);
+  if (!made) hookedHost.set(kernels, (made = hookedKernels(kernels)));
+  return made;
+}
+
 /** A kind with its own module (segmented, sparse, dsa, decay "as-written"), run on the host over the backend's host kernels. */
 function* onHost<X extends Value>(run: Run<X>, l: number, x: X, state: HostLayerCache, w: Record<string, Tensor>): Reading<X> {
   const { ops, config } = run;
   const [T, D] = x.shape as [number, number];
   const rows = { shape: [1, T, D], data: yield* read(ops, x) };
   const prefix = `layers.${l}.attn`;
-  const out = attentionKind(layerKind(config, l)).forward!(rows, w, config, state, { kernels: hookedKernels(ops.hostKernels), trace: run.listen.trace, prefix });
+  const out = attentionKind(layerKind(config, l)).forward!(rows, w, config, state, { kernels: hooked(ops.hostKernels), trace: run.listen.trace, prefix });
   return ops.upload({ shape: [T, D], data: out.data });
 }
 

@@ -6,7 +6,7 @@
 // read `layers[l]` exactly as before, and a layer runs as one unit, so nothing else knows about loading. An evicted
 // layer's tensors stay valid for whoever still holds them; the next access reads the layer again from disk.
 
-import { type LayerWeights } from "./weights.ts";
+import type { LayerWeights } from "./weights.ts";
 
 export interface LayerSource {
   readonly count: number;

@@ -11,19 +11,19 @@
 // The checkpoint's own copies of the embedding and the head (model.layers.L.embed_tokens, shared_head.head) are
 // used when present; absent, the main model's are.
 
-import { type Backend } from "../backend.ts";
+import type { Backend } from "../backend.ts";
 import { read, runAsync, runSync, type Reading } from "../device/drive.ts";
-import { type Value } from "../device/kernels.ts";
-import { type Ops } from "../device/ops.ts";
+import type { Value } from "../device/kernels.ts";
+import type { Ops } from "../device/ops.ts";
 import { scoped } from "../device/scope.ts";
 import { argError, TinyseekError } from "../errors.ts";
-import { type MoeStats } from "../moe/stats.ts";
+import type { MoeStats } from "../moe/stats.ts";
 import { shapeString, type Tensor } from "../tensor.ts";
 import { record, type Trace } from "../trace.ts";
 import { checkCache, createCache, releaseCache, type CacheOptions, type ModelCache } from "./cache.ts";
 import { moeConfigOf } from "./config.ts";
 import { block, opsOf } from "./forward.ts";
-import { type Run } from "./layers.ts";
+import type { Run } from "./layers.ts";
 import { mtpBlockConfig } from "./params.ts";
 import { listeners } from "./points.ts";
 import { checkModel, type Model, type MtpWeights } from "./weights.ts";

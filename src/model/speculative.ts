@@ -10,15 +10,15 @@
 // Greedy only: sampling would need the speculative-sampling acceptance rule, which is not implemented.
 
 import { runAsync, runSync, type Reading } from "../device/drive.ts";
-import { type Value } from "../device/kernels.ts";
-import { type Ops } from "../device/ops.ts";
+import type { Value } from "../device/kernels.ts";
+import type { Ops } from "../device/ops.ts";
 import { argError, checkInteger } from "../errors.ts";
 import { argmax } from "../ops.ts";
-import { type Tensor } from "../tensor.ts";
+import type { Tensor } from "../tensor.ts";
 import { createCache, releaseCache, runsOnDevice, type ModelCache } from "./cache.ts";
 import { layerKind } from "./config.ts";
 import { forwardRows, opsOf } from "./forward.ts";
-import { type GenerateOptions, type GenerateResult, type GenerateStep } from "./generate.ts";
+import type { GenerateOptions, GenerateResult, GenerateStep } from "./generate.ts";
 import { createMtpCache, mtpRows, mtpWeights } from "./mtp.ts";
 import { checkModel, type Model } from "./weights.ts";
 

@@ -3,10 +3,9 @@
 // own tensors, model.layers.N.mlp.experts.M.gate_proj.weight, as in DeepSeek's checkpoints. Loading checks the
 // file against the config's full list of names (params.ts): every missing, extra or mis-shaped tensor is named.
 
-import { writeFile } from "node:fs/promises";
 import { argError, TinyseekError } from "../errors.ts";
 import { readSafetensors, readBytes, writeSafetensors, type TensorToWrite } from "../io/safetensors.ts";
-import { type LayerAdapters } from "../model-adapters.ts";
+import type { LayerAdapters } from "../model-adapters.ts";
 import { initMoe, type MoeWeights } from "../moe/layer.ts";
 import { Random, randn } from "../random.ts";
 import { shapeString, tensor, type Tensor } from "../tensor.ts";
@@ -272,5 +271,6 @@ export async function loadModel(path: string, config?: ModelConfig): Promise<Mod
 }
 
 export async function saveModel(path: string, model: Model, options: SaveOptions = {}): Promise<void> {
+  const { writeFile } = await import("node:fs/promises"); // loaded on use: the rest runs in a browser too
   await writeFile(path, modelToSafetensors(model, options));
 }

@@ -11,7 +11,7 @@ import { reference, type Kernels } from "../kernels.ts";
 import { randn, type Random } from "../random.ts";
 import { expectShape, type Tensor } from "../tensor.ts";
 import { applyCapacity, checkCapacityFactor, checkMask, countTokens, DROP_POLICIES, expertCapacity, type DropPolicy, type TokenMask } from "./capacity.ts";
-import { type ExpertWeights, type Routing } from "./experts.ts";
+import type { ExpertWeights, Routing } from "./experts.ts";
 import { markChecked, route, routerConfig, routerDefaults, stripUndefined, type RouteEdits, type RouterConfig, type RouterConfigInput } from "./router.ts";
 import { routingProbs, routingStats, type MoeStats } from "./stats.ts";
 

@@ -14,7 +14,7 @@ import { argError, checkInteger } from "../errors.ts";
 import { logsumexp } from "../ops.ts";
 import { expectShape, type Tensor } from "../tensor.ts";
 import { checkMask, countTokens, type TokenMask } from "./capacity.ts";
-import { type Routing } from "./experts.ts";
+import type { Routing } from "./experts.ts";
 import { entropy, expertLoads, meanProbs } from "./stats.ts";
 
 /** Coefficients: Switch's alpha 1e-2, V3's sequence-wise 1e-4, ST-MoE's z 1e-3; the entropy term reports only. */

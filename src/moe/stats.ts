@@ -12,8 +12,8 @@
 import { argError } from "../errors.ts";
 import { expectShape, type Tensor } from "../tensor.ts";
 import { checkMask, countTokens, type TokenMask } from "./capacity.ts";
-import { type Routing } from "./experts.ts";
-import { type ScoringFunc } from "./router.ts";
+import type { Routing } from "./experts.ts";
+import type { ScoringFunc } from "./router.ts";
 
 export interface MoeStats {
   readonly tokens: number;

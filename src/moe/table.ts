@@ -6,8 +6,8 @@
 //       1  pad    -
 
 import { argError, checkInteger } from "../errors.ts";
-import { type TokenMask } from "./capacity.ts";
-import { type Routing } from "./experts.ts";
+import type { TokenMask } from "./capacity.ts";
+import type { Routing } from "./experts.ts";
 
 export interface RoutingTableOptions {
   /** What each token is (its text); shown quoted. */

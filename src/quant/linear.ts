@@ -4,9 +4,9 @@
 
 import { argError } from "../errors.ts";
 import { roundHalfEven } from "../ops.ts";
-import { type Tensor } from "../tensor.ts";
+import type { Tensor } from "../tensor.ts";
 import { quantizeActivationTiles, type Fp8Weight } from "./fp8.ts";
-import { type IntWeight } from "./int.ts";
+import type { IntWeight } from "./int.ts";
 import { decode, FORMATS } from "./minifloat.ts";
 
 export type QuantWeight = IntWeight | Fp8Weight;

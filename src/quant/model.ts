@@ -22,7 +22,7 @@ import { modelFromParams, type Model } from "../model/weights.ts";
 import { numel, shapeString, type Tensor } from "../tensor.ts";
 import { dequantizeFp8, quantizeFp8 } from "./fp8.ts";
 import { dequantizeInt, GROUP_SIZES, packInt4, quantizeInt, unpackInt4, type IntWeight } from "./int.ts";
-import { type QuantWeight } from "./linear.ts";
+import type { QuantWeight } from "./linear.ts";
 import { FORMATS, roundArray, type FormatName } from "./minifloat.ts";
 
 export type QuantScheme =

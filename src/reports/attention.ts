@@ -19,7 +19,7 @@ import { checkInteger } from "../errors.ts";
 import { reference, type Kernels } from "../kernels.ts";
 import { randn, Random } from "../random.ts";
 import { ropeFrequencies } from "../rope.ts";
-import { type Tensor } from "../tensor.ts";
+import type { Tensor } from "../tensor.ts";
 
 /** The tiny preset's attention shape (spec/model.md, presets): hidden 128, 4 heads of 32 for the plain kinds. */
 export const TINY_HEADS = { hidden_size: 128, num_attention_heads: 4 } as const;

@@ -18,7 +18,7 @@ import { BOS, encode } from "../model/tokenizer.ts";
 import { initModel, type Model } from "../model/weights.ts";
 import { updateBias, DEFAULT_BIAS_UPDATE_RATE } from "../moe/balance.ts";
 import { DROP_POLICIES, type DropPolicy } from "../moe/capacity.ts";
-import { type Routing } from "../moe/experts.ts";
+import type { Routing } from "../moe/experts.ts";
 import { routeTokens, type MoeConfig, type MoeWeights } from "../moe/layer.ts";
 import { moeLosses, type MoeLosses } from "../moe/losses.ts";
 import { routingProbs, routingStats, type MoeStats } from "../moe/stats.ts";

@@ -19,7 +19,7 @@ import { reference } from "../kernels.ts";
 import { layerKind } from "../model/config.ts";
 import { forward } from "../model/forward.ts";
 import { BOS } from "../model/tokenizer.ts";
-import { type Model } from "../model/weights.ts";
+import type { Model } from "../model/weights.ts";
 import { reshape, type Tensor } from "../tensor.ts";
 import { createTrace } from "../trace.ts";
 import { evenPositions, qualityOf, type NsaQuality } from "./attention.ts";

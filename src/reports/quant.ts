@@ -6,7 +6,7 @@
 // next-byte prediction on that text. Seeded (the small preset, or --weights random), the figures say only what
 // each format does to Gaussian weights; the report says which.
 
-import { type DeviceKernels } from "../device/kernels.ts";
+import type { DeviceKernels } from "../device/kernels.ts";
 import { opsOver } from "../device/ops.ts";
 import { referenceDevice } from "../device/reference.ts";
 import { argError, checkInteger } from "../errors.ts";

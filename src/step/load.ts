@@ -18,6 +18,7 @@ import { byteTokenizer, decode, encodeBytes, type Tokenizer } from "../model/tok
 import { loadTokenizer } from "../model/bpe-tokenizer.ts";
 import { initModel, loadModel, type Model } from "../model/weights.ts";
 import { UsageError, type Io } from "../cli/io.ts";
+import { trainingLabel } from "./training.ts";
 
 export interface LoadedModel {
   model: Model;
@@ -192,8 +193,7 @@ export async function loadModelBackend(name: string): Promise<Backend & { kernel
 /** "trained on …, eval loss X nats/byte", from the summary train/train.ts writes beside the checkpoint. */
 async function trainingSummary(): Promise<string> {
   try {
-    const t = JSON.parse(await readFile(new URL(`../../${DEFAULT_WEIGHTS.replace(/\.safetensors$/, ".json")}`, import.meta.url), "utf8"));
-    return `trained on ${t.text}, ${t.steps} steps, ${t.tokensSeen.toLocaleString("en")} tokens; eval loss ${t.evalLoss.toFixed(2)} nats/byte on the held-out 10 %, uniform ${t.uniformLoss.toFixed(2)}`;
+    return trainingLabel(JSON.parse(await readFile(new URL(`../../${DEFAULT_WEIGHTS.replace(/\.safetensors$/, ".json")}`, import.meta.url), "utf8")));
   } catch {
     return "trained; its summary file is missing";
   }

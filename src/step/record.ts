@@ -4,9 +4,9 @@
 // render.ts draws it.
 
 import { argError, checkInteger } from "../errors.ts";
-import { type MoeStats } from "../moe/stats.ts";
+import type { MoeStats } from "../moe/stats.ts";
 import { softmax } from "../ops.ts";
-import { type Backend } from "../backend.ts";
+import type { Backend } from "../backend.ts";
 import { type Trace, type TracedTensor, createTrace } from "../trace.ts";
 import { cacheBytesPerToken } from "../model/cache.ts";
 import { isMoeLayer, layerKind, type AttentionKind } from "../model/config.ts";
@@ -16,7 +16,7 @@ import { argmax } from "../ops.ts";
 import { countParameters } from "../model/params.ts";
 import { byteTokenizer, type Tokenizer } from "../model/tokenizer.ts";
 import { checkModel, type Model } from "../model/weights.ts";
-import { type Intervention } from "../model/interventions.ts";
+import type { Intervention } from "../model/interventions.ts";
 
 export interface StepOptions {
   /** The attention head whose probabilities are drawn (default 0). */
@@ -144,6 +144,22 @@ const OPS: [string, string][] = [
 
 const NEVER = 2;
 
+/** What the record reads, and only that: tracing "*" would also run points that cost a forward's worth of work
+ *  beside the fused kernels (each routed expert alone for `mlp.experts`), which the record never shows. */
+export const RECORD_TRACE: readonly string[] = [
+  "embed",
+  "norm",
+  ...OPS.map(([, suffix]) => `layers.*.${suffix}`),
+  "layers.*.residual_norm",
+  "layers.*.attn.probs",
+  "layers.*.attn.selected",
+  "layers.*.attn.gates",
+  "layers.*.exit.confidence",
+  "layers.*.mlp.router.indices",
+  "layers.*.mlp.router.weights",
+  "layers.*.mlp.router.kept",
+];
+
 const toRows = (t: TracedTensor, rows: number, cols: number): number[][] =>
   Array.from({ length: rows }, (_, r) => Array.from(t.data.subarray(r * cols, (r + 1) * cols)));
 
@@ -203,7 +219,7 @@ function prepare<R>(model: Model, tokens: readonly number[], options: StepOption
   checkInteger("top", options.top ?? 5, 1, config.vocab_size);
   if (tokens.length === 0) throw argError("tokens", "at least one token", 0);
   const threshold = options.exitThreshold === undefined ? config.exit_threshold : options.exitThreshold;
-  const record = createTrace("*");
+  const record = createTrace(RECORD_TRACE);
   // With early exit off the confidence is still worth seeing: a threshold above 1 never fires (the model is then
   // exactly the full-depth one) but records the confidence after every layer.
   return { record, result: run(record, threshold ?? NEVER) };

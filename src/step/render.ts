@@ -2,7 +2,7 @@
 // sparklines for the residual norms, bars for expert loads. Plain text unless `color` is set (a TTY without
 // NO_COLOR); the same record always draws the same characters.
 
-import { type LayerStep, type RoutingStep, type StepRecord } from "./record.ts";
+import type { LayerStep, RoutingStep, StepRecord } from "./record.ts";
 
 export interface Style {
   bold(s: string): string;

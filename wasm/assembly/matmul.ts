@@ -2,12 +2,15 @@
 // micro-kernel reads one contiguous 32-byte row of its panel per k step; a 4 × 8 tile of C lives in eight f32x4
 // accumulators. Blocking over K (KC) keeps the A rows and the current panel in L1; a group of NCP panels
 // (KC × 8·NCP floats, 256 KiB) stays in L2 while every row block of A passes over it (bench/README.md has the measurements).
+// 4 × 8 is the largest tile V8 keeps in registers: its x64 code has 15 vector registers, and it issues a k step's
+// broadcasts ahead of their products, so 5 or 6 rows (or two k steps per turn) spill accumulators inside the loop
+// and run at half speed (bench/README.md, "Matmul at large n").
 
 import { madd, storeLanes } from "./simd";
 
-const KC: i32 = 256;
+export const KC: i32 = 256;
 const NCP: i32 = 32;
-/** Bytes of scratch each part of gemm uses (its packed 4 × KC block of A). */
+/** Bytes of scratch each part of gemm uses (its 4 × KC block of A, interleaved by packA4). */
 const GEMM_SCRATCH: usize = 4 * KC * 4;
 
 export function gemmScratch(): i32 {
@@ -117,6 +120,85 @@ export function packBt(w: usize, N: i32, K: i32, ldw: i32, out: usize): void {
   storeLanes(c + 16, c31, w1, accumulate);
 }
 
+/**
+ * A 4 × kc block of A (rows lda bytes apart) interleaved into out: out[4k + r] = A[r, k], so that tile4p's four
+ * broadcasts of a k step read one 16-byte group at fixed offsets (no address arithmetic per row). Four k steps
+ * at a time as a 4 × 4 transpose.
+ */
+@inline function packA4(a: usize, lda: usize, kc: i32, out: usize): void {
+  const a1 = a + lda, a2 = a1 + lda, a3 = a2 + lda;
+  const end = <usize>kc << 2;
+  let k: usize = 0;
+  for (; k + 16 <= end; k += 16) {
+    const r0 = v128.load(a + k), r1 = v128.load(a1 + k), r2 = v128.load(a2 + k), r3 = v128.load(a3 + k);
+    const t0 = i8x16.shuffle(r0, r1, 0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+    const t1 = i8x16.shuffle(r0, r1, 8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+    const t2 = i8x16.shuffle(r2, r3, 0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+    const t3 = i8x16.shuffle(r2, r3, 8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+    const o = out + (k << 2);
+    v128.store(o, i64x2.shuffle(t0, t2, 0, 2));
+    v128.store(o, i64x2.shuffle(t0, t2, 1, 3), 16);
+    v128.store(o, i64x2.shuffle(t1, t3, 0, 2), 32);
+    v128.store(o, i64x2.shuffle(t1, t3, 1, 3), 48);
+  }
+  for (; k < end; k += 4) {
+    const o = out + (k << 2);
+    store<f32>(o, load<f32>(a + k));
+    store<f32>(o, load<f32>(a1 + k), 4);
+    store<f32>(o, load<f32>(a2 + k), 8);
+    store<f32>(o, load<f32>(a3 + k), 12);
+  }
+}
+
+/** tile4 on a block of A interleaved by packA4: the same products and sums in the same order, fewer instructions. */
+@inline function tile4p(ap: usize, b: usize, kc: i32, c: usize, ldc: usize, width: i32, accumulate: bool): void {
+  let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c10 = f32x4.splat(0), c11 = f32x4.splat(0);
+  let c20 = f32x4.splat(0), c21 = f32x4.splat(0), c30 = f32x4.splat(0), c31 = f32x4.splat(0);
+  const end = b + (<usize>kc << 5);
+  for (; b < end; b += 32) {
+    const b0 = v128.load(b), b1 = v128.load(b, 16);
+    let x = v128.load32_splat(ap);
+    c00 = madd(x, b0, c00);
+    c01 = madd(x, b1, c01);
+    x = v128.load32_splat(ap, 4);
+    c10 = madd(x, b0, c10);
+    c11 = madd(x, b1, c11);
+    x = v128.load32_splat(ap, 8);
+    c20 = madd(x, b0, c20);
+    c21 = madd(x, b1, c21);
+    x = v128.load32_splat(ap, 12);
+    c30 = madd(x, b0, c30);
+    c31 = madd(x, b1, c31);
+    ap += 16;
+  }
+  if (width == 8) {
+    v128.store(c, accumulate ? f32x4.add(c00, v128.load(c)) : c00);
+    v128.store(c, accumulate ? f32x4.add(c01, v128.load(c, 16)) : c01, 16);
+    c += ldc;
+    v128.store(c, accumulate ? f32x4.add(c10, v128.load(c)) : c10);
+    v128.store(c, accumulate ? f32x4.add(c11, v128.load(c, 16)) : c11, 16);
+    c += ldc;
+    v128.store(c, accumulate ? f32x4.add(c20, v128.load(c)) : c20);
+    v128.store(c, accumulate ? f32x4.add(c21, v128.load(c, 16)) : c21, 16);
+    c += ldc;
+    v128.store(c, accumulate ? f32x4.add(c30, v128.load(c)) : c30);
+    v128.store(c, accumulate ? f32x4.add(c31, v128.load(c, 16)) : c31, 16);
+    return;
+  }
+  const w0 = min(width, 4), w1 = width - w0;
+  storeLanes(c, c00, w0, accumulate);
+  storeLanes(c + 16, c01, w1, accumulate);
+  c += ldc;
+  storeLanes(c, c10, w0, accumulate);
+  storeLanes(c + 16, c11, w1, accumulate);
+  c += ldc;
+  storeLanes(c, c20, w0, accumulate);
+  storeLanes(c + 16, c21, w1, accumulate);
+  c += ldc;
+  storeLanes(c, c30, w0, accumulate);
+  storeLanes(c + 16, c31, w1, accumulate);
+}
+
 /** One row: C[1, width] (+)= A[1, kc] · panel[kc, 8], for the rows left over after blocks of 4. */
 @inline function tile1(a: usize, b: usize, kc: i32, c: usize, width: i32, accumulate: bool): void {
   let c0 = f32x4.splat(0), c1 = f32x4.splat(0), d0 = f32x4.splat(0), d1 = f32x4.splat(0);
@@ -174,20 +256,13 @@ export function gemm(M: i32, N: i32, K: i32, a: usize, lda: i32, bp: usize, c: u
       const g1 = min(g0 + NCP, p1);
       let i = r0;
       for (; i + 4 <= r1; i += 4) {
-        // A wide A's block of 4 × kc is copied contiguous first: its rows sit multiples of 4 KiB apart, where
-        // their loads alias the stores to C in the CPU's store buffer. A narrow one is read in place.
-        let ai = a + <usize>i * ldaB + (<usize>k0 << 2);
-        let stride = ldaB;
-        if (lda >= 512) {
-          const rowBytes = <usize>kc << 2;
-          for (let r: usize = 0; r < 4; r++) memory.copy(scratch + r * rowBytes, ai + r * ldaB, rowBytes);
-          ai = scratch;
-          stride = rowBytes;
-        }
+        // The block of 4 × kc is interleaved into scratch first (packA4): one pointer for the tile's four rows, and
+        // rows of a wide A no longer sit multiples of 4 KiB apart, where their loads alias the stores to C.
+        packA4(a + <usize>i * ldaB + (<usize>k0 << 2), ldaB, kc, scratch);
         const ci = c + <usize>i * ldcB;
         for (let p = g0; p < g1; p++) {
           const bpk = bp + ((<usize>p * <usize>K + <usize>k0) << 5);
-          tile4(ai, stride, bpk, kc, ci + (<usize>p << 5), ldcB, min(8, N - (p << 3)), accumulate);
+          tile4p(scratch, bpk, kc, ci + (<usize>p << 5), ldcB, min(8, N - (p << 3)), accumulate);
         }
       }
       for (; i < r1; i++) {

@@ -4,8 +4,8 @@
 // host kernel: attention over Tensors, validated as the reference validates.
 
 import { argError, checkInteger, checkNumber } from "../../src/errors.ts";
-import { type FusedAttentionOptions } from "../../src/kernels.ts";
-import { type MaskSpec } from "../../src/masks.ts";
+import type { FusedAttentionOptions } from "../../src/kernels.ts";
+import type { MaskSpec } from "../../src/masks.ts";
 import { expectShape, type Tensor } from "../../src/tensor.ts";
 import { CHUNKS_PER_THREAD, fits, type WasmCore } from "../core.ts";
 

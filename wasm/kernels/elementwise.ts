@@ -5,7 +5,7 @@
 
 import { ropeSizes, rotaryTable } from "../../src/rope.ts";
 import { expectShape, numel, type Tensor } from "../../src/tensor.ts";
-import { type WasmCore } from "../core.ts";
+import type { WasmCore } from "../core.ts";
 
 /** Bytes of the rotary table for T positions and dim/2 = `half` frequencies: cosines, then sines. */
 const rotaryBytes = (T: number, half: number) => 2 * T * half * 4;

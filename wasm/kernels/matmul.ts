@@ -10,6 +10,7 @@ import { dequantizeInt } from "../../src/quant/int.ts";
 import { quantizeTokenInt8, type QuantLinearOptions, type QuantWeight } from "../../src/quant/linear.ts";
 import { expectShape, isConstant, numel, shapeString, type Tensor } from "../../src/tensor.ts";
 import { CHUNKS_PER_THREAD, fits, type WasmCore } from "../core.ts";
+import { bf16Weight } from "./bf16.ts";
 
 /** Bytes of B [K, N] packed into panels of 8 columns (zeros past N). */
 export const panelBytes = (K: number, N: number) => Math.ceil(N / 8) * 8 * K * 4;
@@ -25,17 +26,19 @@ function gemmChunks(core: WasmCore, M: number, N: number, K: number): number {
 
 /**
  * C[M, N] = A · B for B packed at bp; rows or panels split over the pool when it pays. With `outLength` (≥ 0) it
- * also returns a fresh array for the result (core.readInto), made while the pool works. Inside a kernel's try.
+ * also returns a fresh array for the result (core.readInto), made while the pool works. `kernel` "gemmBf16" when bp
+ * holds BF16 panels (wasm/kernels/bf16.ts). Inside a kernel's try.
  */
-export function gemm(core: WasmCore, M: number, N: number, K: number, a: number, bp: number, c: number, outLength = -1): Float32Array | undefined {
+export function gemm(core: WasmCore, M: number, N: number, K: number, a: number, bp: number, c: number, outLength = -1,
+  kernel: "gemm" | "gemmBf16" = "gemm"): Float32Array | undefined {
   const chunks = gemmChunks(core, M, N, K);
   if (chunks === 1) {
-    core.ex.gemm(M, N, K, a, K, bp, c, N, core.localScratch, 0, 1);
+    core.ex[kernel](M, N, K, a, K, bp, c, N, core.localScratch, 0, 1);
     return outLength >= 0 ? core.output(outLength) : undefined;
   }
   let out: Float32Array | undefined;
   const args = [M, N, K, a, K, bp, c, N, core.alloc(chunks * core.gemmScratch)];
-  core.pool!.run("gemm", args, core.ex.gemm, chunks, outLength >= 0 ? () => (out = core.touchedOutput(outLength)) : undefined);
+  core.pool!.run(kernel, args, core.ex[kernel], chunks, outLength >= 0 ? () => (out = core.touchedOutput(outLength)) : undefined);
   return out;
 }
 
@@ -104,6 +107,8 @@ export function packedSlices(core: WasmCore, data: Float32Array, transB: boolean
 
 /** x [M, K] at px times Wᵀ (W [N, K], packed and resident) into out; outLength as gemm's. Inside a kernel's try. */
 export function linearAt(core: WasmCore, px: number, M: number, N: number, K: number, w: Float32Array, out: number, outLength = -1): Float32Array | undefined {
+  const bf16 = bf16Weight(core, w, N, K); // BF16 panels when W is exactly BF16 (wasm/kernels/bf16.ts): the same bits
+  if (bf16) return gemm(core, M, N, K, px, bf16, out, outLength, "gemmBf16");
   return gemm(core, M, N, K, px, packedWeight(core, w, N, K), out, outLength);
 }
 

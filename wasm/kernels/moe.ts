@@ -5,7 +5,7 @@
 // call it on x where it lies); host kernel: moe over Tensors.
 
 import { argError } from "../../src/errors.ts";
-import { type ExpertWeights, type Routing } from "../../src/moe/experts.ts";
+import type { ExpertWeights, Routing } from "../../src/moe/experts.ts";
 import { expectShape, type Tensor } from "../../src/tensor.ts";
 import { fits, type WasmCore } from "../core.ts";
 import { linearAt } from "./matmul.ts";

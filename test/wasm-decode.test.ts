@@ -1,0 +1,65 @@
+// Decode on WASM, every attention kind (issue 17): a decode step allocates no block of WASM memory once the weights
+// it uses are resident (values come from the device kernels' pool, temporaries from the arena), and splitting a
+// step's products over two threads changes no bit of the logits.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createCache, releaseCache } from "../src/model/cache.ts";
+import type { AttentionKind } from "../src/model/config.ts";
+import { forward } from "../src/model/forward.ts";
+import { initModel, type Model } from "../src/model/weights.ts";
+import { createBackend, type WasmBackend } from "../wasm/backend.ts";
+import { testConfig } from "./model-fixtures.ts";
+
+const KINDS: { name: string; kind: AttentionKind; overrides?: Record<string, unknown> }[] = [
+  { name: "mla (absorb)", kind: "mla" },
+  { name: "mla (naive)", kind: "mla", overrides: { mla_mode: "naive" } },
+  { name: "mha, 2 kv heads", kind: "mha", overrides: { num_key_value_heads: 2 } },
+  { name: "decay", kind: "decay" },
+  { name: "segmented", kind: "segmented" },
+  { name: "sparse", kind: "sparse" },
+  { name: "dsa (top 4)", kind: "dsa", overrides: { index_topk: 4 } },
+  { name: "decay as-written", kind: "decay", overrides: { decay_mode: "as-written" } },
+];
+
+const modelFor = (k: (typeof KINDS)[number]): Model => initModel(testConfig({ attention_kind: k.kind, init_std: 0.3, ...k.overrides }));
+const PROMPT = [256, 65, 108, 105, 99, 101, 32, 119, 97, 115];
+const allocations = (b: WasmBackend) => (b.stats() as { allocations?: number }).allocations;
+
+let one: WasmBackend, two: WasmBackend;
+beforeAll(async () => {
+  one = await createBackend({ threads: 1 });
+  // parallelFlops 0: every product with more than one tile goes to the pool, however small.
+  two = await createBackend({ threads: 2, parallelFlops: 0 });
+});
+afterAll(async () => {
+  await one?.dispose();
+  await two?.dispose();
+});
+
+describe("decode on wasm", () => {
+  it.for(KINDS)("$name: a decode step allocates no WASM memory once its weights are resident", (k) => {
+    const model = modelFor(k);
+    // Every expert and weight made resident first: a long prompt routes a token to each expert.
+    forward(model, Array.from({ length: 60 }, (_, i) => (i * 37) % 256), { backend: one });
+    const cache = createCache(model.config, { backend: one, capacity: 40 });
+    forward(model, PROMPT, { backend: one, cache });
+    for (let i = 0; i < 3; i++) forward(model, [40 + i], { backend: one, cache }); // pool size classes and arena settle
+    const before = allocations(one);
+    expect(typeof before).toBe("number");
+    for (let i = 3; i < 20; i++) forward(model, [40 + ((i * 11) % 80)], { backend: one, cache });
+    expect(allocations(one)).toBe(before);
+    releaseCache(cache);
+  });
+
+  it.for(KINDS)("$name: two threads splitting every product give the same logits as one, bit for bit", (k) => {
+    const model = modelFor(k);
+    const decode = (b: WasmBackend) => {
+      const cache = createCache(model.config, { backend: b });
+      const logits = [forward(model, PROMPT, { backend: b, cache }).logits.data];
+      for (let i = 0; i < 6; i++) logits.push(forward(model, [50 + 7 * i], { backend: b, cache }).logits.data);
+      releaseCache(cache);
+      return logits;
+    };
+    const [serial, split] = [decode(one), decode(two)];
+    split.forEach((step, i) => expect(step, `step ${i}`).toEqual(serial[i]));
+  });
+});

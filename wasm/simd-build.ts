@@ -1,0 +1,22 @@
+// Which of the two WASM builds a backend runs, and why, in words its description carries: the relaxed-SIMD build
+// (wasm/build/tinyseek.relaxed.wasm: matmul's multiply-add fused, one rounding instead of two) wherever it is asked
+// for (the default) and the engine validates it, that is Node 22+, Chromium, and Node 20 with
+// --experimental-wasm-relaxed-simd; the SIMD128 build otherwise. The two differ in the last bits of the products,
+// within the same bounds (spec/backends.md, "wasm relaxed").
+
+export interface SimdBuild {
+  /** Whether the relaxed-SIMD build is the one to load. */
+  relaxed: boolean;
+  /** The build as the backend's description names it, with the reason when it is not the relaxed one. */
+  simd: string;
+}
+
+/**
+ * The build for a backend: `requested` is the option (relaxed, default true); `validates` tells whether this engine
+ * accepts the relaxed build (asked only when requested).
+ */
+export function chooseSimdBuild(requested: boolean, validates: () => boolean): SimdBuild {
+  if (!requested) return { relaxed: false, simd: "SIMD128 (relaxed SIMD turned off)" };
+  if (!validates()) return { relaxed: false, simd: "SIMD128 (this engine does not validate relaxed SIMD)" };
+  return { relaxed: true, simd: "relaxed SIMD" };
+}
