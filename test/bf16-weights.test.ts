@@ -19,6 +19,7 @@ import type { Tensor } from "../src/tensor.ts";
 import { createBackend, type WasmBackend } from "../wasm/backend.ts";
 import { isBf16Exact, packBf16Pairs } from "../src/bf16.ts";
 import { startBackend } from "./backend-rows.ts";
+import { runUploaded } from "./helpers.ts";
 import { randomRouting } from "./moe-fixtures.ts";
 
 const RUNS = Number(process.env.TINYSEEK_PROPERTY_RUNS ?? 10);
@@ -114,15 +115,7 @@ const cases: Record<string, fc.Arbitrary<Case>> = {
 };
 
 async function runOn(k: DeviceKernels<Value>, c: Case): Promise<Uint32Array> {
-  const made: Value[] = [];
-  const up = (t: Tensor) => {
-    const x = k.upload(t);
-    made.push(x);
-    return x;
-  };
-  const out = c.run(k, up);
-  const data = await k.read(out);
-  k.release(out, ...made);
+  const { data } = await runUploaded(k, c.run);
   return new Uint32Array(data.buffer, data.byteOffset, data.length);
 }
 

@@ -28,7 +28,7 @@ import type { Tensor } from "../src/tensor.ts";
 import { randomRouting } from "./moe-fixtures.ts";
 import { startBackend } from "./backend-rows.ts";
 import { checkTolerance, EXACT, readTolerances, type Tolerance } from "./tolerances.ts";
-import { thrown } from "./helpers.ts";
+import { runUploaded, thrown } from "./helpers.ts";
 
 interface Row {
   name: string;
@@ -368,18 +368,7 @@ const tolerances = readTolerances(Object.values(SPEC_ROW).filter((r): r is strin
 /** The reference's own tolerance against the naive loops: float64 sums in another order round differently. */
 const NAIVE: Tolerance = { rtol: 1e-6, atol: 1e-6, nmse: 1e-12 };
 
-async function runOn(k: DeviceKernels<Value>, c: Case): Promise<Tensor> {
-  const made: Value[] = [];
-  const up = (t: Tensor) => {
-    const x = k.upload(t);
-    made.push(x);
-    return x;
-  };
-  const out = c.run(k, up);
-  const data = await k.read(out);
-  k.release(out, ...made);
-  return { shape: [...out.shape], data };
-}
+const runOn = (k: DeviceKernels<Value>, c: Case): Promise<Tensor> => runUploaded(k, (kk, up) => c.run(kk, up));
 
 describe("the reference's device kernels against naive loops", () => {
   for (const [op, arbitrary] of Object.entries(cases)) {

@@ -3,6 +3,7 @@ import fc from "fast-check";
 import { expect } from "vitest";
 import type { Io } from "../src/cli/io.ts";
 import { main } from "../src/cli/main.ts";
+import type { DeviceKernels, Value } from "../src/device/kernels.ts";
 import { TinyseekError } from "../src/errors.ts";
 import { SafetensorsError } from "../src/io/safetensors.ts";
 import { argmax } from "../src/ops.ts";
@@ -61,6 +62,20 @@ export const relativeError = (out: ArrayLike<number>, ref: ArrayLike<number>): n
 /** The largest entry of each row of logits [T, V] (ties to the lower index): the greedy tokens. */
 export const argmaxRows = (t: Tensor): number[] =>
   Array.from({ length: t.shape[0]! }, (_, r) => argmax(t.data.subarray(r * t.shape[1]!, (r + 1) * t.shape[1]!)));
+
+/** One computation on device kernels: `run` uploads its inputs through `up`; the result is read back, and every value made is released. */
+export async function runUploaded<X extends Value>(k: DeviceKernels<X>, run: (k: DeviceKernels<X>, up: (t: Tensor) => X) => X): Promise<Tensor> {
+  const made: X[] = [];
+  const up = (t: Tensor) => {
+    const x = k.upload(t);
+    made.push(x);
+    return x;
+  };
+  const out = run(k, up);
+  const data = await k.read(out);
+  k.release(out, ...made);
+  return { shape: [...out.shape], data };
+}
 
 /** The SafetensorsError that `f` throws (the test fails if it throws nothing, or something else). */
 export function safetensorsErrorOf(f: () => unknown): SafetensorsError {

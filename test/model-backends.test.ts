@@ -12,7 +12,7 @@ import type { WasmBackend } from "../wasm/backend.ts";
 import type { WebGpuBackend } from "../gpu/backend.ts";
 import { causal } from "../src/masks.ts";
 import { createCache, releaseCache } from "../src/model/cache.ts";
-import { headDim, isMoeLayer, moeConfigOf, type AttentionKind } from "../src/model/config.ts";
+import { headDim, isMoeLayer, moeConfigOf } from "../src/model/config.ts";
 import { decayGammas } from "../src/model/mha.ts";
 import { forward, forwardAsync, type ForwardResult } from "../src/model/forward.ts";
 import { attachBottlenecks, attachLora, initModelBottlenecks, initModelLora } from "../src/lora.ts";
@@ -33,6 +33,7 @@ import { setUpTfjs } from "../train/tfjs.ts";
 import { startBackend } from "./backend-rows.ts";
 import { argmaxRows, cli, nmse } from "./helpers.ts";
 import { testConfig } from "./model-fixtures.ts";
+import { ATTENTION_KINDS, modelOfKind, type KindRow } from "./model-rows.ts";
 
 interface Row {
   name: string;
@@ -67,23 +68,13 @@ const ROWS: Row[] = [
   },
 ];
 
-const KINDS: { name: string; kind: AttentionKind; overrides?: Record<string, unknown> }[] = [
-  { name: "mla (absorb)", kind: "mla" },
-  { name: "mla (naive)", kind: "mla", overrides: { mla_mode: "naive" } },
-  { name: "mha, 2 kv heads", kind: "mha", overrides: { num_key_value_heads: 2 } },
-  { name: "decay", kind: "decay" },
-  { name: "segmented", kind: "segmented" },
-  { name: "sparse", kind: "sparse" },
-  { name: "dsa (top 4)", kind: "dsa", overrides: { index_topk: 4 } },
-  { name: "decay as-written", kind: "decay", overrides: { decay_mode: "as-written" } },
-];
-const label = (k: (typeof KINDS)[number]) => k.name;
+const label = (k: KindRow) => k.name;
 
 const PROMPT = [256, 65, 108, 105, 99, 101, 32, 119, 97, 115, 32, 98, 101];
 const models = new Map<string, Model>();
-function modelFor(k: (typeof KINDS)[number]): Model {
+function modelFor(k: KindRow): Model {
   const key = label(k);
-  if (!models.has(key)) models.set(key, initModel(testConfig({ attention_kind: k.kind, init_std: 0.3, ...k.overrides })));
+  if (!models.has(key)) models.set(key, modelOfKind(k));
   return models.get(key)!;
 }
 
@@ -126,7 +117,7 @@ describe.each(ROWS)("the model on $name", (row) => {
   const ready = (context: { skip(note: string): void }) => started.ready(context);
 
   // The kinds that run on the device; the host kinds run their own modules, tested against their components.
-  it.for(KINDS.filter((k) => k.kind === "mla" || k.kind === "mha" || (k.kind === "decay" && !k.overrides)))("$name: the reference's logits, and the independent forward's", async (k, context) => {
+  it.for(ATTENTION_KINDS.filter((k) => k.kind === "mla" || k.kind === "mha" || (k.kind === "decay" && !k.overrides)))("$name: the reference's logits, and the independent forward's", async (k, context) => {
     const b = ready(context);
     const model = modelFor(k);
     const naive = naiveForward(model, PROMPT);
@@ -135,7 +126,7 @@ describe.each(ROWS)("the model on $name", (row) => {
     expect(argmaxRows(out.logits)).toEqual(argmaxRows(naive));
   });
 
-  it.for(KINDS)("$name: prefill equals decode; greedy tokens, experts and exit layers are the reference's", async (k, context) => {
+  it.for(ATTENTION_KINDS)("$name: prefill equals decode; greedy tokens, experts and exit layers are the reference's", async (k, context) => {
     const b = ready(context);
     const model = modelFor(k);
     const traced = async (options: { backend?: Backend }) => {

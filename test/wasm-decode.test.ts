@@ -3,24 +3,10 @@
 // step's products over two threads changes no bit of the logits.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createCache, releaseCache } from "../src/model/cache.ts";
-import type { AttentionKind } from "../src/model/config.ts";
 import { forward } from "../src/model/forward.ts";
-import { initModel, type Model } from "../src/model/weights.ts";
 import { createBackend, type WasmBackend } from "../wasm/backend.ts";
-import { testConfig } from "./model-fixtures.ts";
+import { ATTENTION_KINDS, modelOfKind } from "./model-rows.ts";
 
-const KINDS: { name: string; kind: AttentionKind; overrides?: Record<string, unknown> }[] = [
-  { name: "mla (absorb)", kind: "mla" },
-  { name: "mla (naive)", kind: "mla", overrides: { mla_mode: "naive" } },
-  { name: "mha, 2 kv heads", kind: "mha", overrides: { num_key_value_heads: 2 } },
-  { name: "decay", kind: "decay" },
-  { name: "segmented", kind: "segmented" },
-  { name: "sparse", kind: "sparse" },
-  { name: "dsa (top 4)", kind: "dsa", overrides: { index_topk: 4 } },
-  { name: "decay as-written", kind: "decay", overrides: { decay_mode: "as-written" } },
-];
-
-const modelFor = (k: (typeof KINDS)[number]): Model => initModel(testConfig({ attention_kind: k.kind, init_std: 0.3, ...k.overrides }));
 const PROMPT = [256, 65, 108, 105, 99, 101, 32, 119, 97, 115];
 const allocations = (b: WasmBackend) => (b.stats() as { allocations?: number }).allocations;
 
@@ -36,8 +22,8 @@ afterAll(async () => {
 });
 
 describe("decode on wasm", () => {
-  it.for(KINDS)("$name: a decode step allocates no WASM memory once its weights are resident", (k) => {
-    const model = modelFor(k);
+  it.for(ATTENTION_KINDS)("$name: a decode step allocates no WASM memory once its weights are resident", (k) => {
+    const model = modelOfKind(k);
     // Every expert and weight made resident first: a long prompt routes a token to each expert.
     forward(model, Array.from({ length: 60 }, (_, i) => (i * 37) % 256), { backend: one });
     const cache = createCache(model.config, { backend: one, capacity: 40 });
@@ -50,8 +36,8 @@ describe("decode on wasm", () => {
     releaseCache(cache);
   });
 
-  it.for(KINDS)("$name: two threads splitting every product give the same logits as one, bit for bit", (k) => {
-    const model = modelFor(k);
+  it.for(ATTENTION_KINDS)("$name: two threads splitting every product give the same logits as one, bit for bit", (k) => {
+    const model = modelOfKind(k);
     const decode = (b: WasmBackend) => {
       const cache = createCache(model.config, { backend: b });
       const logits = [forward(model, PROMPT, { backend: b, cache }).logits.data];
