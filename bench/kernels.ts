@@ -4,7 +4,6 @@
 // same arithmetic with their own ops. bench/model.ts and the WebGPU rows plug in through `Impl` and `runBench`.
 
 import { createRequire } from "node:module";
-import { setFlagsFromString } from "node:v8";
 import { dirname } from "node:path";
 import { Bench } from "tinybench";
 import type { AsyncKernels, Backend } from "../src/backend.ts";
@@ -77,14 +76,6 @@ export function kernelsImpl(impl: ImplName, threads: number, kernels: AsyncKerne
 }
 
 export const referenceImpl = (): Impl => kernelsImpl("reference", 1, reference, undefined, 3e8);
-
-/**
- * Node 20 validates relaxed SIMD only behind a V8 flag: set here, in the process, before its first WebAssembly
- * compile (the engine reads it then), so that `npm run bench -- --impl wasm-relaxed` needs no node option.
- */
-export function allowRelaxedSimd(): void {
-  setFlagsFromString("--experimental-wasm-relaxed-simd");
-}
 
 /**
  * The wasm backend: "wasm" its SIMD128 build, "wasm-relaxed" its relaxed-SIMD (FMA) build (throws where the engine

@@ -8,7 +8,8 @@ import { availableParallelism, cpus, loadavg } from "node:os";
 import { dirname } from "node:path";
 import { parseArgs } from "node:util";
 import { loadBackend } from "../src/backend.ts";
-import { allowRelaxedSimd, kernelCases, kernelsImpl, markdownTable, ortImpl, referenceImpl, runBench, tfjsImpl, wasmImpl, type BenchRow, type Impl } from "./kernels.ts";
+import { kernelCases, kernelsImpl, markdownTable, ortImpl, referenceImpl, runBench, tfjsImpl, wasmImpl, type BenchRow, type Impl } from "./kernels.ts";
+import { allowRelaxedSimd } from "../wasm/backend.ts";
 
 const { values } = parseArgs({
   options: {

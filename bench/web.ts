@@ -12,15 +12,13 @@ import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
-import { setFlagsFromString } from "node:v8";
 import { BACKENDS, loadBackend, type BackendName } from "../src/backend.ts";
 import { numberArg, parse, positionals, UsageError } from "../src/cli/io.ts";
 import { loadModel } from "../src/model/weights.ts";
 import { CHROMIUM, openBrowser } from "../web/chromium.ts";
 import { measureGenerate, type GenerateMeasure } from "../web/bench/measure.ts";
 import { buildSite, DIST, serveSite } from "../web/site.ts";
-import { RELAXED_PROBE } from "../test/wasm-relaxed.ts";
-import { WebAssemblyApi } from "../wasm/webassembly.ts";
+import { allowRelaxedSimd } from "../wasm/backend.ts";
 
 interface Setting {
   backend: BackendName;
@@ -48,8 +46,8 @@ const rounds = numberArg("--rounds", values.rounds, 5, { integer: true, min: 1, 
 const tokens = numberArg("--tokens", values.tokens, 64, { integer: true, min: 2, max: 500 });
 const passes = numberArg("--passes", values.passes, 3, { integer: true, min: 1, max: 100 });
 
-// Node 20 validates relaxed SIMD only behind this V8 flag (test/wasm-relaxed.ts); Chromium validates it as it is.
-if (!WebAssemblyApi.validate(RELAXED_PROBE)) setFlagsFromString("--experimental-wasm-relaxed-simd");
+// Node 20 validates relaxed SIMD only behind a V8 flag (allowRelaxedSimd); Chromium validates it as it is.
+allowRelaxedSimd();
 
 if (!values["no-build"]) await buildSite();
 else if (!existsSync(join(DIST, "bench.html"))) throw new Error("--no-build: web/dist has no bench.html; run once without --no-build");

@@ -4,18 +4,11 @@
 // an argument, so the row sets it in its own process before it loads the build; `npm test` thus runs it on every
 // Node. An engine that still cannot load it gets the error below, which skips the row outside CI and fails it
 // under CI=true (test/backend-rows.ts).
-import { setFlagsFromString } from "node:v8";
-import { createBackend, type WasmBackend, type WasmOptions } from "../wasm/backend.ts";
-import { WebAssemblyApi } from "../wasm/webassembly.ts";
-
-/** The smallest module that uses relaxed SIMD: (v128, v128, v128) → v128, f32x4.relaxed_madd of its parameters. */
-export const RELAXED_PROBE = Uint8Array.of(0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x01, 0x60, 0x03, 0x7b,
-  0x7b, 0x7b, 0x01, 0x7b, 0x03, 0x02, 0x01, 0x00, 0x0a, 0x0d, 0x01, 0x0b, 0x00, 0x20, 0x00, 0x20, 0x01, 0x20, 0x02,
-  0xfd, 0x85, 0x02, 0x0b);
+import { allowRelaxedSimd, createBackend, type WasmBackend, type WasmOptions } from "../wasm/backend.ts";
 
 /** The relaxed build on two threads with every matmul and attention through the pool, in check mode. */
 export async function relaxedWasm(options: WasmOptions = {}): Promise<WasmBackend> {
-  if (!WebAssemblyApi.validate(RELAXED_PROBE)) setFlagsFromString("--experimental-wasm-relaxed-simd");
+  allowRelaxedSimd();
   const backend = await createBackend({ threads: 2, check: true, relaxed: true, parallelFlops: 0, ...options });
   if (backend.description.startsWith("WebAssembly relaxed SIMD,")) return backend;
   await backend.dispose();

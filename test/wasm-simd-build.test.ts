@@ -10,7 +10,7 @@ import { describe, expect, it } from "vitest";
 import { createBackend } from "../wasm/backend.ts";
 import { chooseSimdBuild } from "../wasm/simd-build.ts";
 import { WebAssemblyApi } from "../wasm/webassembly.ts";
-import { RELAXED_PROBE } from "./wasm-relaxed.ts";
+import { RELAXED_PROBE } from "../wasm/simd-build.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 

@@ -6,17 +6,27 @@
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
+import { setFlagsFromString } from "node:v8";
 import { fileURLToPath } from "node:url";
 import { checkInteger, TinyseekError } from "../src/errors.ts";
 import { instantiateBackend, type WasmBackend, type WasmOptions } from "./instance.ts";
 import { spawnNodeWorker } from "./pool-node.ts";
-import { chooseSimdBuild, type SimdBuild } from "./simd-build.ts";
+import { chooseSimdBuild, RELAXED_PROBE, type SimdBuild } from "./simd-build.ts";
 import { WebAssemblyApi, type WasmModule } from "./webassembly.ts";
 
 export { wasmKernels, wasmStats, type WasmBackend, type WasmOptions, type WasmStats } from "./instance.ts";
 
 const buildPath = (name: string) => fileURLToPath(new URL(`./build/${name}`, import.meta.url));
 const compiled = new Map<string, Promise<WasmModule>>();
+
+/**
+ * Node 20 validates relaxed SIMD only behind a V8 flag, which NODE_OPTIONS refuses and worker threads refuse as an
+ * argument: this sets it in the process, where the engine does not validate the build already. Call it before the
+ * first WebAssembly compile (the engine reads the flag then).
+ */
+export function allowRelaxedSimd(): void {
+  if (!WebAssemblyApi.validate(RELAXED_PROBE)) setFlagsFromString("--experimental-wasm-relaxed-simd");
+}
 
 /**
  * The compiled module (built first if this checkout has not built it yet): the relaxed-SIMD build when asked for

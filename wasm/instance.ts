@@ -50,8 +50,8 @@ export interface WasmBackend extends Backend {
 export interface WasmSetup {
   module: WasmModule;
   relaxed: boolean;
-  /** The build as the description names it, with why (wasm/simd-build.ts); by default "relaxed SIMD" or "SIMD128". */
-  simd?: string;
+  /** The build as the description names it, with why (chooseSimdBuild, wasm/simd-build.ts). */
+  simd: string;
   /** Threads in all, the calling one included (already checked). */
   threads: number;
   check: boolean;
@@ -82,7 +82,7 @@ export async function instantiateBackend(setup: WasmSetup, options: WasmOptions 
   const kernels = wasmKernels(core);
   return {
     name: "wasm",
-    description: `WebAssembly ${setup.simd ?? (relaxed ? "relaxed SIMD" : "SIMD128")}, ${threads} thread${threads > 1 ? "s" : ""}${bf16 ? ", BF16 weights where exact" : ", float32 weights"}${check ? ", checked buffers" : ""}`,
+    description: `WebAssembly ${setup.simd}, ${threads} thread${threads > 1 ? "s" : ""}${bf16 ? ", BF16 weights where exact" : ", float32 weights"}${check ? ", checked buffers" : ""}`,
     // The one forward's operations: values in WASM memory; layers computed on the host use these same kernels.
     ops: opsOver(wasmDeviceKernels(core), kernels),
     kernels,

@@ -5,6 +5,7 @@
 
 import { TinyseekError } from "../../src/errors.ts";
 import { instantiateBackend, type WasmBackend } from "../../wasm/instance.ts";
+import { chooseSimdBuild } from "../../wasm/simd-build.ts";
 import { WebAssemblyApi } from "../../wasm/webassembly.ts";
 import type { BrowserBackendOptions } from "./backends.ts";
 import { fetchBytes } from "./model.ts";
@@ -26,16 +27,13 @@ export async function createBrowserWasm(options: BrowserBackendOptions = {}): Pr
   if (threads > 1 && !isolated()) {
     throw new TinyseekError(`threads: expected 1 on a page that is not cross-origin isolated (threads need the COOP/COEP headers of spec/web.md), got ${threads}`);
   }
-  let relaxed = false;
-  let bytes: Uint8Array | undefined;
-  if (options.relaxed ?? true) {
-    const candidate = await fetchBytes(relaxedUrl, "wasm (relaxed SIMD)");
-    if (WebAssemblyApi.validate(candidate)) [bytes, relaxed] = [candidate, true];
-  }
-  bytes ??= await fetchBytes(simdUrl, "wasm");
+  const requested = options.relaxed ?? true;
+  const candidate = requested ? await fetchBytes(relaxedUrl, "wasm (relaxed SIMD)") : undefined;
+  const { relaxed, simd } = chooseSimdBuild(requested, () => WebAssemblyApi.validate(candidate!));
+  const bytes = relaxed ? candidate! : await fetchBytes(simdUrl, "wasm");
   if (!WebAssemblyApi.validate(bytes)) throw new TinyseekError("wasm: this browser does not validate the SIMD128 module (WebAssembly SIMD is needed)");
   const module = await WebAssemblyApi.compile(bytes);
-  return instantiateBackend({ module, relaxed, threads, check: false, spawn: spawnBrowserWorker });
+  return instantiateBackend({ module, relaxed, simd, threads, check: false, spawn: spawnBrowserWorker });
 }
 
 /** Pool chunks that this page's workers (not the page itself) have run so far: proof that threads work. */
