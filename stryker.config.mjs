@@ -28,7 +28,7 @@ export default {
   dryRunTimeoutMinutes: 30,
   timeoutMS: 20_000,
   // Built binaries and checkpoints travel with the sandbox; our own scratch does not.
-  ignorePatterns: [".probe*", "bench/results", ".gl", ".whl"],
+  ignorePatterns: [".probe*", ".stryker-tmp*", "/reports", "bench/results", ".gl", ".whl"],
   incremental: true,
   incrementalFile: "reports/stryker-incremental.json",
   reporters: ["clear-text", "progress", "html", "json"],

@@ -3,7 +3,8 @@
 // kept in WASM memory; segmented, sparse and dsa layers on the host through its kernels) and on tfjs-backend-wasm and
 // tfjs-backend-cpu through the tfjs implementation of the same operation interface (train/tfjs-kernels.ts), for the
 // "decode ≥ 30× the reference, ≥ 3× tfjs-wasm" bars; plus the cache each kind holds per token, and small's decode as a
-// share of its compute bound (2 × active parameters per token ÷ the same run's WASM matmul rate).
+// share of its compute bound (2 × active parameters per token ÷ the same run's best WASM matmul rate). Each
+// implementation runs in a worker of its own (bench/model-worker.ts says why) on the same BF16-exact weights.
 // `npm run bench` includes these rows (bench/run.ts calls runModelBench); on its own:
 //   npx tsx bench/model.ts [--quick] [--filter REGEX] [--json FILE]
 // Rows: { op: "model.prefill" | "model.decode", shape: "tiny mla T=32", impl, threads, medianMs, gflops: null,
@@ -14,25 +15,19 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { dirname } from "node:path";
 import { parseArgs } from "node:util";
-import { Bench } from "tinybench";
-import type { Backend } from "../src/backend.ts";
-import { opsOver } from "../src/device/ops.ts";
-import { cacheBytesPerToken, createCache, releaseCache, type ModelCache } from "../src/model/cache.ts";
-import { ATTENTION_KINDS } from "../src/model/config.ts";
-import { forward } from "../src/model/forward.ts";
+import { Worker } from "node:worker_threads";
+import { cacheBytesPerToken } from "../src/model/cache.ts";
+import { ATTENTION_KINDS, type AttentionKind } from "../src/model/config.ts";
 import { countParameters } from "../src/model/params.ts";
 import { preset, RUNNABLE_PRESETS } from "../src/model/presets.ts";
 import { encode } from "../src/model/tokenizer.ts";
-import { initModel, type Model } from "../src/model/weights.ts";
-import { createBackend as createWasm, type WasmBackend } from "../wasm/backend.ts";
-import { type TfValue, tfjsKernels } from "../train/tfjs-kernels.ts";
-import { setUpTfjs } from "../train/tfjs.ts";
 import type { BenchRow, ImplName } from "./kernels.ts";
+import type { ImplSpec, Request } from "./model-worker.ts";
 
 export interface ModelBenchRow extends BenchRow {
   tokensPerSecond: number;
   cacheBytesPerToken: number;
-  /** Decode rows of `small`: tokens/s ÷ the compute bound's tokens/s (the same run's WASM 1-thread matmul rate). */
+  /** Decode rows of `small`: tokens/s ÷ the compute bound's tokens/s (the same run's best WASM 1-thread matmul rate). */
   computeBoundShare?: number;
 }
 
@@ -41,119 +36,63 @@ const DECODE_STEPS = 16;
 
 const TEXT = "DeepSeek-V3 routes each token to 8 of 256 experts; tinyseek routes it to 4 of 16, and shows you which. ";
 
-async function timeMedian(fn: () => unknown, timeMs: number): Promise<number> {
-  const bench = new Bench({ time: timeMs, iterations: 3, warmupTime: Math.min(50, timeMs / 4), warmupIterations: 1 });
-  bench.add("run", fn);
-  await bench.run();
-  const result = bench.tasks[0]!.result;
-  if (result.state === "errored") throw result.error;
-  if (!("latency" in result)) throw new Error("tinybench gave no latency");
-  return result.latency.p50;
+type Ask = Request extends infer R ? (R extends { id: number } ? Omit<R, "id"> : never) : never;
+
+/** An implementation running in its own worker (bench/model-worker.ts says why): ask() one request at a time. */
+interface Remote extends ImplSpec {
+  ask<T>(request: Ask): Promise<T>;
+  close(): Promise<number>;
 }
 
-/** One way to run the whole model: a prefill, and sessions that decode through a cache of their own. */
-interface ModelImpl {
-  impl: ImplName;
-  threads: number;
-  prefill(model: Model, prompt: number[]): unknown;
-  /** A fresh sequence: feed() runs tokens through its cache (awaited when it answers with a promise). */
-  session(model: Model): { feed(tokens: number[]): unknown; release(): void };
-}
-
-/** The one forward on a backend (undefined: the reference), decoding through a cache of `capacity` positions. */
-function backendImpl(impl: ImplName, backend: Backend | undefined, capacity: number, threads = 1): ModelImpl {
-  return {
-    impl, threads,
-    prefill: (model, prompt) => forward(model, prompt, { backend }),
-    session(model) {
-      const cache = createCache(model.config, { backend, capacity });
-      return { feed: (tokens) => forward(model, tokens, { backend, cache }), release: () => releaseCache(cache) };
-    },
+/** Starts the worker for `spec`; resolves once its implementation is set up, rejects with its one-line reason. */
+function spawn(spec: ImplSpec): Promise<Remote> {
+  // The worker loads TypeScript through tsx's loader, as `npm run bench` runs this file.
+  const entry = new URL("./model-worker.ts", import.meta.url).href;
+  const boot = `import("tsx/esm/api").then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}); })`;
+  const worker = new Worker(boot, { eval: true, workerData: { benchModelImpl: spec } });
+  const waiting = new Map<number, { resolve(value: unknown): void; reject(error: Error): void }>();
+  let next = 1;
+  const fail = (error: Error) => {
+    for (const w of waiting.values()) w.reject(error);
+    waiting.clear();
   };
-}
-
-type Tf = Awaited<ReturnType<typeof setUpTfjs>>;
-
-/**
- * The one forward on tfjs (train/tfjs-kernels.ts) with tfjs's backend `which` selected before each prefill and
- * session (tfjs has one global backend; selecting an initialised one is synchronous). tfjs values are tensors that
- * only a scope frees: each call runs in its own scope, and a session keeps its cache's tensors across steps,
- * disposing the ones a step replaced.
- */
-function tfjsImpl(tf: Tf, which: "wasm" | "cpu", capacity: number): ModelImpl {
-  const backend = { ops: opsOver(tfjsKernels()) } as unknown as Backend;
-  const use = () => void tf.setBackend(which);
-  const cacheTensors = (cache: ModelCache) => cache.layers.flatMap((layer) => layer.kind === "device" ? [layer.keys, layer.values].filter((v) => v).map((v) => (v as TfValue).t) : []);
-  return {
-    impl: which === "wasm" ? "tfjs-wasm" : "tfjs-cpu", threads: 1,
-    prefill(model, prompt) {
-      use();
-      tf.tidy(() => void forward(model, prompt, { backend }));
-    },
-    session(model) {
-      use();
-      const cache = createCache(model.config, { backend, capacity });
-      let held = new Set<import("@tensorflow/tfjs-core").Tensor>();
-      return {
-        feed(tokens) {
-          tf.engine().startScope();
-          let now = held;
-          try {
-            forward(model, tokens, { backend, cache });
-          } finally {
-            now = new Set(cacheTensors(cache));
-            for (const t of now) tf.keep(t);
-            tf.engine().endScope();
-            for (const t of held) if (!now.has(t)) t.dispose();
-            held = now;
-          }
-        },
-        release() {
-          for (const t of held) t.dispose();
-          held.clear();
-        },
-      };
-    },
+  worker.on("message", ({ id, result, error }: { id: number; result?: unknown; error?: string }) => {
+    const w = waiting.get(id);
+    waiting.delete(id);
+    if (error === undefined) w?.resolve(result);
+    else w?.reject(new Error(error));
+  });
+  worker.on("error", fail);
+  worker.on("exit", (code) => fail(new Error(`the ${spec.impl} worker exited (code ${code})`)));
+  const call = <T>(id: number, post?: Request) => new Promise<T>((resolve, reject) => {
+    waiting.set(id, { resolve: resolve as (value: unknown) => void, reject });
+    if (post) worker.postMessage(post);
+  });
+  const ask = <T>(request: Ask) => {
+    const id = next++;
+    return call<T>(id, { ...request, id } as Request);
   };
-}
-
-/** The WASM backend's matmul rate (GFLOP/s): n × n × n products on its host kernels, 1 thread, median of rounds. */
-function matmulRate(wasm: WasmBackend, n: number, rounds: number): number {
-  const a = { shape: [n, n], data: Float32Array.from({ length: n * n }, (_, i) => ((i * 7919) % 1000) / 1000 - 0.5) };
-  const times: number[] = [];
-  for (let r = -1; r < rounds; r++) {
-    const started = performance.now();
-    wasm.kernels!.matmul(a, a);
-    if (r >= 0) times.push(performance.now() - started);
-  }
-  return (2 * n ** 3) / (median(times) * 1e6);
+  const remote: Remote = { ...spec, ask, close: () => worker.terminate() };
+  return call<string>(0).then(() => remote, async (error: Error) => {
+    await worker.terminate();
+    throw error;
+  });
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 
 /**
- * Decode ms per token for each impl, interleaved: a round runs every impl in turn, each a fresh session fed the
- * prompt (untimed) and then DECODE_STEPS single tokens timed one by one; an impl's figure is the median over rounds
- * of each round's median, so that a neighbour's load falls on all of them alike.
+ * Decode ms per token for each impl, interleaved: after warmMs of untimed sessions each, a round runs every impl in
+ * turn, each a fresh session fed the prompt (untimed) and then DECODE_STEPS single tokens timed one by one; an impl's
+ * figure is the median over rounds of each round's median, so that a neighbour's load falls on all of them alike.
+ * The warm-up matters: V8 compiles WASM with its baseline compiler first and the forward's TypeScript tiers up over
+ * hundreds of calls; one session (17 forwards) left tiny's WASM decode 2–3× slower than its steady state.
  */
-async function decodeRounds(model: Model, prompt: number[], impls: ModelImpl[], rounds: number): Promise<number[]> {
+async function decodeRounds(prompt: number[], impls: Remote[], rounds: number, warmMs: number): Promise<number[]> {
+  for (const impl of impls) await impl.ask({ op: "warm", prompt, ms: warmMs });
   const perImpl = impls.map(() => [] as number[]);
-  for (let round = -1; round < rounds; round++) { // round -1 warms the code up and is not counted
-    for (const [i, impl] of impls.entries()) {
-      const session = impl.session(model);
-      try {
-        await session.feed(prompt);
-        const times: number[] = [];
-        for (let step = 0; step < DECODE_STEPS; step++) {
-          const started = performance.now();
-          await session.feed([prompt[step % prompt.length]!]);
-          times.push(performance.now() - started);
-        }
-        if (round >= 0) perImpl[i]!.push(median(times));
-      } finally {
-        session.release();
-      }
-    }
+  for (let round = 0; round < rounds; round++) {
+    for (const [i, impl] of impls.entries()) perImpl[i]!.push(median(await impl.ask<number[]>({ op: "session", prompt, steps: DECODE_STEPS })));
   }
   return perImpl.map(median);
 }
@@ -163,55 +102,58 @@ export async function runModelBench(options: { quick: boolean; filter?: RegExp; 
   const timeMs = options.timeMs ?? (options.quick ? 150 : 500);
   // tiny with every kind; small (25M parameters, seconds per prefill on the reference) with the default kind only.
   const runs = RUNNABLE_PRESETS.flatMap((name) =>
-    (name === "tiny" ? [...ATTENTION_KINDS] : options.quick ? [] : ["mla" as const]).map((kind) => ({ name, kind })));
+    (name === "tiny" ? [...ATTENTION_KINDS] : options.quick ? [] : ["mla" as const]).map((kind) => ({ name, kind: kind as AttentionKind })))
+    .filter(({ name, kind }) => !options.filter || [`model.prefill`, `model.decode`].some((op) => options.filter!.test(`${op} ${name} ${kind} T=${T}`)));
+  if (runs.length === 0) return [];
   const capacity = T + DECODE_STEPS;
-  const impls: ModelImpl[] = [backendImpl("reference", undefined, capacity)];
-  let wasm: WasmBackend | undefined, wasm2: WasmBackend | undefined;
-  try {
-    wasm = await createWasm({ threads: 1 });
-    impls.push(backendImpl("wasm", wasm, capacity));
-    wasm2 = await createWasm({ threads: 2 });
-    impls.push(backendImpl("wasm", wasm2, capacity, 2));
-  } catch (error) {
-    console.error(`model bench: wasm not available (${(error as Error).message.split("\n")[0]})`);
+  const specs: ImplSpec[] = [
+    { impl: "reference", threads: 1, capacity }, { impl: "wasm", threads: 1, capacity }, { impl: "wasm", threads: 2, capacity },
+    { impl: "tfjs-wasm", threads: 1, capacity }, { impl: "tfjs-cpu", threads: 1, capacity },
+  ];
+  const impls: Remote[] = [];
+  for (const spec of specs) {
+    try {
+      impls.push(await spawn(spec));
+    } catch (error) {
+      console.error(`model bench: ${spec.impl} ×${spec.threads} not available (${(error as Error).message})`);
+    }
   }
   try {
-    const tf = await setUpTfjs(); // tfjs-backend-wasm, as training runs it
-    await import("@tensorflow/tfjs-backend-cpu");
-    await tf.setBackend("cpu"); // initialised once here, so that selecting it later is synchronous
-    impls.push(tfjsImpl(tf, "wasm", capacity), tfjsImpl(tf, "cpu", capacity));
-  } catch (error) {
-    console.error(`model bench: tfjs not available (${(error as Error).message.split("\n")[0]})`);
+    return await measure(impls, runs, T, timeMs, options.quick);
+  } finally {
+    await Promise.all(impls.map((impl) => impl.close()));
   }
-  console.error(`model bench: load average ${loadavg().map((x) => x.toFixed(2)).join(" ")}`);
+}
+
+async function measure(impls: Remote[], runs: { name: string; kind: AttentionKind }[], T: number, timeMs: number, quick: boolean): Promise<ModelBenchRow[]> {
+  console.error(`model bench: load average ${loadavg().map((x) => x.toFixed(2)).join(" ")}; each implementation in its own worker`);
   const prompt = encode(TEXT.repeat(4)).slice(0, T);
+  const wasm = impls.find((r) => r.impl === "wasm" && r.threads === 1);
   const rows: ModelBenchRow[] = [];
   for (const { name, kind } of runs) {
     const shape = `${name} ${kind} T=${T}`;
-    if (options.filter && !options.filter.test(`model.prefill ${shape}`) && !options.filter.test(`model.decode ${shape}`)) continue;
-    const model = initModel(preset(name, { attention_kind: kind }));
-    const cacheBytes = cacheBytesPerToken(model.config, T);
-    const running = impls;
-    const rounds = name === "tiny" ? (options.quick ? 5 : 15) : 3;
-    const decodeMs = await decodeRounds(model, prompt, running, rounds);
-    // small's compute bound: 2 × active parameters per token at the WASM matmul rate measured right after its decode.
-    const rate = name !== "tiny" && wasm ? matmulRate(wasm, 512, 5) : 0;
-    const boundMs = rate > 0 ? (2 * countParameters(model.config).active) / (rate * 1e6) : 0;
-    if (boundMs > 0) console.error(`  ${shape}: ${countParameters(model.config).active} active parameters, matmul ${rate.toFixed(1)} GFLOP/s: compute bound ${(1000 / boundMs).toFixed(0)} tok/s`);
-    for (const [i, { impl, threads }] of running.entries()) {
-      const prefillMs = await timeMedian(() => running[i]!.prefill(model, prompt), timeMs);
+    const config = preset(name, { attention_kind: kind });
+    const cacheBytes = cacheBytesPerToken(config, T);
+    for (const impl of impls) await impl.ask({ op: "model", name, kind });
+    const rounds = name === "tiny" ? (quick ? 5 : 15) : 3;
+    const decodeMs = await decodeRounds(prompt, impls, rounds, quick ? 500 : 1500);
+    // small's compute bound: 2 × active parameters per token at the best WASM matmul rate, measured right after.
+    const rate = name !== "tiny" && wasm ? await wasm.ask<number>({ op: "rate", n: 512, rounds: 9 }) : 0;
+    const active = countParameters(config).active;
+    const boundMs = rate > 0 ? (2 * active) / (rate * 1e6) : 0;
+    if (boundMs > 0) console.error(`  ${shape}: ${active} active parameters, matmul ${rate.toFixed(1)} GFLOP/s: compute bound ${(1000 / boundMs).toFixed(0)} tok/s`);
+    const reference = impls.findIndex((r) => r.impl === "reference"), tfw = impls.findIndex((r) => r.impl === "tfjs-wasm");
+    for (const [i, { impl, threads }] of impls.entries()) {
+      const prefillMs = await impls[i]!.ask<number>({ op: "prefill", prompt, timeMs });
       const common = { impl, threads, gflops: null, cacheBytesPerToken: cacheBytes };
       rows.push({ op: "model.prefill", shape, medianMs: prefillMs, tokensPerSecond: (T / prefillMs) * 1000, ...common });
       const share = boundMs > 0 ? { computeBoundShare: boundMs / decodeMs[i]! } : {};
       rows.push({ op: "model.decode", shape, medianMs: decodeMs[i]!, tokensPerSecond: 1000 / decodeMs[i]!, ...common, ...share });
-      const tfw = running.findIndex((r) => r.impl === "tfjs-wasm");
-      const ratio = impl === "reference" ? "" : ` (decode ${(decodeMs[0]! / decodeMs[i]!).toFixed(1)}× the reference${tfw >= 0 ? `, ${(decodeMs[tfw]! / decodeMs[i]!).toFixed(2)}× tfjs-wasm` : ""}${boundMs > 0 ? `, ${((100 * boundMs) / decodeMs[i]!).toFixed(1)} % of the compute bound` : ""})`;
+      const ratio = impl === "reference" || reference < 0 ? "" : ` (decode ${(decodeMs[reference]! / decodeMs[i]!).toFixed(1)}× the reference${tfw >= 0 ? `, ${(decodeMs[tfw]! / decodeMs[i]!).toFixed(2)}× tfjs-wasm` : ""}${boundMs > 0 ? `, ${((100 * boundMs) / decodeMs[i]!).toFixed(1)} % of the compute bound` : ""})`;
       console.error(`  ${shape} ${impl}×${threads}: prefill ${((T / prefillMs) * 1000).toFixed(0)} tok/s, decode ${(1000 / decodeMs[i]!).toFixed(0)} tok/s${ratio}`);
     }
   }
   console.error(`model bench: load average ${loadavg().map((x) => x.toFixed(2)).join(" ")}`);
-  await wasm?.dispose();
-  await wasm2?.dispose();
   return rows;
 }
 

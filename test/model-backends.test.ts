@@ -169,18 +169,19 @@ describe.each(ROWS)("the model on $name", (row) => {
     expect(argmaxRows(mine.logits)).toEqual(argmaxRows(ref.logits));
   });
 
-  it("holds its memory flat over 200 decode steps", async (context) => {
+  // Only rows that keep a pool: the others' values are garbage-collected host arrays, with nothing of theirs to hold.
+  if (row.memory) it("holds its memory flat over 200 decode steps", async (context) => {
     const b = ready(context);
-    if (!row.memory) return context.skip(`${row.name} keeps no pool: its values are garbage-collected host arrays`);
+    const memory = row.memory!;
     const model = initModel(testConfig({ max_position_embeddings: 256, init_std: 0.3 }));
     // A long prompt first: every expert gets a token (weights are made resident on first use).
     await forwardAsync(model, Array.from({ length: 200 }, (_, i) => (i * 7) % 256), { backend: b });
     const cache = createCache(model.config, { backend: b, capacity: 256 });
     await forwardAsync(model, PROMPT, { backend: b, cache });
     for (let i = 0; i < 20; i++) await forwardAsync(model, [32 + (i % 90)], { backend: b, cache });
-    const settled = row.memory(b);
+    const settled = memory(b);
     for (let i = 20; i < 200; i++) await forwardAsync(model, [32 + (i % 90)], { backend: b, cache });
-    expect(row.memory(b)).toBe(settled);
+    expect(memory(b)).toBe(settled);
     releaseCache(cache);
   });
 });

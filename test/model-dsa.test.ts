@@ -1,13 +1,14 @@
 // DSA (DeepSeek-V3.2's sparse attention, src/attention/dsa.ts) as a model attention kind: attention_kind "dsa" runs
-// the indexer and MLA over the selected keys on the host, inside the one forward (src/model/attention.ts).
+// MLA on the device over the keys its indexer selected, the indexer on the host (src/model/dsa-layer.ts).
 import { describe, expect, it } from "vitest";
 import { dsa, initDsa, type DsaWeights } from "../src/attention/dsa.ts";
 import { loraTargets } from "../src/lora.ts";
 import { attentionKind } from "../src/model/attention.ts";
-import { cacheNumbers, createCache } from "../src/model/cache.ts";
+import { cacheNumbers, createCache, runsOnDevice } from "../src/model/cache.ts";
 import { configProblems, type ModelConfig } from "../src/model/config.ts";
 import { forward } from "../src/model/forward.ts";
 import { countParameters, weightShapes } from "../src/model/params.ts";
+import { hookPoints } from "../src/model/point-names.ts";
 import { initModel, modelFromParams, modelFromSafetensors, modelParams, modelToSafetensors, type Model } from "../src/model/weights.ts";
 import { Random } from "../src/random.ts";
 import { attentionOverride } from "../src/step/load.ts";
@@ -101,6 +102,33 @@ describe("dsa as a model attention kind", () => {
     expect(cache.length).toBe(T);
     expect(maxDiff(Float32Array.from(logits), whole.logits.data)).toBeLessThan(1e-5);
     selected.forEach((rows, l) => expect(rows, `layer ${l}`).toEqual(rowsOf(full.tensors.get(`layers.${l}.attn.selected`)!)));
+  });
+
+  it("runs on the device: MLA's hook points are its own, and a replacement of its heads flows on", () => {
+    const model = dsaModel();
+    expect(runsOnDevice(model.config, 0)).toBe(true);
+    const points = hookPoints(model.config).filter((p) => p.startsWith("layers.0.attn."));
+    expect(points).toEqual(["layers.0.attn.in", "layers.0.attn.latent", "layers.0.attn.k_pe", "layers.0.attn.heads", "layers.0.attn.out", "layers.0.attn.residual"]);
+    // No dense scores or probabilities: each token attends its own selection.
+    expect(() => forward(model, prompt, { hooks: { "layers.0.attn.probs": (p) => p } })).toThrow(/layers\.0\.attn\.probs/);
+    const plain = forward(model, prompt).logits.data;
+    const zeroed = forward(model, prompt, { hooks: { "layers.1.attn.heads": (h) => ({ shape: h.shape, data: new Float32Array(h.data.length) }) } });
+    const trace = createTrace(["layers.1.attn.heads", "layers.1.attn.out"]);
+    forward(model, prompt, { trace, hooks: { "layers.1.attn.heads": (h) => ({ shape: h.shape, data: new Float32Array(h.data.length) }) } });
+    expect(trace.tensors.get("layers.1.attn.heads")!.data.every((v) => v === 0)).toBe(true);
+    expect(trace.tensors.get("layers.1.attn.out")!.data.every((v) => v === 0)).toBe(true); // o_proj of zeros, no bias
+    expect(maxDiff(zeroed.logits.data, plain)).toBeGreaterThan(1e-3);
+  });
+
+  it("a forward that fails after a layer's indexer ran leaves the cache usable, the indexer's keys included", () => {
+    const model = dsaModel();
+    const cache = createCache(model.config);
+    forward(model, prompt.slice(0, 5), { cache });
+    const stop = { "layers.1.attn.out": () => { throw new Error("stop"); } }; // layer 0's and 1's indexers ran
+    expect(() => forward(model, prompt.slice(5, 8), { cache, hooks: stop })).toThrow("stop");
+    expect(cache.length).toBe(5);
+    const rest = forward(model, prompt.slice(5), { cache }).logits.data;
+    expect(maxDiff(rest, forward(model, prompt).logits.data.slice(5 * model.config.vocab_size))).toBeLessThan(1e-5);
   });
 
   it("mixes with the other kinds per layer", () => {

@@ -180,6 +180,16 @@ describe("the acceptance rate", () => {
     }
   });
 
+  it("runs a DSA layer too: its indexer keys of a rejected draft are dropped with the position", () => {
+    const model = initModel(testConfig({ num_nextn_predict_layers: 1, attention_kind: ["mla", "dsa", "mla"], index_n_heads: 2, index_head_dim: 12, index_topk: 3 }));
+    const plain = generate(model, PROMPT, { maxTokens: 16, stopToken: null });
+    const spec = generate(model, PROMPT, { maxTokens: 16, stopToken: null, speculative: "mtp" });
+    expect(spec.tokens).toEqual(plain.tokens);
+    expect(spec.speculative!.drafted).toBeGreaterThan(spec.speculative!.accepted); // some draft was rejected
+    const last = [plain.tokens.at(-1)!];
+    expect(forward(model, last, { cache: spec.cache }).logits.data).toEqual(forward(model, last, { cache: plain.cache }).logits.data);
+  });
+
   it("refuses what it cannot do in one line", () => {
     const spec = { maxTokens: 4, speculative: "mtp" } as const;
     expect(() => generate(seeded, PROMPT, { ...spec, temperature: 0.7 })).toThrow(/^temperature: expected 0 with speculative decoding .*got 0\.7$/);

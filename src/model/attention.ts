@@ -1,8 +1,8 @@
 // One interface over every attention kind a layer may use (config.attention_kind): its weights (named as the
 // checkpoint names them under self_attn.), the size of its cache, and, for the kinds the one forward runs on the
 // host (segmented, sparse, decay "as-written"), their state and their forward over one sequence's new tokens
-// x [1, T, D] → [1, T, D]. mla, mha and decay "relative" run on the device: src/model/layers.ts; segmented, sparse,
-// dsa and decay "as-written" on the host. The kinds themselves live in src/attention/; this file only adapts them
+// x [1, T, D] → [1, T, D]. mla, dsa, mha and decay "relative" run on the device: src/model/layers.ts (dsa's indexer
+// on the host: src/model/dsa-layer.ts); segmented, sparse and decay "as-written" on the host. The kinds themselves live in src/attention/; this file only adapts them
 // to the model.
 //   mla        DeepSeek-V2/V3 multi-head latent attention (src/attention/mla.ts); absorbed (default) caches the latent
 //   mha        multi-head (grouped-query) attention with rotary positions (./mha.ts)
@@ -13,7 +13,7 @@
 //              only those (src/attention/dsa.ts)
 // A kind that can show its attention probabilities records them as `<prefix>.probs` [H, T, Tk] when traced.
 
-import { createDsaCache, dsa, initDsa, type DsaCache, type DsaWeights, type IndexerWeights } from "../attention/dsa.ts";
+import { initDsa, type DsaWeights, type IndexerWeights } from "../attention/dsa.ts";
 import { initMla, mlaCacheNumbersPerToken } from "../attention/mla.ts";
 import { createSegmentedState, initSegmented, segmentedAttention, segmentedStateSize, type SegmentedState, type SegmentedWeights } from "../attention/segmented.ts";
 import { createSparseState, initSparse, sparseAttentionTraced, sparseStateSize, type SparseState, type SparseWeights } from "../attention/sparse.ts";
@@ -45,14 +45,8 @@ export interface SparseCache {
   state: SparseState;
 }
 
-/** DSA's state: MLA's cache (absorbed or naive, as mla_mode says) plus the indexer's key of every token. */
-export interface DsaLayerCache {
-  readonly kind: "dsa";
-  state: DsaCache;
-}
-
 /** The state of a layer computed on the host. */
-export type HostLayerCache = KvCache | SegmentedCache | SparseCache | DsaLayerCache;
+export type HostLayerCache = KvCache | SegmentedCache | SparseCache;
 
 export interface AttentionContext {
   kernels: Kernels;
@@ -169,22 +163,11 @@ const dsaKind: AttentionKindImpl = {
     const { indexer, ...attention } = initDsa(rng, config);
     return { ...(attention as unknown as Record<string, Tensor>), ...Object.fromEntries(INDEXER_NAMES.map((name) => [`indexer.${name}`, indexer[name]])) };
   },
-  createCache: (config) => ({ kind: "dsa", state: createDsaCache(config, config.mla_mode) }),
   cacheNumbers: (config, T) => T * (mlaCacheNumbersPerToken(config, config.mla_mode) + config.index_head_dim),
-  forward(x, weights, config, cache, { kernels, trace, prefix }) {
-    if (!("kind" in cache) || cache.kind !== "dsa") throw new TinyseekError(`${prefix}: expected a DSA cache`);
-    const { out, scores, selected } = dsa(x, dsaWeights(weights), config, cache.state, kernels);
-    // Which keys each query attended (ascending; -1 pads a row with fewer causal keys than index_topk), and the
-    // indexer's scores of every key (-Infinity above the diagonal).
-    const [, T, L] = scores.shape as [number, number, number];
-    record(trace, `${prefix}.selected`, { shape: [T, selected.shape[2]!], data: selected.data });
-    record(trace, `${prefix}.index_scores`, { shape: [T, L], data: scores.data });
-    return out;
-  },
 };
 
 /** The model's flat self_attn record (indexer.wq_b, …) as src/attention/dsa.ts's weights ({ …, indexer: { wq_b, … } }). */
-function dsaWeights(weights: Record<string, Tensor>): DsaWeights {
+export function dsaWeights(weights: Record<string, Tensor>): DsaWeights {
   const attention: Record<string, unknown> = {};
   const indexer: Record<string, Tensor> = {};
   for (const [name, t] of Object.entries(weights)) {

@@ -4,7 +4,8 @@
 //                  key) and values [1, rows, kv_lora_rank] (the latent again, contiguous for the attention kernel)
 //   mla (naive)    keys [H, rows, qk_nope + qk_rope], values [H, rows, v_head_dim]: full per-head keys and values
 //   mha, decay     rotated keys and values [Hkv, rows, Dh]
-//   segmented, sparse, dsa, decay "as-written": their own state, on the host (src/model/attention.ts)
+//   dsa            MLA's keys and values, as mla_mode says, plus the indexer's key of every position on the host
+//   segmented, sparse, decay "as-written": their own state, on the host (src/model/attention.ts)
 // Device caches start small and grow (doubling, up to max_position_embeddings) when a forward needs more rows;
 // `capacity` sizes them at once (generation knows prompt + maxTokens). releaseCache frees them.
 
@@ -12,6 +13,7 @@ import type { Backend } from "../backend.ts";
 import type { Value } from "../device/kernels.ts";
 import { referenceOps, type Ops } from "../device/ops.ts";
 import { argError, checkInteger, TinyseekError } from "../errors.ts";
+import type { Tensor } from "../tensor.ts";
 import { attentionKind, type HostLayerCache } from "./attention.ts";
 import { headDim, layerKind, type ModelConfig, validateConfig } from "./config.ts";
 
@@ -21,6 +23,8 @@ export interface DeviceLayerCache<X extends Value = Value> {
   keys: X | null;
   values: X | null;
   rows: number;
+  /** DSA: the indexer's key of every position [1, L, index_head_dim], kept on the host where the indexer runs. */
+  indexKeys?: Tensor;
 }
 
 export type LayerCache<X extends Value = Value> = DeviceLayerCache<X> | { readonly kind: "host"; readonly state: HostLayerCache };
@@ -48,7 +52,7 @@ export interface CacheOptions {
 /** Whether layer l's attention runs on the device (src/model/layers.ts) or on the host through its own module. */
 export function runsOnDevice(config: ModelConfig, l: number): boolean {
   const kind = layerKind(config, l);
-  return kind === "mla" || kind === "mha" || (kind === "decay" && config.decay_mode === "relative");
+  return kind === "mla" || kind === "dsa" || kind === "mha" || (kind === "decay" && config.decay_mode === "relative");
 }
 
 export function createCache(config: ModelConfig, options: CacheOptions = {}): ModelCache {
@@ -69,6 +73,7 @@ export function releaseCache(cache: ModelCache): void {
     if (layer.values) cache.ops.free(layer.values);
     layer.keys = layer.values = null;
     layer.rows = 0;
+    layer.indexKeys = undefined;
   }
   cache.layers.length = 0; // a later forward through it fails on its layer count
 }
@@ -76,7 +81,7 @@ export function releaseCache(cache: ModelCache): void {
 /** The planes and widths of layer l's device keys and values. */
 function deviceShapes(c: ModelConfig, l: number): { keys: [number, number]; values: [number, number] } {
   const kind = layerKind(c, l);
-  if (kind === "mla") {
+  if (kind === "mla" || kind === "dsa") {
     return c.mla_mode === "absorb"
       ? { keys: [1, c.kv_lora_rank + c.qk_rope_head_dim], values: [1, c.kv_lora_rank] }
       : { keys: [c.num_attention_heads, c.qk_nope_head_dim + c.qk_rope_head_dim], values: [c.num_attention_heads, c.v_head_dim] };

@@ -1,7 +1,8 @@
 // The attention sublayer of the one forward (src/model/forward.ts), over the checked operations (src/device/ops.ts),
 // per sequence, through that sequence's cache: MLA (DeepSeek-V3 inference/model.py class MLA, naive and absorbed),
-// multi-head / grouped-query attention with rotary positions, plain or with relative decay; segmented, sparse (NSA),
-// DSA and decay "as-written" run their own modules on the host. The feed-forward sublayer is feed-forward.ts.
+// DSA (MLA over the keys its indexer selects: dsa-layer.ts), multi-head / grouped-query attention with rotary
+// positions, plain or with relative decay; segmented, sparse (NSA) and decay "as-written" run their own modules on
+// the host. The feed-forward sublayer is feed-forward.ts.
 
 import { attendWith, attention as sdpa } from "../attention/attention.ts";
 import { mlaSoftmaxScale, yarnOptions, type MlaWeights } from "../attention/mla.ts";
@@ -17,6 +18,7 @@ import { ropeFrequencies, yarnSoftmaxFactor } from "../rope.ts";
 import { reshape, type Tensor } from "../tensor.ts";
 import { attentionKind, type HostLayerCache } from "./attention.ts";
 import { ensureRows, type ModelCache } from "./cache.ts";
+import { attendSelected, indexerSelection, type Selection } from "./dsa-layer.ts";
 import { headDim, layerKind, type ModelConfig } from "./config.ts";
 import { decayGammas } from "./mha.ts";
 import type { ExpertEdit } from "./interventions.ts";
@@ -74,6 +76,10 @@ function* sequenceAttention<X extends Value>(run: Run<X>, l: number, x: X, cache
   const place = ensureRows(cache, run.config, l, start + T);
   const kind = layerKind(run.config, l);
   if (kind === "mla") return yield* mla(run, l, x, w as unknown as MlaWeights, place, positions);
+  if (kind === "dsa") {
+    const selected = yield* indexerSelection(run.ops, run.config, x, w, place, start, hooked(run.ops.hostKernels), run.listen.trace, `layers.${l}.attn`);
+    return yield* mla(run, l, x, w as unknown as MlaWeights, place, positions, selected);
+  }
   return yield* multiHead(run, l, x, w, place, positions, kind === "decay");
 }
 
@@ -88,7 +94,7 @@ type Place<X> = { keys: X | null; values: X | null; rows: number };
  *           result is taken through W_uv,h (W_kvb's slices read in place)
  *   out = W_o · concat_h heads
  */
-function* mla<X extends Value>(run: Run<X>, l: number, x: X, w: MlaWeights, place: Place<X>, positions: Int32Array): Reading<X> {
+function* mla<X extends Value>(run: Run<X>, l: number, x: X, w: MlaWeights, place: Place<X>, positions: Int32Array, selected?: Selection): Reading<X> {
   const { ops, config: c } = run;
   const [H, dn, dr, dv, r, eps] = [c.num_attention_heads, c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim, c.kv_lora_rank, c.rms_norm_eps];
   const T = positions.length;
@@ -111,7 +117,7 @@ function* mla<X extends Value>(run: Run<X>, l: number, x: X, w: MlaWeights, plac
     const query = ops.concatLast([qNope, qPe]);
     // Argument objects are written out whole: a spread copy of one made V8's attention path several times slower.
     const args = { H, Hkv: H, Tq: T, Tk: start + T, Dh: dn + dr, Dv: dv, scale, offset: start, kvRows: place.rows };
-    heads = yield* attend(run, l, query, keys, values, args, positions);
+    heads = selected ? attendSelected(ops, query, keys, values, args, selected) : yield* attend(run, l, query, keys, values, args, positions);
   } else {
     const perHead = (dn + dv) * r; // W_kvb rows of head h: W_uk,h [dn, r], then W_uv,h [dv, r]
     const qLatent = ops.empty([H, T, r]);
@@ -120,7 +126,7 @@ function* mla<X extends Value>(run: Run<X>, l: number, x: X, w: MlaWeights, plac
     ops.writeRows(values, latent, start);
     const query = ops.concatLast([qLatent, qPe]);
     const args = { H, Hkv: 1, Tq: T, Tk: start + T, Dh: r + dr, Dv: r, scale, offset: start, kvRows: place.rows };
-    const outLatent = yield* attend(run, l, query, keys, values, args, positions);
+    const outLatent = selected ? attendSelected(ops, query, keys, values, args, selected) : yield* attend(run, l, query, keys, values, args, positions);
     heads = ops.empty([H, T, dv]);
     ops.gemm(outLatent, w.kv_b_proj, heads, { M: T, N: dv, K: r, transB: true, batches: H, strideA: T * r, offB: dn * r, strideB: perHead, strideC: T * dv });
   }
@@ -182,7 +188,7 @@ function hooked(kernels: Kernels): Kernels {
   return made;
 }
 
-/** A kind with its own module (segmented, sparse, dsa, decay "as-written"), run on the host over the backend's host kernels. */
+/** A kind with its own module (segmented, sparse, decay "as-written"), run on the host over the backend's host kernels. */
 function* onHost<X extends Value>(run: Run<X>, l: number, x: X, state: HostLayerCache, w: Record<string, Tensor>): Reading<X> {
   const { ops, config } = run;
   const [T, D] = x.shape as [number, number];

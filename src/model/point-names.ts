@@ -1,5 +1,5 @@
 // The hook points of a model, in forward order: what `hooks` and `runWithCache` can name (spec/research.md lists
-// each with its shape). Host-run attention kinds (segmented, sparse, dsa, decay as written) trace their own
+// each with its shape). Host-run attention kinds (segmented, sparse, decay as written) and DSA's indexer trace their own
 // tensors, which are recorded but not hook points.
 
 import { runsOnDevice } from "./cache.ts";
@@ -10,8 +10,11 @@ export function hookPoints(config: ModelConfig): string[] {
   for (let l = 0; l < config.num_hidden_layers; l++) {
     const p = `layers.${l}`;
     names.push(`${p}.in`, `${p}.attn.in`);
-    if (layerKind(config, l) === "mla") names.push(`${p}.attn.latent`, `${p}.attn.k_pe`);
-    if (runsOnDevice(config, l)) names.push(`${p}.attn.scores`, `${p}.attn.probs`, `${p}.attn.heads`);
+    const kind = layerKind(config, l);
+    if (kind === "mla" || kind === "dsa") names.push(`${p}.attn.latent`, `${p}.attn.k_pe`);
+    // DSA attends each token's selected keys only: no dense [H, T, Tk] scores or probabilities to show or replace.
+    if (runsOnDevice(config, l) && kind !== "dsa") names.push(`${p}.attn.scores`, `${p}.attn.probs`);
+    if (runsOnDevice(config, l)) names.push(`${p}.attn.heads`);
     names.push(`${p}.attn.out`, `${p}.attn.residual`, `${p}.mlp.in`);
     if (isMoeLayer(config, l)) {
       names.push(...["logits", "scores", "indices", "weights", "kept"].map((n) => `${p}.mlp.router.${n}`), `${p}.mlp.experts`, `${p}.mlp.routed`);
