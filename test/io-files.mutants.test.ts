@@ -1,10 +1,15 @@
 // Cases that kill mutants of src/io/safetensors.ts that test/safetensors.test.ts lets live (test/README.md,
 // mutation testing): each check of spec/safetensors.md at its edge with its whole message, the duplicate-key scan
-// on arrays and escaped quotes, the coverage check on entries listed out of order, and the writer's layout and
-// integer encodings worked by hand.
+// on arrays and escaped quotes, the coverage check on entries listed out of order, the writer's layout and
+// integer encodings worked by hand, and the readers of open files (a header of exactly the size limit included).
+import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { FileError, type RandomAccessFile } from "../src/io/files.ts";
 import {
-  MAX_TENSORS, readSafetensors, readSafetensorsHeader, readTensor, SafetensorsError, writeSafetensors, type TensorToWrite,
+  decodeTensorBytes, MAX_HEADER_BYTES, MAX_TENSORS, readSafetensors, readSafetensorsBytes, readSafetensorsFile, readSafetensorsHeader,
+  readSafetensorsHeaderFrom, readTensor, SafetensorsError, writeSafetensors, writeSafetensorsFile, type HeaderEntry, type TensorToWrite,
 } from "../src/io/safetensors.ts";
 import { safetensorsErrorOf as errorOf } from "./helpers.ts";
 
@@ -211,5 +216,97 @@ describe("the writer", () => {
     expect(offsetsOf(bytes)).toEqual({ r: [0, 8], e: [8, 8] });
     expect(readSafetensors(bytes).tensors.get("r")!.data).toEqual(new Float32Array(2));
     expect(new SafetensorsError("x").name).toBe("SafetensorsError");
+  });
+});
+
+describe("reading from a file, header first", () => {
+  /** An open file of `size` bytes holding `bytes` (zeros past them), refusing reads past its end as the real one does. */
+  const fileOf8 = (bytes: Uint8Array, size = bytes.length) => {
+    const reads: [number, number][] = [];
+    const file: RandomAccessFile = {
+      size,
+      async read(offset, into) {
+        reads.push([offset, into.length]);
+        if (offset + into.length > size) throw new FileError("f", `read of ${into.length} bytes at ${offset} is outside the file's ${size} bytes`);
+        into.set(bytes.subarray(offset, offset + into.length));
+        return into;
+      },
+    };
+    return { file, reads };
+  };
+  const prefix = (claimed: number) => {
+    const p = new Uint8Array(8);
+    new DataView(p.buffer).setBigUint64(0, BigInt(claimed), true);
+    return p;
+  };
+
+  it("a header of exactly MAX_HEADER_BYTES is read (the file ends there); one byte more is refused from the prefix", async () => {
+    // A file of 8 + N bytes that ends early: what is asked of it shows whether a header of N bytes was accepted.
+    const truncated = (n: number) => {
+      const reads: [number, number][] = [];
+      const file: RandomAccessFile = {
+        size: 8 + n,
+        async read(offset, into) {
+          reads.push([offset, into.length]);
+          if (offset > 0) throw new FileError("f", `ended at byte ${offset} while being read (it had ${8 + n} bytes when opened)`);
+          into.set(prefix(n));
+          return into;
+        },
+      };
+      return { file, reads };
+    };
+    const atLimit = truncated(MAX_HEADER_BYTES);
+    await expect(readSafetensorsHeaderFrom(atLimit.file)).rejects.toThrow(`f: ended at byte 8 while being read (it had ${8 + MAX_HEADER_BYTES} bytes when opened)`);
+    expect(atLimit.reads).toEqual([[0, 8], [8, MAX_HEADER_BYTES]]);
+    const over = truncated(MAX_HEADER_BYTES + 1);
+    await expect(readSafetensorsHeaderFrom(over.file)).rejects.toThrow(`safetensors: header length ${MAX_HEADER_BYTES + 1} exceeds the limit of ${MAX_HEADER_BYTES} bytes`);
+    expect(over.reads).toEqual([[0, 8]]);
+  });
+
+  it("a file under 8 bytes is refused before any read; one of 8 whose prefix claims more, from the prefix", async () => {
+    const five = fileOf8(new Uint8Array(5));
+    await expect(readSafetensorsHeaderFrom(five.file)).rejects.toThrow("safetensors: file of 5 bytes is too short for the 8-byte header length");
+    expect(five.reads).toEqual([]);
+    const eight = fileOf8(prefix(5));
+    await expect(readSafetensorsHeaderFrom(eight.file)).rejects.toThrow("safetensors: header length 5 is larger than the 0 bytes after the length prefix");
+    expect(eight.reads).toEqual([[0, 8]]);
+  });
+
+  it("the header of a whole file: its entries, metadata and where the data starts", async () => {
+    const bytes = writeSafetensors({ a: { dtype: "F32", shape: [2], data: [1.5, -2] }, b: { dtype: "U8", shape: [3], data: [1, 2, 3] } }, { note: "n" });
+    const headerLength = Number(new DataView(bytes.buffer).getBigUint64(0, true));
+    const { file, reads } = fileOf8(bytes);
+    const header = await readSafetensorsHeaderFrom(file);
+    expect(header.dataStart).toBe(8 + headerLength);
+    expect(Object.fromEntries(header.entries)).toEqual({ a: { dtype: "F32", shape: [2], offsets: [0, 8] }, b: { dtype: "U8", shape: [3], offsets: [8, 11] } });
+    expect({ ...header.metadata }).toEqual({ note: "n" });
+    expect(reads).toEqual([[0, 8], [8, headerLength]]);
+  });
+
+  it("a file written by writeSafetensorsFile reads back whole, decoded or raw", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tinyseek-st-"));
+    try {
+      const path = join(dir, "t.safetensors");
+      const tensors: Record<string, TensorToWrite> = { a: { dtype: "F32", shape: [2], data: [1.5, -2] }, b: { dtype: "U8", shape: [3], data: [1, 2, 3] } };
+      await writeSafetensorsFile(path, tensors, { note: "n" });
+      expect(await readSafetensorsBytes(path)).toEqual(writeSafetensors(tensors, { note: "n" }));
+      const file = await readSafetensorsFile(path);
+      expect([...file.tensors.get("a")!.data]).toEqual([1.5, -2]);
+      expect([...file.tensors.get("b")!.data]).toEqual([1, 2, 3]);
+      expect({ ...file.metadata }).toEqual({ note: "n" });
+      expect([...(await readSafetensorsFile(path, { raw: true })).tensors.get("a")!.data]).toEqual([0, 0, 0xc0, 0x3f, 0, 0, 0, 0xc0]);
+      const size = statSync(path).size;
+      await expect(readSafetensorsBytes(path, size - 1)).rejects.toThrow(`${path}: ${size} bytes, more than the limit of ${size - 1} bytes for a file read whole`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("decodeTensorBytes decodes one tensor's own bytes, and refuses a count its offsets do not give", () => {
+    const entry: HeaderEntry = { dtype: "F32", shape: [2], offsets: [4, 12] };
+    const stored = Uint8Array.of(0, 0, 0xc0, 0x3f, 0, 0, 0, 0xc0); // 1.5, -2 little-endian
+    expect(decodeTensorBytes("t", entry, stored)).toEqual({ dtype: "F32", shape: [2], data: Float32Array.of(1.5, -2) });
+    expect(decodeTensorBytes("t", entry, stored, { raw: true }).data).toEqual(stored);
+    expect(errorOf(() => decodeTensorBytes("t", entry, stored.subarray(0, 4))).message).toBe('safetensors: tensor "t": expected 8 stored bytes, got 4');
   });
 });

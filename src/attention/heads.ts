@@ -44,13 +44,14 @@ export function mergeHeads(x: Tensor): Tensor {
 
 /**
  * Concatenates along the last axis. Leading shapes must match, except that a part with 1 on axis 1 is repeated
- * to the others' size there (MLA's one shared rotary key beside every head's no-rope key).
+ * to the others' size there (MLA's one shared rotary key beside every head's no-rope key). Only from rank 3: in a
+ * tensor [R, C] axis 1 is the axis being joined.
  */
 export function concatLast(parts: readonly Tensor[]): Tensor {
   if (parts.length === 0) throw argError("parts", "at least one tensor", 0);
   const rank = parts[0]!.shape.length;
   const lead = parts[0]!.shape.slice(0, -1);
-  for (const p of parts) if (rank >= 2 && p.shape.length === rank) lead[1] = Math.max(lead[1]!, p.shape[1]!);
+  for (const p of parts) if (rank >= 3 && p.shape.length === rank) lead[1] = Math.max(lead[1]!, p.shape[1]!);
   for (let i = 0; i < parts.length; i++) {
     const shape = parts[i]!.shape;
     let fits = shape.length === rank;
@@ -60,13 +61,13 @@ export function concatLast(parts: readonly Tensor[]): Tensor {
   const widths = parts.map((p) => p.shape[rank - 1]!);
   const width = widths.reduce((a, w) => a + w, 0);
   const rows = numel(lead);
-  const axis1 = rank >= 2 ? lead[1]! : 1;
-  const inner = rank >= 2 ? rows / (lead[0]! * axis1) : 1; // rows per index of axis 1
+  const axis1 = rank >= 3 ? lead[1]! : 1;
+  const inner = rank >= 3 ? rows / (lead[0]! * axis1) : 1; // rows per index of axis 1
   const out = new Float32Array(rows * width);
   for (let i = 0, at = 0; i < parts.length; at += widths[i]!, i++) {
     const { shape, data } = parts[i]!;
     const w = widths[i]!;
-    const repeated = rank >= 2 && shape[1] === 1 && axis1 !== 1;
+    const repeated = rank >= 3 && shape[1] === 1 && axis1 !== 1;
     for (let r = 0; r < rows; r++) {
       const source = repeated ? Math.floor(r / (axis1 * inner)) * inner + (r % inner) : r;
       copy(data, source * w, out, r * width + at, w);
