@@ -93,6 +93,7 @@ type Place<X> = { keys: X | null; values: X | null; rows: number };
  *   absorb: the cache holds [c ; k_pe]; q_nope·W_uk,h is attended over it with the latent c as values, and the
  *           result is taken through W_uv,h (W_kvb's slices read in place)
  *   out = W_o · concat_h heads
+ * With `selected` (DSA), each new token attends only the cache rows its indexer picked (dsa-layer.ts).
  */
 function* mla<X extends Value>(run: Run<X>, l: number, x: X, w: MlaWeights, place: Place<X>, positions: Int32Array, selected?: Selection): Reading<X> {
   const { ops, config: c } = run;
