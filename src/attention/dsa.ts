@@ -82,10 +82,10 @@ export function createDsaCache(config: DsaConfig, mode: MlaMode = "absorb", batc
 
 /**
  * The indexer's scores I [B, T, L] of the T new tokens (positions offset … offset + T - 1) against every key the
- * cache holds plus the new ones; keys in a query's future are -Infinity. Appends the new keys to `cache`.
+ * cache holds plus the new ones; keys in a query's future are -Infinity. Appends the new keys to `cache` (of its MLA part only the length is read).
  */
 export function indexerScores(
-  x: Tensor, weights: DsaWeights, config: DsaConfig, cache: DsaCache, kernels: Kernels = reference,
+  x: Tensor, weights: DsaWeights, config: DsaConfig, cache: { mla: { length: number }; indexKeys: Tensor }, kernels: Kernels = reference,
 ): Tensor {
   const c = checkDsaConfig(config);
   const { B, T } = expectShape("x", x, ["B", "T", c.hidden_size]);

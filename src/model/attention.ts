@@ -2,8 +2,8 @@
 // checkpoint names them under self_attn.), the size of its cache, and, for the kinds the one forward runs on the
 // host (segmented, sparse, decay "as-written"), their state and their forward over one sequence's new tokens
 // x [1, T, D] → [1, T, D]. mla, dsa, mha and decay "relative" run on the device: src/model/layers.ts (dsa's indexer
-// on the host: src/model/dsa-layer.ts); segmented, sparse and decay "as-written" on the host. The kinds themselves live in src/attention/; this file only adapts them
-// to the model.
+// on the host: src/model/dsa-layer.ts); segmented, sparse and decay "as-written" on the host. The kinds themselves
+// live in src/attention/; this file only adapts them to the model.
 //   mla        DeepSeek-V2/V3 multi-head latent attention (src/attention/mla.ts); absorbed (default) caches the latent
 //   mha        multi-head (grouped-query) attention with rotary positions (./mha.ts)
 //   decay      mha with time decay (spec/attention.md; ./mha.ts over src/attention/decay.ts)

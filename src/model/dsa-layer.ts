@@ -3,8 +3,7 @@
 // cached key, decide the selection, and a top-k is host work); the selected cache rows are gathered on the device
 // and attended there. The same selection, ties and all, as src/attention/dsa.ts's `dsa` makes.
 
-import { indexerScores, topKeys, type DsaCache } from "../attention/dsa.ts";
-import type { MlaCache } from "../attention/mla.ts";
+import { indexerScores, topKeys } from "../attention/dsa.ts";
 import { read, type Reading } from "../device/drive.ts";
 import type { AttentionArgs, Value } from "../device/kernels.ts";
 import type { Ops } from "../device/ops.ts";
@@ -32,7 +31,7 @@ export function* indexerSelection<X extends Value>(
   const held = layer.indexKeys ?? { shape: [1, 0, dI], data: new Float32Array(0) };
   // A forward that failed after this layer's indexer left its keys past `start`, where the device cache has none.
   const indexKeys = held.shape[1] === start ? held : { shape: [1, start, dI], data: held.data.subarray(0, start * dI) };
-  const state: DsaCache = { mla: { length: start } as MlaCache, indexKeys }; // indexerScores reads only mla.length
+  const state = { mla: { length: start }, indexKeys };
   const scores = indexerScores({ shape: [1, T, D], data: yield* read(ops, x) }, dsaWeights(weights), config, state, kernels);
   layer.indexKeys = state.indexKeys;
   const selected = topKeys(scores, config.index_topk);
