@@ -55,6 +55,13 @@ export function runsOnDevice(config: ModelConfig, l: number): boolean {
   return kind === "mla" || kind === "dsa" || kind === "mha" || (kind === "decay" && config.decay_mode === "relative");
 }
 
+/** Whether layer l's state can drop the positions past `cache.length` that a failed forward or a rejected draft
+ *  leaves behind: a full cache can (the next forward writes over those rows); a state that a forward changes in
+ *  place cannot, so a failed forward marks such a cache broken and speculative decoding refuses the model. */
+export function dropsPositions(config: ModelConfig, l: number): boolean {
+  return runsOnDevice(config, l);
+}
+
 export function createCache(config: ModelConfig, options: CacheOptions = {}): ModelCache {
   validateConfig(config);
   const capacity = options.capacity ?? 0;

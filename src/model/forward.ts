@@ -23,7 +23,7 @@ import { argError, checkInteger, checkNumber, TinyseekError } from "../errors.ts
 import type { MoeStats } from "../moe/stats.ts";
 import type { Tensor } from "../tensor.ts";
 import { record, wants, type Trace } from "../trace.ts";
-import { checkCache, createCache, releaseCache, type ModelCache } from "./cache.ts";
+import { checkCache, createCache, dropsPositions, releaseCache, type ModelCache } from "./cache.ts";
 import { isMoeLayer, moeConfigOf } from "./config.ts";
 import { feedForward } from "./feed-forward.ts";
 import { checkExpertEdits, type Intervention } from "./interventions.ts";
@@ -215,9 +215,9 @@ export function* forwardRows<X extends Value>(ops: Ops<X>, model: Model, rows: R
     if (options.keepHidden) kept.push((result.hiddenValue = normed));
     return result;
   } finally {
-    // Also on an error half-way: nothing of this call stays out of the pool, and a cache whose host layers may
-    // already hold this call's tokens is marked so that it is not used again.
-    if (!done) for (const r of rows) if (r.cache.layers.some((layer) => layer.kind === "host")) r.cache.broken = "a forward through it failed half-way";
+    // Also on an error half-way: nothing of this call stays out of the pool, and a cache with a layer that may
+    // already hold this call's tokens and cannot drop them is marked so that it is not used again.
+    if (!done) for (const r of rows) if (r.cache.layers.some((_, l) => !dropsPositions(c, l))) r.cache.broken = "a forward through it failed half-way";
     scope.releaseExcept(...kept);
     for (const r of rows) if (r.own) releaseCache(r.cache);
     ops.settle();

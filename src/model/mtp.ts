@@ -20,7 +20,7 @@ import { argError, TinyseekError } from "../errors.ts";
 import type { MoeStats } from "../moe/stats.ts";
 import { shapeString, type Tensor } from "../tensor.ts";
 import { record, type Trace } from "../trace.ts";
-import { checkCache, createCache, releaseCache, type CacheOptions, type ModelCache } from "./cache.ts";
+import { checkCache, createCache, dropsPositions, releaseCache, type CacheOptions, type ModelCache } from "./cache.ts";
 import { moeConfigOf } from "./config.ts";
 import { block, opsOf } from "./forward.ts";
 import type { Run } from "./layers.ts";
@@ -86,7 +86,7 @@ export function* mtpRows<X extends Value>(ops: Ops<X>, model: Model, hidden: X, 
     record(trace, "mtp.logits", result.logits);
     return result;
   } finally {
-    if (!done && cache.layers.some((layer) => layer.kind === "host")) cache.broken = "a forward through it failed half-way";
+    if (!done && cache.layers.some((_, l) => !dropsPositions(c, l))) cache.broken = "a forward through it failed half-way";
     scope.releaseExcept();
     ops.settle();
   }

@@ -5,6 +5,11 @@
 import { runsOnDevice } from "./cache.ts";
 import { isMoeLayer, layerKind, type ModelConfig } from "./config.ts";
 
+/** Whether layer l has the hook point layers.L.attn.heads (each head's output before o_proj): the kinds on the device. */
+export function hasHeads(config: ModelConfig, l: number): boolean {
+  return runsOnDevice(config, l);
+}
+
 export function hookPoints(config: ModelConfig): string[] {
   const names = ["embed"];
   for (let l = 0; l < config.num_hidden_layers; l++) {
@@ -12,9 +17,10 @@ export function hookPoints(config: ModelConfig): string[] {
     names.push(`${p}.in`, `${p}.attn.in`);
     const kind = layerKind(config, l);
     if (kind === "mla" || kind === "dsa") names.push(`${p}.attn.latent`, `${p}.attn.k_pe`);
-    // DSA attends each token's selected keys only: no dense [H, T, Tk] scores or probabilities to show or replace.
-    if (runsOnDevice(config, l) && kind !== "dsa") names.push(`${p}.attn.scores`, `${p}.attn.probs`);
-    if (runsOnDevice(config, l)) names.push(`${p}.attn.heads`);
+    // Only the dense kinds have [H, T, Tk] scores and probabilities to show or replace: DSA attends each token's
+    // selected keys only.
+    if (kind === "mla" || kind === "mha" || (kind === "decay" && config.decay_mode === "relative")) names.push(`${p}.attn.scores`, `${p}.attn.probs`);
+    if (hasHeads(config, l)) names.push(`${p}.attn.heads`);
     names.push(`${p}.attn.out`, `${p}.attn.residual`, `${p}.mlp.in`);
     if (isMoeLayer(config, l)) {
       names.push(...["logits", "scores", "indices", "weights", "kept"].map((n) => `${p}.mlp.router.${n}`), `${p}.mlp.experts`, `${p}.mlp.routed`);

@@ -15,7 +15,7 @@ import type { Ops } from "../device/ops.ts";
 import { argError, checkInteger } from "../errors.ts";
 import { argmax } from "../ops.ts";
 import type { Tensor } from "../tensor.ts";
-import { createCache, releaseCache, runsOnDevice, type ModelCache } from "./cache.ts";
+import { createCache, dropsPositions, releaseCache, type ModelCache } from "./cache.ts";
 import { layerKind } from "./config.ts";
 import { forwardRows, opsOf } from "./forward.ts";
 import type { GenerateOptions, GenerateResult, GenerateStep } from "./generate.ts";
@@ -58,9 +58,9 @@ function prepare(model: Model, prompt: readonly number[], options: GenerateOptio
   checkInteger("maxTokens", options.maxTokens, 0);
   if ((options.temperature ?? 0) !== 0) throw argError("temperature", "0 with speculative decoding (greedy only: the draft is verified by the greedy choice)", options.temperature);
   if (options.interventions?.length) throw argError("interventions", "none with speculative decoding (they run with plain decoding)", options.interventions.length);
-  // A rejected draft is dropped by shortening the cache; a layer that keeps its own state on the host cannot drop it.
+  // A rejected draft is dropped by shortening the cache; a layer whose state a forward changes in place cannot drop it.
   for (let l = 0; l < config.num_hidden_layers; l++) {
-    if (!runsOnDevice(config, l)) throw argError("speculative", "a model whose every layer's cache can drop a rejected draft (mla, dsa, mha, decay \"relative\")", `layer ${l} ${layerKind(config, l)}${layerKind(config, l) === "decay" ? ' "as-written"' : ""}`);
+    if (!dropsPositions(config, l)) throw argError("speculative", "a model whose every layer's cache can drop a rejected draft (mla, dsa, mha, decay \"relative\")", `layer ${l} ${layerKind(config, l)}${layerKind(config, l) === "decay" ? ' "as-written"' : ""}`);
   }
   if (!Array.isArray(prompt) || prompt.length === 0) throw argError("prompt", "at least one token", prompt?.length);
   if (prompt.length > config.max_position_embeddings) throw argError("prompt", `at most max_position_embeddings = ${config.max_position_embeddings} tokens`, prompt.length);
