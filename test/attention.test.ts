@@ -61,6 +61,17 @@ describe("attention by hand", () => {
     [0.75, 0.25].forEach((p, i) => expect(probs.data[i]).toBeCloseTo(p, 7));
   });
 
+  it("scores that overflow to +Infinity share all the weight, never NaN; a -Infinity bias still hides its key", () => {
+    // Dh = 1, scale 1e308: scores 2e308 → +∞, 2e308 → +∞, 1e308 (finite), 3e308 → +∞ but hidden by its bias.
+    const q = tensor([1, 1, 1, 1], [1]);
+    const k = tensor([1, 1, 4, 1], [2, 2, 1, 3]);
+    const v = tensor([1, 1, 4, 1], [10, 30, 1000, 7]);
+    const { probs, out, scores } = attention(q, k, v, { scale: 1e308, bias: tensor([1, 4], [0, 0, 0, -Infinity]), withScores: true });
+    expect([...probs.data]).toEqual([0.5, 0.5, 0, 0]);
+    expect([...out.data]).toEqual([20]);
+    expect([...scores!.data]).toEqual([Infinity, Infinity, 1e308 as number, -Infinity].map(Math.fround));
+  });
+
   it("uses 1/√Dh by default and an explicit scale when given", () => {
     const q = tensor([1, 1, 1, 4], [1, 1, 1, 1]);
     const k = tensor([1, 1, 2, 4], [1, 1, 1, 1, 0, 0, 0, 0]);
@@ -203,6 +214,8 @@ describe("attention errors name the argument", () => {
     expect(thrown(() => attention(q, tensor([1, 3, 2, 3]), tensor([1, 3, 2, 5])))).toMatch(/^k: expected a number of kv heads that divides H=4, got 3/);
     expect(thrown(() => attention(q, k, v, { mask: causal(3) }))).toMatch(/^mask: expected shape \[2, 2\] or \[1, 2, 2\]/);
     expect(thrown(() => attention(q, k, v, { bias: tensor([3, 2, 2]) }))).toMatch(/^bias: expected shape \[2, 2\], \[4, 2, 2\] or \[1, 4, 2, 2\]/);
+    expect(thrown(() => attention(q, k, v, { bias: tensor([2, 2], [0, -Infinity, Infinity, 0]) }))).toBe("bias[2]: expected a finite number, or -Infinity to hide a key, got Infinity");
+    expect(thrown(() => attention(q, k, v, { bias: tensor([2, 2], [NaN, 0, 0, 0]) }))).toBe("bias[0]: expected a finite number, or -Infinity to hide a key, got NaN");
     expect(thrown(() => attention(q, k, v, { scale: NaN }))).toMatch(/^scale: expected a finite number, got NaN/);
     expect(thrown(() => attention(q, k, v, { logGammas: [0] }))).toMatch(/^logGammas: expected 4 values/);
     expect(thrown(() => attention(q, k, v, { logGammas: [0.1, 0, 0, 0] }))).toMatch(/^logGammas\[0\]:/);

@@ -63,16 +63,21 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
         for (let j = 0; j < Tk; j++) {
           let dot = 0;
           for (let d = 0; d < Dh; d++) dot += q.data[qBase + d]! * k.data[(kvBase + j) * Dh + d]!;
-          const score = dot * scale + biasAt(b, h, i, j) + decayAt(h, i, j);
-          seen[j] = maskAt(b, i, j) && score !== -Infinity ? 1 : 0;
+          const bias = biasAt(b, h, i, j);
+          const score = dot * scale + bias + decayAt(h, i, j);
+          // A -∞ bias hides its key even where the rest of the score overflowed to +∞ (∞ - ∞ is NaN).
+          seen[j] = maskAt(b, i, j) && bias !== -Infinity && score !== -Infinity ? 1 : 0;
           weight[j] = score;
           if (seen[j]) max = Math.max(max, score); // Math.max lets a NaN through, as it should
           if (scores) scores[((b * H + h) * Tq + i) * Tk + j] = seen[j] ? score : -Infinity;
         }
         if (max === -Infinity) continue; // no visible key: probabilities and output stay zero
+        // A score can reach +∞ only by overflowing float64 (a finite bias or scale near 1e308): exp(∞ - ∞) would be
+        // NaN, so such keys take the softmax's limit instead, sharing all the weight equally.
+        const top = max === Infinity;
         let sum = 0;
         for (let j = 0; j < Tk; j++) {
-          weight[j] = seen[j] ? Math.exp(weight[j]! - max) : 0;
+          weight[j] = !seen[j] ? 0 : top ? Number(weight[j] === Infinity) : Math.exp(weight[j]! - max);
           sum += weight[j]!;
         }
         const row = ((b * H + h) * Tq + i) * Tk;
@@ -142,6 +147,9 @@ function biasIndexer(bias: Tensor | undefined, B: number, H: number, Tq: number,
   if (!fits || !(lead.length === 0 || perHead || batched)) {
     throw argError("bias", `shape [${Tq}, ${Tk}], [${H}, ${Tq}, ${Tk}] or [${B}, ${H}, ${Tq}, ${Tk}]`, shapeString(s));
   }
+  // -∞ hides a key; +∞ or NaN has no meaning as a bias (the softmax would give NaN), so it is refused.
+  const bad = bias.data.findIndex((x) => !(x < Infinity));
+  if (bad >= 0) throw argError(`bias[${bad}]`, "a finite number, or -Infinity to hide a key", bias.data[bad]);
   return (b: number, h: number, i: number, j: number) => {
     const plane = batched ? b * H + h : perHead ? h : 0;
     return bias.data[(plane * Tq + i) * Tk + j]!;
