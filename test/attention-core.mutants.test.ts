@@ -444,7 +444,7 @@ describe("patch embedding and PPM files (src/attention/patch.ts)", () => {
     expect(thrown(() => readPpm(ascii("P6\n1 1\n")))).toBe("ppm: expected a header of 4 fields, got 3");
     expect(thrown(() => readPpm(ascii("P6\n1 1 # 255\n")))).toBe("ppm: expected a header of 4 fields, got 3");
     expect(thrown(() => readPpm(ascii("P6 1 1 #")))).toBe("ppm: expected a header of 4 fields, got 3"); // a comment up to the end
-    expect(thrown(() => readPpm(ascii("P6 1 1 255")))).toBe("ppm body: expected 3 bytes, got -1"); // no byte ends the header
+    expect(thrown(() => readPpm(ascii("P6 1 1 255")))).toBe("ppm: expected one whitespace byte and 3 bytes of body after the header, got the end of the file"); // no byte ends the header
     expect(thrown(() => readPpm(ascii("P6\n1 2\n255\n", [0, 0, 0])))).toBe("ppm body: expected 6 bytes, got 3");
     expect(thrown(() => readPpm(ascii("P3\n1 1\n255\n", [0, 0, 0])))).toBe('ppm magic: expected "P6", got "P3"');
     expect(thrown(() => readPpm(ascii("P6\n0 1\n255\n")))).toBe("ppm width: expected an integer >= 1, got 0");

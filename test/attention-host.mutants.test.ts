@@ -323,7 +323,10 @@ describe("DSA, worked by hand and its messages", () => {
     const withKeys = (indexKeys: Tensor) => ({ ...createDsaCache(base), indexKeys });
     expect(thrown(() => indexerScores(x, w, base, withKeys(tensor([1, 2, 4]))))).toBe("cache: expected indexer keys [1, 0, 4] beside an MLA cache of 0 positions, got [1, 2, 4]");
     expect(thrown(() => indexerScores(x, w, base, withKeys(tensor([1, 0, 3]))))).toBe("cache: expected indexer keys [1, 0, 4] beside an MLA cache of 0 positions, got [1, 0, 3]");
-    for (const cache of [undefined, {}, { ...createDsaCache(base), indexKeys: {} }]) expect(thrown(() => indexerScores(x, w, base, cache as never))).toMatch(/^cache: expected indexer keys \[1, /);
+    const noCache = "cache: expected a DSA cache holding an MLA cache's length and the indexer keys (createDsaCache), got";
+    expect(thrown(() => indexerScores(x, w, base, undefined as never))).toBe(`${noCache} undefined`);
+    expect(thrown(() => indexerScores(x, w, base, {} as never))).toBe(`${noCache} "no MLA length"`);
+    expect(thrown(() => indexerScores(x, w, base, { ...createDsaCache(base), indexKeys: {} } as never))).toMatch(/^cache: expected indexer keys \[1, 0, 4\] beside an MLA cache of 0 positions, got "indexer keys without a shape"$/);
     expect(thrown(() => topKeys(tensor([1, 2, 2]), 0))).toBe("k: expected an integer >= 1, got 0");
     expect(thrown(() => topKeys(tensor([2, 2]), 1))).toBe("scores: expected shape [B, T, L], got [2, 2]");
   });

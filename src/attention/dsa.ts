@@ -92,8 +92,9 @@ export function indexerScores(
   const w = checkIndexerWeights(weights, c);
   const [HI, dI, dr] = [c.index_n_heads, c.index_head_dim, c.qk_rope_head_dim];
   const offset = cache?.mla?.length;
+  if (!Number.isInteger(offset)) throw argError("cache", "a DSA cache holding an MLA cache's length and the indexer keys (createDsaCache)", cache === undefined ? cache : "no MLA length");
   if (cache?.indexKeys?.shape?.[0] !== B || cache.indexKeys.shape[1] !== offset || cache.indexKeys.shape[2] !== dI) {
-    const got = cache?.indexKeys?.shape ?? cache;
+    const got = Array.isArray(cache.indexKeys?.shape) ? cache.indexKeys.shape : "indexer keys without a shape";
     throw argError("cache", `indexer keys [${B}, ${offset}, ${dI}] beside an MLA cache of ${offset} positions`, got);
   }
   const positions = Array.from({ length: T }, (_, i) => offset + i);

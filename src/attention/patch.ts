@@ -114,12 +114,14 @@ export function readPpm(bytes: Uint8Array): Tensor {
     if (start === at) throw new TinyseekError(`ppm: expected a header of 4 fields, got ${fields.length}`);
     fields.push(new TextDecoder().decode(bytes.subarray(start, at)));
   }
-  at++; // the single whitespace byte that ends the header
   const [magic, w, h, max] = [fields[0], Number(fields[1]), Number(fields[2]), Number(fields[3])];
   if (magic !== "P6") throw argError("ppm magic", '"P6"', magic);
   checkInteger("ppm width", w, 1);
   checkInteger("ppm height", h, 1);
   if (max !== 255) throw argError("ppm maxval", "255", max);
+  // The single whitespace byte that ends the header: a file that stops at the last field has none and no body.
+  if (at >= bytes.length) throw new TinyseekError(`ppm: expected one whitespace byte and ${3 * w * h} bytes of body after the header, got the end of the file`);
+  at++;
   if (bytes.length - at !== 3 * w * h) throw argError("ppm body", `${3 * w * h} bytes`, bytes.length - at);
   const out = new Float32Array(3 * h * w);
   for (let y = 0; y < h; y++) {
