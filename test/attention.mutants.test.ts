@@ -76,6 +76,18 @@ describe("MLA call checks", () => {
       .toBe("x: expected batch 1 to match the cache, got [2, 1, 8]");
   });
 
+  it("a cache whose length disagrees with the positions it holds is named, not a reshape failure", () => {
+    const absorbed = createMlaCache(cfg);
+    mla(tensor([1, 2, 8]), weights, cfg, absorbed);
+    absorbed.length = 3;
+    expect(messageOf(() => mla(tensor([1, 1, 8]), weights, cfg, absorbed))).toMatch(/^cache\.latent: expected 3 positions \(cache\.length\), got \[1, 2, \d+\]$/);
+    const naive = createMlaCache(cfg, "naive");
+    naive.length = 1;
+    expect(messageOf(() => mla(tensor([1, 1, 8]), weights, cfg, naive))).toMatch(/^cache\.keys: expected 1 position \(cache\.length\), got \[1, \d+, 0, \d+\]$/);
+    naive.length = -1;
+    expect(messageOf(() => mla(tensor([1, 1, 8]), weights, cfg, naive))).toBe("cache.length: expected an integer >= 0, got -1");
+  });
+
   it("an input that is no tensor gets the shape message, not a TypeError", () => {
     expect(messageOf(() => mla(undefined as never, weights, cfg))).toMatch(/^x: expected /);
     expect(messageOf(() => mla({} as never, weights, cfg))).toMatch(/^x: expected /);

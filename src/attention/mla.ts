@@ -251,6 +251,12 @@ export function mla(
   const cachedBatch = (live.mode === "absorb" ? live.latent : live.keys).shape[0];
   if (cachedBatch !== B) throw argError("x", `batch ${cachedBatch} to match the cache`, shapeString(x.shape));
   const start = live.length;
+  checkInteger("cache.length", start, 0);
+  // The length says where the next token sits; tensors holding another number of positions would misplace it.
+  const held = live.mode === "absorb" ? { latent: live.latent.shape[1], pe: live.pe.shape[1] } : { keys: live.keys.shape[2], values: live.values.shape[2] };
+  for (const [name, n] of Object.entries(held)) {
+    if (n !== start) throw argError(`cache.${name}`, `${start} position${start === 1 ? "" : "s"} (cache.length)`, shapeString((live as unknown as Record<string, Tensor>)[name]!.shape));
+  }
   if (start + T > c.max_position_embeddings) {
     const limit = c.max_position_embeddings;
     throw new TinyseekError(`x: ${start} cached + ${T} new positions exceed max_position_embeddings ${limit}`);
