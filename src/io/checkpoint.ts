@@ -197,10 +197,6 @@ function checkNames(path: string, config: ModelConfig, located: Map<string, Loca
   const problems: string[] = [];
   const mtp: string[] = [];
   const L = config.num_hidden_layers;
-  const isMtp = (name: string) => {
-    const m = /^model\.layers\.(\d+)\./.exec(name);
-    return m !== null && Number(m[1]) >= L && Number(m[1]) < L + config.num_nextn_predict_layers;
-  };
   // The MTP layer is all or nothing (as modelFromParams reads it): without any of its tensors, the main model alone.
   const withMtp = [...expected].some(([name, entry]) => entry.mtp && located.has(name));
   for (const [name, { shape, optional, mtp: ofMtp }] of expected) {
@@ -224,9 +220,10 @@ function checkNames(path: string, config: ModelConfig, located: Map<string, Loca
         if (problem) problems.push(`${at}: ${problem}`);
       }
     } else if (!FLOAT_DTYPES.has(t.entry.dtype)) problems.push(`${at}: dtype ${t.entry.dtype}, expected a float dtype (F32, BF16, F16, F64) or F8_E4M3 with ${SCALE_SUFFIX}`);
+    // The MTP layer's tensors are all in `expected` (weightShapes lists them): one it lacks is as unexpected there
+    // as in a main layer.
     if (expected.has(name)) continue;
-    if (isMtp(name)) mtp.push(name);
-    else problems.push(`${at}: unexpected (not a weight of this config${/^model\.layers\.\d+\./.test(name) ? `, whose layers are 0…${L - 1} plus ${config.num_nextn_predict_layers} MTP` : ""})`);
+    problems.push(`${at}: unexpected (not a weight of this config${/^model\.layers\.\d+\./.test(name) ? `, whose layers are 0…${L - 1} plus ${config.num_nextn_predict_layers} MTP` : ""})`);
   }
   if (problems.length > 0) {
     const shown = problems.slice(0, 8).join("; ") + (problems.length > 8 ? `; … and ${problems.length - 8} more` : "");
