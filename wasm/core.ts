@@ -33,12 +33,19 @@ export interface Exports {
   rope(x: number, cosines: number, sines: number, planes: number, T: number, dim: number, out: number): void;
   silu(x: number, n: number, out: number): void;
   swiglu(gate: number, up: number, n: number, out: number): void;
+  moeExperts(items: number, rows: number, x: number, D: number, F: number, xs: number, gs: number, us: number, ys: number, scratch: number, part: number, parts: number): void;
 }
 
 /** Exports that split across threads (they take part, parts last). */
-export const THREADED = ["gemm", "gemmPackB", "attention", "packPanels", "gemmBf16"];
+export const THREADED = ["gemm", "gemmPackB", "attention", "packPanels", "gemmBf16", "moeExperts"];
 /** Below this many flops a job stays on the calling thread: waking a worker costs tens of microseconds. */
 export const PARALLEL_FLOPS = 2 ** 21;
+/**
+ * From this many flops an MoE call's experts are split over the pool, whole experts per chunk (wasm/kernels/moe.ts).
+ * bench/experts.ts on the loaded 2-core machine, in the rounds where our threads were not kept waiting: 1.00× at
+ * 0.8 M flops (small's decode), 1.2× at 3 M, 1.4× at 6 M; with every round counted the split lost at every size.
+ */
+export const EXPERT_FLOPS = 2 ** 21;
 /** Chunks per thread: enough that a thread the OS runs late leaves little for the others to wait on. */
 export const CHUNKS_PER_THREAD = 4;
 /** Outputs of up to SLAB_MAX bytes are carved from shared SLAB_BYTES buffers (see output() below). */
@@ -67,9 +74,10 @@ export class WasmCore {
 
   /**
    * @param bf16Weights linear weights whose every value is exactly a BF16 are kept as BF16 (wasm/kernels/bf16.ts)
+   * @param expertFlops an MoE call of at least this many flops runs its experts over the pool (wasm/kernels/moe.ts)
    */
   constructor(readonly ex: Exports, readonly heap: Heap, readonly weights: WeightCache, readonly pool: Pool | undefined, readonly parallelFlops: number,
-    readonly bf16Weights = false) {
+    readonly bf16Weights = false, readonly expertFlops = EXPERT_FLOPS) {
     this.threads = pool?.threads ?? 1;
     this.gemmScratch = ex.gemmScratch();
     this.localScratch = heap.alloc(this.gemmScratch);

@@ -7,7 +7,7 @@ import type { Backend, BackendOptions } from "../src/backend.ts";
 import { opsOver } from "../src/device/ops.ts";
 import { argError, TinyseekError } from "../src/errors.ts";
 import type { Kernels } from "../src/kernels.ts";
-import { PARALLEL_FLOPS, THREADED, WasmCore, type Exports } from "./core.ts";
+import { EXPERT_FLOPS, PARALLEL_FLOPS, THREADED, WasmCore, type Exports } from "./core.ts";
 import { wasmDeviceKernels } from "./device-kernels.ts";
 import { Heap } from "./heap.ts";
 import { attention } from "./kernels/attention.ts";
@@ -26,6 +26,11 @@ export interface WasmOptions extends BackendOptions {
   weightBudget?: number;
   /** Jobs of fewer flops stay on the calling thread (default 2²¹; 0 sends every matmul and attention to the pool). */
   parallelFlops?: number;
+  /**
+   * An MoE call of at least this many flops (6 · kept assignments · D · F) runs its experts over the pool, whole
+   * experts per chunk (default 2²¹; 0 splits every call with work to share, Infinity none).
+   */
+  expertFlops?: number;
   /**
    * Use the relaxed-SIMD build (fused multiply-add in matmul) where the engine supports it: Node 22+, or Node 20
    * with --experimental-wasm-relaxed-simd. Default true; env TINYSEEK_WASM_RELAXED=0 turns it off. Its results
@@ -63,6 +68,8 @@ export async function instantiateBackend(setup: WasmSetup, options: WasmOptions 
   const { module, relaxed, threads, check } = setup;
   const bf16 = options.bf16Weights ?? true;
   if (typeof bf16 !== "boolean") throw argError("bf16Weights", "true or false", bf16);
+  const expertFlops = options.expertFlops ?? EXPERT_FLOPS;
+  if (typeof expertFlops !== "number" || !(expertFlops >= 0)) throw argError("expertFlops", "a number ≥ 0 (Infinity: never split experts)", expertFlops);
   let memory;
   try {
     memory = new WebAssemblyApi.Memory({ initial: 256, maximum: 65536, shared: true });
@@ -78,7 +85,7 @@ export async function instantiateBackend(setup: WasmSetup, options: WasmOptions 
   const heap = new Heap(memory, exports.heapBase(), check);
   const pool = threads > 1 ? await Pool.create(module, memory, threads, THREADED, setup.spawn) : undefined;
   const weights = new WeightCache(heap, options.weightBudget ?? 2 ** 30);
-  const core = new WasmCore(exports, heap, weights, pool, options.parallelFlops ?? PARALLEL_FLOPS, bf16);
+  const core = new WasmCore(exports, heap, weights, pool, options.parallelFlops ?? PARALLEL_FLOPS, bf16, expertFlops);
   const kernels = wasmKernels(core);
   return {
     name: "wasm",

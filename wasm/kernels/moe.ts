@@ -1,14 +1,16 @@
-// MoE dispatch and combine over the matmul kernels: the kept assignments grouped by expert (a counting sort on
-// the host, where the routing is), each expert's tokens gathered into contiguous rows, its gate, up and down
-// products on its packed, resident weights (wasm/kernels/matmul.ts linearAt) with SwiGLU between, and the
-// weighted sum over a token's experts in float64, as the reference sums. Pointer-level: moeAt (the device kernels
-// call it on x where it lies); host kernel: moe over Tensors.
+// MoE dispatch and combine: the kept assignments grouped by expert (a counting sort on the host, where the routing
+// is), each expert's chain in the module (wasm/assembly/moe.ts: its tokens gathered into contiguous rows, its gate
+// and up products on its packed, resident weights, SwiGLU, its down product), and the weighted sum over a token's
+// experts in float64, as the reference sums, in expert order. A large call runs its experts over the pool, whole
+// experts per thread, a busy expert cut into row blocks (runExperts); the sum is the same either way. Pointer-level: moeAt (the device kernels call it
+// on x where it lies); host kernel: moe over Tensors.
 
 import { argError } from "../../src/errors.ts";
 import type { ExpertWeights, Routing } from "../../src/moe/experts.ts";
 import { expectShape, type Tensor } from "../../src/tensor.ts";
-import { fits, type WasmCore } from "../core.ts";
-import { linearAt } from "./matmul.ts";
+import { CHUNKS_PER_THREAD, fits, type WasmCore } from "../core.ts";
+import { bf16PanelBytes, bf16Weight } from "./bf16.ts";
+import { packedWeight, panelBytes } from "./matmul.ts";
 
 // Each expert's gate, up and down weights as views of the stacked tensors, made once per stacked array (the
 // model passes the same [E, F, D] tensors every step), so the weight cache's per-view memo hits every call. The
@@ -46,43 +48,122 @@ export function moeAt(core: WasmCore, px: number, N: number, D: number, routing:
     }
     if (routing.kept[a]) start[chosen + 1]!++;
   }
-  let busiest = 0;
   for (let e = 0; e < E; e++) {
-    busiest = Math.max(busiest, start[e + 1]!);
     start[e + 1]! += start[e]!;
     start[next + e] = start[e]!;
   }
   for (let a = 0; a < A; a++) if (routing.kept[a]) start[order + start[next + routing.experts[a]!]!++] = a;
   if (moeSum.length < N * D && N * D <= 1 << 16) moeSum = new Float64Array(N * D);
   const sum = N * D <= moeSum.length ? moeSum.fill(0, 0, N * D) : new Float64Array(N * D); // float64 over a token's k experts, as the reference
-  if (busiest > 0) {
-    const tokens = core.alloc(busiest * D * 4);
-    const g = core.alloc(busiest * F * 4), u = core.alloc(busiest * F * 4);
-    const y = core.alloc(busiest * D * 4);
-    for (let e = 0; e < E; e++) {
-      const from = start[e]!, n = start[e + 1]! - from;
-      if (n === 0) continue;
-      const rows = core.heap.F32;
-      for (let i = 0; i < n; i++) {
-        const src = (px >>> 2) + Math.floor(start[order + from + i]! / k) * D;
-        rows.copyWithin((tokens >>> 2) + i * D, src, src + D);
-      }
-      // Each packed weight is used as soon as it is fetched: under a small weight budget, fetching the next one
-      // may evict the last.
-      linearAt(core, tokens, n, F, D, expertWeight(gate, e, F * D), g);
-      linearAt(core, tokens, n, F, D, expertWeight(up, e, F * D), u);
-      core.ex.swiglu(g, u, n * F, g);
-      linearAt(core, g, n, D, F, expertWeight(down, e, D * F), y);
-      const f32 = core.heap.F32; // after the packing a first use does, which may grow the memory
-      const ys = y >>> 2;
-      for (let i = 0; i < n; i++) {
-        const a = start[order + from + i]!, row = Math.floor(a / k) * D, w = routing.weights[a]!;
-        for (let d = 0; d < D; d++) sum[row + d]! += w * f32[ys + i * D + d]!;
-      }
+  const kept = start[E]!;
+  if (kept > 0) {
+    const ys = runExperts(core, px, D, F, E, k, gate, up, down) >>> 2;
+    const f32 = core.heap.F32; // after the packing, which may grow the memory
+    // Each token's experts added in expert order, whichever thread computed them: the same sums as on one thread.
+    for (let j = 0; j < kept; j++) {
+      const a = start[order + j]!, row = Math.floor(a / k) * D, w = routing.weights[a]!;
+      for (let d = 0; d < D; d++) sum[row + d]! += w * f32[ys + j * D + d]!;
     }
     core.verify("moe");
   }
   return sum;
+}
+
+/** i32 words of one item of the expert table (wasm/assembly/moe.ts): from, n, gate, up, down, kinds. */
+const ITEM = 6;
+// The table's host copy (one item per used expert), the split job's items (experts cut into row blocks) and their
+// order by work, grown when too small (shared by every core, as moeIndex).
+let moeItems = new Int32Array(0), moeJob = new Int32Array(0), moeSlots = new Int32Array(0);
+const heavierFirst = (a: number, b: number) => moeJob[b * ITEM + 1]! - moeJob[a * ITEM + 1]! || a - b;
+
+/**
+ * Every used expert's chain (wasm/assembly/moe.ts moeExperts: gather, gate, up, SwiGLU, down) on its tokens, each
+ * expert's rows at its place in moeIndex's sorted order. Over the pool when the call has expertFlops, and every
+ * used expert's weights fit the weight budget together (all are packed before the job, since packing may grow the
+ * memory; the budget keeps the most recent, so none is evicted by the next); else one expert at a time on this
+ * thread. Returns the address of the outputs [kept, D].
+ */
+function runExperts(core: WasmCore, px: number, D: number, F: number, E: number, k: number, gate: Float32Array, up: Float32Array, down: Float32Array): number {
+  const start = moeIndex, order = 2 * E + 1, kept = start[E]!;
+  let used = 0;
+  for (let e = 0; e < E; e++) if (start[e + 1]! > start[e]!) used++;
+  // Upper bounds (float32 panels; BF16 ones are half) of one packed gate or up, one down, one expert.
+  const upBytes = panelBytes(D, F), downBytes = panelBytes(F, D), expertBytes = 2 * upBytes + downBytes;
+  // Rows per item of a split: an expert with more (a long prompt's busy expert) is cut into blocks of this many,
+  // so that threads share it; a product's rows are independent, so the bits stay the same.
+  const block = Math.max(4, Math.ceil(kept / (CHUNKS_PER_THREAD * core.threads) / 4) * 4);
+  const split = core.pool !== undefined && (used > 1 || kept > block) && 6 * kept * D * F >= core.expertFlops &&
+    used * expertBytes <= core.weights.budget;
+  const rows = core.alloc(kept * 4);
+  const xs = core.alloc(kept * D * 4), gs = core.alloc(kept * F * 4), us = core.alloc(kept * F * 4);
+  const ys = core.alloc(kept * D * 4);
+  const single = split ? 0 : core.alloc(ITEM * 4);
+  // Under a weight budget of less than one expert's three weights, fetching one may evict the one before: each is
+  // then copied into the arena as soon as it is fetched.
+  const pinned = !split && expertBytes > core.weights.budget ? [core.alloc(upBytes), core.alloc(upBytes), core.alloc(downBytes)] : undefined;
+  if (moeItems.length < used * ITEM) moeItems = new Int32Array(2 * used * ITEM);
+  let slot = 0;
+  for (let e = 0; e < E; e++) {
+    const from = start[e]!, n = start[e + 1]! - from;
+    if (n === 0) continue;
+    const at = split ? slot++ * ITEM : 0;
+    moeItems[at] = from;
+    moeItems[at + 1] = n;
+    moeItems[at + 5] = 0;
+    fetchPanels(core, expertWeight(gate, e, F * D), F, D, at, 0, pinned?.[0]);
+    fetchPanels(core, expertWeight(up, e, F * D), F, D, at, 1, pinned?.[1]);
+    fetchPanels(core, expertWeight(down, e, D * F), D, F, at, 2, pinned?.[2]);
+    if (split) continue;
+    writeRows(core, rows, from, n, order, k);
+    core.heap.I32.set(moeItems.subarray(0, ITEM), single >>> 2);
+    core.ex.moeExperts(single, rows, px, D, F, xs, gs, us, ys, core.localScratch, 0, 1);
+  }
+  if (!split) return ys;
+  // The job: every expert's rows in blocks of at most `block`, heaviest first (threads claim items in table order,
+  // so the last ones claimed are the lightest).
+  let count = 0;
+  for (let u = 0; u < used; u++) count += Math.ceil(moeItems[u * ITEM + 1]! / block);
+  if (moeJob.length < count * ITEM) [moeJob, moeSlots] = [new Int32Array(2 * count * ITEM), new Int32Array(2 * count)];
+  for (let u = 0, i = 0; u < used; u++) {
+    const at = u * ITEM, from = moeItems[at]!, n = moeItems[at + 1]!;
+    for (let r = 0; r < n; r += block, i++) {
+      moeJob.set(moeItems.subarray(at, at + ITEM), i * ITEM);
+      moeJob[i * ITEM] = from + r;
+      moeJob[i * ITEM + 1] = Math.min(block, n - r);
+      moeSlots[i] = i;
+    }
+  }
+  moeSlots.subarray(0, count).sort(heavierFirst);
+  const items = core.alloc(count * ITEM * 4), scratch = core.alloc(count * core.gemmScratch);
+  writeRows(core, rows, 0, kept, order, k);
+  const I32 = core.heap.I32; // after the allocations, which may grow the memory
+  for (let i = 0; i < count; i++) {
+    const s = moeSlots[i]! * ITEM;
+    I32.set(moeJob.subarray(s, s + ITEM), (items >>> 2) + i * ITEM);
+  }
+  core.pool!.run("moeExperts", [items, rows, px, D, F, xs, gs, us, ys, scratch], core.ex.moeExperts, count);
+  return ys;
+}
+
+/**
+ * W [N, K]'s resident panels, packed as linearAt packs them (BF16 when exact and the core keeps BF16), into word
+ * 2 + w of the item at moeItems[at] and its kind into bit w of word 5; copied to `pin` when given.
+ */
+function fetchPanels(core: WasmCore, data: Float32Array, N: number, K: number, at: number, w: number, pin: number | undefined): void {
+  const bf16 = bf16Weight(core, data, N, K);
+  let ptr = bf16 || packedWeight(core, data, N, K);
+  if (pin !== undefined) {
+    core.heap.U8.copyWithin(pin, ptr, ptr + (bf16 ? bf16PanelBytes(K, N) : panelBytes(K, N)));
+    ptr = pin;
+  }
+  moeItems[at + 2 + w] = ptr;
+  if (bf16) moeItems[at + 5]! |= 1 << w;
+}
+
+/** The token index of each sorted assignment from … from + n, into rows (i32). */
+function writeRows(core: WasmCore, rows: number, from: number, n: number, order: number, k: number): void {
+  const I32 = core.heap.I32, at = rows >>> 2;
+  for (let j = from; j < from + n; j++) I32[at + j] = Math.floor(moeIndex[order + j]! / k);
 }
 
 export function moe(core: WasmCore, x: Tensor, routing: Routing, experts: ExpertWeights): Tensor {
