@@ -7,7 +7,7 @@ import { checkDsaConfig, createDsaCache, dsa, indexerScores, initDsa, selectedKe
 import { createMlaCache, initMla, mla, type MlaCache, type MlaConfig } from "../src/attention/mla.ts";
 import {
   absolutePositions, checkSegmentedWeights, createSegmentedState, initSegmented, poolMemory, segmentedAttention, segmentedStateSize,
-  type SegmentedConfig,
+  type SegmentedConfig, type SegmentedWeights,
 } from "../src/attention/segmented.ts";
 import {
   checkSparseWeights, createSparseState, groupSelection, initSparse, sparseAttention, sparseAttentionTraced, sparseStateSize, type SparseConfig,
@@ -15,9 +15,7 @@ import {
 import { checkNsaBlocks, paperAccessCount, selectBlocks, selectionMargin, selectionScores, TINY_BLOCKS } from "../src/attention/sparse-select.ts";
 import { reference, type Kernels } from "../src/kernels.ts";
 import type { HookedWeight } from "../src/model-adapters.ts";
-import { attentionKind } from "../src/model/attention.ts";
-import { runsOnDevice } from "../src/model/cache.ts";
-import { layerKind } from "../src/model/config.ts";
+import { segmentedConfig } from "../src/model/attention.ts";
 import { forward } from "../src/model/forward.ts";
 import { initModel, type Model } from "../src/model/weights.ts";
 import { quantizeModel } from "../src/quant/model.ts";
@@ -386,10 +384,11 @@ function int8Rows(x: Tensor): Tensor {
   return { shape: [...x.shape], data };
 }
 
-describe("a host attention kind on quantised weights quantises its activations as the weights ask", () => {
-  // One layer of each host kind; every attention projection quantised with int8 activations (".a8").
-  const kinds = ["segmented", "sparse", "decay"] as const;
-  const config = testConfig({ attention_kind: [...kinds], decay_mode: "as-written", num_key_value_heads: 2, init_std: 0.3 });
+describe("a segmented layer on quantised weights quantises its activations as the weights ask", () => {
+  // A segmented layer (on the device since src/model/segmented-layer.ts), then device layers; every attention
+  // projection quantised with int8 activations (".a8"). (sparse: test/model-sparse.test.ts checks its quantised layer.)
+  const kinds = ["segmented"] as const;
+  const config = testConfig({ attention_kind: [...kinds, "mha", "mha"], num_key_value_heads: 2, init_std: 0.3 });
   const prompt = [256, 84, 104, 101, 32, 113, 117, 105, 99, 107, 32, 98];
   let made: { model: Model; tensors: Map<string, Tensor> } | undefined;
   /** The model, and each layer's attention input and output in its forward (made once, inside the first test). */
@@ -402,15 +401,14 @@ describe("a host attention kind on quantised weights quantises its activations a
   };
   /** The layer's own module on its traced input, over kernels whose linear is `linear`. */
   const own = (l: number, linear: Kernels["linear"]) => {
-    const kind = attentionKind(layerKind(config, l));
     const x = layerTensors().get(`layers.${l}.attn.in`)!;
     const kernels: Kernels = { ...reference, linear };
-    return kind.forward!({ shape: [1, ...x.shape], data: x.data }, made!.model.weights.layers[l]!.self_attn, config, kind.createCache!(config), { kernels, prefix: `layers.${l}.attn` });
+    const w = made!.model.weights.layers[l]!.self_attn as unknown as SegmentedWeights;
+    return segmentedAttention({ shape: [1, ...x.shape], data: x.data }, w, segmentedConfig(config), undefined, kernels);
   };
   const a8 = (x: Tensor, w: Tensor) => reference.linear((w as HookedWeight).quant?.activations ? int8Rows(x) : x, w);
 
   it.each(kinds.map((kind, l) => [l, kind] as const))("layer %i (%s)", (l) => {
-    expect(runsOnDevice(config, l)).toBe(false);
     const out = layerTensors().get(`layers.${l}.attn.out`)!.data;
     const [quantised, plain] = [own(l, a8).data, own(l, reference.linear).data];
     expect(relativeError(plain, quantised)).toBeGreaterThan(1e-3); // the activations' rounding shows

@@ -2,8 +2,8 @@
 // module's memory) against the same forward on the reference: logits within the whole-model bound (NMSE <= 1e-7,
 // spec/golden.md) and the same greedy tokens, the same experts at every MoE layer, the same exit layers, every traced
 // intermediate; token-by-token decode through a WASM cache equal to prefill; every attention kind (mla absorbed
-// and naive, mha with grouped kv heads, relative decay on the device; segmented, sparse, dsa and decay
-// as-written on the host through the wasm kernels); memory flat over a long decode and given back when a cache is released; check mode (NaN-poisoned
+// and naive, mha with grouped kv heads, decay relative and as-written, segmented, sparse on the device; dsa's
+// indexer and sparse's compressed branch on the host through the wasm kernels); memory flat over a long decode and given back when a cache is released; check mode (NaN-poisoned
 // outputs, guard bytes verified after every kernel); errors that name the argument.
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -45,10 +45,10 @@ const kinds: [string, Partial<ModelConfig>][] = [
   ["mha", { attention_kind: "mha", num_key_value_heads: 2 }],
   ["decay (relative)", { attention_kind: "decay", num_key_value_heads: 2, decay_gamma: "retnet" }],
   ["dense mla", { first_k_dense_replace: 4 }],
-  ["segmented (host)", { attention_kind: "segmented", segment_size: 8, segment_overlap: 4 }],
-  ["sparse (host)", { attention_kind: "sparse" }],
+  ["segmented", { attention_kind: "segmented", segment_size: 8, segment_overlap: 4 }],
+  ["sparse", { attention_kind: "sparse" }],
   ["dsa (host)", { attention_kind: "dsa" }],
-  ["decay as-written (host)", { attention_kind: "decay", decay_mode: "as-written" }],
+  ["decay as-written", { attention_kind: "decay", decay_mode: "as-written" }],
   ["mixed kinds", { attention_kind: ["mla", "segmented", "mha", "decay"], num_key_value_heads: 2 }],
 ];
 

@@ -1,6 +1,6 @@
 // The one forward (src/model/forward.ts) on WebGPU, under the asynchronous driver, against the same forward on the
-// reference: for every attention kind (mla absorb and naive, mha with 2 kv heads, relative decay on the device;
-// as-written decay, segmented, sparse and dsa on the host), logits within spec/golden.md's whole-model bound (NMSE <= 1e-7),
+// reference: for every attention kind (mla absorb and naive, mha with 2 kv heads, decay relative and as-written,
+// segmented, sparse on the device; dsa's indexer and sparse's compressed branch on the host), logits within spec/golden.md's whole-model bound (NMSE <= 1e-7),
 // the same greedy tokens, the same experts chosen at every MoE layer, a prefill then decode steps through a cache
 // on the device equal to the reference's steps through its own. Also: every traced intermediate, early exit's
 // layers, continuous batching, the step-through, adapters and quantised weights, buffer reuse, the refusals, and
@@ -60,9 +60,9 @@ const KINDS: Record<string, Partial<ModelConfig>> = {
   "mla (naive)": { mla_mode: "naive" },
   "mha, 2 kv heads": { attention_kind: "mha", num_key_value_heads: 2 },
   "decay (relative, RetNet gammas)": { attention_kind: "decay", num_key_value_heads: 2, decay_gamma: "retnet" },
-  "decay (as-written, on the host)": { attention_kind: "decay", decay_mode: "as-written" },
-  "segmented (on the host)": { attention_kind: "segmented" },
-  "sparse (on the host)": { attention_kind: "sparse" },
+  "decay (as-written)": { attention_kind: "decay", decay_mode: "as-written" },
+  "segmented (on the device)": { attention_kind: "segmented" },
+  "sparse (on the device)": { attention_kind: "sparse" },
   "dsa (on the host)": { attention_kind: "dsa" },
 };
 

@@ -218,9 +218,15 @@ export function sparseAttentionTraced(
   };
 }
 
-/** Finishes every block this chunk completes, then attends to the blocks wholly in each query's past. */
-function compressedBranch(
-  s: SparseState, q: Tensor, kCmp: Tensor, vCmp: Tensor, weights: SparseWeights, positions: readonly number[],
+/** The part of the state the compressed branch keeps: what the one forward's NSA layer holds on the host. */
+export type CompressedState = Pick<SparseState, "pendingKeys" | "pendingValues" | "compressedKeys" | "compressedValues">;
+
+/**
+ * Finishes every block this chunk completes, then attends to the blocks wholly in each query's past: q [B, H, T, Dh]
+ * unrotated, kCmp and vCmp [B, Hkv, T, Dh] the chunk's compressed-branch keys and values. Updates `s` in place.
+ */
+export function compressedBranch(
+  s: CompressedState, q: Tensor, kCmp: Tensor, vCmp: Tensor, weights: SparseWeights, positions: readonly number[],
   c: ResolvedSparseConfig, kernels: Kernels,
 ): MaskedAttention {
   const { blocks } = c;
@@ -280,7 +286,7 @@ function windowBranch(s: SparseState, qRot: Tensor, own: { k: Tensor; v: Tensor 
 }
 
 /** Σ over branches of gate·output per head: gates [B, T, 3·H] (compressed, selected, window), outputs [B, H, T, Dh]. */
-function gatedSum(gates: Tensor, compressed: Tensor, selected: Tensor, window: Tensor): Tensor {
+export function gatedSum(gates: Tensor, compressed: Tensor, selected: Tensor, window: Tensor): Tensor {
   const [B, H, T, Dh] = compressed.shape as [number, number, number, number];
   const mixed = new Float32Array(B * H * T * Dh);
   for (let b = 0; b < B; b++) {

@@ -1,12 +1,12 @@
 // One interface over every attention kind a layer may use (config.attention_kind): its weights (named as the
-// checkpoint names them under self_attn.), the size of its cache, and, for the kinds the one forward runs on the
-// host (segmented, sparse, decay "as-written"), their state and their forward over one sequence's new tokens
-// x [1, T, D] → [1, T, D]. mla, dsa, mha and decay "relative" run on the device: src/model/layers.ts (dsa's indexer
-// on the host: src/model/dsa-layer.ts); segmented, sparse and decay "as-written" on the host. The kinds themselves
-// live in src/attention/; this file only adapts them to the model.
+// checkpoint names them under self_attn.) and the size of its cache. Every kind runs on the device:
+// src/model/layers.ts (dsa's indexer on the host: src/model/dsa-layer.ts; as-written decay's key scaling:
+// src/model/decay-layer.ts; sparse's compressed branch and gates: src/model/sparse-layer.ts; segmented's window and
+// memory: src/model/segmented-layer.ts). The kinds themselves live in src/attention/; this file only adapts them to
+// the model.
 //   mla        DeepSeek-V2/V3 multi-head latent attention (src/attention/mla.ts); absorbed (default) caches the latent
 //   mha        multi-head (grouped-query) attention with rotary positions (./mha.ts)
-//   decay      mha with time decay (spec/attention.md; ./mha.ts over src/attention/decay.ts)
+//   decay      mha with time decay (spec/attention.md, src/attention/decay.ts; ./mha.ts, as written ./decay-layer.ts)
 //   segmented  segments + overlap window + compressed memory (spec/segmented-attention.md, src/attention/segmented.ts)
 //   sparse     NSA: compressed, selected and window branches (spec/sparse-attention.md, src/attention/sparse.ts)
 //   dsa        DeepSeek-V3.2's sparse attention: a light indexer picks each query's top index_topk keys, MLA attends
@@ -15,38 +15,19 @@
 
 import { initDsa, type DsaWeights, type IndexerWeights } from "../attention/dsa.ts";
 import { initMla, mlaCacheNumbersPerToken } from "../attention/mla.ts";
-import { createSegmentedState, initSegmented, segmentedAttention, segmentedStateSize, type SegmentedState, type SegmentedWeights } from "../attention/segmented.ts";
-import { createSparseState, initSparse, sparseAttentionTraced, sparseStateSize, type SparseState, type SparseWeights } from "../attention/sparse.ts";
+import { initSegmented, segmentedStateSize } from "../attention/segmented.ts";
+import { initSparse, sparseStateSize, type SparseConfig } from "../attention/sparse.ts";
 import { TinyseekError } from "../errors.ts";
 import type { Kernels } from "../kernels.ts";
 import type { Random } from "../random.ts";
 import type { Tensor } from "../tensor.ts";
-import { record, type Trace } from "../trace.ts";
+import type { Trace } from "../trace.ts";
 import { type AttentionKind, headDim, type ModelConfig } from "./config.ts";
 import { multiHeadKind } from "./mha.ts";
 
-/** Plain multi-head attention's cache: rotated keys [1, Hkv, L, Dh] and values [1, Hkv, L, Dh]. */
-export interface KvCache {
-  readonly kind: "kv";
-  length: number;
-  keys: Tensor;
-  values: Tensor;
-}
-
-/** Segmented attention's state: the window's keys and values and the memory, O(S + W + M) (spec/segmented-attention.md). */
-export interface SegmentedCache {
-  readonly kind: "segmented";
-  state: SegmentedState;
-}
-
-/** NSA's state: every token's selectable keys, the compressed blocks, the window (spec/sparse-attention.md). */
-export interface SparseCache {
-  readonly kind: "sparse";
-  state: SparseState;
-}
-
-/** The state of a layer computed on the host. */
-export type HostLayerCache = KvCache | SegmentedCache | SparseCache;
+/** The state of a layer computed on the host: none is left (every kind runs on the device); kept for
+ *  src/model/layers.ts `onHost` until that goes too. */
+export type HostLayerCache = never;
 
 export interface AttentionContext {
   kernels: Kernels;
@@ -91,9 +72,10 @@ const mlaKind: AttentionKindImpl = {
 };
 
 
-// ── segmented (spec/segmented-attention.md): its own module does the work; memory slots carry no rotary phase ──
+// ── segmented (spec/segmented-attention.md): run on the device by src/model/segmented-layer.ts ──
 
-const segmentedConfig = (c: ModelConfig) => ({
+/** The model config's segmented fields as src/attention/segmented.ts reads them; the model embeds positions with sines. */
+export const segmentedConfig = (c: ModelConfig) => ({
   hidden_size: c.hidden_size, num_attention_heads: c.num_attention_heads, num_key_value_heads: c.num_key_value_heads, segment_size: c.segment_size,
   segment_overlap: c.segment_overlap, memory_slots: c.memory_slots, rope_theta: c.rope_theta, absolute_position: "sinusoidal" as const,
 });
@@ -105,17 +87,13 @@ const segmentedKind: AttentionKindImpl = {
     return { q_proj: [D, D], k_proj: [kv, D], v_proj: [kv, D], o_proj: [D, D], ...memory };
   },
   init: (rng, config) => initSegmented(rng, segmentedConfig(config), config.init_std) as unknown as Record<string, Tensor>,
-  createCache: (config) => ({ kind: "segmented", state: createSegmentedState(segmentedConfig(config)) }),
   cacheNumbers: (config, T) => segmentedStateSize(segmentedConfig(config), T).total,
-  forward(x, weights, config, cache, { kernels, prefix }) {
-    if (!("kind" in cache) || cache.kind !== "segmented") throw new TinyseekError(`${prefix}: expected a segmented-attention state`);
-    return segmentedAttention(x, weights as unknown as SegmentedWeights, segmentedConfig(config), cache.state, kernels);
-  },
 };
 
 // ── sparse (spec/sparse-attention.md, NSA): compressed, selected and window branches, gated ──
 
-const sparseConfig = (c: ModelConfig) => ({
+/** The model config's NSA fields as src/attention/sparse.ts reads them (separate projections per branch). */
+export const sparseConfig = (c: ModelConfig): SparseConfig => ({
   hidden_size: c.hidden_size, num_attention_heads: c.num_attention_heads, num_key_value_heads: c.num_key_value_heads,
   sparse_block: c.sparse_block, sparse_stride: c.sparse_stride, sparse_select_block: c.sparse_select_block,
   sparse_select_count: c.sparse_select_count, sparse_window: c.sparse_window, rope_theta: c.rope_theta,
@@ -132,17 +110,7 @@ const sparseKind: AttentionKindImpl = {
     };
   },
   init: (rng, config) => initSparse(rng, sparseConfig(config), config.init_std) as unknown as Record<string, Tensor>,
-  createCache: (config) => ({ kind: "sparse", state: createSparseState(sparseConfig(config)) }),
   cacheNumbers: (config, T) => sparseStateSize(sparseConfig(config), T).total,
-  forward(x, weights, config, cache, { kernels, trace, prefix }) {
-    if (!("kind" in cache) || cache.kind !== "sparse") throw new TinyseekError(`${prefix}: expected a sparse-attention state`);
-    const { out, trace: inside } = sparseAttentionTraced(x, weights as unknown as SparseWeights, sparseConfig(config), cache.state, kernels);
-    // Which selection blocks each kv group read per query (-1: fewer exist yet), and the three branches' gates.
-    const [T, Hkv, H, n] = [x.shape[1]!, config.num_key_value_heads, config.num_attention_heads, config.sparse_select_count];
-    record(trace, `${prefix}.selected`, { shape: [Hkv, T, n], data: inside.selected });
-    record(trace, `${prefix}.gates`, { shape: [T, 3 * H], data: inside.gates.data });
-    return out;
-  },
 };
 
 // ── dsa (DeepSeek-V3.2): MLA's weights plus the indexer's, under self_attn.indexer. (checkpoint names) ──
@@ -179,8 +147,8 @@ export function dsaWeights(weights: Record<string, Tensor>): DsaWeights {
 
 const KINDS: Partial<Record<AttentionKind, AttentionKindImpl>> = {
   mla: mlaKind,
-  mha: multiHeadKind(false),
-  decay: multiHeadKind(true),
+  mha: multiHeadKind,
+  decay: multiHeadKind,
   segmented: segmentedKind,
   sparse: sparseKind,
   dsa: dsaKind,

@@ -3,9 +3,13 @@
 //   mla (absorb)   keys [1, rows, kv_lora_rank + qk_rope_head_dim] (the normalised latent and the rotated shared
 //                  key) and values [1, rows, kv_lora_rank] (the latent again, contiguous for the attention kernel)
 //   mla (naive)    keys [H, rows, qk_nope + qk_rope], values [H, rows, v_head_dim]: full per-head keys and values
-//   mha, decay     rotated keys and values [Hkv, rows, Dh]
+//   mha, decay     rotated keys and values [Hkv, rows, Dh]; decay "as-written" keeps each key scaled by γ^j
 //   dsa            MLA's keys and values, as mla_mode says, plus the indexer's key of every position on the host
-//   segmented, sparse, decay "as-written": their own state, on the host (src/model/attention.ts)
+//   segmented      keys and values [Hkv, M + S + W, Dh]: the memory's in the first M rows, then the window, and
+//                  the pool [1, M + S, D] (the memory, then the segment's inputs): bounded, rewritten in place
+//                  at each segment's start (src/model/segmented-layer.ts)
+//   sparse         the selected branch's rotated keys and values [Hkv, rows, Dh], and `sparse`: the window's last
+//                  w − 1 keys and values on the device, the compressed blocks on the host (src/model/sparse-layer.ts)
 // Device caches start small and grow (doubling, up to max_position_embeddings) when a forward needs more rows;
 // `capacity` sizes them at once (generation knows prompt + maxTokens). releaseCache frees them.
 
@@ -16,6 +20,7 @@ import { argError, checkInteger, TinyseekError } from "../errors.ts";
 import type { Tensor } from "../tensor.ts";
 import { attentionKind, type HostLayerCache } from "./attention.ts";
 import { headDim, layerKind, type ModelConfig, validateConfig } from "./config.ts";
+import type { SparseLayerState } from "./sparse-layer.ts";
 
 /** A layer's keys and values on the device: `rows` positions allocated. */
 export interface DeviceLayerCache<X extends Value = Value> {
@@ -25,6 +30,10 @@ export interface DeviceLayerCache<X extends Value = Value> {
   rows: number;
   /** DSA: the indexer's key of every position [1, L, index_head_dim], kept on the host where the indexer runs. */
   indexKeys?: Tensor;
+  /** NSA: the compressed branch's state and the window's keys and values (src/model/sparse-layer.ts). */
+  sparse?: SparseLayerState<X>;
+  /** Segmented with memory: mem_s then the current segment's inputs [1, M + S, D], pooled at its end. */
+  segmentPool?: X;
 }
 
 export type LayerCache<X extends Value = Value> = DeviceLayerCache<X> | { readonly kind: "host"; readonly state: HostLayerCache };
@@ -52,14 +61,15 @@ export interface CacheOptions {
 /** Whether layer l's attention runs on the device (src/model/layers.ts) or on the host through its own module. */
 export function runsOnDevice(config: ModelConfig, l: number): boolean {
   const kind = layerKind(config, l);
-  return kind === "mla" || kind === "dsa" || kind === "mha" || (kind === "decay" && config.decay_mode === "relative");
+  return kind === "mla" || kind === "dsa" || kind === "mha" || kind === "decay" || kind === "segmented" || kind === "sparse";
 }
 
 /** Whether layer l's state can drop the positions past `cache.length` that a failed forward or a rejected draft
  *  leaves behind: a full cache can (the next forward writes over those rows); a state that a forward changes in
  *  place cannot, so a failed forward marks such a cache broken and speculative decoding refuses the model. */
 export function dropsPositions(config: ModelConfig, l: number): boolean {
-  return runsOnDevice(config, l);
+  const kind = layerKind(config, l); // a segment's start pools and moves in place; NSA's blocks and window move on
+  return runsOnDevice(config, l) && kind !== "segmented" && kind !== "sparse";
 }
 
 export function createCache(config: ModelConfig, options: CacheOptions = {}): ModelCache {
@@ -78,9 +88,14 @@ export function releaseCache(cache: ModelCache): void {
     if (layer.kind !== "device") continue;
     if (layer.keys) cache.ops.free(layer.keys);
     if (layer.values) cache.ops.free(layer.values);
+    if (layer.segmentPool) cache.ops.free(layer.segmentPool);
     layer.keys = layer.values = null;
     layer.rows = 0;
     layer.indexKeys = undefined;
+    layer.segmentPool = undefined;
+    if (layer.sparse?.windowKeys) cache.ops.free(layer.sparse.windowKeys);
+    if (layer.sparse?.windowValues) cache.ops.free(layer.sparse.windowValues);
+    layer.sparse = undefined;
   }
   cache.layers.length = 0; // a later forward through it fails on its layer count
 }

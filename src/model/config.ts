@@ -356,6 +356,10 @@ export function configProblems(config: Record<string, unknown>): string[] {
   }
   if (config.decay_gamma !== "retnet") num("decay_gamma", 0, 1, true);
   oneOf("decay_mode", ["relative", "as-written"]);
+  // As written, γ^j scales a kv head's keys: a kv head shared by query heads of different gammas has no one scaling.
+  if (kinds.has("decay") && config.decay_mode === "as-written" && config.decay_gamma === "retnet" && config.num_key_value_heads !== config.num_attention_heads) {
+    bad("decay_gamma", `expected one gamma for every head when kv heads are shared (decay_mode "as-written", ${config.num_key_value_heads} kv heads for ${config.num_attention_heads} heads)`);
+  }
   int("segment_size", 1);
   int("segment_overlap", 0);
   int("memory_slots", 0);

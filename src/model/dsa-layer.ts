@@ -14,7 +14,8 @@ import { dsaWeights } from "./attention.ts";
 import type { DeviceLayerCache } from "./cache.ts";
 import type { ModelConfig } from "./config.ts";
 
-/** Each new token's selected key positions [1, T, width], ascending, -1 where a token has fewer causal keys. */
+/** Each new token's selected key positions [G, T, width], ascending, -1 where a token has fewer causal keys: G = 1,
+ *  one list every kv head reads (DSA), or G = Hkv, kv head g's own (NSA's groups: a token selects as many in each). */
 export type Selection = { shape: number[]; data: Int32Array };
 
 /**
@@ -46,20 +47,37 @@ export function* indexerSelection<X extends Value>(
  * backend's attention runs over that. → [H, Tq, Dv].
  */
 export function attendSelected<X extends Value>(ops: Ops<X>, q: X, keys: X, values: X, a: AttentionArgs, selected: Selection): X {
-  const { H, Hkv, Tq, Dh, Dv, scale } = a;
-  const width = selected.shape[2]!;
   // One row per position, every kv head side by side, so that one gather takes a position from all of them.
-  const [keyRows, valueRows] = [ops.mergeHeads(keys), ops.mergeHeads(values)];
+  return attendRows(ops, q, ops.mergeHeads(keys), ops.mergeHeads(values), a, selected);
+}
+
+/** attendSelected over keys [N, Hkv·Dh] and values [N, Hkv·Dv] given as rows, one per position. */
+export function attendRows<X extends Value>(ops: Ops<X>, q: X, keyRows: X, valueRows: X, a: AttentionArgs, selected: Selection): X {
+  const { H, Hkv, Tq, Dh, Dv, scale } = a;
+  const [G, , width] = selected.shape as [number, number, number];
   const queryRows = Tq === 1 ? q : ops.mergeHeads(q);
   const outs: X[] = [];
   for (let t = 0; t < Tq; t++) {
-    const chosen = selected.data.subarray(t * width, (t + 1) * width).filter((s) => s >= 0);
-    const n = chosen.length;
-    const [k] = ops.splitHeads(ops.gatherRows(keyRows, chosen), Hkv, [Dh]) as [X];
-    const [v] = ops.splitHeads(ops.gatherRows(valueRows, chosen), Hkv, [Dv]) as [X];
+    const chosen = Array.from({ length: G }, (_, g) => selected.data.slice((g * Tq + t) * width, (g * Tq + t + 1) * width));
+    const n = chosen[0]!.filter((s) => s >= 0).length;
+    // A missing key repeats the first: every gather takes `width` rows, a size that does not change from step to step
+    // (the backend's pool keeps it), and the attention reads only the first n.
+    for (const rows of chosen) rows.fill(rows[0]!, n);
+    const k = gatherHeads(ops, keyRows, chosen, Hkv, Dh);
+    const v = gatherHeads(ops, valueRows, chosen, Hkv, Dv);
     const [qt] = Tq === 1 ? [q] : ops.splitHeads(ops.sliceRows(queryRows, t, 1), H, [Dh]) as [X];
-    const o = ops.attention(qt, k, v, { H, Hkv, Tq: 1, Tk: n, Dh, Dv, scale, offset: n - 1, kvRows: n });
+    const o = ops.attention(qt, k, v, { H, Hkv, Tq: 1, Tk: n, Dh, Dv, scale, offset: n - 1, kvRows: width });
     outs.push(Tq === 1 ? o : ops.mergeHeads(o));
   }
   return Tq === 1 ? outs[0]! : (ops.splitHeads(ops.concatRows(outs), H, [Dv]) as [X])[0];
+}
+
+/** Rows [N, Hkv·d] gathered into [Hkv, n, d], kv head g from its own rows chosen[g] (as many for every g; one gather
+ *  when all read the same). */
+function gatherHeads<X extends Value>(ops: Ops<X>, rows: X, chosen: readonly Int32Array[], Hkv: number, d: number): X {
+  const first = chosen[0]!;
+  if (chosen.every((c) => c.every((s, i) => s === first[i]))) return (ops.splitHeads(ops.gatherRows(rows, first), Hkv, [d]) as [X])[0];
+  const columns = new Array<number>(Hkv).fill(d);
+  const own = chosen.map((c, g) => ops.splitHeads(ops.gatherRows(rows, c), 1, columns)[g]!); // [1, n, d]: kv head g's columns
+  return (ops.splitHeads(ops.mergeHeads(ops.concatLast(own)), Hkv, [d]) as [X])[0];
 }

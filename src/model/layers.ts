@@ -1,8 +1,9 @@
 // The attention sublayer of the one forward (src/model/forward.ts), over the checked operations (src/device/ops.ts),
 // per sequence, through that sequence's cache: MLA (DeepSeek-V3 inference/model.py class MLA, naive and absorbed),
 // DSA (MLA over the keys its indexer selects: dsa-layer.ts), multi-head / grouped-query attention with rotary
-// positions, plain or with relative decay; segmented, sparse (NSA) and decay "as-written" run their own modules on
-// the host. The feed-forward sublayer is feed-forward.ts.
+// positions, plain or with decay (relative, or "as-written" over keys decay-layer.ts scales); segmented attention
+// over its bounded window and memory (segmented-layer.ts); sparse (NSA: sparse-layer.ts, its compressed branch and
+// gates on the host). The feed-forward sublayer is feed-forward.ts.
 
 import { attendWith, attention as sdpa } from "../attention/attention.ts";
 import { mlaSoftmaxScale, yarnOptions, type MlaWeights } from "../attention/mla.ts";
@@ -18,7 +19,10 @@ import { ropeFrequencies, yarnSoftmaxFactor } from "../rope.ts";
 import { reshape, type Tensor } from "../tensor.ts";
 import { attentionKind, type HostLayerCache } from "./attention.ts";
 import { ensureRows, type ModelCache } from "./cache.ts";
+import { decayedKeys } from "./decay-layer.ts";
 import { attendSelected, indexerSelection, type Selection } from "./dsa-layer.ts";
+import { sparseLayer } from "./sparse-layer.ts";
+import { segmentedLayer } from "./segmented-layer.ts";
 import { headDim, layerKind, type ModelConfig } from "./config.ts";
 import { decayGammas } from "./mha.ts";
 import type { ExpertEdit } from "./interventions.ts";
@@ -73,6 +77,7 @@ function* sequenceAttention<X extends Value>(run: Run<X>, l: number, x: X, cache
   if (layer.kind === "host") return yield* onHost(run, l, x, layer.state, w);
   const T = x.shape[0]!;
   const start = cache.length;
+  if (layerKind(run.config, l) === "segmented") return yield* segmentedLayer(run, l, x, w, cache, positions); // bounded state, its own layout
   const place = ensureRows(cache, run.config, l, start + T);
   const kind = layerKind(run.config, l);
   if (kind === "mla") return yield* mla(run, l, x, w as unknown as MlaWeights, place, positions);
@@ -80,6 +85,7 @@ function* sequenceAttention<X extends Value>(run: Run<X>, l: number, x: X, cache
     const selected = yield* indexerSelection(run.ops, run.config, x, w, place, start, hooked(run.ops.hostKernels), run.listen.trace, `layers.${l}.attn`);
     return yield* mla(run, l, x, w as unknown as MlaWeights, place, positions, selected);
   }
+  if (kind === "sparse") return yield* sparseLayer(run, l, x, w, place, positions, cache.ops, hooked(run.ops.hostKernels));
   return yield* multiHead(run, l, x, w, place, positions, kind === "decay");
 }
 
@@ -135,7 +141,7 @@ function* mla<X extends Value>(run: Run<X>, l: number, x: X, w: MlaWeights, plac
   return ops.linear(ops.mergeHeads(heads), w.o_proj);
 }
 
-/** Multi-head (grouped-query) attention with rotary positions, plain or with relative decay (src/model/mha.ts). */
+/** Multi-head (grouped-query) attention with rotary positions, plain or with decay, relative or as written (src/model/mha.ts). */
 function* multiHead<X extends Value>(run: Run<X>, l: number, x: X, w: Record<string, Tensor>, place: Place<X>, positions: Int32Array, decay: boolean): Reading<X> {
   const { ops, config: c } = run;
   const [H, Hkv, Dh] = [c.num_attention_heads, c.num_key_value_heads, headDim(c)];
@@ -145,11 +151,15 @@ function* multiHead<X extends Value>(run: Run<X>, l: number, x: X, w: Record<str
   const [q] = ops.splitHeads(ops.linear(x, w.q_proj!), H, [Dh]) as [X];
   const [k] = ops.splitHeads(ops.linear(x, w.k_proj!), Hkv, [Dh]) as [X];
   const [v] = ops.splitHeads(ops.linear(x, w.v_proj!), Hkv, [Dh]) as [X];
-  ops.writeRows(place.keys!, ops.rope(k, positions, freqs), start);
+  // As written, the cache holds each key already scaled by γ^j: the attention below then scores q_i·(γ^j·k_j)/√Dh,
+  // with the module's 1/√Dh (no YaRN factor) and no relative term.
+  const asWritten = decay && c.decay_mode === "as-written";
+  const keys = ops.rope(k, positions, freqs);
+  ops.writeRows(place.keys!, asWritten ? yield* decayedKeys(ops, c, keys, start) : keys, start);
   ops.writeRows(place.values!, v, start);
   const query = ops.rope(q, positions, freqs);
-  const scale = once(run, "mha scale", () => yarnSoftmaxFactor(yarnOptions(c)) / Math.sqrt(Dh));
-  const logGammas = decay ? once(run, "ln gammas", () => decayGammas(c).map(Math.log)) : undefined;
+  const scale = asWritten ? 1 / Math.sqrt(Dh) : once(run, "mha scale", () => yarnSoftmaxFactor(yarnOptions(c)) / Math.sqrt(Dh));
+  const logGammas = decay && !asWritten ? once(run, "ln gammas", () => decayGammas(c).map(Math.log)) : undefined;
   const args = { H, Hkv, Tq: T, Tk: start + T, Dh, Dv: Dh, scale, offset: start, kvRows: place.rows, logGammas };
   const heads = yield* attend(run, l, query, place.keys!, place.values!, args, positions);
   return ops.linear(ops.mergeHeads(yield* point(ops, run.listen, `layers.${l}.attn.heads`, heads, { layer: l, positions })), w.o_proj!);
@@ -189,7 +199,7 @@ function hooked(kernels: Kernels): Kernels {
   return made;
 }
 
-/** A kind with its own module (segmented, sparse, decay "as-written"), run on the host over the backend's host kernels. */
+/** A kind with its own module, run on the host over the backend's host kernels (none since sparse moved to the device). */
 function* onHost<X extends Value>(run: Run<X>, l: number, x: X, state: HostLayerCache, w: Record<string, Tensor>): Reading<X> {
   const { ops, config } = run;
   const [T, D] = x.shape as [number, number];

@@ -1,6 +1,6 @@
 // The hook points of a model, in forward order: what `hooks` and `runWithCache` can name (spec/research.md lists
-// each with its shape). Host-run attention kinds (segmented, sparse, decay as written) and DSA's indexer trace their own
-// tensors, which are recorded but not hook points.
+// each with its shape). NSA's selection and gates (sparse) and DSA's indexer trace their own tensors, which are
+// recorded but not hook points.
 
 import { runsOnDevice } from "./cache.ts";
 import { isMoeLayer, layerKind, type ModelConfig } from "./config.ts";
@@ -19,7 +19,7 @@ export function hookPoints(config: ModelConfig): string[] {
     if (kind === "mla" || kind === "dsa") names.push(`${p}.attn.latent`, `${p}.attn.k_pe`);
     // Only the dense kinds have [H, T, Tk] scores and probabilities to show or replace: DSA attends each token's
     // selected keys only.
-    if (kind === "mla" || kind === "mha" || (kind === "decay" && config.decay_mode === "relative")) names.push(`${p}.attn.scores`, `${p}.attn.probs`);
+    if (kind === "mla" || kind === "mha" || kind === "decay") names.push(`${p}.attn.scores`, `${p}.attn.probs`);
     if (hasHeads(config, l)) names.push(`${p}.attn.heads`);
     names.push(`${p}.attn.out`, `${p}.attn.residual`, `${p}.mlp.in`);
     if (isMoeLayer(config, l)) {

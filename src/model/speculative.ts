@@ -60,7 +60,7 @@ function prepare(model: Model, prompt: readonly number[], options: GenerateOptio
   if (options.interventions?.length) throw argError("interventions", "none with speculative decoding (they run with plain decoding)", options.interventions.length);
   // A rejected draft is dropped by shortening the cache; a layer whose state a forward changes in place cannot drop it.
   for (let l = 0; l < config.num_hidden_layers; l++) {
-    if (!dropsPositions(config, l)) throw argError("speculative", "a model whose every layer's cache can drop a rejected draft (mla, dsa, mha, decay \"relative\")", `layer ${l} ${layerKind(config, l)}${layerKind(config, l) === "decay" ? ' "as-written"' : ""}`);
+    if (!dropsPositions(config, l)) throw argError("speculative", "a model whose every layer's cache can drop a rejected draft (mla, dsa, mha, decay)", `layer ${l} ${layerKind(config, l)}`);
   }
   if (!Array.isArray(prompt) || prompt.length === 0) throw argError("prompt", "at least one token", prompt?.length);
   if (prompt.length > config.max_position_embeddings) throw argError("prompt", `at most max_position_embeddings = ${config.max_position_embeddings} tokens`, prompt.length);

@@ -24,12 +24,12 @@ export interface HeadAblation {
   means?: HeadMeans;
 }
 
-/** The layer has a heads point (mla, mha, decay relative); every head exists. */
+/** The layer has a heads point (mla, dsa, mha, decay, segmented, sparse); every head exists. */
 function checkHeads(model: Model, layer: number, heads: readonly number[]): void {
   const c = model.config;
   checkInteger("layer", layer, 0, c.num_hidden_layers - 1);
   if (!hasHeads(c, layer)) {
-    throw new TinyseekError(`layer: head ablation needs a layer of kind mla, mha or decay (relative); layer ${layer} is ${layerKind(c, layer)}`);
+    throw new TinyseekError(`layer: head ablation needs a layer of kind mla, dsa, mha, decay, segmented or sparse; layer ${layer} is ${layerKind(c, layer)}`);
   }
   if (!Array.isArray(heads) || heads.length === 0) throw argError("heads", "a non-empty list of head indices", heads);
   heads.forEach((h, i) => checkInteger(`heads[${i}]`, h, 0, c.num_attention_heads - 1));

@@ -1,0 +1,143 @@
+// NSA (native sparse attention: spec/sparse-attention.md, src/attention/sparse.ts) in the one forward:
+//   o_t = W_o · concat_h (g_cmp·o_cmp + g_slc·o_slc + g_win·o_win),   [g_cmp | g_slc | g_win] = sigmoid(x_t·W_gᵀ)
+// The projections, rotary and the attention of the selected and window branches run on the backend's operations.
+// The compressed branch runs on the host through the module's own code: its probabilities choose the selected blocks
+// (host work, as DSA's top-k), and its state, one key per d positions, is small. The gated sum is host work too: a
+// per-head scaling no operation does. State (DeviceLayerCache): the selected branch's rotated keys and values of
+// every position in the layer's device cache [Hkv, rows, Dh]; `sparse` holds the compressed blocks with their pending
+// raw keys on the host and the window's last w − 1 rotated keys and values on the device.
+
+import { compressedBranch, createSparseState, gatedSum, groupSelection, resolveSparseConfig, type CompressedState, type ResolvedSparseConfig, type SparseWeights } from "../attention/sparse.ts";
+import type { NsaBlocks } from "../attention/sparse-select.ts";
+import { read, type Reading } from "../device/drive.ts";
+import type { Value } from "../device/kernels.ts";
+import type { Ops } from "../device/ops.ts";
+import { TinyseekError } from "../errors.ts";
+import type { Kernels } from "../kernels.ts";
+import { sigmoid } from "../ops.ts";
+import { ropeFrequencies } from "../rope.ts";
+import type { Tensor } from "../tensor.ts";
+import { record } from "../trace.ts";
+import { sparseConfig } from "./attention.ts";
+import type { DeviceLayerCache } from "./cache.ts";
+import { attendRows, attendSelected, type Selection } from "./dsa-layer.ts";
+import type { Run } from "./layers.ts";
+import { hookHost } from "./points.ts";
+
+/** What an NSA layer keeps beside its device cache of selected-branch keys and values. */
+export interface SparseLayerState<X extends Value = Value> {
+  /** Positions it has taken in: the cache's length (a forward that fails after this layer leaves the cache broken). */
+  position: number;
+  /** The compressed branch's pending raw keys and values and one compressed pair per finished block, [1, Hkv, n, Dh]. */
+  compressed: CompressedState;
+  /** The window's rotated keys and values of the last `windowLength` positions (at most w − 1) as the first rows of
+   *  [1, w − 1, Hkv·Dh], made once and written in place; null while none is kept (w = 1). */
+  windowKeys: X | null;
+  windowValues: X | null;
+  windowLength: number;
+}
+
+/**
+ * Layer l's NSA over one sequence's new tokens x [T, D] at `positions`, through `layer` (its device cache, with room
+ * for them). `keep` makes the values that outlive the forward (the cache's own operations); `kernels` are the host
+ * kernels the compressed branch runs on. Records `<prefix>.selected` [Hkv, T, n] and `<prefix>.gates` [T, 3·H].
+ */
+export function* sparseLayer<X extends Value>(
+  run: Run<X>, l: number, x: X, w: Record<string, Tensor>, layer: DeviceLayerCache<X>, positions: Int32Array, keep: Ops<X>, kernels: Kernels,
+): Reading<X> {
+  const { ops, listen } = run;
+  const prefix = `layers.${l}.attn`;
+  const { c, freqs, scale } = setup(run);
+  const { H, Hkv, Dh, blocks } = c;
+  const [T, start] = [positions.length, positions[0]!];
+  const s = (layer.sparse ??= { position: 0, compressed: createSparseState(sparseConfig(run.config)), windowKeys: null, windowValues: null, windowLength: 0 });
+  if (s.position !== start) throw new TinyseekError(`${prefix}: the sparse state holds ${s.position} positions, the cache ${start}`);
+  const heads = (name: string, n: number) => (ops.splitHeads(ops.linear(x, w[name]!), n, [Dh]) as [X])[0];
+  const rotate = (v: X) => ops.rope(v, positions, freqs);
+  const at = Array.from(positions);
+
+  // Compressed: the unrotated query against compressed blocks of unrotated keys, on the host.
+  const q = heads("q_proj", H);
+  const [qHost, kCmp, vCmp] = [yield* onHost(ops, q), yield* onHost(ops, heads("k_cmp_proj", Hkv)), yield* onHost(ops, heads("v_cmp_proj", Hkv))];
+  const cmp = compressedBranch(s.compressed, qHost, kCmp, vCmp, w as unknown as SparseWeights, at, c, kernels);
+  const { selected } = groupSelection(cmp.probs, at, Hkv, blocks);
+  record(listen.trace, `${prefix}.selected`, { shape: [Hkv, T, blocks.selectCount], data: selected });
+
+  // Selected: each group's blocks, gathered from every position's keys. Window: the last w keys of each query.
+  ops.writeRows(layer.keys!, rotate(heads("k_slc_proj", Hkv)), start);
+  ops.writeRows(layer.values!, heads("v_slc_proj", Hkv), start);
+  const qRot = rotate(q);
+  const args = { H, Hkv, Tq: T, Tk: start + T, Dh, Dv: Dh, scale, offset: start, kvRows: layer.rows };
+  const slc = attendSelected(ops, qRot, layer.keys!, layer.values!, args, selectedRows(selected, at, Hkv, blocks));
+  const held = s.windowLength; // positions start − held … start − 1
+  const recent = (kept: X | null, fresh: X) => (kept && held > 0 ? ops.concatRows([ops.sliceRows(ops.mergeHeads(kept), 0, held), fresh]) : fresh);
+  const windowKeys = recent(s.windowKeys, ops.mergeHeads(rotate(heads("k_win_proj", Hkv))));
+  const windowValues = recent(s.windowValues, ops.mergeHeads(heads("v_win_proj", Hkv)));
+  const win = attendRows(ops, qRot, windowKeys, windowValues, args, windowRows(at, held, blocks.window));
+  keepWindow(s, ops, keep, windowKeys, windowValues, blocks.window);
+  s.position = start + T;
+
+  const gates = sigmoid({ shape: [T, 3 * H], data: yield* read(ops, ops.linear(x, w.gate_proj!)) });
+  record(listen.trace, `${prefix}.gates`, gates);
+  const mixed = gatedSum(gates, cmp.out, yield* onHost(ops, slc), yield* onHost(ops, win));
+  const flowing = hookHost(listen, `${prefix}.heads`, { shape: [H, T, Dh], data: mixed.data }, { layer: l, positions });
+  return ops.linear(ops.mergeHeads(ops.upload(flowing)), w.o_proj!);
+}
+
+/** The resolved config, rotary frequencies (no YaRN: the module's) and scale, made once per forward. */
+function setup<X extends Value>(run: Run<X>): { c: ResolvedSparseConfig; freqs: Float64Array; scale: number } {
+  type Setup = ReturnType<typeof setup>;
+  let made = run.derived.get("sparse") as Setup | undefined;
+  if (!made) {
+    const c = resolveSparseConfig(sparseConfig(run.config));
+    run.derived.set("sparse", (made = { c, freqs: ropeFrequencies({ dim: c.Dh, theta: c.ropeTheta }), scale: 1 / Math.sqrt(c.Dh) }));
+  }
+  return made;
+}
+
+/** A device value [n, T, Dh] on the host as the module's [1, n, T, Dh]. */
+function* onHost<X extends Value>(ops: Ops<X>, v: X): Reading<Tensor> {
+  return { shape: [1, ...v.shape], data: yield* read(ops, v) };
+}
+
+/**
+ * Each group's selected blocks as cache rows, [Hkv, T, n·l']: the positions of its blocks up to the query's own.
+ * Every block but the query's own is whole and the own block is always selected, so each group has as many.
+ */
+function selectedRows(selected: Int32Array, positions: readonly number[], Hkv: number, { selectCount: n, selectBlock: size }: NsaBlocks): Selection {
+  const T = positions.length;
+  const data = new Int32Array(Hkv * T * n * size).fill(-1);
+  for (let row = 0; row < Hkv * T; row++) {
+    let to = row * n * size;
+    for (const j of selected.subarray(row * n, (row + 1) * n)) {
+      if (j < 0) continue;
+      const end = Math.min((j + 1) * size - 1, positions[row % T]!);
+      for (let p = j * size; p <= end; p++) data[to++] = p;
+    }
+  }
+  return { shape: [Hkv, T, n * size], data };
+}
+
+/** Each query's window as rows of the window's keys (row r: position positions[0] − held + r), [1, T, w]. */
+function windowRows(positions: readonly number[], held: number, w: number): Selection {
+  const base = positions[0]! - held;
+  const data = new Int32Array(positions.length * w).fill(-1);
+  positions.forEach((p, t) => {
+    for (let j = Math.max(base, p - w + 1), to = t * w; j <= p; j++) data[to++] = j - base;
+  });
+  return { shape: [1, positions.length, w], data };
+}
+
+/**
+ * Keeps the last w − 1 rows of the window's keys and values [n, Hkv·Dh] (all n when fewer) in the state's own values,
+ * made once by `keep` and written in place: the forward's values go back at the layer's end, and a step allocates none.
+ */
+function keepWindow<X extends Value>(s: SparseLayerState<X>, ops: Ops<X>, keep: Ops<X>, keys: X, values: X, w: number): void {
+  const [n, width] = keys.shape as [number, number];
+  const count = (s.windowLength = Math.min(w - 1, n));
+  if (count === 0) return;
+  s.windowKeys ??= keep.empty([1, w - 1, width]);
+  s.windowValues ??= keep.empty([1, w - 1, width]);
+  ops.writeRows(s.windowKeys, (ops.splitHeads(ops.sliceRows(keys, n - count, count), 1, [width]) as [X])[0], 0);
+  ops.writeRows(s.windowValues, (ops.splitHeads(ops.sliceRows(values, n - count, count), 1, [width]) as [X])[0], 0);
+}
