@@ -1,15 +1,15 @@
-// One implementation of the whole model for bench/model.ts, in a worker thread of its own. The one forward
+// One implementation of the whole model for bench/model.ts, in a process of its own. The one forward
 // (src/model/forward.ts) is code every implementation shares: run in one isolate with the reference's tensors, WASM's
 // handles and tfjs's tensors in turn, its call sites see every kind of value and V8 keeps only generic code for
 // them, which slowed tiny's WASM decode 2.3× and the reference's 1.6× (bench/README.md, "Decode: every attention
-// kind"). A user's process runs one backend; so here each implementation has an isolate to itself, and the main
-// thread only interleaves their rounds.
+// kind"). A user's process runs one backend; so here each implementation has a process to itself (its own isolate,
+// heap and garbage collector threads: nothing is shared but the machine), and the bench's process only interleaves
+// their rounds.
 
-import { parentPort, workerData } from "node:worker_threads";
 import { Bench } from "tinybench";
 import type { Backend } from "../src/backend.ts";
 import { opsOver } from "../src/device/ops.ts";
-import { createCache, releaseCache, type ModelCache } from "../src/model/cache.ts";
+import { cacheValues, createCache, releaseCache, type ModelCache } from "../src/model/cache.ts";
 import type { AttentionKind } from "../src/model/config.ts";
 import { forward } from "../src/model/forward.ts";
 import { preset } from "../src/model/presets.ts";
@@ -75,7 +75,7 @@ async function tfjsImpl(which: "wasm" | "cpu", capacity: number): Promise<ModelI
     await tf.setBackend("cpu");
   }
   const backend = { ops: opsOver(tfjsKernels()) } as unknown as Backend;
-  const cacheTensors = (cache: ModelCache) => cache.layers.flatMap((layer) => layer.kind === "device" ? [layer.keys, layer.values].filter((v) => v).map((v) => (v as TfValue).t) : []);
+  const cacheTensors = (cache: ModelCache) => cacheValues(cache).map((v) => (v as TfValue).t);
   return {
     prefill: (model, prompt) => tf.tidy(() => void forward(model, prompt, { backend })),
     session(model) {
@@ -159,15 +159,15 @@ function matmulRate(wasm: WasmBackend, n: number, rounds: number): number {
 }
 
 async function serve(spec: ImplSpec): Promise<void> {
-  const port = parentPort!;
+  const post = (message: unknown) => process.send!(message);
   let impl: ModelImpl;
   try {
     impl = await makeImpl(spec);
   } catch (error) {
-    port.postMessage({ id: 0, error: (error as Error).message.split("\n")[0] });
+    post({ id: 0, error: (error as Error).message.split("\n")[0] });
     return;
   }
-  port.postMessage({ id: 0, result: "ready" });
+  post({ id: 0, result: "ready" });
   let model: Model | undefined;
   const answer = async (request: Request): Promise<unknown> => {
     if (request.op === "model") return void (model = benchModel(request.name, request.kind));
@@ -180,12 +180,13 @@ async function serve(spec: ImplSpec): Promise<void> {
     do decodeSession(impl, m, request.prompt, 16); while (performance.now() - started < request.ms);
     return null;
   };
-  port.on("message", (request: Request) => {
+  process.on("message", (request: Request) => {
     answer(request).then(
-      (result) => port.postMessage({ id: request.id, result }),
-      (error: Error) => port.postMessage({ id: request.id, error: error.message }),
+      (result) => post({ id: request.id, result }),
+      (error: Error) => post({ id: request.id, error: error.message }),
     );
   });
 }
 
-if (parentPort && workerData?.benchModelImpl) void serve(workerData.benchModelImpl as ImplSpec);
+// Forked by bench/model.ts with the implementation's spec as its argument, talking over the IPC channel.
+if (process.send && process.argv[2]) void serve(JSON.parse(process.argv[2]) as ImplSpec);

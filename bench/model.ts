@@ -1,10 +1,10 @@
 // Whole-model benchmarks: prefill and decode speed of tiny with each attention kind and of small with MLA, on the
 // reference, on WASM with 1 and 2 threads (the one forward, src/model/forward.ts, over its device kernels: values
-// kept in WASM memory; segmented, sparse and dsa layers on the host through its kernels) and on tfjs-backend-wasm and
+// kept in WASM memory; every attention kind on them, with its small host steps) and on tfjs-backend-wasm and
 // tfjs-backend-cpu through the tfjs implementation of the same operation interface (train/tfjs-kernels.ts), for the
 // "decode ≥ 30× the reference, ≥ 3× tfjs-wasm" bars; plus the cache each kind holds per token, and small's decode as a
 // share of its compute bound (2 × active parameters per token ÷ the same run's best WASM matmul rate). Each
-// implementation runs in a worker of its own (bench/model-worker.ts says why) on the same BF16-exact weights.
+// implementation runs in a process of its own (bench/model-worker.ts says why) on the same BF16-exact weights.
 // `npm run bench` includes these rows (bench/run.ts calls runModelBench); on its own:
 //   npx tsx bench/model.ts [--quick] [--filter REGEX] [--json FILE]
 // Rows: { op: "model.prefill" | "model.decode", shape: "tiny mla T=32", impl, threads, medianMs, gflops: null,
@@ -15,7 +15,8 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { dirname } from "node:path";
 import { parseArgs } from "node:util";
-import { Worker } from "node:worker_threads";
+import { fork } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { cacheBytesPerToken } from "../src/model/cache.ts";
 import { ATTENTION_KINDS, type AttentionKind } from "../src/model/config.ts";
 import { countParameters } from "../src/model/params.ts";
@@ -38,18 +39,17 @@ const TEXT = "DeepSeek-V3 routes each token to 8 of 256 experts; tinyseek routes
 
 type Ask = Request extends infer R ? (R extends { id: number } ? Omit<R, "id"> : never) : never;
 
-/** An implementation running in its own worker (bench/model-worker.ts says why): ask() one request at a time. */
+/** An implementation running in its own process (bench/model-worker.ts says why): ask() one request at a time. */
 interface Remote extends ImplSpec {
   ask<T>(request: Ask): Promise<T>;
   close(): Promise<number>;
 }
 
-/** Starts the worker for `spec`; resolves once its implementation is set up, rejects with its one-line reason. */
+/** Starts the process for `spec`; resolves once its implementation is set up, rejects with its one-line reason. */
 function spawn(spec: ImplSpec): Promise<Remote> {
-  // The worker loads TypeScript through tsx's loader, as `npm run bench` runs this file.
-  const entry = new URL("./model-worker.ts", import.meta.url).href;
-  const boot = `import("tsx/esm/api").then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}); })`;
-  const worker = new Worker(boot, { eval: true, workerData: { benchModelImpl: spec } });
+  // The process loads TypeScript through tsx's loader, as `npm run bench` runs this file.
+  const entry = fileURLToPath(new URL("./model-worker.ts", import.meta.url));
+  const worker = fork(entry, [JSON.stringify(spec)], { execArgv: ["--import", "tsx"], stdio: ["ignore", "inherit", "inherit", "ipc"] });
   const waiting = new Map<number, { resolve(value: unknown): void; reject(error: Error): void }>();
   let next = 1;
   const fail = (error: Error) => {
@@ -63,18 +63,22 @@ function spawn(spec: ImplSpec): Promise<Remote> {
     else w?.reject(new Error(error));
   });
   worker.on("error", fail);
-  worker.on("exit", (code) => fail(new Error(`the ${spec.impl} worker exited (code ${code})`)));
+  const exited = new Promise<number>((resolve) => worker.on("exit", (code) => {
+    fail(new Error(`the ${spec.impl} process exited (code ${code})`));
+    resolve(code ?? 0);
+  }));
   const call = <T>(id: number, post?: Request) => new Promise<T>((resolve, reject) => {
     waiting.set(id, { resolve: resolve as (value: unknown) => void, reject });
-    if (post) worker.postMessage(post);
+    if (post) worker.send(post);
   });
   const ask = <T>(request: Ask) => {
     const id = next++;
     return call<T>(id, { ...request, id } as Request);
   };
-  const remote: Remote = { ...spec, ask, close: () => worker.terminate() };
+  const close = () => (worker.kill(), exited);
+  const remote: Remote = { ...spec, ask, close };
   return call<string>(0).then(() => remote, async (error: Error) => {
-    await worker.terminate();
+    await close();
     throw error;
   });
 }
@@ -126,7 +130,7 @@ export async function runModelBench(options: { quick: boolean; filter?: RegExp; 
 }
 
 async function measure(impls: Remote[], runs: { name: string; kind: AttentionKind }[], T: number, timeMs: number, quick: boolean): Promise<ModelBenchRow[]> {
-  console.error(`model bench: load average ${loadavg().map((x) => x.toFixed(2)).join(" ")}; each implementation in its own worker`);
+  console.error(`model bench: load average ${loadavg().map((x) => x.toFixed(2)).join(" ")}; each implementation in its own process`);
   const prompt = encode(TEXT.repeat(4)).slice(0, T);
   const wasm = impls.find((r) => r.impl === "wasm" && r.threads === 1);
   const rows: ModelBenchRow[] = [];

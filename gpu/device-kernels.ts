@@ -15,7 +15,7 @@ import { copyLayout } from "../src/device/layout.ts";
 import { numel } from "../src/tensor.ts";
 import type { GpuContext, GpuTensor } from "./context.ts";
 import { attention } from "./kernels/attention.ts";
-import { add, addRows, copyBlocks, gatherRows, rope, rotaryTables, swiglu } from "./kernels/elementwise.ts";
+import { add, addRows, copyBlocks, gatherPlanes, gatherRows, rope, rotaryTables, swiglu } from "./kernels/elementwise.ts";
 import { gemmInto, linear } from "./kernels/matmul.ts";
 import { moe } from "./kernels/moe.ts";
 import { quantLinear } from "./kernels/quant.ts";
@@ -83,7 +83,7 @@ function create(ctx: GpuContext): DeviceKernels<GpuTensor> {
     read: (x) => ctx.read(x.buffer, numel(x.shape)),
 
     embed: (table, ids) => withUpload(ids, (i) => gatherRows(ctx, ctx.weight(table.data), table.shape[1]!, i, ids.length)),
-    gatherRows: (x, rows) => withUpload(rows, (i) => gatherRows(ctx, x.buffer, x.shape[1]!, i, rows.length)),
+    gatherRows: (x, rows, perPlane = false) => withUpload(rows, (i) => gatherPlanes(ctx, x, i, rows.length, perPlane)),
     addRows: (x, update, slots) => withUpload(slots, (s) => addRows(ctx, x, update, s)),
 
     ...copyLayout(empty, (src, dst, b) => copyBlocks(ctx, src.buffer, dst.buffer, b)),

@@ -75,12 +75,17 @@ const cases: Record<string, fc.Arbitrary<Case>> = {
     const ids = Int32Array.from({ length: T }, () => rng.int(V));
     return { describe: `table [${V}, ${D}] ${T} ids seed ${seed}`, run: (k) => k.embed(table, ids), naive: () => ops.embedding(table, ids) };
   }),
-  gatherRows: fc.record({ N: small, D: width, n: small, seed }).map(({ N, D, n, seed }) => {
+  // A = 0: x [N, D]; otherwise planes x [A, N, D], each taking the same rows or (perPlane) its own n.
+  gatherRows: fc.record({ A: fc.constantFrom(0, 1, 2, 3, 5), N: small, D: width, n: small, perPlane: fc.boolean(), seed }).map(({ A, N, D, n, perPlane, seed }) => {
     const rng = new Random(seed);
-    const x = rand(rng, [N, D]);
-    const rows = Int32Array.from({ length: n }, () => rng.int(N));
-    const naive = () => tensor([n, D], Float32Array.from({ length: n * D }, (_, i) => x.data[rows[Math.floor(i / D)]! * D + (i % D)]!));
-    return { describe: `x [${N}, ${D}] rows [${rows}] seed ${seed}`, run: (k, up) => k.gatherRows(up(x), rows), naive };
+    const planes = Math.max(A, 1);
+    const x = rand(rng, A === 0 ? [N, D] : [A, N, D]);
+    const rows = Int32Array.from({ length: perPlane ? planes * n : n }, () => rng.int(N));
+    const naive = () => tensor(A === 0 ? [n, D] : [A, n, D], Float32Array.from({ length: planes * n * D }, (_, i) => {
+      const [a, r, d] = [Math.floor(i / (n * D)), Math.floor(i / D) % n, i % D];
+      return x.data[(a * N + rows[perPlane ? a * n + r : r]!) * D + d]!;
+    }));
+    return { describe: `x [${x.shape}] rows [${rows}]${perPlane ? " per plane" : ""} seed ${seed}`, run: (k, up) => k.gatherRows(up(x), rows, perPlane), naive };
   }),
   addRows: fc.record({ N: small, D: width, seed }).map(({ N, D, seed }) => {
     const rng = new Random(seed);
@@ -401,6 +406,17 @@ for (const row of ROWS.filter((r) => r.name !== "reference")) {
   });
 }
 
+// tfjs (training's backend) runs the model's other kernels in test/model-backends.test.ts; its row gather here.
+describe("device kernels on tfjs", () => {
+  it("gatherRows", async () => {
+    await (await import("../train/tfjs.ts")).setUpTfjs();
+    const tfjs = (await import("../train/tfjs-kernels.ts")).tfjsKernels() as unknown as DeviceKernels<Value>;
+    await fc.assert(fc.asyncProperty(cases.gatherRows!, async (c) => {
+      checkTolerance(`gatherRows on tfjs: ${c.describe}`, "gatherRows/tfjs", await runOn(tfjs, c), await runOn(referenceDevice as DeviceKernels<Value>, c), EXACT);
+    }), { numRuns: RUNS });
+  });
+});
+
 describe("the checked operations refuse bad input in one line naming the argument", () => {
   const o = referenceOps;
   const t = (shape: number[]) => ({ shape, data: new Float32Array(shape.reduce((a, d) => a * d, 1)) });
@@ -413,6 +429,10 @@ describe("the checked operations refuse bad input in one line naming the argumen
     ["splitHeads", () => o.splitHeads(t([3, 10]), 2, [2, 2]), "x: expected shape [T, 8] (2 heads of 4), got [3, 10]"],
     ["writeRows", () => o.writeRows(t([1, 4, 2]), t([1, 3, 2]), 2), "src: expected shape [1, ≤ 2, 2] (written at row 2), got [1, 3, 2]"],
     ["embed", () => o.embed(t([5, 2]), Int32Array.of(1, 7)), "tokens[1]: expected an integer in [0, 4], got 7"],
+    ["gatherRows rank", () => o.gatherRows(t([2, 3, 4, 5]), Int32Array.of(0)), "x: expected shape [N, D] or [A, N, D], got [2, 3, 4, 5]"],
+    ["gatherRows row", () => o.gatherRows(t([3, 2]), Int32Array.of(0, -1)), "rows[1]: expected a row in [0, 2], got -1"],
+    ["gatherRows plane row", () => o.gatherRows(t([2, 5, 3]), Int32Array.of(4, 5)), "rows[1]: expected a row in [0, 4], got 5"],
+    ["gatherRows per plane", () => o.gatherRows(t([3, 5, 2]), Int32Array.of(0, 1, 2, 3), true), "rows: expected a length that is a multiple of 3 (n rows for each plane of x [3, 5, 2]), got 4"],
     ["upload", () => o.upload({ shape: [2, 2], data: new Float32Array(3) }), "value: expected a tensor { shape, data: Float32Array } whose data fills its shape, got [2, 2]"],
     ["moe", () => o.moe(t([2, 4]), { k: 1, experts: Int32Array.of(0, 0), weights: Float32Array.of(1), kept: Uint8Array.of(1, 1) }, { gate: t([1, 3, 4]), up: t([1, 3, 4]), down: t([1, 4, 3]) }), "routing.weights: expected 2 entries (N · k), got 1"],
   ];

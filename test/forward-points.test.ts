@@ -81,7 +81,7 @@ describe("drivers", () => {
     expect(live.size).toBe(0);
   });
 
-  it("a cache with host layers is refused after a forward through it failed half-way", () => {
+  it("a cache with a layer that cannot drop positions (segmented) is refused after a forward through it failed half-way", () => {
     const m = model("mla", { attention_kind: ["mla", "segmented", "mla"] });
     const cache = createCache(m.config);
     forward(m, TOKENS.slice(0, 3), { cache });

@@ -116,7 +116,8 @@ describe.each(ROWS)("the model on $name", (row) => {
   const started = startBackend(row, (b) => b.dispose());
   const ready = (context: { skip(note: string): void }) => started.ready(context);
 
-  // The kinds that run on the device; the host kinds run their own modules, tested against their components.
+  // The kinds the independent forward (naiveForward) writes out; segmented, sparse and dsa are checked against their
+  // own modules (test/model-segmented, model-sparse, model-dsa .test.ts).
   it.for(ATTENTION_KINDS.filter((k) => k.kind === "mla" || k.kind === "mha" || (k.kind === "decay" && !k.overrides)))("$name: the reference's logits, and the independent forward's", async (k, context) => {
     const b = ready(context);
     const model = modelFor(k);

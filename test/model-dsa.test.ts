@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { dsa, initDsa, type DsaWeights } from "../src/attention/dsa.ts";
 import { loraTargets } from "../src/lora.ts";
 import { attentionKind } from "../src/model/attention.ts";
-import { cacheNumbers, createCache, runsOnDevice } from "../src/model/cache.ts";
+import { cacheNumbers, createCache } from "../src/model/cache.ts";
 import { configProblems, type ModelConfig } from "../src/model/config.ts";
 import { forward } from "../src/model/forward.ts";
 import { countParameters, weightShapes } from "../src/model/params.ts";
@@ -106,7 +106,6 @@ describe("dsa as a model attention kind", () => {
 
   it("runs on the device: MLA's hook points are its own, and a replacement of its heads flows on", () => {
     const model = dsaModel();
-    expect(runsOnDevice(model.config, 0)).toBe(true);
     const points = hookPoints(model.config).filter((p) => p.startsWith("layers.0.attn."));
     expect(points).toEqual(["layers.0.attn.in", "layers.0.attn.latent", "layers.0.attn.k_pe", "layers.0.attn.heads", "layers.0.attn.out", "layers.0.attn.residual"]);
     // No dense scores or probabilities: each token attends its own selection.

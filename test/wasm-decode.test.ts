@@ -13,8 +13,9 @@ const allocations = (b: WasmBackend) => (b.stats() as { allocations?: number }).
 let one: WasmBackend, two: WasmBackend;
 beforeAll(async () => {
   one = await createBackend({ threads: 1 });
-  // parallelFlops 0: every product with more than one tile goes to the pool, however small.
-  two = await createBackend({ threads: 2, parallelFlops: 0 });
+  // parallelFlops 0: every product with more than one tile goes to the pool, however small; expertFlops 0: every
+  // MoE call with two experts or more splits them over the pool.
+  two = await createBackend({ threads: 2, parallelFlops: 0, expertFlops: 0 });
 });
 afterAll(async () => {
   await one?.dispose();

@@ -47,7 +47,7 @@ const kinds: [string, Partial<ModelConfig>][] = [
   ["dense mla", { first_k_dense_replace: 4 }],
   ["segmented", { attention_kind: "segmented", segment_size: 8, segment_overlap: 4 }],
   ["sparse", { attention_kind: "sparse" }],
-  ["dsa (host)", { attention_kind: "dsa" }],
+  ["dsa", { attention_kind: "dsa" }],
   ["decay as-written", { attention_kind: "decay", decay_mode: "as-written" }],
   ["mixed kinds", { attention_kind: ["mla", "segmented", "mha", "decay"], num_key_value_heads: 2 }],
 ];

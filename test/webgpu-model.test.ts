@@ -63,7 +63,7 @@ const KINDS: Record<string, Partial<ModelConfig>> = {
   "decay (as-written)": { attention_kind: "decay", decay_mode: "as-written" },
   "segmented (on the device)": { attention_kind: "segmented" },
   "sparse (on the device)": { attention_kind: "sparse" },
-  "dsa (on the host)": { attention_kind: "dsa" },
+  "dsa": { attention_kind: "dsa" },
 };
 
 describe.skipIf(!backend)(`webgpu: the one forward${reason ? ` (skipped: ${reason})` : ""}`, () => {

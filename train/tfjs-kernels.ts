@@ -155,7 +155,14 @@ export function tfjsKernels(variables: ReadonlyMap<Float32Array, tf.Variable> = 
       // One-hot · table: tfjs-backend-wasm has no kernel for gather's gradient (UnsortedSegmentSum).
       return wrap(tf.matMul(selector(ids, table.shape[0]!), weight(table).t as tf.Tensor2D));
     },
-    gatherRows: (x, rows) => wrap(tf.matMul(selector(rows, x.shape[0]!), x.t as tf.Tensor2D)),
+    gatherRows(x, rows, perPlane = false) {
+      // One one-hot [n, N] per plane, batched (x [N, D] is one plane); shared rows are repeated for each plane.
+      const [A, N, D] = x.shape.length === 3 ? (x.shape as [number, number, number]) : [1, x.shape[0]!, x.shape[1]!];
+      const n = perPlane ? rows.length / A : rows.length;
+      const own = perPlane || A === 1 ? rows : Int32Array.from({ length: A * n }, (_, i) => rows[i % n]!);
+      const out = tf.matMul(tf.reshape(selector(own, N), [A, n, N]), tf.reshape(x.t, [A, N, D]));
+      return wrap(x.shape.length === 3 ? out : tf.reshape(out, [n, D]));
+    },
     addRows: (x, update, slots) => wrap(tf.add(x.t, tf.matMul(selector(slots, update.shape[0]!), update.t as tf.Tensor2D))),
 
     splitHeads(x, H, widths) {

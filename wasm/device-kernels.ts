@@ -154,11 +154,18 @@ function makeKernels(core: WasmCore): DeviceKernels<WasmTensor> {
       for (let t = 0; t < ids.length; t++) f32.set(table.data.subarray(ids[t]! * D, (ids[t]! + 1) * D), at + t * D);
       return out;
     },
-    gatherRows(x, rows) {
-      const D = x.shape[1]!;
-      const out = empty([rows.length, D]);
+    gatherRows(x, rows, perPlane = false) {
+      // x [N, D] is one plane; plane a's row r is rows[a·step + r], step 0 when every plane takes the same rows.
+      const [A, N, D] = x.shape.length === 3 ? (x.shape as [number, number, number]) : [1, x.shape[0]!, x.shape[1]!];
+      const n = perPlane ? rows.length / A : rows.length, step = perPlane ? n : 0;
+      const out = empty(x.shape.length === 3 ? [A, n, D] : [n, D]);
       const f32 = heap.F32, src = x.ptr >>> 2, dst = out.ptr >>> 2;
-      for (let i = 0; i < rows.length; i++) f32.copyWithin(dst + i * D, src + rows[i]! * D, src + (rows[i]! + 1) * D);
+      for (let a = 0; a < A; a++) {
+        for (let r = 0; r < n; r++) {
+          const from = src + (a * N + rows[a * step + r]!) * D;
+          f32.copyWithin(dst + (a * n + r) * D, from, from + D);
+        }
+      }
       return out;
     },
     addRows(x, update, slots) {

@@ -28,7 +28,7 @@ export interface WasmOptions extends BackendOptions {
   parallelFlops?: number;
   /**
    * An MoE call of at least this many flops (6 · kept assignments · D · F) runs its experts over the pool, whole
-   * experts per chunk (default 2²¹; 0 splits every call with work to share, Infinity none).
+   * experts per chunk (default 2¹⁹; 0 splits every call with work to share, Infinity none).
    */
   expertFlops?: number;
   /**

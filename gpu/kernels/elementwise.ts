@@ -31,8 +31,21 @@ const ROPE = unary(
    Y[at] = re * c - im * s; Y[at + 1u] = re * s + im * c;`,
   ["X", "CS"],
 );
-// Y[r, d] = X[idx[r], d] with a = D: gathers embedding rows and MoE tokens. idx is bit-cast from u32.
-const GATHER = unary(`let r = i / p.a; let d = i % p.a; Y[i] = X[bitcast<u32>(I[r]) * p.a + d];`, ["X", "I"]);
+// Y[a, r, d] = X[a, I[a·step + r], d] over planes X [A, N, D] → Y [A, n, D] (step 0: every plane takes the same rows,
+// step n: its own): gathers embedding rows, MoE tokens (one plane) and a cache's kv heads. I is bit-cast from u32.
+const GATHER = /* wgsl */ `
+struct P { count: u32, D: u32, n: u32, N: u32, step: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read> I: array<f32>;
+@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+  let i = gid.x + gid.y * nw.x * 64u;
+  if (i >= p.count) { return; }
+  let d = i % p.D; let r = (i / p.D) % p.n; let a = i / (p.D * p.n);
+  Y[i] = X[(a * p.N + bitcast<u32>(I[a * p.step + r])) * p.D + d];
+}`;
 
 function run(ctx: GpuContext, code: string, inputs: GPUBuffer[], shape: readonly number[], extra: number[] = []) {
   const out = ctx.empty(shape);
@@ -67,7 +80,15 @@ export function rope(ctx: GpuContext, x: GpuTensor, table: GPUBuffer, T: number)
 
 /** Rows idx[r] of x [V, D] → [idx.length, D]; `indices` is a u32 buffer of `count` row numbers. */
 export function gatherRows(ctx: GpuContext, x: GPUBuffer, D: number, indices: GPUBuffer, count: number): GpuTensor {
-  return run(ctx, GATHER, [x, indices], [count, D], [D]);
+  return run(ctx, GATHER, [x, indices], [count, D], [D, count, 0, 0]);
+}
+
+/** Rows of every plane of x [A, N, D] (or one plane [N, D]) → [A, n, D]: plane a's row r is indices[a·n + r] when
+ *  perPlane, indices[r] otherwise (src/device/kernels.ts gatherRows). */
+export function gatherPlanes(ctx: GpuContext, x: GpuTensor, indices: GPUBuffer, count: number, perPlane: boolean): GpuTensor {
+  const [A, N, D] = x.shape.length === 3 ? (x.shape as [number, number, number]) : [1, x.shape[0]!, x.shape[1]!];
+  const n = perPlane ? count / A : count;
+  return run(ctx, GATHER, [x.buffer, indices], x.shape.length === 3 ? [A, n, D] : [n, D], [D, n, N, perPlane ? n : 0]);
 }
 
 // Block copy: for batch b < nb, row r < rows, column c < width:

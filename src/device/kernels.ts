@@ -103,8 +103,12 @@ export interface DeviceKernels<X extends Value = Value> {
   // ── rows ──
   /** Rows `ids` of the table [V, D] (the embedding), a host weight: a backend may copy only those rows. */
   embed(table: Tensor, ids: Int32Array): X;
-  /** Rows `rows` of x [N, D]. */
-  gatherRows(x: X, rows: Int32Array): X;
+  /**
+   * Rows `rows` of x [N, D] → [rows.length, D]; or of every plane of x [A, N, D] → [A, n, D] (a cache's kv heads):
+   * with perPlane false every plane takes rows[0 … n − 1] (n = rows.length), with perPlane true plane a takes its own
+   * rows[a·n … a·n + n − 1] (rows.length = A·n). A rank-2 x is one plane.
+   */
+  gatherRows(x: X, rows: Int32Array, perPlane?: boolean): X;
   /** x [N, D] + update[slots[r]] on rows whose slot is >= 0; other rows keep x. */
   addRows(x: X, update: X, slots: Int32Array): X;
 

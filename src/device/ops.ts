@@ -123,12 +123,16 @@ export class CheckedOps<X extends Value> implements Ops<X> {
     return this.keep(this.kernels.embed(table, ids));
   }
 
-  gatherRows(x: X, rows: Int32Array): X {
-    rank("x", x, 2, "[N, D]");
+  gatherRows(x: X, rows: Int32Array, perPlane = false): X {
+    if (!x || !Array.isArray(x.shape) || (x.shape.length !== 2 && x.shape.length !== 3)) {
+      throw argError("x", "shape [N, D] or [A, N, D]", x?.shape ? shapeString(x.shape) : x);
+    }
+    const [A, N] = x.shape.length === 3 ? [x.shape[0]!, x.shape[1]!] : [1, x.shape[0]!];
+    if (perPlane && rows.length % A !== 0) throw argError("rows", `a length that is a multiple of ${A} (n rows for each plane of x ${shapeString(x.shape)})`, rows.length);
     rows.forEach((r, i) => {
-      if (!(r >= 0 && r < x.shape[0]!)) throw argError(`rows[${i}]`, `a row in [0, ${x.shape[0]! - 1}]`, r);
+      if (!(r >= 0 && r < N)) throw argError(`rows[${i}]`, `a row in [0, ${N - 1}]`, r);
     });
-    return this.keep(this.kernels.gatherRows(x, rows));
+    return this.keep(this.kernels.gatherRows(x, rows, perPlane));
   }
 
   addRows(x: X, update: X, slots: Int32Array): X {

@@ -45,10 +45,17 @@ export const referenceDevice: DeviceKernels<Tensor> = {
   free: () => {},
   read: (x) => x.data,
   embed: (table, ids) => ops.embedding(table, ids),
-  gatherRows(x, rows) {
-    const D = x.shape[1]!;
-    const out = empty([rows.length, D]);
-    rows.forEach((r, i) => out.data.set(x.data.subarray(r * D, (r + 1) * D), i * D));
+  gatherRows(x, rows, perPlane = false) {
+    // x [N, D] is one plane; plane a's row r is rows[a·step + r], step 0 when every plane takes the same rows.
+    const [A, N, D] = x.shape.length === 3 ? (x.shape as [number, number, number]) : [1, x.shape[0]!, x.shape[1]!];
+    const n = perPlane ? rows.length / A : rows.length, step = perPlane ? n : 0;
+    const out = empty(x.shape.length === 3 ? [A, n, D] : [n, D]);
+    for (let a = 0; a < A; a++) {
+      for (let r = 0; r < n; r++) {
+        const from = (a * N + rows[a * step + r]!) * D;
+        out.data.set(x.data.subarray(from, from + D), (a * n + r) * D);
+      }
+    }
     return out;
   },
   addRows(x, update, slots) {
@@ -80,5 +87,5 @@ export const referenceDevice: DeviceKernels<Tensor> = {
   quantLinear: (x, w, activations) => quantLinear(x, w, { activations }),
 };
 
-/** The synchronous host kernels the reference runs host-computed layers with. */
+/** The synchronous host kernels the reference runs host steps with (DSA's indexer, NSA's compressed branch, adapters). */
 export const referenceHostKernels = referenceKernels;

@@ -11,42 +11,23 @@
 //   sparse     NSA: compressed, selected and window branches (spec/sparse-attention.md, src/attention/sparse.ts)
 //   dsa        DeepSeek-V3.2's sparse attention: a light indexer picks each query's top index_topk keys, MLA attends
 //              only those (src/attention/dsa.ts)
-// A kind that can show its attention probabilities records them as `<prefix>.probs` [H, T, Tk] when traced.
 
 import { initDsa, type DsaWeights, type IndexerWeights } from "../attention/dsa.ts";
 import { initMla, mlaCacheNumbersPerToken } from "../attention/mla.ts";
 import { initSegmented, segmentedStateSize } from "../attention/segmented.ts";
 import { initSparse, sparseStateSize, type SparseConfig } from "../attention/sparse.ts";
 import { TinyseekError } from "../errors.ts";
-import type { Kernels } from "../kernels.ts";
 import type { Random } from "../random.ts";
 import type { Tensor } from "../tensor.ts";
-import type { Trace } from "../trace.ts";
 import { type AttentionKind, headDim, type ModelConfig } from "./config.ts";
 import { multiHeadKind } from "./mha.ts";
-
-/** The state of a layer computed on the host: none is left (every kind runs on the device); kept for
- *  src/model/layers.ts `onHost` until that goes too. */
-export type HostLayerCache = never;
-
-export interface AttentionContext {
-  kernels: Kernels;
-  trace?: Trace;
-  /** Trace name prefix, e.g. "layers.2.attn". */
-  prefix: string;
-}
 
 export interface AttentionKindImpl {
   /** Weight shapes by checkpoint name (relative to self_attn.), without allocating them: for counting. */
   shapes(config: ModelConfig): Record<string, number[]>;
   init(rng: Random, config: ModelConfig): Record<string, Tensor>;
-  /** Host kinds: an empty state. Absent for the kinds whose cache lives on the device (src/model/cache.ts). */
-  createCache?(config: ModelConfig): HostLayerCache;
   /** Numbers the cache holds after T tokens (T·per-token for the full caches; bounded for segmented). */
   cacheNumbers(config: ModelConfig, T: number): number;
-  /** Host kinds: x [1, T, D], the new tokens at positions cache.length … cache.length + T - 1; appends them to the
-   *  state. Absent for the kinds that run on the device. */
-  forward?(x: Tensor, weights: Record<string, Tensor>, config: ModelConfig, cache: HostLayerCache, ctx: AttentionContext): Tensor;
 }
 
 // ── MLA ──

@@ -9,7 +9,7 @@
 //                  the pool [1, M + S, D] (the memory, then the segment's inputs): bounded, rewritten in place
 //                  at each segment's start (src/model/segmented-layer.ts)
 //   sparse         the selected branch's rotated keys and values [Hkv, rows, Dh], and `sparse`: the window's last
-//                  w − 1 keys and values on the device, the compressed blocks on the host (src/model/sparse-layer.ts)
+//                  w keys and values on the device (a ring), the compressed blocks on the host (src/model/sparse-layer.ts)
 // Device caches start small and grow (doubling, up to max_position_embeddings) when a forward needs more rows;
 // `capacity` sizes them at once (generation knows prompt + maxTokens). releaseCache frees them.
 
@@ -18,13 +18,12 @@ import type { Value } from "../device/kernels.ts";
 import { referenceOps, type Ops } from "../device/ops.ts";
 import { argError, checkInteger, TinyseekError } from "../errors.ts";
 import type { Tensor } from "../tensor.ts";
-import { attentionKind, type HostLayerCache } from "./attention.ts";
+import { attentionKind } from "./attention.ts";
 import { headDim, layerKind, type ModelConfig, validateConfig } from "./config.ts";
 import type { SparseLayerState } from "./sparse-layer.ts";
 
 /** A layer's keys and values on the device: `rows` positions allocated. */
-export interface DeviceLayerCache<X extends Value = Value> {
-  readonly kind: "device";
+export interface LayerCache<X extends Value = Value> {
   keys: X | null;
   values: X | null;
   rows: number;
@@ -36,8 +35,6 @@ export interface DeviceLayerCache<X extends Value = Value> {
   segmentPool?: X;
 }
 
-export type LayerCache<X extends Value = Value> = DeviceLayerCache<X> | { readonly kind: "host"; readonly state: HostLayerCache };
-
 export interface ModelCache<X extends Value = Value> {
   /** The operations whose values the cache holds: a cache runs only on its own backend. */
   readonly ops: Ops<X>;
@@ -46,8 +43,9 @@ export interface ModelCache<X extends Value = Value> {
   readonly layers: LayerCache<X>[];
   /** Rows the device caches are allocated with on first use (0: as many as the first forward needs). */
   readonly capacity: number;
-  /** Set when a forward through the cache failed half-way: layers computed on the host may already hold its
-   *  tokens while `length` does not, so the cache refuses further use rather than give wrong results. */
+  /** Set when a forward through the cache failed half-way: a layer whose state it changed in place (dropsPositions)
+   *  may already hold its tokens while `length` does not, so the cache refuses further use rather than give wrong
+   *  results. */
   broken?: string;
 }
 
@@ -58,44 +56,36 @@ export interface CacheOptions {
   capacity?: number;
 }
 
-/** Whether layer l's attention runs on the device (src/model/layers.ts) or on the host through its own module. */
-export function runsOnDevice(config: ModelConfig, l: number): boolean {
-  const kind = layerKind(config, l);
-  return kind === "mla" || kind === "dsa" || kind === "mha" || kind === "decay" || kind === "segmented" || kind === "sparse";
-}
-
 /** Whether layer l's state can drop the positions past `cache.length` that a failed forward or a rejected draft
  *  leaves behind: a full cache can (the next forward writes over those rows); a state that a forward changes in
  *  place cannot, so a failed forward marks such a cache broken and speculative decoding refuses the model. */
 export function dropsPositions(config: ModelConfig, l: number): boolean {
   const kind = layerKind(config, l); // a segment's start pools and moves in place; NSA's blocks and window move on
-  return runsOnDevice(config, l) && kind !== "segmented" && kind !== "sparse";
+  return kind !== "segmented" && kind !== "sparse";
 }
 
 export function createCache(config: ModelConfig, options: CacheOptions = {}): ModelCache {
   validateConfig(config);
   const capacity = options.capacity ?? 0;
   checkInteger("capacity", capacity, 0, config.max_position_embeddings);
-  const layers = Array.from({ length: config.num_hidden_layers }, (_, l): LayerCache => runsOnDevice(config, l)
-    ? { kind: "device", keys: null, values: null, rows: 0 }
-    : { kind: "host", state: attentionKind(layerKind(config, l)).createCache!(config) });
+  const layers = Array.from({ length: config.num_hidden_layers }, (): LayerCache => ({ keys: null, values: null, rows: 0 }));
   return { ops: options.backend?.ops ?? referenceOps, length: 0, layers, capacity };
+}
+
+/** Every device value the cache holds, each layer's keys and values and what its kind keeps beside them: what
+ *  releaseCache frees, and what a caller whose backend frees by scope (tfjs) must keep. */
+export function cacheValues<X extends Value>(cache: ModelCache<X>): X[] {
+  return cache.layers.flatMap((layer) => [layer.keys, layer.values, layer.segmentPool, layer.sparse?.windowKeys, layer.sparse?.windowValues])
+    .filter((v): v is X => v !== null && v !== undefined);
 }
 
 /** Frees the cache's device memory; the cache must not be used afterwards. */
 export function releaseCache(cache: ModelCache): void {
+  for (const value of cacheValues(cache)) cache.ops.free(value);
   for (const layer of cache.layers) {
-    if (layer.kind !== "device") continue;
-    if (layer.keys) cache.ops.free(layer.keys);
-    if (layer.values) cache.ops.free(layer.values);
-    if (layer.segmentPool) cache.ops.free(layer.segmentPool);
     layer.keys = layer.values = null;
     layer.rows = 0;
-    layer.indexKeys = undefined;
-    layer.segmentPool = undefined;
-    if (layer.sparse?.windowKeys) cache.ops.free(layer.sparse.windowKeys);
-    if (layer.sparse?.windowValues) cache.ops.free(layer.sparse.windowValues);
-    layer.sparse = undefined;
+    layer.indexKeys = layer.segmentPool = layer.sparse = undefined;
   }
   cache.layers.length = 0; // a later forward through it fails on its layer count
 }
@@ -112,8 +102,8 @@ function deviceShapes(c: ModelConfig, l: number): { keys: [number, number]; valu
 }
 
 /** Room for `needed` positions in layer l's device cache: allocates, or grows it keeping what it holds. */
-export function ensureRows<X extends Value>(cache: ModelCache<X>, config: ModelConfig, l: number, needed: number): DeviceLayerCache<X> {
-  const layer = cache.layers[l] as DeviceLayerCache<X>;
+export function ensureRows<X extends Value>(cache: ModelCache<X>, config: ModelConfig, l: number, needed: number): LayerCache<X> {
+  const layer = cache.layers[l]!;
   if (layer.rows >= needed) return layer;
   const rows = Math.min(config.max_position_embeddings, Math.max(needed, cache.capacity, 2 * layer.rows));
   const { ops } = cache;

@@ -11,7 +11,7 @@ import type { Kernels } from "../kernels.ts";
 import type { Tensor } from "../tensor.ts";
 import { record, type Trace } from "../trace.ts";
 import { dsaWeights } from "./attention.ts";
-import type { DeviceLayerCache } from "./cache.ts";
+import type { LayerCache } from "./cache.ts";
 import type { ModelConfig } from "./config.ts";
 
 /** Each new token's selected key positions [G, T, width], ascending, -1 where a token has fewer causal keys: G = 1,
@@ -24,7 +24,7 @@ export type Selection = { shape: number[]; data: Int32Array };
  * `<prefix>.index_scores` [T, L] when traced.
  */
 export function* indexerSelection<X extends Value>(
-  ops: Ops<X>, config: ModelConfig, x: X, weights: Record<string, Tensor>, layer: DeviceLayerCache<X>, start: number,
+  ops: Ops<X>, config: ModelConfig, x: X, weights: Record<string, Tensor>, layer: LayerCache<X>, start: number,
   kernels: Kernels, trace: Trace | undefined, prefix: string,
 ): Reading<Selection> {
   const [T, D] = x.shape as [number, number];
@@ -42,42 +42,33 @@ export function* indexerSelection<X extends Value>(
 }
 
 /**
- * Attention of queries q [H, Tq, Dh] over only their selected cache rows: per token, the rows of keys and values
- * [Hkv, kvRows, ·] it selected are gathered into a dense block [Hkv, n, ·], every one visible to it, and the
- * backend's attention runs over that. → [H, Tq, Dv].
+ * Attention of queries q [H, Tq, Dh] over only their selected rows of keys [Hkv, kvRows, Dh] and values
+ * [Hkv, kvRows, Dv] (a layer's cache, or the window's own keys): per token, the rows it selected are gathered from
+ * every kv head's plane into a dense block [Hkv, n, ·], every one visible to it, and the backend's attention runs over
+ * that. Nothing but the selected rows is copied. `beforeToken(t)` runs before token t gathers (the window writes its
+ * own key into its ring there). → [H, Tq, Dv].
  */
-export function attendSelected<X extends Value>(ops: Ops<X>, q: X, keys: X, values: X, a: AttentionArgs, selected: Selection): X {
-  // One row per position, every kv head side by side, so that one gather takes a position from all of them.
-  return attendRows(ops, q, ops.mergeHeads(keys), ops.mergeHeads(values), a, selected);
-}
-
-/** attendSelected over keys [N, Hkv·Dh] and values [N, Hkv·Dv] given as rows, one per position. */
-export function attendRows<X extends Value>(ops: Ops<X>, q: X, keyRows: X, valueRows: X, a: AttentionArgs, selected: Selection): X {
+export function attendSelected<X extends Value>(
+  ops: Ops<X>, q: X, keys: X, values: X, a: AttentionArgs, selected: Selection, beforeToken?: (t: number) => void,
+): X {
   const { H, Hkv, Tq, Dh, Dv, scale } = a;
   const [G, , width] = selected.shape as [number, number, number];
   const queryRows = Tq === 1 ? q : ops.mergeHeads(q);
   const outs: X[] = [];
   for (let t = 0; t < Tq; t++) {
-    const chosen = Array.from({ length: G }, (_, g) => selected.data.slice((g * Tq + t) * width, (g * Tq + t + 1) * width));
-    const n = chosen[0]!.filter((s) => s >= 0).length;
+    // Kv head g's rows at g·width when each group selects its own (G = Hkv), one list every head reads when G = 1.
+    const rows = new Int32Array(G * width);
+    for (let g = 0; g < G; g++) rows.set(selected.data.subarray((g * Tq + t) * width, (g * Tq + t + 1) * width), g * width);
+    const n = rows.subarray(0, width).filter((s) => s >= 0).length;
     // A missing key repeats the first: every gather takes `width` rows, a size that does not change from step to step
     // (the backend's pool keeps it), and the attention reads only the first n.
-    for (const rows of chosen) rows.fill(rows[0]!, n);
-    const k = gatherHeads(ops, keyRows, chosen, Hkv, Dh);
-    const v = gatherHeads(ops, valueRows, chosen, Hkv, Dv);
+    for (let g = 0; g < G; g++) rows.fill(rows[g * width]!, g * width + n, (g + 1) * width);
+    beforeToken?.(t);
+    const k = ops.gatherRows(keys, rows, G > 1);
+    const v = ops.gatherRows(values, rows, G > 1);
     const [qt] = Tq === 1 ? [q] : ops.splitHeads(ops.sliceRows(queryRows, t, 1), H, [Dh]) as [X];
     const o = ops.attention(qt, k, v, { H, Hkv, Tq: 1, Tk: n, Dh, Dv, scale, offset: n - 1, kvRows: width });
     outs.push(Tq === 1 ? o : ops.mergeHeads(o));
   }
   return Tq === 1 ? outs[0]! : (ops.splitHeads(ops.concatRows(outs), H, [Dv]) as [X])[0];
-}
-
-/** Rows [N, Hkv·d] gathered into [Hkv, n, d], kv head g from its own rows chosen[g] (as many for every g; one gather
- *  when all read the same). */
-function gatherHeads<X extends Value>(ops: Ops<X>, rows: X, chosen: readonly Int32Array[], Hkv: number, d: number): X {
-  const first = chosen[0]!;
-  if (chosen.every((c) => c.every((s, i) => s === first[i]))) return (ops.splitHeads(ops.gatherRows(rows, first), Hkv, [d]) as [X])[0];
-  const columns = new Array<number>(Hkv).fill(d);
-  const own = chosen.map((c, g) => ops.splitHeads(ops.gatherRows(rows, c), 1, columns)[g]!); // [1, n, d]: kv head g's columns
-  return (ops.splitHeads(ops.mergeHeads(ops.concatLast(own)), Hkv, [d]) as [X])[0];
 }

@@ -17,7 +17,6 @@ import type { MoeConfig } from "../moe/layer.ts";
 import { causal } from "../masks.ts";
 import { ropeFrequencies, yarnSoftmaxFactor } from "../rope.ts";
 import { reshape, type Tensor } from "../tensor.ts";
-import { attentionKind, type HostLayerCache } from "./attention.ts";
 import { ensureRows, type ModelCache } from "./cache.ts";
 import { decayedKeys } from "./decay-layer.ts";
 import { attendSelected, indexerSelection, type Selection } from "./dsa-layer.ts";
@@ -72,14 +71,12 @@ export function* attention<X extends Value>(run: Run<X>, l: number, x: X, segmen
 }
 
 function* sequenceAttention<X extends Value>(run: Run<X>, l: number, x: X, cache: ModelCache<X>, positions: Int32Array): Reading<X> {
-  const layer = cache.layers[l]!;
   const w = run.model.weights.layers[l]!.self_attn;
-  if (layer.kind === "host") return yield* onHost(run, l, x, layer.state, w);
   const T = x.shape[0]!;
   const start = cache.length;
-  if (layerKind(run.config, l) === "segmented") return yield* segmentedLayer(run, l, x, w, cache, positions); // bounded state, its own layout
-  const place = ensureRows(cache, run.config, l, start + T);
   const kind = layerKind(run.config, l);
+  if (kind === "segmented") return yield* segmentedLayer(run, l, x, w, cache, positions); // bounded state, its own layout
+  const place = ensureRows(cache, run.config, l, start + T);
   if (kind === "mla") return yield* mla(run, l, x, w as unknown as MlaWeights, place, positions);
   if (kind === "dsa") {
     const selected = yield* indexerSelection(run.ops, run.config, x, w, place, start, hooked(run.ops.hostKernels), run.listen.trace, `layers.${l}.attn`);
@@ -197,15 +194,5 @@ function hooked(kernels: Kernels): Kernels {
   let made = hookedHost.get(kernels);
   if (!made) hookedHost.set(kernels, (made = hookedKernels(kernels)));
   return made;
-}
-
-/** A kind with its own module, run on the host over the backend's host kernels (none since sparse moved to the device). */
-function* onHost<X extends Value>(run: Run<X>, l: number, x: X, state: HostLayerCache, w: Record<string, Tensor>): Reading<X> {
-  const { ops, config } = run;
-  const [T, D] = x.shape as [number, number];
-  const rows = { shape: [1, T, D], data: yield* read(ops, x) };
-  const prefix = `layers.${l}.attn`;
-  const out = attentionKind(layerKind(config, l)).forward!(rows, w, config, state, { kernels: hooked(ops.hostKernels), trace: run.listen.trace, prefix });
-  return ops.upload({ shape: [T, D], data: out.data });
 }
 

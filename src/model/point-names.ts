@@ -2,13 +2,7 @@
 // each with its shape). NSA's selection and gates (sparse) and DSA's indexer trace their own tensors, which are
 // recorded but not hook points.
 
-import { runsOnDevice } from "./cache.ts";
 import { isMoeLayer, layerKind, type ModelConfig } from "./config.ts";
-
-/** Whether layer l has the hook point layers.L.attn.heads (each head's output before o_proj): the kinds on the device. */
-export function hasHeads(config: ModelConfig, l: number): boolean {
-  return runsOnDevice(config, l);
-}
 
 export function hookPoints(config: ModelConfig): string[] {
   const names = ["embed"];
@@ -20,7 +14,7 @@ export function hookPoints(config: ModelConfig): string[] {
     // Only the dense kinds have [H, T, Tk] scores and probabilities to show or replace: DSA attends each token's
     // selected keys only.
     if (kind === "mla" || kind === "mha" || kind === "decay") names.push(`${p}.attn.scores`, `${p}.attn.probs`);
-    if (hasHeads(config, l)) names.push(`${p}.attn.heads`);
+    names.push(`${p}.attn.heads`);
     names.push(`${p}.attn.out`, `${p}.attn.residual`, `${p}.mlp.in`);
     if (isMoeLayer(config, l)) {
       names.push(...["logits", "scores", "indices", "weights", "kept"].map((n) => `${p}.mlp.router.${n}`), `${p}.mlp.experts`, `${p}.mlp.routed`);

@@ -15,7 +15,7 @@ import type { Ops } from "../device/ops.ts";
 import { ropeFrequencies } from "../rope.ts";
 import type { Tensor } from "../tensor.ts";
 import { segmentedConfig } from "./attention.ts";
-import type { DeviceLayerCache, ModelCache } from "./cache.ts";
+import type { LayerCache, ModelCache } from "./cache.ts";
 import type { Run } from "./layers.ts";
 import { point } from "./points.ts";
 
@@ -72,8 +72,8 @@ export function* segmentedLayer<X extends Value>(run: Run<X>, l: number, x: X, w
 
 /** The layer's state at its largest (a window never holds more than max_position_embeddings tokens), allocated on
  *  first use through the cache's own operations, whose values outlive the forward. */
-function allocate<X extends Value>(cache: ModelCache<X>, c: ResolvedSegmentedConfig, l: number, maxPositions: number): DeviceLayerCache<X> {
-  const layer = cache.layers[l] as DeviceLayerCache<X>;
+function allocate<X extends Value>(cache: ModelCache<X>, c: ResolvedSegmentedConfig, l: number, maxPositions: number): LayerCache<X> {
+  const layer = cache.layers[l]!;
   if (!layer.keys) {
     const { num_key_value_heads: Hkv, headDim: Dh, memory_slots: M, segment_size: S, segment_overlap: W, hidden_size: D } = c;
     layer.rows = M + Math.min(S + W, maxPositions);
@@ -88,7 +88,7 @@ function allocate<X extends Value>(cache: ModelCache<X>, c: ResolvedSegmentedCon
  * The first token of a new segment arrives at position a: mem_s = softmax(P·Zᵀ/√D)·Z over Z = [mem_(s-1); x'_(s-1)]
  * (the whole pool buffer), then the window keeps only its last min(W, a) keys, moved to just after the memory.
  */
-function startSegment<X extends Value>(ops: Ops<X>, c: ResolvedSegmentedConfig, layer: DeviceLayerCache<X>, w: Record<string, Tensor>, a: number): void {
+function startSegment<X extends Value>(ops: Ops<X>, c: ResolvedSegmentedConfig, layer: LayerCache<X>, w: Record<string, Tensor>, a: number): void {
   const { memory_slots: M, segment_size: S, hidden_size: D, num_key_value_heads: Hkv, headDim: Dh } = c;
   if (M > 0) {
     // Each pooling query as a head of its own over the one shared key plane: a single-query causal attention whose
@@ -108,7 +108,7 @@ function startSegment<X extends Value>(ops: Ops<X>, c: ResolvedSegmentedConfig, 
 }
 
 /** mem [M, D] into the pool's first rows, and its keys and values (through k_proj and v_proj, no rotary) into the cache's. */
-function setMemory<X extends Value>(ops: Ops<X>, c: ResolvedSegmentedConfig, layer: DeviceLayerCache<X>, w: Record<string, Tensor>, mem: X): void {
+function setMemory<X extends Value>(ops: Ops<X>, c: ResolvedSegmentedConfig, layer: LayerCache<X>, w: Record<string, Tensor>, mem: X): void {
   ops.writeRows(layer.segmentPool!, ops.splitHeads(mem, 1, [c.hidden_size])[0]!, 0);
   ops.writeRows(layer.keys!, ops.splitHeads(ops.linear(mem, w.k_proj!), c.num_key_value_heads, [c.headDim])[0]!, 0);
   ops.writeRows(layer.values!, ops.splitHeads(ops.linear(mem, w.v_proj!), c.num_key_value_heads, [c.headDim])[0]!, 0);

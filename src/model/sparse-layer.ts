@@ -3,9 +3,10 @@
 // The projections, rotary and the attention of the selected and window branches run on the backend's operations.
 // The compressed branch runs on the host through the module's own code: its probabilities choose the selected blocks
 // (host work, as DSA's top-k), and its state, one key per d positions, is small. The gated sum is host work too: a
-// per-head scaling no operation does. State (DeviceLayerCache): the selected branch's rotated keys and values of
+// per-head scaling no operation does. State (LayerCache): the selected branch's rotated keys and values of
 // every position in the layer's device cache [Hkv, rows, Dh]; `sparse` holds the compressed blocks with their pending
-// raw keys on the host and the window's last w − 1 rotated keys and values on the device.
+// raw keys on the host and the window's last w rotated keys and values on the device, a ring [Hkv, w, Dh]. Both
+// branches gather their rows straight from these planes (attendSelected): no step copies a cache.
 
 import { compressedBranch, createSparseState, gatedSum, groupSelection, resolveSparseConfig, type CompressedState, type ResolvedSparseConfig, type SparseWeights } from "../attention/sparse.ts";
 import type { NsaBlocks } from "../attention/sparse-select.ts";
@@ -19,8 +20,8 @@ import { ropeFrequencies } from "../rope.ts";
 import type { Tensor } from "../tensor.ts";
 import { record } from "../trace.ts";
 import { sparseConfig } from "./attention.ts";
-import type { DeviceLayerCache } from "./cache.ts";
-import { attendRows, attendSelected, type Selection } from "./dsa-layer.ts";
+import type { LayerCache } from "./cache.ts";
+import { attendSelected, type Selection } from "./dsa-layer.ts";
 import type { Run } from "./layers.ts";
 import { hookHost } from "./points.ts";
 
@@ -30,11 +31,10 @@ export interface SparseLayerState<X extends Value = Value> {
   position: number;
   /** The compressed branch's pending raw keys and values and one compressed pair per finished block, [1, Hkv, n, Dh]. */
   compressed: CompressedState;
-  /** The window's rotated keys and values of the last `windowLength` positions (at most w − 1) as the first rows of
-   *  [1, w − 1, Hkv·Dh], made once and written in place; null while none is kept (w = 1). */
+  /** The window's rotated keys and values of the last w positions, a ring [Hkv, w, Dh] (position p at row p mod w)
+   *  made once and written in place, one row per token; null before the layer's first forward. */
   windowKeys: X | null;
   windowValues: X | null;
-  windowLength: number;
 }
 
 /**
@@ -43,14 +43,14 @@ export interface SparseLayerState<X extends Value = Value> {
  * kernels the compressed branch runs on. Records `<prefix>.selected` [Hkv, T, n] and `<prefix>.gates` [T, 3·H].
  */
 export function* sparseLayer<X extends Value>(
-  run: Run<X>, l: number, x: X, w: Record<string, Tensor>, layer: DeviceLayerCache<X>, positions: Int32Array, keep: Ops<X>, kernels: Kernels,
+  run: Run<X>, l: number, x: X, w: Record<string, Tensor>, layer: LayerCache<X>, positions: Int32Array, keep: Ops<X>, kernels: Kernels,
 ): Reading<X> {
   const { ops, listen } = run;
   const prefix = `layers.${l}.attn`;
   const { c, freqs, scale } = setup(run);
   const { H, Hkv, Dh, blocks } = c;
   const [T, start] = [positions.length, positions[0]!];
-  const s = (layer.sparse ??= { position: 0, compressed: createSparseState(sparseConfig(run.config)), windowKeys: null, windowValues: null, windowLength: 0 });
+  const s = (layer.sparse ??= { position: 0, compressed: createSparseState(sparseConfig(run.config)), windowKeys: null, windowValues: null });
   if (s.position !== start) throw new TinyseekError(`${prefix}: the sparse state holds ${s.position} positions, the cache ${start}`);
   const heads = (name: string, n: number) => (ops.splitHeads(ops.linear(x, w[name]!), n, [Dh]) as [X])[0];
   const rotate = (v: X) => ops.rope(v, positions, freqs);
@@ -69,12 +69,15 @@ export function* sparseLayer<X extends Value>(
   const qRot = rotate(q);
   const args = { H, Hkv, Tq: T, Tk: start + T, Dh, Dv: Dh, scale, offset: start, kvRows: layer.rows };
   const slc = attendSelected(ops, qRot, layer.keys!, layer.values!, args, selectedRows(selected, at, Hkv, blocks));
-  const held = s.windowLength; // positions start − held … start − 1
-  const recent = (kept: X | null, fresh: X) => (kept && held > 0 ? ops.concatRows([ops.sliceRows(ops.mergeHeads(kept), 0, held), fresh]) : fresh);
-  const windowKeys = recent(s.windowKeys, ops.mergeHeads(rotate(heads("k_win_proj", Hkv))));
-  const windowValues = recent(s.windowValues, ops.mergeHeads(heads("v_win_proj", Hkv)));
-  const win = attendRows(ops, qRot, windowKeys, windowValues, args, windowRows(at, held, blocks.window));
-  keepWindow(s, ops, keep, windowKeys, windowValues, blocks.window);
+  const span = blocks.window; // w
+  const [ringKeys, ringValues] = [(s.windowKeys ??= keep.empty([Hkv, span, Dh])), (s.windowValues ??= keep.empty([Hkv, span, Dh]))];
+  const [kWin, vWin] = [rotate(heads("k_win_proj", Hkv)), heads("v_win_proj", Hkv)];
+  const row = (v: X, t: number) => (T === 1 ? v : ops.gatherRows(v, Int32Array.of(t)));
+  // Token t's key goes into the ring just before it attends: the ring then holds exactly its window.
+  const win = attendSelected(ops, qRot, ringKeys, ringValues, args, windowRows(at, span), (t) => {
+    ops.writeRows(ringKeys, row(kWin, t), (start + t) % span);
+    ops.writeRows(ringValues, row(vWin, t), (start + t) % span);
+  });
   s.position = start + T;
 
   const gates = sigmoid({ shape: [T, 3 * H], data: yield* read(ops, ops.linear(x, w.gate_proj!)) });
@@ -118,26 +121,11 @@ function selectedRows(selected: Int32Array, positions: readonly number[], Hkv: n
   return { shape: [Hkv, T, n * size], data };
 }
 
-/** Each query's window as rows of the window's keys (row r: position positions[0] − held + r), [1, T, w]. */
-function windowRows(positions: readonly number[], held: number, w: number): Selection {
-  const base = positions[0]! - held;
+/** Each query's window as rows of the ring [Hkv, w, Dh] (position j at row j mod w), oldest first, [1, T, w]. */
+function windowRows(positions: readonly number[], w: number): Selection {
   const data = new Int32Array(positions.length * w).fill(-1);
   positions.forEach((p, t) => {
-    for (let j = Math.max(base, p - w + 1), to = t * w; j <= p; j++) data[to++] = j - base;
+    for (let j = Math.max(0, p - w + 1), to = t * w; j <= p; j++) data[to++] = j % w;
   });
   return { shape: [1, positions.length, w], data };
-}
-
-/**
- * Keeps the last w − 1 rows of the window's keys and values [n, Hkv·Dh] (all n when fewer) in the state's own values,
- * made once by `keep` and written in place: the forward's values go back at the layer's end, and a step allocates none.
- */
-function keepWindow<X extends Value>(s: SparseLayerState<X>, ops: Ops<X>, keep: Ops<X>, keys: X, values: X, w: number): void {
-  const [n, width] = keys.shape as [number, number];
-  const count = (s.windowLength = Math.min(w - 1, n));
-  if (count === 0) return;
-  s.windowKeys ??= keep.empty([1, w - 1, width]);
-  s.windowValues ??= keep.empty([1, w - 1, width]);
-  ops.writeRows(s.windowKeys, (ops.splitHeads(ops.sliceRows(keys, n - count, count), 1, [width]) as [X])[0], 0);
-  ops.writeRows(s.windowValues, (ops.splitHeads(ops.sliceRows(values, n - count, count), 1, [width]) as [X])[0], 0);
 }

@@ -8,7 +8,6 @@
 
 import { argError, checkInteger } from "../errors.ts";
 import { isMoeLayer } from "../model/config.ts";
-import { hasHeads } from "../model/point-names.ts";
 import type { Model } from "../model/weights.ts";
 import type { TracedTensor } from "../trace.ts";
 import { runWithCache, type RunOptions } from "./run.ts";
@@ -68,7 +67,7 @@ export async function directLogitAttribution(model: Model, tokens: ArrayLike<num
   for (let l = 0; l < L; l++) {
     const p = `layers.${l}`;
     parts.push({ name: `${p}.attn`, value: dot(row(acts.get(`${p}.attn.out`)!)) });
-    if (hasHeads(c, l) && !model.weights.layers[l]!.adapters?.attn) parts.push(...headParts(model, l, acts.get(`${p}.attn.heads`)!, position, dot));
+    if (!model.weights.layers[l]!.adapters?.attn) parts.push(...headParts(model, l, acts.get(`${p}.attn.heads`)!, position, dot));
     parts.push({ name: `${p}.mlp`, value: dot(row(acts.get(`${p}.mlp.out`)!)) });
     if (isMoeLayer(c, l) && !model.weights.layers[l]!.adapters?.mlp) parts.push(...expertParts(acts, p, position, D, dot));
   }

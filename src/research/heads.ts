@@ -5,8 +5,6 @@
 // Ablating every head of a layer zeroes its attention output (the output projection has no bias).
 
 import { TinyseekError, argError, checkInteger } from "../errors.ts";
-import { hasHeads } from "../model/point-names.ts";
-import { layerKind } from "../model/config.ts";
 import type { Intervention } from "../model/interventions.ts";
 import type { Model } from "../model/weights.ts";
 import type { Tensor } from "../tensor.ts";
@@ -24,13 +22,10 @@ export interface HeadAblation {
   means?: HeadMeans;
 }
 
-/** The layer has a heads point (mla, dsa, mha, decay, segmented, sparse); every head exists. */
+/** The layer exists (every kind has a heads point); every head exists. */
 function checkHeads(model: Model, layer: number, heads: readonly number[]): void {
   const c = model.config;
   checkInteger("layer", layer, 0, c.num_hidden_layers - 1);
-  if (!hasHeads(c, layer)) {
-    throw new TinyseekError(`layer: head ablation needs a layer of kind mla, dsa, mha, decay, segmented or sparse; layer ${layer} is ${layerKind(c, layer)}`);
-  }
   if (!Array.isArray(heads) || heads.length === 0) throw argError("heads", "a non-empty list of head indices", heads);
   heads.forEach((h, i) => checkInteger(`heads[${i}]`, h, 0, c.num_attention_heads - 1));
 }
@@ -59,7 +54,7 @@ export function ablateHeads(model: Model, { layer, heads, mode = "zero", means }
 /** Each head's mean output over every position of `prompts` (token lists), for the given layers (default all). */
 export async function headMeans(model: Model, prompts: readonly (readonly number[])[], options: RunOptions & { layers?: readonly number[] } = {}): Promise<HeadMeans> {
   const c = model.config;
-  const { layers = Array.from({ length: c.num_hidden_layers }, (_, l) => l).filter((l) => hasHeads(c, l)), ...run } = options;
+  const { layers = Array.from({ length: c.num_hidden_layers }, (_, l) => l), ...run } = options;
   for (const l of layers) checkHeads(model, l, [0]);
   if (prompts.length === 0) throw argError("prompts", "at least one prompt", 0);
   const sums = new Map<number, { sum: Float64Array; count: number; H: number; Dv: number }>();

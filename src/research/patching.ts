@@ -6,7 +6,6 @@
 // behaviour, 0 does nothing.
 
 import { argError, checkInteger, TinyseekError } from "../errors.ts";
-import { hasHeads } from "../model/point-names.ts";
 import type { Model } from "../model/weights.ts";
 import type { Tensor } from "../tensor.ts";
 import type { TracedTensor } from "../trace.ts";
@@ -69,8 +68,7 @@ export async function activationPatching(model: Model, options: PatchingOptions)
   const metric = (logits: Tensor): number => wrong !== undefined
     ? logits.data[(T - 1) * V + answer]! - logits.data[(T - 1) * V + wrong]!
     : probabilities(logits, T - 1)[answer]!;
-  const layers = Array.from({ length: c.num_hidden_layers }, (_, l) => l).filter((l) => point !== "heads" || hasHeads(c, l));
-  if (layers.length === 0) throw new TinyseekError(`patching: no layer has a heads point (attention kinds ${[c.attention_kind].flat().join(", ")})`);
+  const layers = Array.from({ length: c.num_hidden_layers }, (_, l) => l);
   const names = layers.map((l) => pointName(point, l));
   const cleanRun = await runWithCache(model, clean, { ...rest, names });
   const mClean = metric(cleanRun.logits);
