@@ -9,11 +9,12 @@
 // Every token's k experts are distinct and kept, as a router gives them; weights are random float32 (with --bf16
 // cut to BF16, so the backends keep BF16 panels).
 
-import { readFileSync, readdirSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import type { ExpertWeights, Routing } from "../src/moe/experts.ts";
 import { Random, randBounded } from "../src/random.ts";
 import type { Tensor } from "../src/tensor.ts";
 import { createBackend } from "../wasm/backend.ts";
+import { queued } from "./run-queue.ts";
 
 const argv = process.argv.slice(2);
 const seconds = Number(argv.includes("--seconds") ? argv[argv.indexOf("--seconds") + 1] : "10");
@@ -27,16 +28,6 @@ const SHAPES = [
   { name: "D 1024, F 512, top-8 of 64", N: 1, D: 1024, F: 512, E: 64, k: 8 },
 ];
 
-/** Milliseconds our threads have waited on a run queue so far. */
-function queued(): number {
-  let ns = 0;
-  for (const task of readdirSync("/proc/self/task")) {
-    try {
-      ns += Number(readFileSync(`/proc/self/task/${task}/schedstat`, "utf8").split(" ")[1]);
-    } catch {} // a thread that just ended
-  }
-  return ns / 1e6;
-}
 const loadAverage = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
 const quantile = (x: number[], p: number) => x.slice().sort((a, b) => a - b)[Math.min(x.length - 1, Math.floor(x.length * p))]!;
 const summary = (x: number[]) => (x.length ? `${quantile(x, 0.5).toFixed(2)} [${quantile(x, 0.25).toFixed(2)}, ${quantile(x, 0.75).toFixed(2)}]` : "-");

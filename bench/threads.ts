@@ -11,11 +11,12 @@
 // default) one busy process in another session takes a whole core from a two-thread process, whatever its nice
 // value, and the speed-up is then 1.0×: the "all" figures say what the machine gave.
 
-import { readFileSync, readdirSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 import type { Tensor } from "../src/tensor.ts";
 import { createBackend, wasmModule } from "../wasm/backend.ts";
 import { WebAssemblyApi } from "../wasm/webassembly.ts";
+import { queued } from "./run-queue.ts";
 
 const argv = process.argv.slice(2);
 const option = (name: string, fallback: string) => (argv.includes(name) ? argv[argv.indexOf(name) + 1]! : fallback);
@@ -23,16 +24,6 @@ const sizes = option("--sizes", "512,1024,2048").split(",").map(Number);
 const seconds = Number(option("--seconds", "30"));
 const baseline = argv.includes("--baseline") ? option("--baseline", "") : undefined;
 
-/** Milliseconds our threads have waited on a run queue so far. */
-function queued(): number {
-  let ns = 0;
-  for (const task of readdirSync("/proc/self/task")) {
-    try {
-      ns += Number(readFileSync(`/proc/self/task/${task}/schedstat`, "utf8").split(" ")[1]);
-    } catch {} // a thread that just ended
-  }
-  return ns / 1e6;
-}
 const quantile = (x: number[], p: number) => x.slice().sort((a, b) => a - b)[Math.min(x.length - 1, Math.floor(x.length * p))]!;
 const summary = (x: number[]) => (x.length ? `${quantile(x, 0.5).toFixed(2)} [${quantile(x, 0.25).toFixed(2)}, ${quantile(x, 0.75).toFixed(2)}]` : "-");
 
