@@ -17,7 +17,7 @@ import { weightShapes } from "../model/params.ts";
 import { layerFromParams, mtpFromParams, type Model, type ModelWeights, type MtpWeights } from "../model/weights.ts";
 import type { Fp8Weight } from "../quant/fp8.ts";
 import { numel, shapeString, type Tensor } from "../tensor.ts";
-import { FileError, readBytes, withRegularFile } from "./files.ts";
+import { FileError, readBytes, reasonFor, withRegularFile } from "./files.ts";
 import { dequantizeFp8Codes, fp8ScalesProblem, SCALE_SUFFIX } from "./fp8-weights.ts";
 import { decodeTensorBytes, readSafetensorsHeaderFrom, SafetensorsError, type HeaderEntry } from "./safetensors.ts";
 
@@ -79,7 +79,8 @@ export async function loadCheckpoint(path: string, options: CheckpointOptions = 
   try {
     isDirectory = statSync(path).isDirectory();
   } catch (error) {
-    throw new FileError(path, (error as NodeJS.ErrnoException).code === "ENOENT" ? "no such file or directory" : (error as Error).message);
+    const code = (error as NodeJS.ErrnoException).code; // a checkpoint may be either, so ENOENT names both
+    throw new FileError(path, code === "ENOENT" ? "no such file or directory" : reasonFor(error as NodeJS.ErrnoException));
   }
   const { files, index } = isDirectory ? await shardsOf(path) : { files: [path], index: null };
   const located = new Map<string, Located>();

@@ -37,7 +37,8 @@ function kindOf(s: Kind): string {
   return "not a regular file";
 }
 
-const reasonFor = (error: NodeJS.ErrnoException): string =>
+/** Why a path could not be opened or read, in words, without repeating the path (the caller's message names it). */
+export const reasonFor = (error: NodeJS.ErrnoException): string =>
   error.code === "ENOENT" ? "no such file"
     : error.code === "EACCES" ? "permission denied"
       : error.code === "ENOTDIR" ? "a part of the path is not a directory"
