@@ -57,13 +57,6 @@ describe("checkpoint layouts and their refusals", () => {
     expect(await refusal(undefined)).toBe("checkpoint: expected a directory or a safetensors file, got undefined");
   });
 
-  it("a path that cannot be looked at is named once, with the reason in words", async () => {
-    const file = join(root, "plain-file");
-    writeFileSync(file, "");
-    expect(await refusal(join(file, "x"))).toBe(`${join(file, "x")}: a part of the path is not a directory`);
-    expect(await refusal(join(root, "missing"))).toBe(`${join(root, "missing")}: no such file or directory`);
-  });
-
   it("a directory with one model.safetensors, and one with neither it nor an index", async () => {
     const c = await written({ shards: 1, config: { dtype: "bfloat16" } });
     renameSync(join(c.dir, c.shards[0]!), join(c.dir, "model.safetensors"));
