@@ -1,6 +1,6 @@
-// Cases that kill mutants the attention suites let live (test/README.md, mutation testing) in the attention kinds the
-// one forward runs on the host (src/attention/segmented.ts, sparse.ts, sparse-select.ts), in DSA (dsa.ts), in MLA's
-// joined-keys cache (src/attention/mla.ts) and in the hooked host kernels of src/model/layers.ts.
+// Cases that kill mutants the attention suites let live (test/README.md, mutation testing) in the attention modules
+// whose steps the one forward also runs on the host (src/attention/segmented.ts, sparse.ts, sparse-select.ts), in DSA
+// (dsa.ts), in MLA's joined-keys cache (src/attention/mla.ts) and in the hooked host kernels of src/model/layers.ts.
 import { describe, expect, it } from "vitest";
 import { sliceTime } from "../src/attention/masked.ts";
 import { checkDsaConfig, createDsaCache, dsa, indexerScores, initDsa, selectedKeysAttend, topKeys, type DsaConfig, type DsaWeights } from "../src/attention/dsa.ts";

@@ -1,7 +1,7 @@
 // Cases that kill mutants of the one forward (src/model/forward.ts, layers.ts) that model.mutants.test.ts and the
 // model suites let live (test/README.md, mutation testing): a padded batch is its sequences run alone, the hook
-// points' names and contexts, multi-head attention worked by hand, probabilities replaced by a hook, attention kinds
-// run on the host, the interventions option's refusals, and early exit at its threshold and for the last token.
+// points' names and contexts, multi-head attention worked by hand, probabilities replaced by a hook, NSA's traced
+// selection and gates, the interventions option's refusals, and early exit at its threshold and for the last token.
 import { describe, expect, it } from "vitest";
 import { attention } from "../src/attention/attention.ts";
 import { splitHeads } from "../src/attention/heads.ts";
@@ -89,7 +89,7 @@ describe("what the trace and the hooks see", () => {
   });
 });
 
-describe("attention kinds run on the host", () => {
+describe("NSA's host steps", () => {
   it("sparse attention traces its own points under the layer's name, in every layer, forward after forward", () => {
     const sparse = initModel(testConfig({ attention_kind: "sparse" }));
     for (let run = 0; run < 2; run++) { // the second forward reuses the host kernels made for the first

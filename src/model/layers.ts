@@ -24,6 +24,7 @@ import { sparseLayer } from "./sparse-layer.ts";
 import { segmentedLayer } from "./segmented-layer.ts";
 import { headDim, layerKind, type ModelConfig } from "./config.ts";
 import { decayGammas } from "./mha.ts";
+import { once } from "./once.ts";
 import type { ExpertEdit } from "./interventions.ts";
 import { hookHost, listened, point, readOnly, type Listeners } from "./points.ts";
 import type { Model } from "./weights.ts";
@@ -39,13 +40,6 @@ export interface Run<X extends Value> {
   readonly experts: readonly ExpertEdit[];
   /** What the layers derive from the config (rotary frequencies, softmax scales, ln γ): made once per forward. */
   readonly derived: Map<string, unknown>;
-}
-
-/** `make()` once per forward under `key`. */
-function once<X extends Value, T>(run: Run<X>, key: string, make: () => T): T {
-  let value = run.derived.get(key) as T | undefined;
-  if (value === undefined) run.derived.set(key, (value = make()));
-  return value;
 }
 
 /** One sequence's rows inside the packed x, that sequence's cache, and the absolute positions of its new tokens. */

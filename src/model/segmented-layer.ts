@@ -17,6 +17,7 @@ import type { Tensor } from "../tensor.ts";
 import { segmentedConfig } from "./attention.ts";
 import type { LayerCache, ModelCache } from "./cache.ts";
 import type { Run } from "./layers.ts";
+import { once } from "./once.ts";
 import { point } from "./points.ts";
 
 /** The first position whose key the window holds while the query at position p is computed. */
@@ -24,12 +25,10 @@ const windowStart = (c: ResolvedSegmentedConfig, p: number) => Math.max(0, Math.
 
 /** The resolved config and rotary frequencies, made once per forward (the module's: plain rotary, no YaRN). */
 function derived<X extends Value>(run: Run<X>): { c: ResolvedSegmentedConfig; freqs: Float64Array } {
-  let made = run.derived.get("segmented") as { c: ResolvedSegmentedConfig; freqs: Float64Array } | undefined;
-  if (!made) {
+  return once(run, "segmented", () => {
     const c = resolveSegmentedConfig(segmentedConfig(run.config));
-    run.derived.set("segmented", (made = { c, freqs: ropeFrequencies({ dim: c.headDim, theta: c.rope_theta }) }));
-  }
-  return made;
+    return { c, freqs: ropeFrequencies({ dim: c.headDim, theta: c.rope_theta }) };
+  });
 }
 
 /**

@@ -23,6 +23,7 @@ import { sparseConfig } from "./attention.ts";
 import type { LayerCache } from "./cache.ts";
 import { attendSelected, type Selection } from "./dsa-layer.ts";
 import type { Run } from "./layers.ts";
+import { once } from "./once.ts";
 import { hookHost } from "./points.ts";
 
 /** What an NSA layer keeps beside its device cache of selected-branch keys and values. */
@@ -89,13 +90,10 @@ export function* sparseLayer<X extends Value>(
 
 /** The resolved config, rotary frequencies (no YaRN: the module's) and scale, made once per forward. */
 function setup<X extends Value>(run: Run<X>): { c: ResolvedSparseConfig; freqs: Float64Array; scale: number } {
-  type Setup = ReturnType<typeof setup>;
-  let made = run.derived.get("sparse") as Setup | undefined;
-  if (!made) {
+  return once(run, "sparse", () => {
     const c = resolveSparseConfig(sparseConfig(run.config));
-    run.derived.set("sparse", (made = { c, freqs: ropeFrequencies({ dim: c.Dh, theta: c.ropeTheta }), scale: 1 / Math.sqrt(c.Dh) }));
-  }
-  return made;
+    return { c, freqs: ropeFrequencies({ dim: c.Dh, theta: c.ropeTheta }), scale: 1 / Math.sqrt(c.Dh) };
+  });
 }
 
 /** A device value [n, T, Dh] on the host as the module's [1, n, T, Dh]. */
