@@ -14,7 +14,7 @@ import type { AttentionKind } from "../src/model/config.ts";
 import { forward } from "../src/model/forward.ts";
 import { preset } from "../src/model/presets.ts";
 import { initModel, type Model, modelFromSafetensors, modelToSafetensors } from "../src/model/weights.ts";
-import { createBackend as createWasm, type WasmBackend } from "../wasm/backend.ts";
+import { allowRelaxedSimd, createBackend as createWasm, type WasmBackend } from "../wasm/backend.ts";
 import { type TfValue, tfjsKernels } from "../train/tfjs-kernels.ts";
 import { setUpTfjs } from "../train/tfjs.ts";
 import type { ImplName } from "./kernels.ts";
@@ -106,8 +106,13 @@ async function tfjsImpl(which: "wasm" | "cpu", capacity: number): Promise<ModelI
 
 async function makeImpl({ impl, threads, capacity }: ImplSpec): Promise<ModelImpl> {
   if (impl === "reference") return backendImpl(undefined, capacity);
-  if (impl === "wasm") {
-    const wasm = await createWasm({ threads });
+  if (impl === "wasm" || impl === "wasm-relaxed") {
+    // The relaxed-SIMD build (its fused multiply-add) where the engine validates it: Node 20 behind a V8 flag, set here
+    // before the module compiles; the plain row is the SIMD128 build on every engine.
+    const relaxed = impl === "wasm-relaxed";
+    if (relaxed) allowRelaxedSimd();
+    const wasm = await createWasm({ threads, relaxed });
+    if (relaxed && !wasm.description.startsWith("WebAssembly relaxed SIMD,")) throw new Error("the engine does not validate the relaxed-SIMD build");
     return { ...backendImpl(wasm, capacity), wasm };
   }
   if (impl === "tfjs-wasm" || impl === "tfjs-cpu") return tfjsImpl(impl === "tfjs-wasm" ? "wasm" : "cpu", capacity);

@@ -1,10 +1,11 @@
 // Whole-model benchmarks: prefill and decode speed of tiny with each attention kind and of small with MLA, on the
-// reference, on WASM with 1 and 2 threads (the one forward, src/model/forward.ts, over its device kernels: values
-// kept in WASM memory; every attention kind on them, with its small host steps) and on tfjs-backend-wasm and
-// tfjs-backend-cpu through the tfjs implementation of the same operation interface (train/tfjs-kernels.ts), for the
-// "decode ≥ 30× the reference, ≥ 3× tfjs-wasm" bars; plus the cache each kind holds per token, and small's decode as a
-// share of its compute bound (2 × active parameters per token ÷ the same run's best WASM matmul rate). Each
-// implementation runs in a process of its own (bench/model-worker.ts says why) on the same BF16-exact weights.
+// reference, on WASM with 1 and 2 threads and its relaxed-SIMD build on 1 (the one forward, src/model/forward.ts,
+// over its device kernels: values kept in WASM memory; every attention kind on them, with its small host steps) and
+// on tfjs-backend-wasm and tfjs-backend-cpu through the tfjs implementation of the same operation interface
+// (train/tfjs-kernels.ts), for the "decode ≥ 30× the reference, ≥ 3× tfjs-wasm" bars; plus the cache each kind holds
+// per token, and small's decode as a share of its compute bound (2 × active parameters per token ÷ the same run's
+// best WASM matmul rate). Each implementation runs in a process of its own (bench/model-worker.ts says why) on the
+// same BF16-exact weights.
 // `npm run bench` includes these rows (bench/run.ts calls runModelBench); on its own:
 //   npx tsx bench/model.ts [--quick] [--filter REGEX] [--json FILE]
 // Rows: { op: "model.prefill" | "model.decode", shape: "tiny mla T=32", impl, threads, medianMs, gflops: null,
@@ -112,6 +113,7 @@ export async function runModelBench(options: { quick: boolean; filter?: RegExp; 
   const capacity = T + DECODE_STEPS;
   const specs: ImplSpec[] = [
     { impl: "reference", threads: 1, capacity }, { impl: "wasm", threads: 1, capacity }, { impl: "wasm", threads: 2, capacity },
+    { impl: "wasm-relaxed", threads: 1, capacity },
     { impl: "tfjs-wasm", threads: 1, capacity }, { impl: "tfjs-cpu", threads: 1, capacity },
   ];
   const impls: Remote[] = [];

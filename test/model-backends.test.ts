@@ -51,6 +51,13 @@ const ROWS: Row[] = [
     memory: (b) => (b as WasmBackend).stats().liveBytes + (b as WasmBackend).stats().memoryBytes,
   },
   {
+    // The build Node 22+ and browsers load (its fused multiply-add rounds once): its tokens must still be the
+    // reference's. Two threads, every product through the pool, check mode (test/wasm-relaxed.ts).
+    name: "wasm relaxed",
+    create: async () => (await import("./wasm-relaxed.ts")).relaxedWasm(),
+    optional: true,
+  },
+  {
     // Training's backend: tfjs-backend-wasm through src/device/kernels.ts (train/tfjs-kernels.ts). Its values are
     // tf tensors that a tidy scope frees, so it keeps no pool of its own to watch.
     name: "tfjs",

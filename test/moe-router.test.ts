@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { route, routerConfig, type RouterConfig, type RouterConfigInput } from "../src/moe/router.ts";
+import { limitGroups, route, routerConfig, topk, type RouterConfig, type RouterConfigInput } from "../src/moe/router.ts";
 import { tensor, type Tensor } from "../src/tensor.ts";
 import { randomBias, routerConfigArb, separatedLogits } from "./moe-fixtures.ts";
 
@@ -134,6 +134,34 @@ describe("router properties", () => {
     const c = cfg({ scoring_func: "sigmoid", topk_method: "noaux_tc" });
     const r = route(separatedLogits(7, 20, 4), c, tensor([4], [0, 0, 0, 2]));
     for (let t = 0; t < 20; t++) expect(r.experts[t * 2]).toBe(3);
+  });
+});
+
+// topk and limitGroups against a sort: values from a few levels (ties) and -Infinity (banned experts).
+describe("top-k and group limits against a sort", () => {
+  const level = fc.constantFrom(-Infinity, -1.5, -0.25, 0, 0.25, 1, 2.5);
+  const byRank = (values: ArrayLike<number>) => Array.from(values, (v, i) => [v, i] as const).sort((a, b) => b[0] - a[0] || a[1] - b[1]);
+
+  it("topk: the k best indices, best first, ties to the lower index", () => {
+    fc.assert(fc.property(fc.array(level, { minLength: 1, maxLength: 24 }), fc.nat(), (values, pick) => {
+      const k = 1 + (pick % values.length);
+      const out = topk(Float64Array.from(values), k, new Int32Array(k));
+      expect(Array.from(out)).toEqual(byRank(values).slice(0, k).map(([, i]) => i));
+    }));
+  });
+
+  it("limitGroups: the groups outside the keep best by the sum of their top 1 or 2 are -Infinity", () => {
+    const shape = fc.record({ groups: fc.integer({ min: 1, max: 6 }), size: fc.integer({ min: 1, max: 5 }), keep: fc.nat(), top: fc.constantFrom(1 as const, 2 as const) });
+    fc.assert(fc.property(shape.chain((s) => fc.tuple(fc.constant(s), fc.array(level, { minLength: s.groups * s.size, maxLength: s.groups * s.size }))), ([s, values]) => {
+      const keep = 1 + (s.keep % s.groups);
+      const select = Float64Array.from(values);
+      limitGroups(select, s.groups, keep, s.top);
+      const score = (g: number) => byRank(values.slice(g * s.size, (g + 1) * s.size)).slice(0, s.top).reduce((sum, [v]) => sum + v, 0);
+      const scores = Array.from({ length: s.groups }, (_, g) => score(g));
+      const kept = new Set(s.groups === keep ? scores.keys() : byRank(scores).slice(0, keep).map(([, g]) => g));
+      const expected = values.map((v, e) => (kept.has(Math.floor(e / s.size)) ? v : -Infinity));
+      expect(Array.from(select)).toEqual(expected);
+    }));
   });
 });
 

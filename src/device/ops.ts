@@ -45,6 +45,9 @@ export function opsOver<X extends Value>(kernels: DeviceKernels<X>, hostKernels:
 
 const last = (x: Value) => x.shape[x.shape.length - 1]!;
 
+/** Elements a strided batch of matrices spans: the last one's end. */
+const reach = (off: number, stride: number, size: number, batches: number) => off + (batches - 1) * stride + size;
+
 function same(argument: string, x: Value, shape: readonly number[]): void {
   let equal = x.shape.length === shape.length;
   for (let i = 0; equal && i < shape.length; i++) equal = x.shape[i] === shape[i];
@@ -148,7 +151,8 @@ export class CheckedOps<X extends Value> implements Ops<X> {
 
   splitHeads(x: X, H: number, widths: readonly number[]): X[] {
     rank("x", x, 2, "[T, H·d]");
-    const per = widths.reduce((a, w) => a + w, 0);
+    let per = 0;
+    for (const w of widths) per += w;
     if (x.shape[1] !== H * per) throw argError("x", `shape [T, ${H * per}] (${H} heads of ${per})`, shapeString(x.shape));
     const parts = this.kernels.splitHeads(x, H, widths);
     if (this.made) this.made.push(...parts);
@@ -161,9 +165,11 @@ export class CheckedOps<X extends Value> implements Ops<X> {
   }
 
   concatLast(parts: readonly X[]): X {
-    const A = Math.max(...parts.map((p) => p.shape[0]!));
+    if (!Array.isArray(parts) || parts.length === 0) throw argError("parts", "at least one value", Array.isArray(parts) ? 0 : parts);
+    parts.forEach((p, i) => rank(`parts[${i}]`, p, 3, "[A, T, w]"));
+    let A = 1;
+    for (const p of parts) A = Math.max(A, p.shape[0]!);
     parts.forEach((p, i) => {
-      rank(`parts[${i}]`, p, 3, "[A, T, w]");
       if ((p.shape[0] !== A && p.shape[0] !== 1) || p.shape[1] !== parts[0]!.shape[1]) throw argError(`parts[${i}]`, `shape [${A} or 1, ${parts[0]!.shape[1]}, w]`, shapeString(p.shape));
     });
     return this.keep(this.kernels.concatLast(parts));
@@ -203,10 +209,10 @@ export class CheckedOps<X extends Value> implements Ops<X> {
   gemm(a: X, b: Tensor, c: X, args: GemmArgs): void {
     const { M, N, K, batches = 1, strideA = M * K, strideB = K * N, strideC = M * N, offA = 0, offB = 0, offC = 0 } = args;
     // Every matrix read or written must lie inside its value: a wrong stride must not reach another's memory.
-    const reach = (off: number, stride: number, size: number) => off + (batches - 1) * stride + size;
-    if (reach(offA, strideA, M * K) > numel(a.shape)) throw argError("a", `at least ${reach(offA, strideA, M * K)} elements`, numel(a.shape));
-    if (reach(offB, strideB, N * K) > b.data.length) throw argError("b", `at least ${reach(offB, strideB, N * K)} elements`, b.data.length);
-    if (reach(offC, strideC, M * N) > numel(c.shape)) throw argError("c", `at least ${reach(offC, strideC, M * N)} elements`, numel(c.shape));
+    const [reachA, reachB, reachC] = [reach(offA, strideA, M * K, batches), reach(offB, strideB, N * K, batches), reach(offC, strideC, M * N, batches)];
+    if (reachA > numel(a.shape)) throw argError("a", `at least ${reachA} elements`, numel(a.shape));
+    if (reachB > b.data.length) throw argError("b", `at least ${reachB} elements`, b.data.length);
+    if (reachC > numel(c.shape)) throw argError("c", `at least ${reachC} elements`, numel(c.shape));
     this.kernels.gemm(a, this.kernels.weight(b), c, args);
   }
 

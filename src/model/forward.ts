@@ -191,7 +191,7 @@ export function* forwardRows<X extends Value>(ops: Ops<X>, model: Model, rows: R
   let done = false;
   try {
     record(trace, "tokens", { shape: [N], data: ids });
-    const positions = Int32Array.from(segments.flatMap((s) => Array.from(s.positions)));
+    const positions = segments.length === 1 ? segments[0]!.positions : Int32Array.from(segments.flatMap((s) => Array.from(s.positions)));
     let x = yield* point(o, listen, "embed", o.embed(weights.embed_tokens, ids), { positions });
     const exitLayers = new Int32Array(N).fill(L);
     const active = threshold === null ? undefined : new Uint8Array(N).fill(1);

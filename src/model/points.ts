@@ -64,10 +64,13 @@ export function checkPatterns(l: Listeners, points: readonly string[], layers: n
 }
 
 /** Whether anyone listens at `name`: then the value is worth reading back. */
-export const listened = (l: Listeners, name: string): boolean => wants(l.trace, name) || l.hooks.some((h) => h.matcher.test(name));
+export const listened = (l: Listeners, name: string): boolean => wants(l.trace, name) || hooked(l, name);
 
-/** Whether a hook (not only the trace) listens at `name`. */
-export const hooked = (l: Listeners, name: string): boolean => l.hooks.some((h) => h.matcher.test(name));
+/** Whether a hook (not only the trace) listens at `name`. A plain loop: a decode step asks this ~50 times. */
+export function hooked(l: Listeners, name: string): boolean {
+  for (let i = 0; i < l.hooks.length; i++) if (l.hooks[i]!.matcher.test(name)) return true;
+  return false;
+}
 
 /**
  * Runs the hooks listening at `name` on the host tensor `value`; returns what flows on, recorded in the trace. At a

@@ -88,9 +88,10 @@ const isMoe = (mlp: LayerWeights["mlp"]): mlp is MoeWeights => "experts" in mlp;
 
 /** Every weight under its checkpoint name, routed experts one by one (views, no copies). */
 /** Throws unless `model` is shaped like what initModel and loadModel return, so a wrong argument is named, not a TypeError. */
+const isObject = (v: unknown) => typeof v === "object" && v !== null;
+
 export function checkModel(model: Model, argument = "model"): void {
   const m = model as unknown as Record<string, unknown> | null;
-  const isObject = (v: unknown) => typeof v === "object" && v !== null;
   if (!isObject(m) || !isObject(m!.config) || !isObject(m!.weights) || !Array.isArray((m!.weights as { layers?: unknown }).layers)) {
     const got = !isObject(m) ? (m === null ? "null" : typeof m) : `an object with ${Object.keys(m!).join(", ") || "no keys"}`;
     throw argError(argument, "a Model { config, weights } from initModel or loadModel", got);

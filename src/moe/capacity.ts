@@ -68,17 +68,21 @@ export function applyCapacity(
   if (C !== null) checkInteger("C", C, 0);
   checkOneOf("dropPolicy", policy, DROP_POLICIES);
   checkMask(mask, N);
-  experts.forEach((e, a) => {
+  for (let a = 0; a < experts.length; a++) {
+    const e = experts[a]!;
     if (!Number.isInteger(e) || e < 0 || e >= E) throw argError(`experts[${a}]`, `an expert in [0, ${E - 1}]`, e);
-  });
+  }
 
-  const real = (t: number) => !mask || mask[t] !== 0;
   const kept = new Uint8Array(N * k);
+  if (C === null) { // dropless: every real token's assignments stay, in any order
+    for (let a = 0; a < N * k; a++) kept[a] = !mask || mask[Math.floor(a / k)] !== 0 ? 1 : 0;
+    return kept;
+  }
   const load = new Int32Array(E);
   for (const a of priorityOrder(weights, k, N, policy)) {
-    if (!real(Math.floor(a / k))) continue;
+    if (mask && mask[Math.floor(a / k)] === 0) continue; // padding takes no capacity
     const e = experts[a]!;
-    if (C === null || load[e]! < C) {
+    if (load[e]! < C) {
       kept[a] = 1;
       load[e]!++;
     }

@@ -166,8 +166,9 @@ function editedChoice(chosen: Int32Array, select: Float64Array, own: Float64Arra
 
 /** NaN or ±Infinity would make every comparison false and the choice arbitrary: refuse them, naming the element. */
 function checkFinite(argument: string, data: Float32Array, rowLength?: number): void {
-  const i = data.findIndex((v) => !Number.isFinite(v));
-  if (i < 0) return;
+  let i = 0;
+  while (i < data.length && Number.isFinite(data[i])) i++;
+  if (i === data.length) return;
   const at = rowLength === undefined ? `${i}` : `${Math.floor(i / rowLength)}, ${i % rowLength}`;
   throw argError(`${argument}[${at}]`, "a finite number", data[i]);
 }
@@ -180,17 +181,21 @@ export function limitGroups(select: Float64Array, nGroups: number, keep: number,
   if (nGroups === 1 || keep === nGroups) return;
   const size = select.length / nGroups;
   const groupScores = new Float64Array(nGroups);
-  const best = new Int32Array(Math.min(top, size));
-  for (let g = 0; g < nGroups; g++) {
-    const group = select.subarray(g * size, (g + 1) * size);
-    topk(group, best.length, best);
-    for (const e of best) groupScores[g] += group[e]!;
+  for (let g = 0; g < nGroups; g++) groupScores[g] = topSum(select, g * size, size, Math.min(top, size));
+  const kept = topk(groupScores, keep, new Int32Array(keep));
+  for (let g = 0; g < nGroups; g++) if (!chosen(kept, keep, g)) select.fill(-Infinity, g * size, (g + 1) * size);
+}
+
+/** 0 + the best + (n = 2) the second best of values[from … from + size − 1], added best first. */
+function topSum(values: Float64Array, from: number, size: number, n: number): number {
+  let [first, second] = [-Infinity, -Infinity];
+  for (let i = from; i < from + size; i++) {
+    const v = values[i]!;
+    if (v > first) [first, second] = [v, first];
+    else if (v > second) second = v;
   }
-  const kept = new Int32Array(keep);
-  topk(groupScores, keep, kept);
-  const eligible = new Uint8Array(nGroups);
-  for (const g of kept) eligible[g] = 1;
-  for (let g = 0; g < nGroups; g++) if (!eligible[g]) select.fill(-Infinity, g * size, (g + 1) * size);
+  // -Infinity entries still count (a group of banned experts sums to -Infinity), as the top-k picking them would.
+  return n === 1 ? 0 + first : 0 + first + second;
 }
 
 /**
@@ -198,14 +203,18 @@ export function limitGroups(select: Float64Array, nGroups: number, keep: number,
  * are never chosen while a finite one remains. The one top-k of the router (experts and groups).
  */
 export function topk(values: ArrayLike<number>, k: number, out: Int32Array): Int32Array {
-  const taken = new Uint8Array(values.length);
   for (let r = 0; r < k; r++) {
     let best = -1;
     for (let i = 0; i < values.length; i++) {
-      if (!taken[i] && (best < 0 || values[i]! > values[best]!)) best = i;
+      if ((best < 0 || values[i]! > values[best]!) && !chosen(out, r, i)) best = i;
     }
-    taken[best] = 1;
     out[r] = best;
   }
   return out;
+}
+
+/** Whether i is among the first r entries of out. */
+function chosen(out: Int32Array, r: number, i: number): boolean {
+  for (let j = 0; j < r; j++) if (out[j] === i) return true;
+  return false;
 }

@@ -76,12 +76,13 @@ export function expertLoads(routing: Routing, E: number, mask?: TokenMask): { ro
   checkMask(mask, N);
   const routed = new Array<number>(E).fill(0);
   const kept = new Array<number>(E).fill(0);
-  routing.experts.forEach((e, a) => {
-    if (mask && !mask[Math.floor(a / k)]) return;
+  for (let a = 0; a < routing.experts.length; a++) {
+    const e = routing.experts[a]!;
+    if (mask && !mask[Math.floor(a / k)]) continue;
     if (e < 0 || e >= E) throw argError(`routing.experts[${a}]`, `an expert in [0, ${E - 1}]`, e);
     routed[e]!++;
     if (routing.kept[a]) kept[e]!++;
-  });
+  }
   return { routed, kept };
 }
 
@@ -93,7 +94,12 @@ export function routingStats(routing: Routing, probs: Tensor, capacity: number |
   const tokens = countTokens(N, mask);
   const { routed, kept } = expertLoads(routing, E, mask);
   const assignments = tokens * k;
-  const totalKept = kept.reduce((s, v) => s + v, 0);
+  let totalKept = 0, maxRouted = -Infinity, active = 0;
+  for (let e = 0; e < E; e++) {
+    totalKept += kept[e]!;
+    maxRouted = Math.max(maxRouted, routed[e]!);
+    if (kept[e]! > 0) active++;
+  }
   const dropped = assignments - totalKept;
   const meanRouted = assignments / E;
 
@@ -104,7 +110,8 @@ export function routingStats(routing: Routing, probs: Tensor, capacity: number |
     tokenEntropy[t] = entropy(probs.data.subarray(t * E, (t + 1) * E));
     meanTokenEntropy += tokenEntropy[t]! / tokens;
   }
-  const batchEntropy = entropy(meanProbs(probs, mask));
+  // One real token's mean distribution is its own: a decode step need not average it again (the same float64 sums).
+  const batchEntropy = N === 1 && tokens === 1 ? tokenEntropy[0]! : entropy(meanProbs(probs, mask));
   const lnE = Math.log(E);
   return {
     tokens,
@@ -115,8 +122,8 @@ export function routingStats(routing: Routing, probs: Tensor, capacity: number |
     kept,
     dropped,
     dropRate: assignments === 0 ? 0 : dropped / assignments,
-    maxVio: assignments === 0 ? 0 : Math.max(...routed) / meanRouted - 1,
-    activeFraction: kept.filter((n) => n > 0).length / E,
+    maxVio: assignments === 0 ? 0 : maxRouted / meanRouted - 1,
+    activeFraction: active / E,
     capacityUtilisation: capacity === null ? null : capacity === 0 ? 0 : totalKept / (E * capacity),
     tokenEntropy,
     meanTokenEntropy,
