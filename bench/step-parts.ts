@@ -1,0 +1,91 @@
+// What a WASM decode step spends outside its kernels (issue 17 item 1: "the step dominated by kernels").
+// `npx tsx bench/step-parts.ts [--preset tiny] [--kinds mla,mha,…] [--seconds 3]`: for each attention kind, decode
+// sessions (a 32-token prompt, then 16 single tokens through the cache, 1 thread, BF16-exact weights as the model
+// bench uses) on two backends in one process, in alternating rounds:
+//   step      the WASM backend as it is;
+//   no kernels  the same backend with every arithmetic and copy kernel replaced by handing back a pooled value of the
+//             right shape (no product, no copy), and reads answering zeros (the router then sees ties and still picks
+//             k experts): what is left is the forward itself, the checked operations, routing, hook points and the
+//             pool of values, the JavaScript a step runs around its kernels.
+// Printed: the median µs a token of each (median over rounds of each round's mean), and their difference, the
+// kernels with their own host-side glue (weight look-ups, dispatch, the MoE's float64 combine). A kind whose layers
+// have host steps (DSA's indexer, NSA's compressed branch) runs them on zeros in the second column: still their
+// JavaScript, not their arithmetic on real values.
+
+import { parseArgs } from "node:util";
+import type { Backend } from "../src/backend.ts";
+import type { DeviceKernels, Value } from "../src/device/kernels.ts";
+import { opsOver } from "../src/device/ops.ts";
+import { createCache, releaseCache } from "../src/model/cache.ts";
+import { ATTENTION_KINDS, type AttentionKind } from "../src/model/config.ts";
+import { forward } from "../src/model/forward.ts";
+import type { Model } from "../src/model/weights.ts";
+import { createBackend } from "../wasm/backend.ts";
+import { benchModel } from "./model-worker.ts";
+
+const { values } = parseArgs({ options: { preset: { type: "string", default: "tiny" }, kinds: { type: "string" }, seconds: { type: "string", default: "3" } } });
+const kinds = (values.kinds ? values.kinds.split(",") : [...ATTENTION_KINDS]) as AttentionKind[];
+const seconds = Number(values.seconds);
+
+type Any = Value & { shape: readonly number[] };
+
+/** The kernels with nothing computed: every value comes back from `empty` with the shape the real kernel gives. */
+function withoutKernels(k: DeviceKernels<Any>): DeviceKernels<Any> {
+  const lastBecomes = (x: Any, n: number) => k.empty([...x.shape.slice(0, -1), n]);
+  return {
+    ...k,
+    read: (x) => new Float32Array(x.shape.reduce((a, b) => a * b, 1)),
+    embed: (table, ids) => k.empty([ids.length, table.shape[1]!]),
+    gatherRows: (x, rows, perPlane) => k.empty(x.shape.length === 3 ? [x.shape[0]!, perPlane ? rows.length / x.shape[0]! : rows.length, x.shape[2]!] : [rows.length, x.shape[1]!]),
+    addRows: (x) => k.empty(x.shape),
+    splitHeads: (x, H, widths) => widths.map((w) => k.empty([H, x.shape[0]!, w])),
+    mergeHeads: (x) => k.empty([x.shape[1]!, x.shape[0]! * x.shape[2]!]),
+    concatLast: (parts) => k.empty([Math.max(...parts.map((p) => p.shape[0]!)), parts[0]!.shape[1]!, parts.reduce((s, p) => s + p.shape[2]!, 0)]),
+    sliceRows: (x, _start, count) => k.empty([count, x.shape[1]!]),
+    concatRows: (parts) => k.empty([parts.reduce((s, p) => s + p.shape[0]!, 0), parts[0]!.shape[1]!]),
+    writeRows: () => {},
+    add: (a) => k.empty(a.shape),
+    linear: (x, w) => lastBecomes(x, w.shape[0]!),
+    gemm: () => {},
+    rmsnorm: (x) => k.empty(x.shape),
+    rope: (x) => k.empty(x.shape),
+    swiglu: (gate) => k.empty(gate.shape),
+    softmax: (x) => k.empty(x.shape),
+    attention: (_q, _k, _v, a) => k.empty([a.H, a.Tq, a.Dv]),
+    moe: (x) => k.empty(x.shape),
+  };
+}
+
+const PROMPT = Array.from({ length: 32 }, (_, i) => (i * 7) % 200);
+const STEPS = 16;
+
+/** One session: the prompt, then STEPS single tokens; the mean ms of those steps. */
+function session(model: Model, backend: Backend): number {
+  const cache = createCache(model.config, { backend, capacity: PROMPT.length + STEPS });
+  try {
+    forward(model, PROMPT, { backend, cache });
+    const started = performance.now();
+    for (let s = 0; s < STEPS; s++) forward(model, [PROMPT[s]!], { backend, cache });
+    return (performance.now() - started) / STEPS;
+  } finally {
+    releaseCache(cache);
+  }
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+
+const wasm = await createBackend({ threads: 1, relaxed: false });
+const hollow = { ...wasm, ops: opsOver(withoutKernels(wasm.ops.kernels as DeviceKernels<Any>), wasm.ops.hostKernels) } as unknown as Backend;
+console.log(`${values.preset} decode on ${wasm.description}; µs a token, median of rounds`);
+console.log("| kind | step | no kernels | kernels (the difference) | outside the kernels |\n|---|---:|---:|---:|---:|");
+for (const kind of kinds) {
+  const model = benchModel(values.preset!, kind);
+  const warm = performance.now();
+  while (performance.now() - warm < seconds * 500) (session(model, wasm), session(model, hollow));
+  const [full, bare] = [[] as number[], [] as number[]];
+  const started = performance.now();
+  while (performance.now() - started < seconds * 1000 || full.length < 9) (full.push(session(model, wasm)), bare.push(session(model, hollow)));
+  const [f, b] = [median(full) * 1000, median(bare) * 1000];
+  console.log(`| ${kind} | ${f.toFixed(0)} | ${b.toFixed(0)} | ${(f - b).toFixed(0)} | ${((100 * b) / f).toFixed(0)} % |`);
+}
+await wasm.dispose();
