@@ -227,12 +227,14 @@ export function absolutePositions(
   const D = c.hidden_size;
   const T = positions.length;
   const data = new Float32Array(batch * T * D);
+  // The sinusoid's wavelengths 10000^(2i/D), one per pair of features, computed once rather than per position.
+  const wavelengths = c.absolute_position === "sinusoidal" ? Array.from({ length: D }, (_, i) => 10000 ** ((2 * Math.floor(i / 2)) / D)) : [];
   positions.forEach((p, t) => {
     checkInteger(`positions[${t}]`, p, 0);
     for (let i = 0; i < D; i++) {
       let value = 0;
       if (c.absolute_position === "sinusoidal") {
-        const angle = p / 10000 ** ((2 * Math.floor(i / 2)) / D);
+        const angle = p / wavelengths[i]!;
         value = i % 2 === 0 ? Math.sin(angle) : Math.cos(angle);
       } else if (c.absolute_position === "learned") {
         const table = weights?.pos_embed;

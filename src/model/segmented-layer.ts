@@ -43,7 +43,9 @@ export function* segmentedLayer<X extends Value>(run: Run<X>, l: number, x: X, w
   const layer = allocate(cache, c, l, run.config.max_position_embeddings);
   const T = positions.length;
   const start = positions[0]!;
-  const input = ops.add(x, ops.upload({ shape: [T, D], data: absolutePositions(c, Array.from(positions)).data }));
+  // E_abs of this forward's positions, the same for every layer: computed once per forward (a sine or cosine per feature).
+  const absolute = once(run, `absolute positions ${positions.join(",")}`, () => absolutePositions(c, Array.from(positions)).data);
+  const input = ops.add(x, ops.upload({ shape: [T, D], data: absolute }));
   const pieces: X[] = [];
   for (let a = start; a < start + T; ) {
     const b = Math.min(start + T, (Math.floor(a / S) + 1) * S);
