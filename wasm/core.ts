@@ -34,6 +34,7 @@ export interface Exports {
   silu(x: number, n: number, out: number): void;
   swiglu(gate: number, up: number, n: number, out: number): void;
   moeExperts(items: number, rows: number, x: number, D: number, F: number, xs: number, gs: number, us: number, ys: number, scratch: number, part: number, parts: number): void;
+  moeCombine(kept: number, rows: number, weights: number, ys: number, N: number, D: number, sum: number, out: number): void;
 }
 
 /** Exports that split across threads (they take part, parts last). */

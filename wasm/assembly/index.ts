@@ -5,7 +5,7 @@
 export { gemm, gemmPackB, gemmScratch, packB, packBt, packPanels } from "./matmul";
 export { attention, attentionScratch } from "./attention";
 export { gemmBf16, packBtBf16 } from "./bf16";
-export { moeExperts } from "./moe";
+export { moeCombine, moeExperts } from "./moe";
 export { rope, silu, swiglu } from "./elementwise";
 export { rmsnorm, softmax } from "./rows";
 

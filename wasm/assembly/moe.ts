@@ -2,8 +2,9 @@
 // one expert with its tokens (or a block of them), and running an item is that expert's whole chain on them: their
 // rows gathered, the gate and up products, SwiGLU, the down product. Items are independent (each writes only its own
 // rows of the buffers, and a product's rows do not depend on each other), so a call's items can run on any threads
-// in any order with the same bits: the pool runs item `part` of `parts`, the calling thread alone a one-item table. The weighted float64 sum over
-// a token's experts stays on the host, in one fixed order.
+// in any order with the same bits: the pool runs item `part` of `parts`, the calling thread alone a one-item table.
+// The weighted float64 sum over a token's experts (moeCombine) runs after them on the calling thread, in one fixed
+// order.
 //
 // An item is MOE_ITEM i32 words: from (its first row in the call's sorted assignments), n (its rows), the packed
 // gate, up and down panels' addresses, and kinds (bit 0, 1, 2: that weight's panels are BF16, wasm/assembly/bf16.ts).
@@ -43,4 +44,20 @@ export function moeExperts(items: usize, rows: usize, x: usize, D: i32, F: i32, 
   product(n, F, D, xe, up, (kinds & 2) != 0, ue, s);
   swiglu(ge, ue, n * F, ge);
   product(n, D, F, ge, down, (kinds & 4) != 0, ye, s);
+}
+
+/**
+ * out [N, D] = Σ over the kept assignments j < kept, in the order given, of weights[j] · ys[j] added to row rows[j]
+ * (the token it came from): each sum in float64 (sum holds N·D of them) as the reference sums, every product and
+ * addition rounded as the host's float64 arithmetic rounds it, then each element rounded to float32 once.
+ */
+export function moeCombine(kept: i32, rows: usize, weights: usize, ys: usize, N: i32, D: i32, sum: usize, out: usize): void {
+  const d = <usize>D, n = <usize>N * d;
+  memory.fill(sum, 0, n << 3);
+  for (let j: usize = 0; j < <usize>kept; j++) {
+    const w = <f64>load<f32>(weights + (j << 2));
+    const y = ys + ((j * d) << 2), s = sum + ((<usize>load<i32>(rows + (j << 2)) * d) << 3);
+    for (let i: usize = 0; i < d; i++) store<f64>(s + (i << 3), load<f64>(s + (i << 3)) + w * <f64>load<f32>(y + (i << 2)));
+  }
+  for (let i: usize = 0; i < n; i++) store<f32>(out + (i << 2), <f32>load<f64>(sum + (i << 3)));
 }

@@ -1,9 +1,10 @@
 // MoE dispatch and combine: the kept assignments grouped by expert (a counting sort on the host, where the routing
 // is), each expert's chain in the module (wasm/assembly/moe.ts: its tokens gathered into contiguous rows, its gate
 // and up products on its packed, resident weights, SwiGLU, its down product), and the weighted sum over a token's
-// experts in float64, as the reference sums, in expert order. A large call runs its experts over the pool, whole
-// experts per thread, a busy expert cut into row blocks (runExperts); the sum is the same either way. Pointer-level: moeAt (the device kernels call it
-// on x where it lies); host kernel: moe over Tensors.
+// experts in float64, as the reference sums, in expert order (moeCombine, in the module too). A large call runs its
+// experts over the pool, whole experts per thread, a busy expert cut into row blocks (runExperts); the sum is the
+// same either way. Pointer-level: moeAt (the device kernels call it on x where it lies); host kernel: moe over
+// Tensors.
 
 import { argError } from "../../src/errors.ts";
 import type { ExpertWeights, Routing } from "../../src/moe/experts.ts";
@@ -22,22 +23,22 @@ function expertWeight(stacked: Float32Array, e: number, size: number): Float32Ar
   return (held.views[e] ??= stacked.subarray(e * size, (e + 1) * size));
 }
 
-// moeAt's index arrays and float64 sum (see there). Every kernel runs to its end before the next starts, and moeAt's
-// callers use the sum before they return, so every core can share them.
-let moeIndex = new Int32Array(0), moeSum = new Float64Array(0);
+// moeAt's index arrays (see there). Every kernel runs to its end before the next starts, so every core can share them.
+let moeIndex = new Int32Array(0), moeWeights = new Float32Array(0);
 
 /**
- * The mixture for x at px [N, D] in memory: Σ over kept assignments of w · SwiGLU expert (x), summed in float64
- * as the reference does (the returned array is reused by the next call). Inside a kernel's try.
+ * The mixture for x at px [N, D] in memory, written as float32 at out [N, D]: Σ over kept assignments of
+ * w · SwiGLU expert (x), summed in float64 as the reference does (wasm/assembly/moe.ts moeCombine). Inside a
+ * kernel's try.
  */
-export function moeAt(core: WasmCore, px: number, N: number, D: number, routing: Routing, gate: Float32Array, up: Float32Array, down: Float32Array, E: number, F: number): Float64Array {
+export function moeAt(core: WasmCore, px: number, N: number, D: number, routing: Routing, gate: Float32Array, up: Float32Array, down: Float32Array, E: number, F: number, out: number): void {
   const { k } = routing;
   const A = N * k;
   if (routing.experts.length !== A) throw argError("routing.experts", `${A} entries (N=${N} · k=${k})`, routing.experts.length);
   if (routing.weights.length !== A) throw argError("routing.weights", `${A} entries (N=${N} · k=${k})`, routing.weights.length);
   if (routing.kept.length !== A) throw argError("routing.kept", `${A} entries (N=${N} · k=${k})`, routing.kept.length);
-  // Kept assignments grouped by expert, in token order within each (a counting sort). The index arrays and (for
-  // up to 2¹⁶ numbers, a decode step's size) the float64 sum are kept between calls, grown when too small.
+  // Kept assignments grouped by expert, in token order within each (a counting sort). The index arrays are kept
+  // between calls, grown when too small.
   if (moeIndex.length < 2 * E + 1 + A) moeIndex = new Int32Array(2 * (2 * E + 1 + A));
   const start = moeIndex, next = E + 1, order = 2 * E + 1; // start[0..E], next[0..E), order[0..A)
   start.fill(0, 0, E + 1);
@@ -53,20 +54,15 @@ export function moeAt(core: WasmCore, px: number, N: number, D: number, routing:
     start[next + e] = start[e]!;
   }
   for (let a = 0; a < A; a++) if (routing.kept[a]) start[order + start[next + routing.experts[a]!]!++] = a;
-  if (moeSum.length < N * D && N * D <= 1 << 16) moeSum = new Float64Array(N * D);
-  const sum = N * D <= moeSum.length ? moeSum.fill(0, 0, N * D) : new Float64Array(N * D); // float64 over a token's k experts, as the reference
   const kept = start[E]!;
-  if (kept > 0) {
-    const ys = runExperts(core, px, D, F, E, k, gate, up, down) >>> 2;
-    const f32 = core.heap.F32; // after the packing, which may grow the memory
-    // Each token's experts added in expert order, whichever thread computed them: the same sums as on one thread.
-    for (let j = 0; j < kept; j++) {
-      const a = start[order + j]!, row = Math.floor(a / k) * D, w = routing.weights[a]!;
-      for (let d = 0; d < D; d++) sum[row + d]! += w * f32[ys + j * D + d]!;
-    }
-    core.verify("moe");
-  }
-  return sum;
+  // Each token's experts added in expert order, whichever thread computed them: the same sums as on one thread.
+  const rows = core.alloc(kept * 4); // the token of each sorted assignment
+  const ys = kept > 0 ? runExperts(core, px, D, F, E, k, gate, up, down, rows) : 0;
+  if (moeWeights.length < kept) moeWeights = new Float32Array(2 * kept);
+  for (let j = 0; j < kept; j++) moeWeights[j] = routing.weights[start[order + j]!]!;
+  const weights = core.put(moeWeights.subarray(0, kept)), sum = core.alloc(N * D * 8);
+  core.ex.moeCombine(kept, rows, weights, ys, N, D, sum, out);
+  core.verify("moe");
 }
 
 /** i32 words of one item of the expert table (wasm/assembly/moe.ts): from, n, gate, up, down, kinds. */
@@ -81,9 +77,10 @@ const heavierFirst = (a: number, b: number) => moeJob[b * ITEM + 1]! - moeJob[a 
  * expert's rows at its place in moeIndex's sorted order. Over the pool when the call has expertFlops, and every
  * used expert's weights fit the weight budget together (all are packed before the job, since packing may grow the
  * memory; the budget keeps the most recent, so none is evicted by the next); else one expert at a time on this
- * thread. Returns the address of the outputs [kept, D].
+ * thread. Writes each sorted assignment's token index into rows (i32, kept of them); returns the address of the
+ * outputs [kept, D].
  */
-function runExperts(core: WasmCore, px: number, D: number, F: number, E: number, k: number, gate: Float32Array, up: Float32Array, down: Float32Array): number {
+function runExperts(core: WasmCore, px: number, D: number, F: number, E: number, k: number, gate: Float32Array, up: Float32Array, down: Float32Array, rows: number): number {
   const start = moeIndex, order = 2 * E + 1, kept = start[E]!;
   let used = 0;
   for (let e = 0; e < E; e++) if (start[e + 1]! > start[e]!) used++;
@@ -94,7 +91,6 @@ function runExperts(core: WasmCore, px: number, D: number, F: number, E: number,
   const block = Math.max(4, Math.ceil(kept / (CHUNKS_PER_THREAD * core.threads) / 4) * 4);
   const split = core.pool !== undefined && (used > 1 || kept > block) && 6 * kept * D * F >= core.expertFlops &&
     used * expertBytes <= core.weights.budget;
-  const rows = core.alloc(kept * 4);
   const xs = core.alloc(kept * D * 4), gs = core.alloc(kept * F * 4), us = core.alloc(kept * F * 4);
   const ys = core.alloc(kept * D * 4);
   const single = split ? 0 : core.alloc(ITEM * 4);
@@ -179,10 +175,9 @@ export function moe(core: WasmCore, x: Tensor, routing: Routing, experts: Expert
   const [N, D] = x.shape as [number, number];
   const [E, F] = gate.shape as [number, number];
   try {
-    const sum = moeAt(core, core.put(x.data), N, D, routing, gate.data, up.data, down.data, E, F);
-    const out = core.output(N * D);
-    for (let i = 0; i < N * D; i++) out[i] = sum[i]!;
-    return { shape: [N, D], data: out };
+    const out = core.alloc(N * D * 4);
+    moeAt(core, core.put(x.data), N, D, routing, gate.data, up.data, down.data, E, F, out);
+    return core.read(out, [N, D], N * D);
   } finally {
     core.temp.reset();
   }
