@@ -24,7 +24,7 @@ export interface Exports {
   gemmBf16(M: number, N: number, K: number, a: number, lda: number, bp: number, c: number, ldc: number, scratch: number, part: number, parts: number): void;
   packBtBf16(w: number, N: number, K: number, ldw: number, out: number): void;
   attention(
-    q: number, k: number, v: number, out: number, B: number, H: number, Hkv: number, Tq: number, Tk: number, Dh: number, Dv: number,
+    q: number, k: number, v: number, out: number, B: number, H: number, Hkv: number, Tq: number, Tk: number, kvRows: number, Dh: number, Dv: number,
     scale: number, lo: number, hi: number, logGammas: number, offset: number, scratch: number, scratchStride: number, part: number, parts: number,
   ): void;
   attentionScratch(Tk: number, Dh: number, Dv: number): number;

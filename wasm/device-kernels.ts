@@ -240,17 +240,8 @@ function makeKernels(core: WasmCore): DeviceKernels<WasmTensor> {
     attention(q, k, v, { H, Hkv, Tq, Tk, Dh, Dv, scale, offset, logGammas, kvRows }) {
       const out = empty([H, Tq, Dv]);
       try {
-        if (Hkv === 1 || kvRows === Tk) {
-          attentionAt(core, q.ptr, k.ptr, v.ptr, out.ptr, 1, H, Hkv, Tq, Tk, Dh, Dv, scale, CAUSAL, offset, logGammas);
-        } else {
-          // The kernel reads kv head g at g·Tk rows; in a cache it sits at g·kvRows: one call per kv head's group.
-          const group = H / Hkv;
-          for (let g = 0; g < Hkv; g++) {
-            attentionAt(core, q.ptr + g * group * Tq * Dh * 4, k.ptr + g * kvRows * Dh * 4, v.ptr + g * kvRows * Dv * 4, out.ptr + g * group * Tq * Dv * 4,
-              1, group, 1, Tq, Tk, Dh, Dv, scale, CAUSAL, offset, logGammas?.slice(g * group, (g + 1) * group));
-            temp.reset(); // each group's scratch is dead once it returns: the arena holds one group's, not Hkv
-          }
-        }
+        // Kv head g sits at g·kvRows rows of the cache: one call reads every head where it lies.
+        attentionAt(core, q.ptr, k.ptr, v.ptr, out.ptr, 1, H, Hkv, Tq, Tk, Dh, Dv, scale, CAUSAL, offset, logGammas, kvRows);
         done("attention");
       } finally {
         temp.reset();

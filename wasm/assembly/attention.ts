@@ -18,13 +18,14 @@ export function attentionScratch(Tk: i32, Dh: i32, Dv: i32): i32 {
 }
 
 /**
- * q [B, H, Tq, Dh], k [B, Hkv, Tk, Dh], v [B, Hkv, Tk, Dv] → out [B, H, Tq, Dv]. lo/hi: i32 [B, Tq]; logGammas:
- * f32 [H] or 0; positions: the absolute position of query i is offset + i. Parts split the (b, kv head) units,
- * or the row blocks of each unit when there are fewer units than parts.
+ * q [B, H, Tq, Dh], k [B, Hkv, kvRows, Dh], v [B, Hkv, kvRows, Dv] → out [B, H, Tq, Dv], over the first Tk rows of
+ * each (b, kv head) unit (kvRows ≥ Tk: a cache allocated for more positions than it holds). lo/hi: i32 [B, Tq];
+ * logGammas: f32 [H] or 0; positions: the absolute position of query i is offset + i. Parts split the units, or the
+ * row blocks of each unit when there are fewer units than parts.
  */
 export function attention(
   q: usize, k: usize, v: usize, out: usize,
-  B: i32, H: i32, Hkv: i32, Tq: i32, Tk: i32, Dh: i32, Dv: i32,
+  B: i32, H: i32, Hkv: i32, Tq: i32, Tk: i32, kvRows: i32, Dh: i32, Dv: i32,
   scale: f32, lo: usize, hi: usize, logGammas: usize, offset: i32,
   scratch: usize, scratchStride: i32, part: i32, parts: i32,
 ): void {
@@ -43,8 +44,8 @@ export function attention(
     const splitUnits = units >= parts;
     if (splitUnits && u % parts != part) continue;
     const b = u / Hkv, g = u % Hkv;
-    const kBase = k + ((<usize>u * <usize>Tk * <usize>Dh) << 2);
-    const vBase = v + ((<usize>u * <usize>Tk * <usize>Dv) << 2);
+    const kBase = k + ((<usize>u * <usize>kvRows * <usize>Dh) << 2);
+    const vBase = v + ((<usize>u * <usize>kvRows * <usize>Dv) << 2);
     packBt(kBase, Tk, Dh, Dh, kp); // Kᵀ: scores = q · Kᵀ
     packB(vBase, Tk, Dv, Dv, vp);
     for (let blk = 0; blk < blocks; blk++) {

@@ -10,13 +10,14 @@ import { expectShape, type Tensor } from "../../src/tensor.ts";
 import { CHUNKS_PER_THREAD, fits, type WasmCore } from "../core.ts";
 
 /**
- * Attention on q [B, H, Tq, Dh], k [B, Hkv, Tk, Dh], v [B, Hkv, Tk, Dv] in memory into out [B, H, Tq, Dv]: the
- * intervals of `mask` (checked by checkMask) and ln γ written into the arena, then the kernel, split over the pool
- * when it pays. Inside a kernel's try.
+ * Attention on q [B, H, Tq, Dh], k [B, Hkv, kvRows, Dh], v [B, Hkv, kvRows, Dv] in memory into out [B, H, Tq, Dv],
+ * over the first Tk rows of each kv head (kvRows > Tk: a cache with room left): the intervals of `mask` (checked by
+ * checkMask) and ln γ written into the arena, then the kernel, split over the pool when it pays. Inside a kernel's
+ * try.
  */
 export function attentionAt(
   core: WasmCore, pq: number, pk: number, pv: number, out: number, B: number, H: number, Hkv: number, Tq: number, Tk: number, Dh: number, Dv: number,
-  scale: number, mask: MaskSpec | undefined, offset: number, logGammas: ArrayLike<number> | undefined,
+  scale: number, mask: MaskSpec | undefined, offset: number, logGammas: ArrayLike<number> | undefined, kvRows = Tk,
 ): void {
   const { ex, heap, pool, threads } = core;
   const plo = core.alloc(B * Tq * 4), phi = core.alloc(B * Tq * 4);
@@ -32,10 +33,10 @@ export function attentionAt(
   const stride = Math.ceil(ex.attentionScratch(Tk, Dh, Dv) / 64) * 64;
   const scratch = core.alloc(stride * parts); // one scratch region per chunk: chunks may run concurrently
   if (parts > 1) {
-    const args = [pq, pk, pv, out, B, H, Hkv, Tq, Tk, Dh, Dv, scale, plo, phi, pg, offset, scratch, stride];
+    const args = [pq, pk, pv, out, B, H, Hkv, Tq, Tk, kvRows, Dh, Dv, scale, plo, phi, pg, offset, scratch, stride];
     pool!.run("attention", args, ex.attention as (...args: number[]) => void, parts);
   } else {
-    ex.attention(pq, pk, pv, out, B, H, Hkv, Tq, Tk, Dh, Dv, scale, plo, phi, pg, offset, scratch, stride, 0, 1);
+    ex.attention(pq, pk, pv, out, B, H, Hkv, Tq, Tk, kvRows, Dh, Dv, scale, plo, phi, pg, offset, scratch, stride, 0, 1);
   }
 }
 
