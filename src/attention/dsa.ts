@@ -17,7 +17,7 @@ import * as ops from "../ops.ts";
 import { type Random, randn } from "../random.ts";
 import { ropeFrequencies } from "../rope.ts";
 import { expectShape, reshape, tensor, type Tensor } from "../tensor.ts";
-import { concatLast, concatTime, splitHeads } from "./heads.ts";
+import { appendTime } from "./heads.ts";
 import { transposed } from "./masked.ts";
 import {
   checkMlaConfig, createMlaCache, initMla, mla, yarnOptions, type MlaAttend, type MlaCache, type MlaConfig, type MlaMode,
@@ -50,12 +50,35 @@ export interface DsaCache {
   indexKeys: Tensor;
 }
 
-export function checkDsaConfig(config: DsaConfig): DsaConfig & ReturnType<typeof checkMlaConfig> {
+export type CheckedDsaConfig = Readonly<DsaConfig & ReturnType<typeof checkMlaConfig>>;
+
+/** Configs checkDsaConfig returned (frozen), and its answer for each frozen config it was given (a model's:
+ *  resolveConfig freezes it), so that checking one again, as a model's indexer does at every step, is free. */
+const checkedDsa = new WeakSet<object>();
+const checkedFrozen = new WeakMap<object, CheckedDsaConfig>();
+
+export function checkDsaConfig(config: DsaConfig): CheckedDsaConfig {
+  if (typeof config === "object" && config !== null) {
+    if (checkedDsa.has(config)) return config as CheckedDsaConfig;
+    const known = checkedFrozen.get(config);
+    if (known) return known;
+  }
   const c = checkMlaConfig(config);
   checkInteger("config.index_n_heads", config.index_n_heads, 1);
   checkInteger("config.index_head_dim", config.index_head_dim, c.qk_rope_head_dim);
   checkInteger("config.index_topk", config.index_topk, 1);
-  return { ...config, ...c };
+  const checked = Object.freeze({ ...config, ...c });
+  checkedDsa.add(checked);
+  if (Object.isFrozen(config)) checkedFrozen.set(config, checked);
+  return checked;
+}
+
+/** The indexer's rotary frequencies of each checked (frozen) config, made once. */
+const indexerFreqs = new WeakMap<CheckedDsaConfig, Float64Array>();
+function freqsOf(c: CheckedDsaConfig): Float64Array {
+  let freqs = indexerFreqs.get(c);
+  if (!freqs) indexerFreqs.set(c, (freqs = ropeFrequencies({ dim: c.qk_rope_head_dim, theta: c.rope_theta, yarn: yarnOptions(c) })));
+  return freqs;
 }
 
 export function initDsa(rng: Random, config: DsaConfig): DsaWeights {
@@ -88,47 +111,94 @@ export function indexerScores(
   x: Tensor, weights: DsaWeights, config: DsaConfig, cache: { mla: { length: number }; indexKeys: Tensor }, kernels: Kernels = reference,
 ): Tensor {
   const c = checkDsaConfig(config);
-  const { B, T } = expectShape("x", x, ["B", "T", c.hidden_size]);
-  const w = checkIndexerWeights(weights, c);
-  const [HI, dI, dr] = [c.index_n_heads, c.index_head_dim, c.qk_rope_head_dim];
+  const { B } = expectShape("x", x, ["B", "T", c.hidden_size]);
+  checkIndexerWeights(weights, c);
+  const dI = c.index_head_dim;
   const offset = cache?.mla?.length;
   if (!Number.isInteger(offset)) throw argError("cache", "a DSA cache holding an MLA cache's length and the indexer keys (createDsaCache)", cache === undefined ? cache : "no MLA length");
   if (cache?.indexKeys?.shape?.[0] !== B || cache.indexKeys.shape[1] !== offset || cache.indexKeys.shape[2] !== dI) {
     const got = Array.isArray(cache.indexKeys?.shape) ? cache.indexKeys.shape : "indexer keys without a shape";
     throw argError("cache", `indexer keys [${B}, ${offset}, ${dI}] beside an MLA cache of ${offset} positions`, got);
   }
+  return checkedIndexerScores(x, weights, c, cache, kernels);
+}
+
+/** What the indexer reads of DSA's weights: MLA's query latent (when q_lora_rank > 0) and its own. */
+export type IndexerInputs = Pick<DsaWeights, "q_a_proj" | "q_a_layernorm" | "indexer">;
+
+/**
+ * indexerScores on arguments already checked: x [B, T, D], weights of the config's shapes, cache.indexKeys
+ * [B, cache.mla.length, d_I] (a model's layer, whose config and weights were checked when it was made: its
+ * indexer runs at every step, src/model/dsa-layer.ts). The same kernel calls on the same operands as ever, so the
+ * same scores; what it saves is the checks, the copies between layouts, and, with one sequence, the copy of every
+ * cached key: the keys grow in place (appendTime).
+ */
+export function checkedIndexerScores(
+  x: Tensor, weights: IndexerInputs, c: CheckedDsaConfig, cache: { mla: { length: number }; indexKeys: Tensor }, kernels: Kernels,
+): Tensor {
+  const [B, T] = x.shape as [number, number, number];
+  const w = weights.indexer;
+  const [HI, dI, dr] = [c.index_n_heads, c.index_head_dim, c.qk_rope_head_dim];
+  const offset = cache.mla.length;
   const positions = Array.from({ length: T }, (_, i) => offset + i);
-  const freqs = ropeFrequencies({ dim: dr, theta: c.rope_theta, yarn: yarnOptions(c) });
-  const rotate = (t: Tensor) => {
-    const [pe, rest] = splitHeads(t, t.shape[2]! / dI, [dr, dI - dr]);
-    // The rotated part stays interleaved: q^I and k^I are permuted alike, so each q^I·k^I is the half-split one.
-    return concatLast([kernels.rope(interleaveHalves(pe!), positions, freqs), rest!]); // [B, heads, T, d_I]
-  };
+  const freqs = freqsOf(c);
+  const rotate = (t: Tensor, heads: number) => rotated(t, heads, dI, dr, positions, freqs, kernels);
 
   const qr = c.q_lora_rank === 0 ? x : kernels.rmsnorm(kernels.linear(x, weights.q_a_proj!), weights.q_a_layernorm!, c.rms_norm_eps);
-  const q = rotate(kernels.linear(qr, w.wq_b)); // [B, H_I, T, d_I]
-  const k = rotate(ops.layernorm(kernels.linear(x, w.wk), w.k_norm, w.k_norm_bias, 1e-6)); // [B, 1, T, d_I]
-  cache.indexKeys = concatTime(cache.indexKeys, reshape(k, [B, T, dI]));
-  const L = cache.indexKeys.shape[1]!;
+  const q = rotate(kernels.linear(qr, w.wq_b), HI); // [B, H_I, T, d_I]
+  const k = rotate(ops.layernorm(kernels.linear(x, w.wk), w.k_norm, w.k_norm_bias, 1e-6), 1); // [B, 1, T, d_I]
+  cache.indexKeys = appendTime(cache.indexKeys, { shape: [B, T, dI], data: k.data });
+  const L = offset + T;
   const headWeights = kernels.linear(x, w.weights_proj); // [B, T, H_I]
   const norm = 1 / Math.sqrt(HI * dI);
 
-  const scores = new Float32Array(B * T * L).fill(-Infinity);
+  const scores = new Float32Array(B * T * L);
+  const weighted = new Float64Array(HI); // w_h(t) = head weight · norm in float64, then times the ReLU: (w·norm)·ReLU
   for (let b = 0; b < B; b++) {
     const keys = { shape: [L, dI], data: cache.indexKeys.data.subarray(b * L * dI, (b + 1) * L * dI) };
     const queries = { shape: [HI * T, dI], data: q.data.subarray(b * HI * T * dI, (b + 1) * HI * T * dI) };
-    const dots = kernels.matmul(queries, transposed(keys)); // [H_I·T, L]: q^I_(t,h)·k^I_s (keys are no weight)
+    const dots = kernels.matmul(queries, transposed(keys)).data; // [H_I·T, L]: q^I_(t,h)·k^I_s (keys are no weight)
     for (let t = 0; t < T; t++) {
+      for (let h = 0; h < HI; h++) weighted[h] = headWeights.data[(b * T + t) * HI + h]! * norm;
+      const row = (b * T + t) * L;
       for (let s = 0; s <= offset + t; s++) {
         let sum = 0;
-        for (let h = 0; h < HI; h++) {
-          sum += headWeights.data[(b * T + t) * HI + h]! * norm * Math.max(dots.data[(h * T + t) * L + s]!, 0);
-        }
-        scores[(b * T + t) * L + s] = sum;
+        for (let h = 0; h < HI; h++) sum += weighted[h]! * Math.max(dots[(h * T + t) * L + s]!, 0);
+        scores[row + s] = sum;
       }
+      scores.fill(-Infinity, row + offset + t + 1, row + L); // keys in the query's future
     }
   }
   return { shape: [B, T, L], data: scores };
+}
+
+/**
+ * t [B, T, heads·d_I] → [B, heads, T, d_I] with each head's first dr features rotated (positions, freqs). The
+ * rotated part goes through kernels.rope interleaved: q^I and k^I are permuted alike, so each q^I·k^I is the
+ * half-split one.
+ */
+function rotated(t: Tensor, heads: number, dI: number, dr: number, positions: number[], freqs: Float64Array, kernels: Kernels): Tensor {
+  const [B, T] = t.shape as [number, number];
+  const m = dr / 2;
+  const rows = B * heads * T;
+  const pe = new Float32Array(rows * dr); // [B, heads, T, dr], adjacent pairs (x_0, y_0, x_1, y_1, …)
+  const out = new Float32Array(rows * dI);
+  for (let b = 0; b < B; b++) {
+    for (let tt = 0; tt < T; tt++) {
+      for (let h = 0; h < heads; h++) {
+        const from = ((b * T + tt) * heads + h) * dI;
+        const row = (b * heads + h) * T + tt;
+        for (let i = 0; i < m; i++) {
+          pe[row * dr + 2 * i] = t.data[from + i]!;
+          pe[row * dr + 2 * i + 1] = t.data[from + m + i]!;
+        }
+        for (let i = dr; i < dI; i++) out[row * dI + i] = t.data[from + i]!;
+      }
+    }
+  }
+  const roped = kernels.rope({ shape: [B, heads, T, dr], data: pe }, positions, freqs).data;
+  for (let row = 0; row < rows; row++) for (let i = 0; i < dr; i++) out[row * dI + i] = roped[row * dr + i]!;
+  return { shape: [B, heads, T, dI], data: out };
 }
 
 /**
@@ -140,13 +210,39 @@ export function topKeys(scores: Tensor, k: number): { shape: number[]; data: Int
   checkInteger("k", k, 1);
   const width = Math.min(k, L);
   const out = new Int32Array(B * T * width).fill(-1);
+  const best = new Int32Array(width); // the row's best keys so far, best first
   for (let row = 0; row < B * T; row++) {
-    const at = (s: number) => scores.data[row * L + s]!;
-    const finite = Array.from({ length: L }, (_, s) => s).filter((s) => at(s) !== -Infinity);
-    const chosen = finite.sort((a, b) => at(b) - at(a) || a - b).slice(0, width).sort((a, b) => a - b);
-    out.set(chosen, row * width);
+    if (!topOfRow(scores.data, row * L, L, best, out, row * width)) {
+      // A NaN score: the sort's order, whatever it makes of NaN, is the definition.
+      const at = (s: number) => scores.data[row * L + s]!;
+      const finite = Array.from({ length: L }, (_, s) => s).filter((s) => at(s) !== -Infinity);
+      const chosen = finite.sort((a, b) => at(b) - at(a) || a - b).slice(0, width).sort((a, b) => a - b);
+      out.set(chosen, row * width);
+    }
   }
   return { shape: [B, T, width], data: out };
+}
+
+/**
+ * One row's selection into out[at …], without sorting the row: keys are met in ascending order and one joins the
+ * best (kept best first) only when it beats a kept score strictly, so that of equal scores the lower key stays
+ * ahead, as the sort by (score descending, key ascending) ranks them. False, writing nothing, on a NaN score.
+ */
+function topOfRow(row: Float32Array, from: number, L: number, best: Int32Array, out: Int32Array, at: number): boolean {
+  const width = best.length;
+  let kept = 0;
+  for (let s = 0; s < L; s++) {
+    const v = row[from + s]!;
+    if (v !== v) return false;
+    if (v === -Infinity) continue;
+    if (kept === width && !(v > row[from + best[width - 1]!]!)) continue;
+    let i = kept < width ? kept++ : width - 1;
+    for (; i > 0 && v > row[from + best[i - 1]!]!; i--) best[i] = best[i - 1]!;
+    best[i] = s;
+  }
+  const chosen = best.subarray(0, kept).sort(); // Int32Array sorts numerically
+  out.set(chosen, at);
+  return true;
 }
 
 /**
@@ -228,18 +324,4 @@ function checkIndexerWeights(weights: DsaWeights, c: ReturnType<typeof checkDsaC
   expectShape("weights.indexer.k_norm_bias", w.k_norm_bias, [dI]);
   expectShape("weights.indexer.weights_proj", w.weights_proj, [HI, D]);
   return weights.indexer;
-}
-
-/** [..., 2m] in half-split layout (x_0 … x_(m-1), y_0 … y_(m-1)) → adjacent pairs (x_0, y_0, x_1, y_1, …). */
-function interleaveHalves(t: Tensor): Tensor {
-  const d = t.shape[t.shape.length - 1]!;
-  const m = d / 2;
-  const out = new Float32Array(t.data.length);
-  for (let base = 0; base < out.length; base += d) {
-    for (let i = 0; i < m; i++) {
-      out[base + 2 * i] = t.data[base + i]!;
-      out[base + 2 * i + 1] = t.data[base + m + i]!;
-    }
-  }
-  return { shape: [...t.shape], data: out };
 }

@@ -3,14 +3,13 @@
 // cached key, decide the selection, and a top-k is host work); the selected cache rows are gathered on the device
 // and attended there. The same selection, ties and all, as src/attention/dsa.ts's `dsa` makes.
 
-import { indexerScores, topKeys } from "../attention/dsa.ts";
+import { checkDsaConfig, checkedIndexerScores, topKeys, type IndexerInputs } from "../attention/dsa.ts";
 import { read, type Reading } from "../device/drive.ts";
 import type { AttentionArgs, Value } from "../device/kernels.ts";
 import type { Ops } from "../device/ops.ts";
 import type { Kernels } from "../kernels.ts";
 import type { Tensor } from "../tensor.ts";
 import { record, type Trace } from "../trace.ts";
-import { dsaWeights } from "./attention.ts";
 import type { LayerCache } from "./cache.ts";
 import type { ModelConfig } from "./config.ts";
 
@@ -28,16 +27,29 @@ export function* indexerSelection<X extends Value>(
   kernels: Kernels, trace: Trace | undefined, prefix: string,
 ): Reading<Selection> {
   const [T, D] = x.shape as [number, number];
-  const dI = config.index_head_dim;
+  const c = checkDsaConfig(config); // checked once: a model's config is frozen, and checkDsaConfig keeps its answer
+  const dI = c.index_head_dim;
   const held = layer.indexKeys ?? { shape: [1, 0, dI], data: new Float32Array(0) };
   // A forward that failed after this layer's indexer left its keys past `start`, where the device cache has none.
+  // The view of the first `start` is not where its buffer was last filled up to, so the append below copies it
+  // into a fresh buffer rather than write over keys that other tensors of the old buffer hold (appendTime).
   const indexKeys = held.shape[1] === start ? held : { shape: [1, start, dI], data: held.data.subarray(0, start * dI) };
   const state = { mla: { length: start }, indexKeys };
-  const scores = indexerScores({ shape: [1, T, D], data: yield* read(ops, x) }, dsaWeights(weights), config, state, kernels);
+  // The model's weights were checked against its config when it was made: the indexer's are read by name, in place.
+  const inputs: IndexerInputs = {
+    q_a_proj: weights.q_a_proj, q_a_layernorm: weights.q_a_layernorm,
+    indexer: {
+      wq_b: weights["indexer.wq_b"]!, wk: weights["indexer.wk"]!, k_norm: weights["indexer.k_norm"]!,
+      k_norm_bias: weights["indexer.k_norm_bias"]!, weights_proj: weights["indexer.weights_proj"]!,
+    },
+  };
+  const scores = checkedIndexerScores({ shape: [1, T, D], data: yield* read(ops, x) }, inputs, c, state, kernels);
   layer.indexKeys = state.indexKeys;
-  const selected = topKeys(scores, config.index_topk);
-  record(trace, `${prefix}.selected`, { shape: [T, selected.shape[2]!], data: selected.data });
-  record(trace, `${prefix}.index_scores`, { shape: [T, scores.shape[2]!], data: scores.data });
+  const selected = topKeys(scores, c.index_topk);
+  if (trace) {
+    record(trace, `${prefix}.selected`, { shape: [T, selected.shape[2]!], data: selected.data });
+    record(trace, `${prefix}.index_scores`, { shape: [T, scores.shape[2]!], data: scores.data });
+  }
   return selected;
 }
 
@@ -59,7 +71,8 @@ export function attendSelected<X extends Value>(
     // Kv head g's rows at g·width when each group selects its own (G = Hkv), one list every head reads when G = 1.
     const rows = new Int32Array(G * width);
     for (let g = 0; g < G; g++) rows.set(selected.data.subarray((g * Tq + t) * width, (g * Tq + t + 1) * width), g * width);
-    const n = rows.subarray(0, width).filter((s) => s >= 0).length;
+    let n = 0;
+    for (let i = 0; i < width; i++) if (rows[i]! >= 0) n++;
     // A missing key repeats the first: every gather takes `width` rows, a size that does not change from step to step
     // (the backend's pool keeps it), and the attention reads only the first n.
     for (let g = 0; g < G; g++) rows.fill(rows[g * width]!, g * width + n, (g + 1) * width);
