@@ -71,13 +71,18 @@ export function selectBlocks(pSlc: ArrayLike<number>, t: number, b: NsaBlocks): 
   const count = selectionBlockCount(t, b);
   if (pSlc.length < count) throw argError("pSlc", `a score for each of the ${count} blocks of query ${t}`, pSlc.length);
   if (count <= b.selectCount) return Array.from({ length: count }, (_, j) => j);
+  // The best of blocks 1 … count − 3 one at a time (a decode step selects for every group and layer: no sort, no set).
   const own = count - 1;
-  const chosen = new Set([0, own, own - 1]);
-  const rest = Array.from({ length: count }, (_, j) => j)
-    .filter((j) => !chosen.has(j))
-    .sort((x, y) => pSlc[y]! - pSlc[x]! || x - y);
-  for (const j of rest.slice(0, b.selectCount - chosen.size)) chosen.add(j);
-  return [...chosen].sort((x, y) => x - y);
+  const taken = new Uint8Array(count);
+  taken[0] = taken[own] = taken[own - 1] = 1;
+  for (let k = 3; k < b.selectCount; k++) {
+    let best = -1;
+    for (let j = 1; j < own - 1; j++) if (!taken[j] && (best < 0 || pSlc[j]! > pSlc[best]!)) best = j; // ties: the lower
+    taken[best] = 1;
+  }
+  const chosen: number[] = [];
+  for (let j = 0; j < count; j++) if (taken[j]) chosen.push(j);
+  return chosen;
 }
 
 /**

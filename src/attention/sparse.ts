@@ -16,7 +16,7 @@ import { randn, type Random } from "../random.ts";
 import { ropeFrequencies, rotaryHeadSize } from "../rope.ts";
 import { expectShape, reshape, type Tensor } from "../tensor.ts";
 import { appendTime, concatTime, mergeHeads, splitHeads } from "./heads.ts";
-import { maskedAttention, sliceTime, type MaskedAttention } from "./masked.ts";
+import { sliceTime, type MaskedAttention } from "./masked.ts";
 import {
   checkNsaBlocks, compressedBlockCount, selectBlocks, selectionBlockCount, selectionMargin, selectionScores, type NsaBlocks,
 } from "./sparse-select.ts";
@@ -235,13 +235,69 @@ export function compressedBranch(
   const pendingKeys = concatTime(s.pendingKeys, kCmp);
   const pendingValues = concatTime(s.pendingValues, vCmp);
   const after = positions.length > 0 ? compressedBlockCount(positions[positions.length - 1]!, blocks) : before;
-  s.compressedKeys = appendTime(s.compressedKeys, compressBlocks(pendingKeys, weights.compress_k, weights.compress_k_pos, before, after, pendingFrom, blocks, kernels));
-  s.compressedValues = appendTime(s.compressedValues, compressBlocks(pendingValues, weights.compress_v, weights.compress_v_pos, before, after, pendingFrom, blocks, kernels));
+  // Most decode steps finish no block: then nothing is compressed and nothing copied (each copy is all the blocks).
+  if (after > before) {
+    s.compressedKeys = appendTime(s.compressedKeys, compressBlocks(pendingKeys, weights.compress_k, weights.compress_k_pos, before, after, pendingFrom, blocks, kernels));
+    s.compressedValues = appendTime(s.compressedValues, compressBlocks(pendingValues, weights.compress_v, weights.compress_v_pos, before, after, pendingFrom, blocks, kernels));
+  }
   const keepFrom = after * blocks.stride - pendingFrom;
-  s.pendingKeys = sliceTime(pendingKeys, keepFrom, pendingKeys.shape[2]!);
-  s.pendingValues = sliceTime(pendingValues, keepFrom, pendingValues.shape[2]!);
+  s.pendingKeys = keepFrom === 0 ? pendingKeys : sliceTime(pendingKeys, keepFrom, pendingKeys.shape[2]!);
+  s.pendingValues = keepFrom === 0 ? pendingValues : sliceTime(pendingValues, keepFrom, pendingValues.shape[2]!);
   const visible = compressedVisibility(q.shape[0]! * c.H, positions, after, blocks);
-  return maskedAttention(q, s.compressedKeys, s.compressedValues, visible, 1 / Math.sqrt(c.Dh), kernels);
+  const keys = s.compressedKeys;
+  let keysT = transposedKeys.get(keys);
+  if (!keysT) transposedKeys.set(keys, (keysT = transposedPlanes(keys)));
+  return groupedAttention(q, keys, s.compressedValues, visible, 1 / Math.sqrt(c.Dh), kernels, keysT);
+}
+
+/** The compressed keys' kᵀ, made once per set of blocks (a state's tensor is replaced, never written, when one ends). */
+const transposedKeys = new WeakMap<Tensor, Float32Array>();
+
+/**
+ * maskedAttention (src/attention/masked.ts) in three kernel calls, not three per kv head (keysT: k's planes
+ * transposed, as transposedPlanes makes them, when the caller keeps them): the q rows of group g form
+ * batch g of one bmm against every kv head's keys at once, and the softmax takes all rows in one call. bmm runs each
+ * batch as matmul runs it and the softmax is row by row, so the result is maskedAttention's bit for bit (tested); a
+ * decode step then pays one kernel call where it paid Hkv (each a copy into and out of the backend's memory).
+ */
+export function groupedAttention(
+  q: Tensor, k: Tensor, v: Tensor, visible: Uint8Array, scale: number, kernels: Kernels, keysT?: Float32Array,
+): MaskedAttention {
+  if (!fourAxes(q) || !fourAxes(k) || !fourAxes(v) || k.shape[0] !== q.shape[0] || k.shape[3] !== q.shape[3]
+    || v.shape[0] !== q.shape[0] || v.shape[1] !== k.shape[1] || v.shape[2] !== k.shape[2]) { // the message: expectShape's
+    const { B, Dh } = expectShape("q", q, ["B", "H", "Tq", "Dh"]);
+    const { Hkv, Tk } = expectShape("k", k, ["B", "Hkv", "Tk", "Dh"], { B, Dh });
+    expectShape("v", v, ["B", "Hkv", "Tk", "Dv"], { B, Hkv, Tk });
+  }
+  const [B, H, Tq, Dh] = q.shape as [number, number, number, number];
+  const [, Hkv, Tk] = k.shape as [number, number, number];
+  const Dv = v.shape[3]!;
+  if (Hkv === 0 || H % Hkv !== 0) throw argError("k", `a number of kv heads that divides H=${H}`, Hkv);
+  if (visible.length !== B * H * Tq * Tk) throw argError("visible", `${B * H * Tq * Tk} flags [B, H, Tq, Tk]`, visible.length);
+  if (!Number.isFinite(scale)) throw argError("scale", "a finite number", scale);
+  if (keysT && keysT.length !== k.data.length) throw argError("keysT", `k's ${k.data.length} values transposed`, keysT.length);
+  const [planes, rows] = [B * Hkv, (H / Hkv) * Tq];
+  if (Tk === 0 || rows === 0) {
+    return { out: { shape: [B, H, Tq, Dv], data: new Float32Array(B * H * Tq * Dv) }, probs: { shape: [B, H, Tq, Tk], data: new Float32Array(B * H * Tq * Tk) } };
+  }
+  const dots = kernels.bmm({ shape: [planes, rows, Dh], data: q.data }, { shape: [planes, Dh, Tk], data: keysT ?? transposedPlanes(k) }).data;
+  for (let i = 0; i < dots.length; i++) dots[i] = dots[i]! * scale; // maskedAttention's map, without a copy
+  const p = kernels.softmax({ shape: [planes, rows, Tk], data: dots }, visible);
+  const out = kernels.bmm(p, { shape: [planes, Tk, Dv], data: v.data });
+  return { out: { shape: [B, H, Tq, Dv], data: out.data }, probs: { shape: [B, H, Tq, Tk], data: p.data } };
+}
+
+const fourAxes = (t: Tensor): boolean =>
+  t?.shape?.length === 4 && t.data instanceof Float32Array && t.data.length === t.shape[0]! * t.shape[1]! * t.shape[2]! * t.shape[3]!;
+
+/** Each plane's kᵀ, k [B, Hkv, Tk, Dh] → [B·Hkv, Dh, Tk]: keys enter a product as matmul(q, kᵀ) (see transposed). */
+function transposedPlanes(k: Tensor): Float32Array {
+  const Dh = k.shape[k.shape.length - 1] ?? 0, Tk = k.shape[k.shape.length - 2] ?? 0;
+  const keysT = new Float32Array(k.data.length);
+  for (let p = 0; p < k.data.length / (Dh * Tk || 1); p++) {
+    for (let r = 0; r < Tk; r++) for (let d = 0; d < Dh; d++) keysT[(p * Dh + d) * Tk + r] = k.data[(p * Tk + r) * Dh + d]!;
+  }
+  return keysT;
 }
 
 /** Full-resolution attention over the tokens of each group's selected blocks, causal inside the query's own block. */
@@ -265,7 +321,7 @@ function selectedBranch(
       }
     }
   }
-  return maskedAttention(qRot, s.selectedKeys, s.selectedValues, visible, 1 / Math.sqrt(c.Dh), kernels);
+  return groupedAttention(qRot, s.selectedKeys, s.selectedValues, visible, 1 / Math.sqrt(c.Dh), kernels);
 }
 
 /** The last w keys, the query's own included, through the fused kernel's sliding-window mask. */

@@ -9,6 +9,7 @@
 // branches gather their rows straight from these planes (attendSelected): no step copies a cache.
 
 import { compressedBranch, createSparseState, gatedSum, groupSelection, resolveSparseConfig, type CompressedState, type ResolvedSparseConfig, type SparseWeights } from "../attention/sparse.ts";
+import { mergeHeads } from "../attention/heads.ts";
 import type { NsaBlocks } from "../attention/sparse-select.ts";
 import { read, type Reading } from "../device/drive.ts";
 import type { Value } from "../device/kernels.ts";
@@ -57,9 +58,17 @@ export function* sparseLayer<X extends Value>(
   const rotate = (v: X) => ops.rope(v, positions, freqs);
   const at = Array.from(positions);
 
+  // What the host needs from x, in one read (a read costs more than a product): the unrotated query, the compressed
+  // branch's keys and values and the gate logits side by side, [1, T, H·Dh + 2·Hkv·Dh + 3·H]. x as [1, T, D] makes
+  // every product a part concatLast takes; the query's product is made once more, in heads, for the device's rotary.
+  const x1 = ops.splitHeads(x, 1, [c.D])[0]!;
+  const hostIn = yield* read(ops, ops.concatLast(HOST_INPUTS.map((name) => ops.linear(x1, w[name]!))));
+  const fromX = columns(hostIn, T);
+  const [qHost, kCmp, vCmp] = [H, Hkv, Hkv].map((n): Tensor => ({ shape: [1, n, T, Dh], data: fromX(n, Dh) }));
+  const gates = sigmoid({ shape: [T, 3 * H], data: fromX(1, 3 * H) });
+
   // Compressed: the unrotated query against compressed blocks of unrotated keys, on the host.
   const q = heads("q_proj", H);
-  const [qHost, kCmp, vCmp] = [yield* onHost(ops, q), yield* onHost(ops, heads("k_cmp_proj", Hkv)), yield* onHost(ops, heads("v_cmp_proj", Hkv))];
   const cmp = compressedBranch(s.compressed, qHost, kCmp, vCmp, w as unknown as SparseWeights, at, c, kernels);
   const { selected } = groupSelection(cmp.probs, at, Hkv, blocks);
   record(listen.trace, `${prefix}.selected`, { shape: [Hkv, T, blocks.selectCount], data: selected });
@@ -81,11 +90,14 @@ export function* sparseLayer<X extends Value>(
   });
   s.position = start + T;
 
-  const gates = sigmoid({ shape: [T, 3 * H], data: yield* read(ops, ops.linear(x, w.gate_proj!)) });
   record(listen.trace, `${prefix}.gates`, gates);
-  const mixed = gatedSum(gates, cmp.out, yield* onHost(ops, slc), yield* onHost(ops, win));
+  const branches = columns(yield* read(ops, ops.concatLast([slc, win])), H * T); // [H, T, 2·Dh]: one read
+  const slcHost = { shape: [1, H, T, Dh], data: branches(1, Dh) };
+  const mixed = gatedSum(gates, cmp.out, slcHost, { shape: [1, H, T, Dh], data: branches(1, Dh) });
   const flowing = hookHost(listen, `${prefix}.heads`, { shape: [H, T, Dh], data: mixed.data }, { layer: l, positions });
-  return ops.linear(ops.mergeHeads(ops.upload(flowing)), w.o_proj!);
+  // Heads merged on the host, one operation fewer; [H, 1, Dh] is [1, H·Dh] already.
+  const merged = T === 1 ? flowing.data : mergeHeads({ shape: [1, H, T, Dh], data: flowing.data }).data;
+  return ops.linear(ops.upload({ shape: [T, H * Dh], data: merged }), w.o_proj!);
 }
 
 /** The resolved config, rotary frequencies (no YaRN: the module's) and scale, made once per forward. */
@@ -96,9 +108,24 @@ function setup<X extends Value>(run: Run<X>): { c: ResolvedSparseConfig; freqs: 
   });
 }
 
-/** A device value [n, T, Dh] on the host as the module's [1, n, T, Dh]. */
-function* onHost<X extends Value>(ops: Ops<X>, v: X): Reading<Tensor> {
-  return { shape: [1, ...v.shape], data: yield* read(ops, v) };
+/** The products of x the host reads, in the order their columns are cut. */
+const HOST_INPUTS = ["q_proj", "k_cmp_proj", "v_cmp_proj", "gate_proj"] as const;
+
+/**
+ * Rows [R, W] read from the device, cut into consecutive column ranges from the left: each call takes the next n·d
+ * columns as n parts of d, [n, R, d] (heads of a [R, n·d] row, as splitHeads lays them out).
+ */
+function columns(rows: Float32Array, R: number): (n: number, d: number) => Float32Array {
+  const W = rows.length / R;
+  let at = 0;
+  return (n, d) => {
+    const data = new Float32Array(n * R * d);
+    for (let h = 0, to = 0; h < n; h++) { // element by element: a head's few numbers copy faster than subarray + set
+      for (let r = 0; r < R; r++) for (let e = 0, from = r * W + at + h * d; e < d; e++) data[to++] = rows[from + e]!;
+    }
+    at += n * d;
+    return data;
+  };
 }
 
 /**
