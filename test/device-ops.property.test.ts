@@ -80,7 +80,9 @@ const cases: Record<string, fc.Arbitrary<Case>> = {
     const rng = new Random(seed);
     const planes = Math.max(A, 1);
     const x = rand(rng, A === 0 ? [N, D] : [A, N, D]);
-    const rows = Int32Array.from({ length: perPlane ? planes * n : n }, () => rng.int(N));
+    // Half the rows continue a run (the next row of x), as a selected block or a window does; the rest anywhere.
+    const rows = new Int32Array(perPlane ? planes * n : n);
+    for (let i = 0; i < rows.length; i++) rows[i] = i > 0 && rows[i - 1]! + 1 < N && rng.uniform() < 0.5 ? rows[i - 1]! + 1 : rng.int(N);
     const naive = () => tensor(A === 0 ? [n, D] : [A, n, D], Float32Array.from({ length: planes * n * D }, (_, i) => {
       const [a, r, d] = [Math.floor(i / (n * D)), Math.floor(i / D) % n, i % D];
       return x.data[(a * N + rows[perPlane ? a * n + r : r]!) * D + d]!;

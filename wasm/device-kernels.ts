@@ -161,9 +161,12 @@ function makeKernels(core: WasmCore): DeviceKernels<WasmTensor> {
       const out = empty(x.shape.length === 3 ? [A, n, D] : [n, D]);
       const f32 = heap.F32, src = x.ptr >>> 2, dst = out.ptr >>> 2;
       for (let a = 0; a < A; a++) {
-        for (let r = 0; r < n; r++) {
-          const from = src + (a * N + rows[a * step + r]!) * D;
-          f32.copyWithin(dst + (a * n + r) * D, from, from + D);
+        // A run of consecutive rows (a selected block, a window) is one copy.
+        for (let r = 0, run = 1; r < n; r += run) {
+          const first = rows[a * step + r]!;
+          for (run = 1; r + run < n && rows[a * step + r + run] === first + run; run++);
+          const from = src + (a * N + first) * D;
+          f32.copyWithin(dst + (a * n + r) * D, from, from + run * D);
         }
       }
       return out;
