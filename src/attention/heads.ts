@@ -81,8 +81,8 @@ export function concatTime(a: Tensor, b: Tensor): Tensor {
   const { lead, planes, La, Lb, d } = timeShapes(a, b);
   const out = new Float32Array(planes * (La + Lb) * d);
   for (let p = 0; p < planes; p++) {
-    out.set(a.data.subarray(p * La * d, (p + 1) * La * d), p * (La + Lb) * d);
-    out.set(b.data.subarray(p * Lb * d, (p + 1) * Lb * d), (p * (La + Lb) + La) * d);
+    copy(a.data, p * La * d, out, p * (La + Lb) * d, La * d);
+    copy(b.data, p * Lb * d, out, (p * (La + Lb) + La) * d, Lb * d);
   }
   return { shape: [...lead, La + Lb, d], data: out };
 }
