@@ -127,7 +127,8 @@ export function route(logits: Tensor, config: RouterConfig, bias?: Tensor | null
   const scores = routerScores(logits, config.scoring_func);
   const experts = new Int32Array(N * k);
   const weights = new Float32Array(N * k);
-  const select = new Float64Array(E);
+  // A plain array: a Float64Array of E > 8 lives off V8's heap, and making one costs more than routing a token.
+  const select = new Array<number>(E).fill(0);
   const chosen = new Int32Array(k);
   const own = edits ? new Float64Array(E) : null; // the selection scores before the edits
   for (let t = 0; t < N; t++) {
@@ -156,7 +157,7 @@ export function route(logits: Tensor, config: RouterConfig, bias?: Tensor | null
  * After an edited top-k: no banned (-∞) expert may fill a slot, and the chosen set is put in the order of the
  * router's own selection scores (ties to the lower index), so that forcing a token's own choice changes nothing.
  */
-function editedChoice(chosen: Int32Array, select: Float64Array, own: Float64Array, t: number): void {
+function editedChoice(chosen: Int32Array, select: readonly number[], own: Float64Array, t: number): void {
   if (chosen.some((e) => select[e] === -Infinity)) {
     throw new TinyseekError(`experts: the bans leave token ${t} fewer than ${chosen.length} experts to choose from (group limits included)`);
   }
@@ -177,7 +178,7 @@ function checkFinite(argument: string, data: Float32Array, rowLength?: number): 
  * Sets to -Infinity, in place, the experts of every group outside the `keep` best. A group scores the sum of its
  * `top` best selection scores (1: its best expert; 2: V3 with a bias). Ties between groups go to the lower group.
  */
-export function limitGroups(select: Float64Array, nGroups: number, keep: number, top: 1 | 2): void {
+export function limitGroups(select: Float64Array | number[], nGroups: number, keep: number, top: 1 | 2): void {
   if (nGroups === 1 || keep === nGroups) return;
   const size = select.length / nGroups;
   const groupScores = new Float64Array(nGroups);
@@ -187,7 +188,7 @@ export function limitGroups(select: Float64Array, nGroups: number, keep: number,
 }
 
 /** 0 + the best + (n = 2) the second best of values[from … from + size − 1], added best first. */
-function topSum(values: Float64Array, from: number, size: number, n: number): number {
+function topSum(values: Float64Array | readonly number[], from: number, size: number, n: number): number {
   let [first, second] = [-Infinity, -Infinity];
   for (let i = from; i < from + size; i++) {
     const v = values[i]!;
