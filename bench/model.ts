@@ -88,7 +88,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 
 /**
  * Decode ms per token for each impl, interleaved: after warmMs of untimed sessions each, a round runs every impl in
- * turn, each a fresh session fed the prompt (untimed) and then DECODE_STEPS single tokens timed one by one; an impl's
+ * turn (starting one later each round), each a fresh session fed the prompt (untimed) and then DECODE_STEPS single tokens timed one by one; an impl's
  * figure is the median over rounds of each round's median, so that a neighbour's load falls on all of them alike.
  * The warm-up matters: V8 compiles WASM with its baseline compiler first and the forward's TypeScript tiers up over
  * hundreds of calls; one session (17 forwards) left tiny's WASM decode 2–3× slower than its steady state.
@@ -97,7 +97,12 @@ async function decodeRounds(prompt: number[], impls: Remote[], rounds: number, w
   for (const impl of impls) await impl.ask({ op: "warm", prompt, ms: warmMs });
   const perImpl = impls.map(() => [] as number[]);
   for (let round = 0; round < rounds; round++) {
-    for (const [i, impl] of impls.entries()) perImpl[i]!.push(median(await impl.ask<number[]>({ op: "session", prompt, steps: DECODE_STEPS })));
+    // Each round starts one implementation later: a process runs slower right after some others (bench/README.md,
+    // "small in the bench"), and rotating gives every implementation every place in the round alike.
+    for (let j = 0; j < impls.length; j++) {
+      const i = (round + j) % impls.length;
+      perImpl[i]!.push(median(await impls[i]!.ask<number[]>({ op: "session", prompt, steps: DECODE_STEPS })));
+    }
   }
   return perImpl.map(median);
 }
