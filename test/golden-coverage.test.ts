@@ -80,9 +80,10 @@ describe("a MoE group excluded while its experts carry a negative bias (b)", () 
 
   it("fails when excluded groups are masked with 0 instead of -Infinity; the earlier group files do not notice", async () => {
     expect(await outcomes([added, ...before])).toEqual(allOk([added, ...before]));
-    // The router's one masking fill (src/moe/router.ts limitGroups) writes 0 where it means -Infinity.
-    const fill = Float64Array.prototype.fill;
-    vi.spyOn(Float64Array.prototype, "fill").mockImplementation(function (this: Float64Array, value: number, start?: number, end?: number) {
+    // The router's one masking fill (src/moe/router.ts limitGroups, on route's plain array of selection scores)
+    // writes 0 where it means -Infinity.
+    const fill = Array.prototype.fill;
+    vi.spyOn(Array.prototype, "fill").mockImplementation(function (this: unknown[], value: unknown, start?: number, end?: number) {
       return fill.call(this, value === -Infinity ? 0 : value, start, end);
     });
     const buggy = await outcomes([added, ...before]);
