@@ -32,13 +32,25 @@ export interface AttentionResult {
 /** The sizes of an attention call, checked: q [B, H, Tq, Dh], k [B, Hkv, Tk, Dh], v [B, Hkv, Tk, Dv], Hkv | H; and
  *  the scale (default 1/√Dh). Every backend's attention validates through this one function. */
 export function attentionSizes(q: Tensor, k: Tensor, v: Tensor, scaleOption?: number) {
-  const { B, H, Tq, Dh } = expectShape("q", q, ["B", "H", "Tq", "Dh"]);
-  const { Hkv, Tk } = expectShape("k", k, ["B", "Hkv", "Tk", "Dh"], { B, Dh });
-  const { Dv } = expectShape("v", v, ["B", "Hkv", "Tk", "Dv"], { B, Hkv, Tk });
+  // Plain comparisons first (a decode step makes several calls); expectShape only to word a failing call's message.
+  if (!(whole4(q) && whole4(k) && whole4(v) && k.shape[0] === q.shape[0] && k.shape[3] === q.shape[3] &&
+    v.shape[0] === q.shape[0] && v.shape[1] === k.shape[1] && v.shape[2] === k.shape[2])) {
+    const { B, Dh } = expectShape("q", q, ["B", "H", "Tq", "Dh"]);
+    const { Hkv, Tk } = expectShape("k", k, ["B", "Hkv", "Tk", "Dh"], { B, Dh });
+    expectShape("v", v, ["B", "Hkv", "Tk", "Dv"], { B, Hkv, Tk });
+  }
+  const [B, H, Tq, Dh] = q.shape as [number, number, number, number];
+  const [, Hkv, Tk] = k.shape as [number, number, number];
+  const Dv = v.shape[3]!;
   if (Hkv === 0 || H % Hkv !== 0) throw argError("k", `a number of kv heads that divides H=${H}`, Hkv);
   const scale = scaleOption ?? 1 / Math.sqrt(Dh);
   if (!Number.isFinite(scale)) throw argError("scale", "a finite number", scale);
-  return { B: B!, H: H!, Hkv: Hkv!, Tq: Tq!, Tk: Tk!, Dh: Dh!, Dv: Dv!, scale };
+  return { B, H, Hkv, Tq, Tk, Dh, Dv, scale };
+}
+
+/** A rank-4 tensor whose Float32Array fills its shape. */
+function whole4(t: Tensor): boolean {
+  return t?.shape?.length === 4 && t.data instanceof Float32Array && t.data.length === t.shape[0]! * t.shape[1]! * t.shape[2]! * t.shape[3]!;
 }
 
 export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions = {}): AttentionResult {

@@ -7,8 +7,9 @@
 // A query with no visible key outputs zeros (the kernels' softmax gives a zero row).
 
 import { argError } from "../errors.ts";
+import { attentionSizes } from "./attention.ts";
 import type { Kernels } from "../kernels.ts";
-import { expectShape, type Tensor } from "../tensor.ts";
+import type { Tensor } from "../tensor.ts";
 
 export interface MaskedAttention {
   out: Tensor; // [B, H, Tq, Dv]
@@ -18,12 +19,8 @@ export interface MaskedAttention {
 export function maskedAttention(
   q: Tensor, k: Tensor, v: Tensor, visible: Uint8Array, scale: number, kernels: Kernels,
 ): MaskedAttention {
-  const { B, H, Tq, Dh } = expectShape("q", q, ["B", "H", "Tq", "Dh"]);
-  const { Hkv, Tk } = expectShape("k", k, ["B", "Hkv", "Tk", "Dh"], { B, Dh });
-  const { Dv } = expectShape("v", v, ["B", "Hkv", "Tk", "Dv"], { B, Hkv, Tk });
-  if (Hkv === 0 || H % Hkv !== 0) throw argError("k", `a number of kv heads that divides H=${H}`, Hkv);
+  const { B, H, Hkv, Tq, Tk, Dh, Dv } = attentionSizes(q, k, v, scale);
   if (visible.length !== B * H * Tq * Tk) throw argError("visible", `${B * H * Tq * Tk} flags [B, H, Tq, Tk]`, visible.length);
-  if (!Number.isFinite(scale)) throw argError("scale", "a finite number", scale);
   const out = new Float32Array(B * H * Tq * Dv);
   const probs = new Float32Array(B * H * Tq * Tk);
   const rows = (H / Hkv) * Tq;

@@ -15,6 +15,7 @@ import { sigmoid } from "../ops.ts";
 import { randn, type Random } from "../random.ts";
 import { ropeFrequencies, rotaryHeadSize } from "../rope.ts";
 import { expectShape, reshape, type Tensor } from "../tensor.ts";
+import { attentionSizes } from "./attention.ts";
 import { appendTime, concatTime, mergeHeads, splitHeads } from "./heads.ts";
 import { sliceTime, type MaskedAttention } from "./masked.ts";
 import {
@@ -263,18 +264,8 @@ const transposedKeys = new WeakMap<Tensor, Float32Array>();
 export function groupedAttention(
   q: Tensor, k: Tensor, v: Tensor, visible: Uint8Array, scale: number, kernels: Kernels, keysT?: Float32Array,
 ): MaskedAttention {
-  if (!fourAxes(q) || !fourAxes(k) || !fourAxes(v) || k.shape[0] !== q.shape[0] || k.shape[3] !== q.shape[3]
-    || v.shape[0] !== q.shape[0] || v.shape[1] !== k.shape[1] || v.shape[2] !== k.shape[2]) { // the message: expectShape's
-    const { B, Dh } = expectShape("q", q, ["B", "H", "Tq", "Dh"]);
-    const { Hkv, Tk } = expectShape("k", k, ["B", "Hkv", "Tk", "Dh"], { B, Dh });
-    expectShape("v", v, ["B", "Hkv", "Tk", "Dv"], { B, Hkv, Tk });
-  }
-  const [B, H, Tq, Dh] = q.shape as [number, number, number, number];
-  const [, Hkv, Tk] = k.shape as [number, number, number];
-  const Dv = v.shape[3]!;
-  if (Hkv === 0 || H % Hkv !== 0) throw argError("k", `a number of kv heads that divides H=${H}`, Hkv);
+  const { B, H, Hkv, Tq, Tk, Dh, Dv } = attentionSizes(q, k, v, scale);
   if (visible.length !== B * H * Tq * Tk) throw argError("visible", `${B * H * Tq * Tk} flags [B, H, Tq, Tk]`, visible.length);
-  if (!Number.isFinite(scale)) throw argError("scale", "a finite number", scale);
   if (keysT && keysT.length !== k.data.length) throw argError("keysT", `k's ${k.data.length} values transposed`, keysT.length);
   const [planes, rows] = [B * Hkv, (H / Hkv) * Tq];
   if (Tk === 0 || rows === 0) {
@@ -286,9 +277,6 @@ export function groupedAttention(
   const out = kernels.bmm(p, { shape: [planes, Tk, Dv], data: v.data });
   return { out: { shape: [B, H, Tq, Dv], data: out.data }, probs: { shape: [B, H, Tq, Tk], data: p.data } };
 }
-
-const fourAxes = (t: Tensor): boolean =>
-  t?.shape?.length === 4 && t.data instanceof Float32Array && t.data.length === t.shape[0]! * t.shape[1]! * t.shape[2]! * t.shape[3]!;
 
 /** Each plane's kᵀ, k [B, Hkv, Tk, Dh] → [B·Hkv, Dh, Tk]: keys enter a product as matmul(q, kᵀ) (see transposed). */
 function transposedPlanes(k: Tensor): Float32Array {

@@ -6,8 +6,9 @@
 import { argError, checkInteger, checkNumber } from "../../src/errors.ts";
 import type { FusedAttentionOptions } from "../../src/kernels.ts";
 import type { MaskSpec } from "../../src/masks.ts";
-import { expectShape, type Tensor } from "../../src/tensor.ts";
-import { CHUNKS_PER_THREAD, fits, type WasmCore } from "../core.ts";
+import { attentionSizes } from "../../src/attention/attention.ts";
+import type { Tensor } from "../../src/tensor.ts";
+import { CHUNKS_PER_THREAD, type WasmCore } from "../core.ts";
 
 /**
  * Attention on q [B, H, Tq, Dh], k [B, Hkv, kvRows, Dh], v [B, Hkv, kvRows, Dv] in memory into out [B, H, Tq, Dv],
@@ -41,18 +42,7 @@ export function attentionAt(
 }
 
 export function attention(core: WasmCore, q: Tensor, k: Tensor, v: Tensor, options: FusedAttentionOptions = {}): Tensor {
-  if (!(fits(q, 4) && fits(k, 4) && fits(v, 4) && k.shape[0] === q.shape[0] && k.shape[3] === q.shape[3] &&
-    v.shape[0] === q.shape[0] && v.shape[1] === k.shape[1] && v.shape[2] === k.shape[2])) {
-    const { B, Dh } = expectShape("q", q, ["B", "H", "Tq", "Dh"]);
-    const { Hkv, Tk } = expectShape("k", k, ["B", "Hkv", "Tk", "Dh"], { B, Dh });
-    expectShape("v", v, ["B", "Hkv", "Tk", "Dv"], { B, Hkv, Tk });
-  }
-  const [B, H, Tq, Dh] = q.shape as [number, number, number, number];
-  const [, Hkv, Tk] = k.shape as [number, number, number];
-  const Dv = v.shape[3]!;
-  if (Hkv === 0 || H % Hkv !== 0) throw argError("k", `a number of kv heads that divides H=${H}`, Hkv);
-  const scale = options.scale ?? 1 / Math.sqrt(Dh);
-  if (!Number.isFinite(scale)) throw argError("scale", "a finite number", scale);
+  const { B, H, Hkv, Tq, Tk, Dh, Dv, scale } = attentionSizes(q, k, v, options.scale);
   const mask = options.mask;
   const offset = checkMask(mask, B, Tq, Tk);
   const logGammas = options.logGammas;
