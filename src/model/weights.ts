@@ -86,10 +86,9 @@ export function initModel(config: ModelConfig): Model {
 
 const isMoe = (mlp: LayerWeights["mlp"]): mlp is MoeWeights => "experts" in mlp;
 
-/** Every weight under its checkpoint name, routed experts one by one (views, no copies). */
-/** Throws unless `model` is shaped like what initModel and loadModel return, so a wrong argument is named, not a TypeError. */
 const isObject = (v: unknown) => typeof v === "object" && v !== null;
 
+/** Throws unless `model` is shaped like what initModel and loadModel return, so a wrong argument is named, not a TypeError. */
 export function checkModel(model: Model, argument = "model"): void {
   const m = model as unknown as Record<string, unknown> | null;
   if (!isObject(m) || !isObject(m!.config) || !isObject(m!.weights) || !Array.isArray((m!.weights as { layers?: unknown }).layers)) {
@@ -98,6 +97,7 @@ export function checkModel(model: Model, argument = "model"): void {
   }
 }
 
+/** Every weight under its checkpoint name, routed experts one by one (views, no copies). */
 export function modelParams(model: Model): Map<string, Tensor> {
   checkModel(model);
   const { config, weights } = model;
