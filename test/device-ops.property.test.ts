@@ -20,7 +20,7 @@ import { quantizeActivationTiles, quantizeFp8 } from "../src/quant/fp8.ts";
 import { quantizeInt } from "../src/quant/int.ts";
 import { quantizeTokenInt8, type QuantWeight } from "../src/quant/linear.ts";
 import { decode, FORMATS } from "../src/quant/minifloat.ts";
-import type { ExpertWeights, Routing } from "../src/moe/experts.ts";
+import type { ExpertWeights } from "../src/moe/experts.ts";
 import * as ops from "../src/ops.ts";
 import { Random, randBounded } from "../src/random.ts";
 import { ropeFrequencies } from "../src/rope.ts";

@@ -12,7 +12,7 @@ import type { Value } from "../device/kernels.ts";
 import type { Ops } from "../device/ops.ts";
 import { filled } from "../device/reference.ts";
 import type { Kernels } from "../kernels.ts";
-import { hookedKernels, type HookedWeight } from "../model-adapters.ts";
+import { hookedKernels } from "../model-adapters.ts";
 import type { MoeConfig } from "../moe/layer.ts";
 import { causal } from "../masks.ts";
 import { ropeFrequencies, yarnSoftmaxFactor } from "../rope.ts";

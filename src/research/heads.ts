@@ -4,7 +4,7 @@
 //   mean   z[h, t, :] = the head's mean output over every position of a reference set of prompts (headMeans)
 // Ablating every head of a layer zeroes its attention output (the output projection has no bias).
 
-import { TinyseekError, argError, checkInteger } from "../errors.ts";
+import { argError, checkInteger } from "../errors.ts";
 import type { Intervention } from "../model/interventions.ts";
 import type { Model } from "../model/weights.ts";
 import type { Tensor } from "../tensor.ts";
