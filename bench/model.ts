@@ -41,13 +41,15 @@ const TEXT = "DeepSeek-V3 routes each token to 8 of 256 experts; tinyseek routes
 type Ask = Request extends infer R ? (R extends { id: number } ? Omit<R, "id"> : never) : never;
 
 /** An implementation running in its own process (bench/model-worker.ts says why): ask() one request at a time. */
-interface Remote extends ImplSpec {
+export interface Remote extends ImplSpec {
+  /** The process's id (bench/neighbours.ts reads its page faults). */
+  pid: number;
   ask<T>(request: Ask): Promise<T>;
   close(): Promise<number>;
 }
 
 /** Starts the process for `spec`; resolves once its implementation is set up, rejects with its one-line reason. */
-function spawn(spec: ImplSpec): Promise<Remote> {
+export function spawn(spec: ImplSpec): Promise<Remote> {
   // The process loads TypeScript through tsx's loader, as `npm run bench` runs this file.
   const entry = fileURLToPath(new URL("./model-worker.ts", import.meta.url));
   const worker = fork(entry, [JSON.stringify(spec)], { execArgv: ["--import", "tsx"], stdio: ["ignore", "inherit", "inherit", "ipc"] });
@@ -77,14 +79,14 @@ function spawn(spec: ImplSpec): Promise<Remote> {
     return call<T>(id, { ...request, id } as Request);
   };
   const close = () => (worker.kill(), exited);
-  const remote: Remote = { ...spec, ask, close };
+  const remote: Remote = { ...spec, pid: worker.pid!, ask, close };
   return call<string>(0).then(() => remote, async (error: Error) => {
     await close();
     throw error;
   });
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 
 /**
  * Decode ms per token for each impl, interleaved: after warmMs of untimed sessions each, a round runs every impl in

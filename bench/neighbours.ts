@@ -4,33 +4,23 @@
 // a 16-step WASM session (timed), then a neighbour session, then an idle gap. Printed per round: WASM's median µs a
 // step, its minor/major page faults during the session (/proc/PID/stat), and the neighbour's CPU use meanwhile.
 
-import { fork } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { ATTENTION_KINDS, type AttentionKind } from "../src/model/config.ts";
+import type { ImplName } from "./kernels.ts";
+import { median, spawn } from "./model.ts";
 
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { gap: { type: "string", default: "0" } } });
 const [neighbour = "none", kind = "mha"] = positionals;
 const gapMs = Number(values.gap);
-
-/** A worker process of the model bench, asked one request at a time. */
-function worker(impl: string) {
-  const entry = fileURLToPath(new URL("./model-worker.ts", import.meta.url));
-  const child = fork(entry, [JSON.stringify({ impl, threads: 1, capacity: 48 })], { execArgv: ["--import", "tsx"], stdio: ["ignore", "inherit", "inherit", "ipc"] });
-  const waiting = new Map<number, (value: unknown) => void>();
-  let next = 1;
-  child.on("message", (m: { id: number; result?: unknown; error?: string }) => {
-    waiting.get(m.id)?.(m.error ?? m.result);
-    waiting.delete(m.id);
-  });
-  const ready = new Promise((resolve) => waiting.set(0, resolve));
-  const ask = <T>(request: object) => new Promise<T>((resolve) => {
-    const id = next++;
-    waiting.set(id, resolve as (value: unknown) => void);
-    child.send({ ...request, id });
-  });
-  return { pid: child.pid!, ready, ask, kill: () => child.kill() };
-}
+const NEIGHBOURS = ["none", "reference", "wasm", "wasm-relaxed", "tfjs-wasm", "tfjs-cpu"];
+const refuse = (what: string) => {
+  console.error(what);
+  process.exit(2);
+};
+if (!NEIGHBOURS.includes(neighbour)) refuse(`neighbour: expected one of ${NEIGHBOURS.join(", ")}, got "${neighbour}"`);
+if (!(ATTENTION_KINDS as readonly string[]).includes(kind)) refuse(`kind: expected one of ${ATTENTION_KINDS.join(", ")}, got "${kind}"`);
+if (!(gapMs >= 0)) refuse(`--gap: expected milliseconds ≥ 0, got "${values.gap}"`);
 
 /** Fields of /proc/PID/stat after the command name: minor faults, major faults, and user + system CPU in ms. */
 function procStat(pid: number): { minor: number; major: number; cpuMs: number } {
@@ -38,14 +28,12 @@ function procStat(pid: number): { minor: number; major: number; cpuMs: number } 
   return { minor: Number(f[7]), major: Number(f[9]), cpuMs: (Number(f[11]) + Number(f[12])) * 10 };
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 const prompt = Array.from({ length: 32 }, (_, i) => (i * 7) % 200);
-const wasm = worker("wasm");
-const other = neighbour === "none" ? null : worker(neighbour);
+const wasm = await spawn({ impl: "wasm", threads: 1, capacity: 48 });
+const other = neighbour === "none" ? null : await spawn({ impl: neighbour as ImplName, threads: 1, capacity: 48 });
 for (const w of [wasm, other]) {
   if (!w) continue;
-  await w.ready;
-  await w.ask({ op: "model", name: "tiny", kind });
+  await w.ask({ op: "model", name: "tiny", kind: kind as AttentionKind });
   await w.ask({ op: "warm", prompt, ms: 1500 });
 }
 console.log(`tiny ${kind}: WASM with neighbour ${neighbour}, gap ${gapMs} ms`);
@@ -57,5 +45,4 @@ for (let round = 0; round < 15; round++) {
   if (other) await other.ask({ op: "session", prompt, steps: 16 });
   if (gapMs > 0) await new Promise((resolve) => setTimeout(resolve, gapMs));
 }
-wasm.kill();
-other?.kill();
+await Promise.all([wasm.close(), other?.close()]);

@@ -19,6 +19,7 @@ import { opsOver } from "../src/device/ops.ts";
 import { createCache, releaseCache } from "../src/model/cache.ts";
 import { ATTENTION_KINDS, type AttentionKind } from "../src/model/config.ts";
 import { forward } from "../src/model/forward.ts";
+import { RUNNABLE_PRESETS } from "../src/model/presets.ts";
 import type { Model } from "../src/model/weights.ts";
 import { createBackend } from "../wasm/backend.ts";
 import { benchModel } from "./model-worker.ts";
@@ -26,6 +27,13 @@ import { benchModel } from "./model-worker.ts";
 const { values } = parseArgs({ options: { preset: { type: "string", default: "tiny" }, kinds: { type: "string" }, seconds: { type: "string", default: "3" } } });
 const kinds = (values.kinds ? values.kinds.split(",") : [...ATTENTION_KINDS]) as AttentionKind[];
 const seconds = Number(values.seconds);
+const refuse = (what: string) => {
+  console.error(what);
+  process.exit(2);
+};
+if (!(RUNNABLE_PRESETS as readonly string[]).includes(values.preset!)) refuse(`--preset: expected one of ${RUNNABLE_PRESETS.join(", ")}, got "${values.preset}"`);
+for (const kind of kinds) if (!ATTENTION_KINDS.includes(kind)) refuse(`--kinds: expected a list of ${ATTENTION_KINDS.join(", ")}, got "${kind}"`);
+if (!(seconds > 0)) refuse(`--seconds: expected a number > 0, got "${values.seconds}"`);
 
 type Any = Value & { shape: readonly number[] };
 
