@@ -56,10 +56,12 @@ function withoutKernels(k: DeviceKernels<Any>): DeviceKernels<Any> {
     linear: (x, w) => lastBecomes(x, w.shape[0]!),
     gemm: () => {},
     rmsnorm: (x) => k.empty(x.shape),
+    layernorm: (x) => k.empty(x.shape),
     rope: (x) => k.empty(x.shape),
     swiglu: (gate) => k.empty(gate.shape),
     softmax: (x) => k.empty(x.shape),
     attention: (_q, _k, _v, a) => k.empty([a.H, a.Tq, a.Dv]),
+    indexScores: (_q, _keys, _w, a) => k.empty([a.Tq, a.Tk]),
     moe: (x) => k.empty(x.shape),
   };
 }

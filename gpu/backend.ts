@@ -141,11 +141,13 @@ export function gpuKernels(ctx: GpuContext): AsyncKernels {
       checkNumber("eps", eps, 0, 1);
       return roundTrip(ctx, [x], ([t]) => rmsnorm(ctx, t!, resident(ctx, weight), eps));
     },
-    async rope(x, positions, freqs) {
+    // interleaved: src/rope.ts applyRope's layout flag (the reference's kernel takes it too); the bridge forwards it.
+    async rope(x, positions, freqs, interleaved: boolean = true) {
       const { T } = ropeSizes(x, positions, freqs);
+      if (typeof interleaved !== "boolean") throw argError("interleaved", "true or false", interleaved);
       const table = ctx.upload(rotaryTables(positions, freqs));
       try {
-        return await roundTrip(ctx, [x], ([t]) => rope(ctx, t!, table, T));
+        return await roundTrip(ctx, [x], ([t]) => rope(ctx, t!, table, T, interleaved));
       } finally {
         ctx.release(table);
       }

@@ -15,11 +15,12 @@ import { copyLayout } from "../src/device/layout.ts";
 import { numel } from "../src/tensor.ts";
 import type { GpuContext, GpuTensor } from "./context.ts";
 import { attention } from "./kernels/attention.ts";
+import { indexScores } from "./kernels/index-scores.ts";
 import { add, addRows, copyBlocks, gatherPlanes, gatherRows, rope, rotaryTables, swiglu } from "./kernels/elementwise.ts";
 import { gemmInto, linear } from "./kernels/matmul.ts";
 import { moe } from "./kernels/moe.ts";
 import { quantLinear } from "./kernels/quant.ts";
-import { rmsnorm, softmax } from "./kernels/rows.ts";
+import { layernorm, rmsnorm, softmax } from "./kernels/rows.ts";
 
 const made = new WeakMap<GpuContext, DeviceKernels<GpuTensor>>();
 
@@ -92,15 +93,18 @@ function create(ctx: GpuContext): DeviceKernels<GpuTensor> {
     linear: (x, w) => linear(ctx, x, w),
     gemm: (a, b, c, args) => gemmInto(ctx, a.buffer, b.bf16 ?? b.buffer, c.buffer, args, b.bf16 !== undefined),
     rmsnorm: (x, w, eps) => rmsnorm(ctx, x, w, eps),
-    rope: (x, positions, freqs) => withUpload(rotaryTables(positions, freqs), (table) => rope(ctx, x, table, positions.length)),
+    layernorm: (x, w, b, eps) => layernorm(ctx, x, w, b, eps),
+    rope: (x, positions, freqs, interleaved) =>
+      withUpload(rotaryTables(positions, freqs), (table) => rope(ctx, x, table, positions.length, interleaved)),
     swiglu: (gate, up) => swiglu(ctx, gate, up),
     softmax: (x) => softmax(ctx, x),
-    attention(q, k, v, { H, Hkv, Tq, Tk, Dh, Dv, scale, offset, logGammas, kvRows }) {
+    attention(q, k, v, { H, Hkv, Tq, Tk, Dh, Dv, scale, offset, logGammas, kvRows, firstRow }) {
       const run = (gammas?: GPUBuffer) =>
-        attention(ctx, q, k, v, { B: 1, H, Hkv, Tq, Tk, Dh, Dv, scale, mask: { causal: true, offset }, logGammas: gammas, kvRows });
+        attention(ctx, q, k, v, { B: 1, H, Hkv, Tq, Tk, Dh, Dv, scale, mask: { causal: true, offset }, logGammas: gammas, kvRows, firstRow });
       const out = logGammas ? withUpload(Float32Array.from(logGammas), run) : run();
       return { shape: [H, Tq, Dv], buffer: out.buffer }; // the kernel's [B = 1, H, Tq, Dv]
     },
+    indexScores: (q, keys, w, args) => indexScores(ctx, q, keys, w, args),
     moe: (x, routing, e) => moe(ctx, x, routing, { ...expertBuffers(e.gate, e.up, e.down), E: e.E, F: e.F, D: e.D }),
     quantLinear: (x, w, activations) => quantLinear(ctx, x, w, activations),
   };

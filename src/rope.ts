@@ -83,11 +83,14 @@ export function yarnSoftmaxFactor(yarn: YarnOptions | undefined): number {
 }
 
 /**
- * Rotates x [..., T, dim] pair by pair: position p turns pair i by the angle p·freqs[i].
+ * Rotates x [..., T, dim] pair by pair: position p turns pair i by the angle p·freqs[i]. The pairs are adjacent
+ * features (2i, 2i + 1) when interleaved (DeepSeek-V3's layout, the default), the two halves (i, i + dim/2) when not
+ * (DeepSeek-V3.2's indexer, and the "rotate half" layout of many other models).
  * `positions` gives the absolute position of each of the T rows (a cache offset makes them start above 0).
  */
-export function applyRope(x: Tensor, positions: ArrayLike<number>, freqs: Float64Array): Tensor {
+export function applyRope(x: Tensor, positions: ArrayLike<number>, freqs: Float64Array, interleaved = true): Tensor {
   const { dim, T } = ropeSizes(x, positions, freqs);
+  const [first, second] = interleaved ? [2, 1] : [1, dim / 2]; // pair i: features first·i and first·i + second
   const out = new Float32Array(x.data.length);
   for (let base = 0; base < x.data.length; base += T * dim) {
     for (let t = 0; t < T; t++) {
@@ -95,10 +98,10 @@ export function applyRope(x: Tensor, positions: ArrayLike<number>, freqs: Float6
       for (let i = 0; i < dim / 2; i++) {
         const angle = p * freqs[i]!;
         const [c, s] = [Math.cos(angle), Math.sin(angle)];
-        const at = base + t * dim + 2 * i;
-        const [re, im] = [x.data[at]!, x.data[at + 1]!];
+        const at = base + t * dim + first * i;
+        const [re, im] = [x.data[at]!, x.data[at + second]!];
         out[at] = re * c - im * s;
-        out[at + 1] = re * s + im * c;
+        out[at + second] = re * s + im * c;
       }
     }
   }

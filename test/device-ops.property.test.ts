@@ -7,7 +7,7 @@
 // Tolerances: spec/backends.md, whose table this reads (device kernels map onto the kernel rows named there).
 
 import fc from "fast-check";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import type { Backend } from "../src/backend.ts";
 import { attention as sdpa } from "../src/attention/attention.ts";
 import { concatLast, mergeHeads, splitHeads } from "../src/attention/heads.ts";
@@ -27,7 +27,7 @@ import { ropeFrequencies } from "../src/rope.ts";
 import type { Tensor } from "../src/tensor.ts";
 import { randomRouting } from "./moe-fixtures.ts";
 import { startBackend } from "./backend-rows.ts";
-import { checkTolerance, EXACT, readTolerances, type Tolerance } from "./tolerances.ts";
+import { checkTolerance, EXACT, readTolerances, reportWorst, type Tolerance } from "./tolerances.ts";
 import { runUploaded, thrown } from "./helpers.ts";
 
 interface Row {
@@ -274,17 +274,32 @@ const cases: Record<string, fc.Arbitrary<Case>> = {
     }));
     return { describe: `x [${x.shape}] eps ${eps} seed ${seed}`, run: (k, up) => k.rmsnorm(up(x), k.weight(w), eps), naive };
   }),
-  rope: fc.record({ planes: fc.constantFrom(1, 3), T: small, half: small, start: fc.integer({ min: 0, max: 5000 }), seed }).map(({ planes, T, half, start, seed }) => {
+  // Interleaved: pair i is features (2i, 2i + 1); not: (i, i + half).
+  rope: fc.record({ planes: fc.constantFrom(1, 3), T: small, half: small, start: fc.integer({ min: 0, max: 5000 }), interleaved: fc.boolean(), seed }).map(({ planes, T, half, start, interleaved, seed }) => {
     const x = rand(new Random(seed), [planes, T, 2 * half]);
     const freqs = ropeFrequencies({ dim: 2 * half });
     const positions = Int32Array.from({ length: T }, (_, t) => start + t);
     const naive = () => tensor(x.shape as number[], Float32Array.from(x.data, (_, i) => {
       const [t, j] = [Math.floor(i / (2 * half)) % T, i % (2 * half)];
-      const angle = positions[t]! * freqs[j >> 1]!;
-      const [re, im] = [x.data[i - (j & 1)]!, x.data[i - (j & 1) + 1]!];
-      return j & 1 ? re * Math.sin(angle) + im * Math.cos(angle) : re * Math.cos(angle) - im * Math.sin(angle);
+      const [pair, second] = interleaved ? [j >> 1, j & 1] : [j % half, Number(j >= half)];
+      const first = interleaved ? i - second : i - second * half; // the pair's first feature
+      const angle = positions[t]! * freqs[pair]!;
+      const [re, im] = [x.data[first]!, x.data[first + (interleaved ? 1 : half)]!];
+      return second ? re * Math.sin(angle) + im * Math.cos(angle) : re * Math.cos(angle) - im * Math.sin(angle);
     }));
-    return { describe: `x [${x.shape}] from ${start} seed ${seed}`, run: (k, up) => k.rope(up(x), positions, freqs), naive };
+    return { describe: `x [${x.shape}] from ${start}${interleaved ? "" : " halves"} seed ${seed}`, run: (k, up) => k.rope(up(x), positions, freqs, interleaved), naive };
+  }),
+  layernorm: fc.record({ rows: small, D: depth, eps: fc.constantFrom(1e-6, 1e-3, 0.3), seed }).map(({ rows, D, eps, seed }) => {
+    const rng = new Random(seed);
+    const x = rand(rng, [rows, D]), w = rand(rng, [D]), b = rand(rng, [D]);
+    const naive = () => tensor([rows, D], Float32Array.from({ length: rows * D }, (_, i) => {
+      const r = Math.floor(i / D);
+      const row = Array.from(x.data.subarray(r * D, (r + 1) * D));
+      const mean = row.reduce((s, v) => s + v, 0) / D;
+      const variance = row.reduce((s, v) => s + (v - mean) ** 2, 0) / D;
+      return ((x.data[i]! - mean) / Math.sqrt(variance + eps)) * w.data[i % D]! + b.data[i % D]!;
+    }));
+    return { describe: `x [${x.shape}] eps ${eps} seed ${seed}`, run: (k, up) => k.layernorm(up(x), k.weight(w), k.weight(b), eps), naive };
   }),
   swiglu: fc.record({ n: depth, seed }).map(({ n, seed }) => {
     const rng = new Random(seed);
@@ -301,29 +316,65 @@ const cases: Record<string, fc.Arbitrary<Case>> = {
     }));
     return { describe: `x [${x.shape}] seed ${seed}`, run: (k, up) => k.softmax(up(x)), naive };
   }),
+  // ring: the keys are a ring's rows, key j at row (firstRow + j) mod kvRows (NSA's window), firstRow anywhere.
   attention: fc.record({
     Hkv: fc.constantFrom(1, 2), group: fc.constantFrom(1, 2, 3), Tq: fc.constantFrom(1, 3, 5, 9), past: fc.constantFrom(0, 1, 7, 64),
-    spare: fc.constantFrom(0, 1, 5), Dh: fc.constantFrom(1, 4, 7, 8, 16, 33), Dv: fc.constantFrom(1, 8, 9), decay: fc.boolean(), seed,
-  }).map(({ Hkv, group, Tq, past, spare, Dh, Dv, decay, seed }) => {
+    spare: fc.constantFrom(0, 1, 5), Dh: fc.constantFrom(1, 4, 7, 8, 16, 33), Dv: fc.constantFrom(1, 8, 9), decay: fc.boolean(),
+    ring: fc.boolean(), turn: fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }), seed,
+  }).map(({ Hkv, group, Tq, past, spare, Dh, Dv, decay, ring, turn, seed }) => {
     const rng = new Random(seed);
     const H = Hkv * group, Tk = past + Tq, kvRows = Tk + spare;
+    // A ring starts past row 0 (where it is any other cache), so that every ring case wraps.
+    const firstRow = ring && kvRows > 1 ? 1 + Math.floor(turn * (kvRows - 1)) : 0;
     const q = rand(rng, [H, Tq, Dh]), k = rand(rng, [Hkv, kvRows, Dh]), v = rand(rng, [Hkv, kvRows, Dv]);
     const logGammas = decay ? Array.from({ length: H }, (_, h) => Math.log(1 - 2 ** (-2 - h))) : undefined;
     const scale = 1 / Math.sqrt(Dh);
     const naive = () => {
-      // The cache's filled rows, compact, through the reference's attention (checked against worked examples in
-      // test/attention.test.ts): the kernel must read kv head g at g·kvRows and ignore the rows past Tk.
+      // The cache's keys in key order, compact, through the reference's attention (checked against worked examples in
+      // test/attention.test.ts): the kernel must read kv head g at g·kvRows, key j at row (firstRow + j) mod kvRows,
+      // and ignore the rows no key lies at.
       const filled = (t: Tensor, d: number) => {
         const out = new Float32Array(Hkv * Tk * d);
-        for (let g = 0; g < Hkv; g++) out.set(t.data.subarray(g * kvRows * d, (g * kvRows + Tk) * d), g * Tk * d);
+        for (let g = 0; g < Hkv; g++) {
+          for (let j = 0; j < Tk; j++) {
+            const row = g * kvRows + ((firstRow + j) % kvRows);
+            out.set(t.data.subarray(row * d, (row + 1) * d), (g * Tk + j) * d);
+          }
+        }
         return tensor([1, Hkv, Tk, d], out);
       };
       const out = sdpa(tensor([1, H, Tq, Dh], q.data), filled(k, Dh), filled(v, Dv), { mask: causal(Tq, Tk, past), logGammas, offset: past, scale }).out;
       return tensor([H, Tq, Dv], out.data);
     };
     return {
-      describe: `H ${H} Hkv ${Hkv} Tq ${Tq} past ${past} kvRows ${kvRows} Dh ${Dh} Dv ${Dv}${decay ? " decay" : ""} seed ${seed}`,
-      run: (kk, up) => kk.attention(up(q), up(k), up(v), { H, Hkv, Tq, Tk, Dh, Dv, scale, offset: past, kvRows, logGammas }),
+      describe: `H ${H} Hkv ${Hkv} Tq ${Tq} past ${past} kvRows ${kvRows} Dh ${Dh} Dv ${Dv}${decay ? " decay" : ""}${ring ? ` ring from ${firstRow}` : ""} seed ${seed}`,
+      run: (kk, up) => kk.attention(up(q), up(k), up(v), { H, Hkv, Tq, Tk, Dh, Dv, scale, offset: past, kvRows, logGammas, firstRow }),
+      naive,
+    };
+  }),
+  // DSA's indexer scores over a cache of kvRows rows, the first Tk filled; -∞ after each query's own position.
+  indexScores: fc.record({
+    H: fc.constantFrom(1, 2, 3, 4, 5), Tq: fc.constantFrom(1, 3, 5), past: fc.constantFrom(0, 1, 7, 64), spare: fc.constantFrom(0, 1, 5),
+    D: fc.constantFrom(1, 3, 4, 5, 8, 9, 17, 32, 33), seed,
+  }).map(({ H, Tq, past, spare, D, seed }) => {
+    const rng = new Random(seed);
+    const Tk = past + Tq, kvRows = Tk + spare;
+    const q = rand(rng, [H, Tq, D]), keys = rand(rng, [1, kvRows, D]), w = rand(rng, [Tq, H]);
+    const scale = 1 / Math.sqrt(H * D);
+    const naive = () => tensor([Tq, Tk], Float32Array.from({ length: Tq * Tk }, (_, i) => {
+      const [t, s] = [Math.floor(i / Tk), i % Tk];
+      if (s > past + t) return -Infinity;
+      let sum = 0;
+      for (let h = 0; h < H; h++) {
+        let dot = 0;
+        for (let d = 0; d < D; d++) dot += q.data[(h * Tq + t) * D + d]! * keys.data[s * D + d]!;
+        sum += w.data[t * H + h]! * scale * Math.max(dot, 0);
+      }
+      return sum;
+    }));
+    return {
+      describe: `H ${H} Tq ${Tq} past ${past} kvRows ${kvRows} D ${D} seed ${seed}`,
+      run: (kk, up) => kk.indexScores(up(q), up(keys), up(w), { H, Tq, Tk, D, offset: past, scale, kvRows }),
       naive,
     };
   }),
@@ -367,13 +418,15 @@ const cases: Record<string, fc.Arbitrary<Case>> = {
 const SPEC_ROW: Record<string, string | null> = {
   "upload-read": null, embed: null, gatherRows: null, addRows: null, add: null, splitHeads: null, mergeHeads: null,
   concatLast: null, sliceRows: null, concatRows: null, writeRows: null,
-  linear: "linear", fp8Dequant: "linear", quantLinear: "quantLinear", gemm: "matmul", rmsnorm: "rmsnorm", rope: "rope", swiglu: "swiglu", softmax: "softmax", attention: "attention", moe: "moe",
+  linear: "linear", fp8Dequant: "linear", quantLinear: "quantLinear", gemm: "matmul", rmsnorm: "rmsnorm", layernorm: "layernorm", rope: "rope", swiglu: "swiglu", softmax: "softmax", attention: "attention", indexScores: "indexScores", moe: "moe",
 };
 
 const tolerances = readTolerances(Object.values(SPEC_ROW).filter((r): r is string => r !== null));
 
 /** The reference's own tolerance against the naive loops: float64 sums in another order round differently. */
 const NAIVE: Tolerance = { rtol: 1e-6, atol: 1e-6, nmse: 1e-12 };
+
+afterAll(reportWorst); // TINYSEEK_TOLERANCE_REPORT=1: the worst errors seen, as spec/backends.md's "measured" cells
 
 const runOn = (k: DeviceKernels<Value>, c: Case): Promise<Tensor> => runUploaded(k, (kk, up) => c.run(kk, up));
 
@@ -408,15 +461,27 @@ for (const row of ROWS.filter((r) => r.name !== "reference")) {
   });
 }
 
-// tfjs (training's backend) runs the model's other kernels in test/model-backends.test.ts; its row gather here.
+// tfjs (training's backend) runs the model's other kernels in test/model-backends.test.ts; here its row gather, and
+// the kernels DSA's indexer and NSA's window added (layernorm, indexScores, rope's halves, attention over a ring),
+// held to spec/backends.md's "tfjs" rows.
 describe("device kernels on tfjs", () => {
-  it("gatherRows", async () => {
+  // Set up once: setUpTfjs wraps tfjs's matMul kernel each time it runs.
+  let loaded: Promise<DeviceKernels<Value>> | undefined;
+  const load = () => (loaded ??= (async () => {
     await (await import("../train/tfjs.ts")).setUpTfjs();
-    const tfjs = (await import("../train/tfjs-kernels.ts")).tfjsKernels() as unknown as DeviceKernels<Value>;
-    await fc.assert(fc.asyncProperty(cases.gatherRows!, async (c) => {
-      checkTolerance(`gatherRows on tfjs: ${c.describe}`, "gatherRows/tfjs", await runOn(tfjs, c), await runOn(referenceDevice as DeviceKernels<Value>, c), EXACT);
-    }), { numRuns: RUNS });
-  });
+    return (await import("../train/tfjs-kernels.ts")).tfjsKernels() as unknown as DeviceKernels<Value>;
+  })());
+  for (const op of ["gatherRows", "layernorm", "indexScores", "rope", "attention"]) {
+    it(op, async () => {
+      const tfjs = await load();
+      const spec = SPEC_ROW[op];
+      const tol = spec === null ? EXACT : tolerances.get(`${spec}/tfjs`);
+      if (!tol) throw new Error(`spec/backends.md has no tolerance for ${spec} on tfjs`);
+      await fc.assert(fc.asyncProperty(cases[op]!, async (c) => {
+        checkTolerance(`${op} on tfjs: ${c.describe}`, `${op}/tfjs`, await runOn(tfjs, c), await runOn(referenceDevice as DeviceKernels<Value>, c), tol);
+      }), { numRuns: RUNS });
+    });
+  }
 });
 
 describe("the checked operations refuse bad input in one line naming the argument", () => {
@@ -426,6 +491,14 @@ describe("the checked operations refuse bad input in one line naming the argumen
     ["linear", () => o.linear(t([2, 3]), t([4, 5])), "x: expected shape [..., 5] for a weight [4, 5], got [2, 3]"],
     ["gemm", () => o.gemm(t([2, 3]), t([12]), t([2, 4]), { M: 2, N: 4, K: 3, transB: true, batches: 2, strideB: 12 }), "a: expected at least 12 elements, got 6"],
     ["attention", () => o.attention(t([2, 1, 4]), t([1, 3, 4]), t([1, 3, 4]), { H: 2, Hkv: 1, Tq: 1, Tk: 4, Dh: 4, Dv: 4, scale: 1, offset: 3, kvRows: 3 }), "Tk: expected within [4, 3], got 4"],
+    ["attention firstRow", () => o.attention(t([2, 1, 4]), t([1, 3, 4]), t([1, 3, 4]), { H: 2, Hkv: 1, Tq: 1, Tk: 3, Dh: 4, Dv: 4, scale: 1, offset: 2, kvRows: 3, firstRow: 3 }), "firstRow: expected an integer in [0, 2], got 3"],
+    ["indexScores w", () => o.indexScores(t([2, 1, 4]), t([1, 3, 4]), t([1, 3]), { H: 2, Tq: 1, Tk: 3, D: 4, offset: 2, scale: 1, kvRows: 3 }), "w: expected shape [1, 2], got [1, 3]"],
+    ["indexScores Tk", () => o.indexScores(t([2, 1, 4]), t([1, 3, 4]), t([1, 2]), { H: 2, Tq: 1, Tk: 4, D: 4, offset: 3, scale: 1, kvRows: 3 }), "Tk: expected within [4, 3], got 4"],
+    ["indexScores offset", () => o.indexScores(t([2, 1, 4]), t([1, 3, 4]), t([1, 2]), { H: 2, Tq: 1, Tk: 3, D: 4, offset: -1, scale: 1, kvRows: 3 }), "offset: expected an integer >= 0, got -1"],
+    ["layernorm", () => o.layernorm(t([2, 3]), t([4]), t([4]), 1e-6), "x: expected shape [..., 4], got [2, 3]"],
+    ["layernorm bias", () => o.layernorm(t([2, 4]), t([4]), t([3]), 1e-6), "bias: expected shape [4], got [3]"],
+    ["layernorm eps", () => o.layernorm(t([2, 4]), t([4]), t([4]), 0), "eps: expected a number in (0, 1), got 0"],
+    ["rope interleaved", () => o.rope(t([1, 2, 4]), Int32Array.of(0, 1), new Float64Array(2), "no" as unknown as boolean), 'interleaved: expected true or false, got "no"'],
     ["addRows", () => o.addRows(t([3, 2]), t([3, 2]), Int32Array.of(0, 1)), "slots: expected 3 slots, got 2"],
     ["addRows width", () => o.addRows(t([3, 2]), t([3, 4]), Int32Array.of(0, 1, 2)), "update: expected shape [n, 2], got [3, 4]"],
     ["splitHeads", () => o.splitHeads(t([3, 10]), 2, [2, 2]), "x: expected shape [T, 8] (2 heads of 4), got [3, 10]"],

@@ -17,7 +17,7 @@ import { Random, randBounded } from "../src/random.ts";
 import { ropeFrequencies } from "../src/rope.ts";
 import type { Tensor } from "../src/tensor.ts";
 import { startBackend, type BackendRow } from "./backend-rows.ts";
-import { checkTolerance, readTolerances, worst } from "./tolerances.ts";
+import { checkTolerance, readTolerances, reportWorst } from "./tolerances.ts";
 import { randomRouting } from "./moe-fixtures.ts";
 import { relaxedWasm } from "./wasm-relaxed.ts";
 import { createBackend as createWasm } from "../wasm/backend.ts";
@@ -192,11 +192,4 @@ for (const row of BACKENDS) {
   });
 }
 
-afterAll(() => {
-  if (!process.env.TINYSEEK_TOLERANCE_REPORT) return;
-  const lines = ["| kernel / backend | worst nmse | worst abs | worst rel |", "|---|---|---|---|"];
-  for (const [key, w] of [...worst].sort()) {
-    lines.push(`| ${key} | ${w.nmse.toExponential(1)} | ${w.abs.toExponential(1)} | ${w.rel.toExponential(1)} |`);
-  }
-  console.log(lines.join("\n"));
-});
+afterAll(reportWorst);

@@ -31,13 +31,25 @@ export function readTolerances(kernels: readonly string[]): Map<string, Toleranc
 export const worst = new Map<string, { nmse: number; abs: number; rel: number }>();
 const NMSE_MIN_ELEMENTS = 16;
 
+/** With TINYSEEK_TOLERANCE_REPORT set, prints the worst errors seen per kernel and backend (a suite's afterAll). */
+export function reportWorst(): void {
+  if (!process.env.TINYSEEK_TOLERANCE_REPORT) return;
+  const lines = ["| kernel / backend | worst nmse | worst abs | worst rel |", "|---|---|---|---|"];
+  for (const [key, w] of [...worst].sort()) {
+    lines.push(`| ${key} | ${w.nmse.toExponential(1)} | ${w.abs.toExponential(1)} | ${w.rel.toExponential(1)} |`);
+  }
+  console.log(lines.join("\n"));
+}
+
 /** Throws naming `where`, how many elements fail, the worst one with its index, and where NaN appeared. */
 export function checkTolerance(where: string, key: string, out: Tensor, ref: Tensor, tol: Tolerance): void {
   if (out.shape.join() !== ref.shape.join()) throw new Error(`${where}: shape [${out.shape}], reference [${ref.shape}]`);
   let bad = 0, num = 0, den = 0, worstAt = -1, worstExcess = 0, maxAbs = 0, maxRel = 0, nan = -1;
   for (let i = 0; i < ref.data.length; i++) {
     const o = out.data[i]!, r = ref.data[i]!;
-    if (Number.isNaN(o) !== Number.isNaN(r) || (!Number.isFinite(o) && o !== r)) {
+    // A non-finite value on either side must be matched exactly: a finite score where the reference masks with -∞
+    // (indexScores past a query's position) is as wrong as a NaN.
+    if (Number.isNaN(o) !== Number.isNaN(r) || ((!Number.isFinite(o) || !Number.isFinite(r)) && o !== r)) {
       bad++;
       if (nan < 0) nan = i;
       continue;

@@ -33,6 +33,7 @@ describe.skipIf(!backend)(`webgpu sync bridge${reason ? ` (skipped: ${reason})` 
       { op: "softmax", args: [x, Uint8Array.from({ length: 80 }, (_, i) => (i % 5 === 0 ? 0 : 1))] },
       { op: "rmsnorm", args: [x, randBounded(rng, [16]), 1e-6] },
       { op: "rope", args: [randBounded(rng, [1, 2, 3, 8]), [4, 5, 6], ropeFrequencies({ dim: 8, theta: 10000 })] },
+      { op: "rope", args: [randBounded(rng, [1, 2, 3, 8]), [4, 5, 6], ropeFrequencies({ dim: 8, theta: 10000 }), false] },
       { op: "silu", args: [x] },
       { op: "swiglu", args: [x, randBounded(rng, [5, 16])] },
       { op: "attention", args: [randBounded(rng, [1, 4, 3, 8]), randBounded(rng, [1, 2, 7, 8]), randBounded(rng, [1, 2, 7, 8]), { mask: { causal: true }, logGammas: [-0.1, -0.2, -0.3, -0.4] }] },

@@ -12,7 +12,8 @@
 // Rows: embed, gatherRows and addRows select rows with one-hot matmuls (exact for finite values): tfjs-backend-wasm
 // has no kernel for gather's gradient (UnsortedSegmentSum).
 // Numbers: float32 throughout (the reference accumulates in float64), the rotary angles from src/rope.ts's one
-// table, masked attention scores at -1e9 (exp gives exactly 0 after the max is subtracted).
+// table, masked attention scores at -1e9 (exp gives exactly 0 after the max is subtracted); the indexer's scores
+// after each query's position are -Infinity, as the kernel interface defines them.
 // The MoE runs every expert on every token, masked by the routing (16 experts of width 64: one matmul beats a
 // dispatch in tfjs), and computes the chosen experts' weights from the router's logits, as src/moe/router.ts does
 // (sigmoid or softmax scores; the chosen ones, divided by their sum when norm_topk_prob or sigmoid; times
@@ -24,7 +25,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import type { Backend } from "../src/backend.ts";
 import { runSync } from "../src/device/drive.ts";
-import type { AttentionArgs, DeviceKernels, ExpertValues, GemmArgs, Value } from "../src/device/kernels.ts";
+import type { AttentionArgs, DeviceKernels, ExpertValues, GemmArgs, IndexScoreArgs, Value } from "../src/device/kernels.ts";
 import { opsOver, type Ops } from "../src/device/ops.ts";
 import { NotSupportedError } from "../src/errors.ts";
 import { createCache, type ModelCache } from "../src/model/cache.ts";
@@ -120,6 +121,19 @@ export function tfjsKernels(variables: ReadonlyMap<Float32Array, tf.Variable> = 
       masks.set(key, bias);
     }
     return bias;
+  };
+
+  /** The indexer's causal mask [Tq, Tk]: 0 up to each query's position, -Infinity after; made once per shape. */
+  const indexMask = (Tq: number, Tk: number, offset: number): tf.Tensor => {
+    const key = `index ${Tq},${Tk},${offset}`;
+    let mask = masks.get(key);
+    if (!mask) {
+      const data = new Float32Array(Tq * Tk);
+      for (let t = 0; t < Tq; t++) data.fill(-Infinity, t * Tk + offset + t + 1, (t + 1) * Tk);
+      mask = tf.keep(tf.tensor2d(data, [Tq, Tk]));
+      masks.set(key, mask);
+    }
+    return mask;
   };
 
   /** Rows [off + i·stride, … + rows·cols) of x's elements as [batches, rows, cols]. */
@@ -230,29 +244,51 @@ export function tfjsKernels(variables: ReadonlyMap<Float32Array, tf.Variable> = 
       const inv = tf.rsqrt(tf.add(tf.mean(tf.square(x.t), -1, true), eps));
       return wrap(tf.mul(tf.mul(x.t, inv), w.t));
     },
-    rope(x, positions, freqs) {
-      // out[2i] = x[2i]·cos - x[2i+1]·sin, out[2i+1] = x[2i+1]·cos + x[2i]·sin: x·cos + (pairs swapped)·(∓sin).
+    layernorm(x, w, b, eps) {
+      // Two passes as the reference: the mean, then the centred values' mean square.
+      const centred = tf.sub(x.t, tf.mean(x.t, -1, true));
+      const inv = tf.rsqrt(tf.add(tf.mean(tf.square(centred), -1, true), eps));
+      return wrap(tf.add(tf.mul(tf.mul(centred, inv), w.t), b.t));
+    },
+    rope(x, positions, freqs, interleaved) {
+      // Pair (a, b) = (2i, 2i+1) when interleaved, (i, i + half) when not: out[a] = x[a]·cos - x[b]·sin and
+      // out[b] = x[b]·cos + x[a]·sin, i.e. x·cos + partner(x)·(∓sin), the partner being the pair's other feature.
       const T = positions.length;
       const half = freqs.length;
       const { cos, sin } = rotaryTable(positions, freqs);
       const cosFull = new Float32Array(T * 2 * half);
       const sinSigned = new Float32Array(T * 2 * half);
-      for (let i = 0; i < T * half; i++) {
-        cosFull[2 * i] = cosFull[2 * i + 1] = cos[i]!;
-        sinSigned[2 * i] = -sin[i]!;
-        sinSigned[2 * i + 1] = sin[i]!;
+      for (let t = 0; t < T; t++) {
+        for (let i = 0; i < half; i++) {
+          const a = interleaved ? t * 2 * half + 2 * i : t * 2 * half + i, b = interleaved ? a + 1 : a + half;
+          cosFull[a] = cosFull[b] = cos[t * half + i]!;
+          sinSigned[a] = -sin[t * half + i]!;
+          sinSigned[b] = sin[t * half + i]!;
+        }
       }
-      const shape = x.shape;
-      const swapped = tf.reshape(tf.reverse(tf.reshape(x.t, [...shape.slice(0, -1), half, 2]), -1), [...shape]);
-      return wrap(tf.add(tf.mul(x.t, tf.tensor2d(cosFull, [T, 2 * half])), tf.mul(swapped, tf.tensor2d(sinSigned, [T, 2 * half]))));
+      const shape = x.shape, lead = shape.slice(0, -1);
+      // Interleaved: swap within each [.., half, 2] pair; halves: swap the two halves of [.., 2, half].
+      const partner = interleaved
+        ? tf.reshape(tf.reverse(tf.reshape(x.t, [...lead, half, 2]), -1), [...shape])
+        : tf.reshape(tf.reverse(tf.reshape(x.t, [...lead, 2, half]), -2), [...shape]);
+      return wrap(tf.add(tf.mul(x.t, tf.tensor2d(cosFull, [T, 2 * half])), tf.mul(partner, tf.tensor2d(sinSigned, [T, 2 * half]))));
     },
     swiglu: (gate, up) => wrap(tf.mul(tf.mul(gate.t, tf.sigmoid(gate.t)), up.t)),
     softmax: (x) => wrap(tf.softmax(x.t)),
-    attention(q, k, v, { H, Hkv, Tq, Tk, Dh, Dv, scale, offset, logGammas, kvRows }: AttentionArgs) {
+    attention(q, k, v, { H, Hkv, Tq, Tk, Dh, Dv, scale, offset, logGammas, kvRows, firstRow = 0 }: AttentionArgs) {
       const G = H / Hkv;
       // Query head h = g·G + j reads kv head g: the G query heads of a group are G·Tq rows against its keys.
       let keys = k.t, values = v.t;
-      if (kvRows > Tk) {
+      if (firstRow > 0) {
+        // A ring: keys firstRow … kvRows - 1, then (when it wraps) 0 …, in key order; slices keep the gradient.
+        const head = Math.min(Tk, kvRows - firstRow);
+        const unroll = (x: tf.Tensor, d: number) => {
+          const first = tf.slice(x, [0, firstRow, 0], [Hkv, head, d]);
+          return head === Tk ? first : tf.concat([first, tf.slice(x, [0, 0, 0], [Hkv, Tk - head, d])], 1);
+        };
+        keys = unroll(keys, Dh);
+        values = unroll(values, Dv);
+      } else if (kvRows > Tk) {
         keys = tf.slice(keys, [0, 0, 0], [Hkv, Tk, Dh]);
         values = tf.slice(values, [0, 0, 0], [Hkv, Tk, Dv]);
       }
@@ -268,6 +304,14 @@ export function tfjsKernels(variables: ReadonlyMap<Float32Array, tf.Variable> = 
         ? tf.matMul(tf.reshape(probs, [H * Tq, Tk]) as tf.Tensor2D, tf.reshape(values, [Tk, Dv]) as tf.Tensor2D)
         : tf.matMul(tf.reshape(probs, [Hkv, G * Tq, Tk]) as tf.Tensor3D, values as tf.Tensor3D);
       return wrap(tf.reshape(out, [H, Tq, Dv]));
+    },
+    indexScores(q, keys, w, { H, Tq, Tk, D, offset, scale, kvRows }: IndexScoreArgs) {
+      // Every head's dots in one 2-D matMul [H·Tq, Tk], ReLU, weighted by w·scale and summed over the heads.
+      const k = kvRows > Tk ? tf.slice(keys.t, [0, 0, 0], [1, Tk, D]) : keys.t;
+      const dots = tf.matMul(tf.reshape(q.t, [H * Tq, D]) as tf.Tensor2D, tf.reshape(k, [Tk, D]) as tf.Tensor2D, false, true);
+      const weights = tf.reshape(tf.transpose(tf.mul(w.t, scale)), [H, Tq, 1]);
+      const scores = tf.sum(tf.mul(tf.relu(tf.reshape(dots, [H, Tq, Tk])), weights), 0);
+      return wrap(tf.add(scores, indexMask(Tq, Tk, offset)));
     },
     moe(x, routing: Routing, e: ExpertValues<TfValue>, router?: { logits: TfValue; config: MoeConfig }) {
       const { E, F } = e;

@@ -2,10 +2,10 @@
 // into wasm/build/tinyseek.wasm), its shared memory and heap, the weight cache (wasm/weights.ts), the worker pool
 // (wasm/pool.ts) and the per-call arena, with the copy-in and copy-out helpers of the host-tensor kernels. The
 // kernels themselves are functions over this core, one file per family as in gpu/kernels/: wasm/kernels/matmul.ts,
-// rows.ts, elementwise.ts, attention.ts and moe.ts. Each family gives pointer-level functions over operands already
-// in memory, which the device kernels (wasm/device-kernels.ts) call on values that live there, and host kernels
-// (over Tensors) that copy inputs in, call those same functions and copy the result out; wasm/backend.ts assembles
-// the host ones into the Kernels interface.
+// rows.ts, elementwise.ts, attention.ts, indexer.ts and moe.ts. Each family gives pointer-level functions over
+// operands already in memory, which the device kernels (wasm/device-kernels.ts) call on values that live there,
+// and host kernels (over Tensors) that copy inputs in, call those same functions and copy the result out;
+// wasm/backend.ts assembles the host ones into the Kernels interface.
 
 import { numel, type Tensor } from "../src/tensor.ts";
 import { Arena } from "./arena.ts";
@@ -25,12 +25,16 @@ export interface Exports {
   packBtBf16(w: number, N: number, K: number, ldw: number, out: number): void;
   attention(
     q: number, k: number, v: number, out: number, B: number, H: number, Hkv: number, Tq: number, Tk: number, kvRows: number, Dh: number, Dv: number,
-    scale: number, lo: number, hi: number, logGammas: number, offset: number, scratch: number, scratchStride: number, part: number, parts: number,
+    scale: number, lo: number, hi: number, logGammas: number, offset: number, firstRow: number, scratch: number, scratchStride: number, part: number, parts: number,
   ): void;
   attentionScratch(Tk: number, Dh: number, Dv: number): number;
   softmax(x: number, flags: number, rows: number, N: number, out: number): void;
   rmsnorm(x: number, w: number, rows: number, D: number, eps: number, out: number): void;
+  layernorm(x: number, w: number, b: number, rows: number, D: number, eps: number, out: number): void;
+  gatherRows(x: number, rows: number, A: number, N: number, n: number, D: number, step: number, out: number): void;
   rope(x: number, cosines: number, sines: number, planes: number, T: number, dim: number, out: number): void;
+  ropeHalves(x: number, cosines: number, sines: number, planes: number, T: number, dim: number, out: number): void;
+  indexScores(q: number, keys: number, w: number, out: number, H: number, Tq: number, Tk: number, D: number, offset: number, scale: number, part: number, parts: number): void;
   silu(x: number, n: number, out: number): void;
   swiglu(gate: number, up: number, n: number, out: number): void;
   moeExperts(items: number, rows: number, x: number, D: number, F: number, xs: number, gs: number, us: number, ys: number, scratch: number, part: number, parts: number): void;
@@ -38,7 +42,7 @@ export interface Exports {
 }
 
 /** Exports that split across threads (they take part, parts last). */
-export const THREADED = ["gemm", "gemmPackB", "attention", "packPanels", "gemmBf16", "moeExperts"];
+export const THREADED = ["gemm", "gemmPackB", "attention", "packPanels", "gemmBf16", "moeExperts", "indexScores"];
 /** Below this many flops a job stays on the calling thread: waking a worker costs tens of microseconds. */
 export const PARALLEL_FLOPS = 2 ** 21;
 /**

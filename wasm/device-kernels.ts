@@ -18,9 +18,10 @@ import { numel } from "../src/tensor.ts";
 import type { WasmCore } from "./core.ts";
 import { attentionAt } from "./kernels/attention.ts";
 import { ropeAt, writeRotary } from "./kernels/elementwise.ts";
+import { indexScoresAt } from "./kernels/indexer.ts";
 import { gemmBatches, linearAt, packedSlices, quantLinearAt } from "./kernels/matmul.ts";
 import { moeAt } from "./kernels/moe.ts";
-import { rmsnormAt } from "./kernels/rows.ts";
+import { layernormAt, rmsnormAt } from "./kernels/rows.ts";
 
 /**
  * A value in WASM memory at byte address `ptr`; a weight instead carries its host array (made resident on use).
@@ -70,8 +71,10 @@ function makeKernels(core: WasmCore): DeviceKernels<WasmTensor> {
   const { ex, heap, temp } = core;
   const classes = new Map<number, { blocks: number[]; used: boolean }>(); // size class → pooled blocks
 
-  function empty(shape: readonly number[]): WasmTensor {
-    const n = numel(shape), size = sizeClass(n * 4);
+  /** A pooled block for a value of this shape, with room for at least `room` elements (a value that grows step by
+   *  step asks for its bound, so that every step takes the same size class). */
+  function empty(shape: readonly number[], room = 0): WasmTensor {
+    const n = numel(shape), size = sizeClass(Math.max(n, room) * 4);
     let pool = classes.get(size);
     if (!pool) classes.set(size, (pool = { blocks: [], used: true }));
     pool.used = true;
@@ -159,15 +162,12 @@ function makeKernels(core: WasmCore): DeviceKernels<WasmTensor> {
       const [A, N, D] = x.shape.length === 3 ? (x.shape as [number, number, number]) : [1, x.shape[0]!, x.shape[1]!];
       const n = perPlane ? rows.length / A : rows.length, step = perPlane ? n : 0;
       const out = empty(x.shape.length === 3 ? [A, n, D] : [n, D]);
-      const f32 = heap.F32, src = x.ptr >>> 2, dst = out.ptr >>> 2;
-      for (let a = 0; a < A; a++) {
-        // A run of consecutive rows (a selected block, a window) is one copy.
-        for (let r = 0, run = 1; r < n; r += run) {
-          const first = rows[a * step + r]!;
-          for (run = 1; r + run < n && rows[a * step + r + run] === first + run; run++);
-          const from = src + (a * N + first) * D;
-          f32.copyWithin(dst + (a * n + r) * D, from, from + run * D);
-        }
+      // The module copies (one call, where a copy per run from here cost a call each): the row list goes in first.
+      try {
+        ex.gatherRows(x.ptr, temp.put(rows), A, N, n, D, step, out.ptr);
+        done("gatherRows");
+      } finally {
+        temp.reset();
       }
       return out;
     },
@@ -218,12 +218,19 @@ function makeKernels(core: WasmCore): DeviceKernels<WasmTensor> {
       done("rmsnorm");
       return out;
     },
-    rope(x, positions, freqs) {
+    layernorm(x, w, b, eps) {
+      const D = lastDim(x);
+      const out = empty(x.shape);
+      if (x.n > 0) layernormAt(core, x.ptr, host(w), host(b), x.n / D, D, eps, out.ptr);
+      done("layernorm");
+      return out;
+    },
+    rope(x, positions, freqs, interleaved) {
       const T = positions.length, dim = lastDim(x);
       const out = empty(x.shape);
       if (x.n === 0) return out;
-      const table = rotary(positions, freqs); // cosines, then sines: [T, dim/2] each
-      ropeAt(core, x.ptr, table.ptr, x.n / (T * dim), T, dim, out.ptr);
+      const table = rotary(positions, freqs); // cosines, then sines: [T, dim/2] each, for either layout
+      ropeAt(core, x.ptr, table.ptr, x.n / (T * dim), T, dim, out.ptr, interleaved);
       done("rope");
       return out;
     },
@@ -240,15 +247,23 @@ function makeKernels(core: WasmCore): DeviceKernels<WasmTensor> {
       done("softmax");
       return out;
     },
-    attention(q, k, v, { H, Hkv, Tq, Tk, Dh, Dv, scale, offset, logGammas, kvRows }) {
+    attention(q, k, v, { H, Hkv, Tq, Tk, Dh, Dv, scale, offset, logGammas, kvRows, firstRow = 0 }) {
       const out = empty([H, Tq, Dv]);
       try {
-        // Kv head g sits at g·kvRows rows of the cache: one call reads every head where it lies.
-        attentionAt(core, q.ptr, k.ptr, v.ptr, out.ptr, 1, H, Hkv, Tq, Tk, Dh, Dv, scale, CAUSAL, offset, logGammas, kvRows);
+        // Kv head g sits at g·kvRows rows of the cache: one call reads every head where it lies (a ring's too).
+        attentionAt(core, q.ptr, k.ptr, v.ptr, out.ptr, 1, H, Hkv, Tq, Tk, Dh, Dv, scale, CAUSAL, offset, logGammas, kvRows, firstRow);
         done("attention");
       } finally {
         temp.reset();
       }
+      return out;
+    },
+    indexScores(q, keys, w, { H, Tq, Tk, D, offset, scale, kvRows }) {
+      // Every element is written (the -Infinity after each query's position included): no fill first. Room for the
+      // cache's every row: Tk grows by one a decode step, and the block stays in one size class until the cache grows.
+      const out = empty([Tq, Tk], Tq * kvRows);
+      indexScoresAt(core, q.ptr, keys.ptr, w.ptr, out.ptr, H, Tq, Tk, D, offset, scale);
+      done("indexScores");
       return out;
     },
     moe(x, routing, e) {

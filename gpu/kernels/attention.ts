@@ -3,7 +3,8 @@
 // workgroup memory; each row keeps its running maximum m and sum l, and rescales its accumulator by
 // exp(m_old - m_new) when a tile raises the maximum. The mask is evaluated from its MaskSpec (causal + offset,
 // window, segment, padding lengths), the decay bias is (offset + i - j)·ln γ_h, and head h reads kv head
-// h / (H / Hkv). A row with no visible key outputs zeros. Hidden scores are marked with -FLT_MAX rather than
+// h / (H / Hkv), key j at row (firstRow + j) mod kvRows of its kv head (a ring; firstRow 0: row j). A row with no
+// visible key outputs zeros. Hidden scores are marked with -FLT_MAX rather than
 // -Infinity, so no infinity ever enters the arithmetic.
 
 import type { AttentionArgs } from "../../src/device/kernels.ts";
@@ -23,7 +24,7 @@ const BQ = ${BQ}u;
 const HIDDEN = -0x1.fffffep+127f;
 struct P {
   H: u32, Hkv: u32, Tq: u32, Tk: u32, scale: f32, causal: u32, offset: u32, window: u32,
-  segSize: u32, segOverlap: u32, hasLengths: u32, hasDecay: u32, Dh: u32, Dv: u32, kvRows: u32,
+  segSize: u32, segOverlap: u32, hasLengths: u32, hasDecay: u32, Dh: u32, Dv: u32, kvRows: u32, firstRow: u32,
 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> Q: array<f32>;
@@ -70,14 +71,20 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   var kEnd = p.Tk;
   if (p.causal != 0u) { kEnd = min(p.Tk, p.offset + min(q0 + BQ, p.Tq)); }
   for (var k0 = 0u; k0 < kEnd; k0 += BQ) {
+    // Key j lies at row (firstRow + j) mod kvRows. The tile's keys (fewer than kvRows + 1) lie at rows r0, r0 + 1, …
+    // and wrap past the ring's end at most once, after kvRows - r0 rows: one modulo per tile, a compare per element
+    // (with firstRow 0 the wrap is past every key of the tile).
+    let r0 = (p.firstRow + k0) % p.kvRows;
+    let kWrap = (p.kvRows - r0) * DH;
+    let vWrap = (p.kvRows - r0) * DV;
     workgroupBarrier();
     for (var e = lid; e < BQ * DH; e += ${THREADS}u) {
       let j = k0 + e / DH;
-      Ks[e] = select(0.0, K[(kBase + k0) * DH + e], j < p.Tk);
+      Ks[e] = select(0.0, K[(kBase + r0) * DH + e - select(0u, p.kvRows * DH, e >= kWrap)], j < p.Tk);
     }
     for (var e = lid; e < BQ * DV; e += ${THREADS}u) {
       let j = k0 + e / DV;
-      Vs[e] = select(0.0, V[(kBase + k0) * DV + e], j < p.Tk);
+      Vs[e] = select(0.0, V[(kBase + r0) * DV + e - select(0u, p.kvRows * DV, e >= vWrap)], j < p.Tk);
     }
     workgroupBarrier();
     for (var e = lid; e < BQ * BQ; e += ${THREADS}u) {
@@ -163,7 +170,7 @@ export function attention(ctx: GpuContext, q: GpuTensor, k: GpuTensor, v: GpuTen
   const params = [
     H, Hkv, Tq, Tk, { f: scale }, causal ? 1 : 0, offset, mask.window ?? 0,
     mask.segment?.size ?? 0, mask.segment?.overlap ?? 0, mask.lengths ? 1 : 0, args.logGammas ? 1 : 0, Dh, Dv,
-    args.kvRows ?? Tk,
+    args.kvRows ?? Tk, args.firstRow ?? 0,
   ];
   ctx.dispatch(code, [q.buffer, k.buffer, v.buffer, lengths, gammas, out.buffer], params, [Math.ceil(Tq / BQ), H, B]);
   ctx.release(lengths);

@@ -23,12 +23,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 const SILU = unary(`let x = X[i]; Y[i] = x / (1.0 + exp(-x));`, ["X"]);
 const SWIGLU = unary(`let g = G[i]; Y[i] = g / (1.0 + exp(-g)) * U[i];`, ["G", "U"]);
 const ADD = unary(`Y[i] = X[i] + Z[i];`, ["X", "Z"]);
-// Pair i of row t: a = T (rows per slab), b = half = dim / 2. CS holds cos [T, half], then sin [T, half].
+// Pair i of row t: a = T (rows per slab), b = half = dim / 2, c = 1 when interleaved (features 2·pair and
+// 2·pair + 1 of the row), 0 for halves (pair and pair + half). CS holds cos [T, half], then sin [T, half].
 const ROPE = unary(
-  `let pair = i % p.b; let t = (i / p.b) % p.a; let at = 2u * i;
+  `let pair = i % p.b; let t = (i / p.b) % p.a;
+   let at = (i / p.b) * 2u * p.b + select(pair, 2u * pair, p.c != 0u); let to = at + select(p.b, 1u, p.c != 0u);
    let c = CS[t * p.b + pair]; let s = CS[(p.a + t) * p.b + pair];
-   let re = X[at]; let im = X[at + 1u];
-   Y[at] = re * c - im * s; Y[at + 1u] = re * s + im * c;`,
+   let re = X[at]; let im = X[to];
+   Y[at] = re * c - im * s; Y[to] = re * s + im * c;`,
   ["X", "CS"],
 );
 // Y[a, r, d] = X[a, I[a·step + r], d] over planes X [A, N, D] → Y [A, n, D] (step 0: every plane takes the same rows,
@@ -69,12 +71,13 @@ export function rotaryTables(positions: ArrayLike<number>, freqs: Float64Array):
   return table;
 }
 
-/** x [..., T, dim] rotated by a table of rotaryTables (T positions) on the device. */
-export function rope(ctx: GpuContext, x: GpuTensor, table: GPUBuffer, T: number): GpuTensor {
+/** x [..., T, dim] rotated by a table of rotaryTables (T positions) on the device; pairs (2i, 2i + 1) when
+ *  interleaved, (i, i + dim/2) when not (src/rope.ts applyRope). */
+export function rope(ctx: GpuContext, x: GpuTensor, table: GPUBuffer, T: number, interleaved = true): GpuTensor {
   const dim = x.shape[x.shape.length - 1]!;
   const out = ctx.empty(x.shape);
   const pairs = numel(x.shape) / 2;
-  ctx.dispatch(ROPE, [x.buffer, table, out.buffer], [pairs, T, dim / 2], groups1d(pairs, 64));
+  ctx.dispatch(ROPE, [x.buffer, table, out.buffer], [pairs, T, dim / 2, interleaved ? 1 : 0], groups1d(pairs, 64));
   return out;
 }
 

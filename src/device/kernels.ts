@@ -70,6 +70,25 @@ export interface AttentionArgs {
   logGammas?: readonly number[];
   /** Rows each kv head holds in k and v (a cache allocated for more positions than it has filled). */
   kvRows: number;
+  /** Key j lies at row (firstRow + j) mod kvRows of its kv head: a ring holding the last kvRows positions, oldest at
+   *  firstRow (NSA's window). Default 0: key j at row j. */
+  firstRow?: number;
+}
+
+/**
+ * DSA's indexer scores (DeepSeek-V3.2, inference/model.py class Indexer) of Tq new queries at positions
+ * offset … offset + Tq - 1 over the first Tk keys of a cache:
+ *   I[t, s] = Σ_h (w[t, h]·scale)·ReLU(q[h, t]·k[s])   for s <= offset + t,   -∞ for the keys after it.
+ * q [H, Tq, D], keys [1, kvRows, D], w [Tq, H] → [Tq, Tk].
+ */
+export interface IndexScoreArgs {
+  H: number;
+  Tq: number;
+  Tk: number;
+  D: number;
+  offset: number;
+  scale: number;
+  kvRows: number;
 }
 
 /** Stacked routed-expert weights as handles: gate, up [E, F, D], down [E, D, F]. */
@@ -133,13 +152,17 @@ export interface DeviceKernels<X extends Value = Value> {
   /** Writes C into c (offC + batches·strideC elements); B is a weight read in place (MLA's absorbed heads). */
   gemm(a: X, b: X, c: X, args: GemmArgs): void;
   rmsnorm(x: X, w: X, eps: number): X;
-  /** x [..., T, dim] rotated pair by pair (2i, 2i + 1) at the T absolute positions. */
-  rope(x: X, positions: Int32Array, freqs: Float64Array): X;
+  /** LayerNorm over the last axis: (x - mean) / sqrt(var + eps) · w + b (DSA's indexer keys). */
+  layernorm(x: X, w: X, b: X, eps: number): X;
+  /** x [..., T, dim] rotated at the T absolute positions, pair i turned by the angle position·freqs[i]: the pairs
+   *  are (2i, 2i + 1) when interleaved (DeepSeek-V3's MLA), (i, i + dim/2) when not (V3.2's indexer). */
+  rope(x: X, positions: Int32Array, freqs: Float64Array, interleaved: boolean): X;
   /** silu(gate) ⊙ up. */
   swiglu(gate: X, up: X): X;
   /** Softmax over the last axis. */
   softmax(x: X): X;
   attention(q: X, k: X, v: X, args: AttentionArgs): X;
+  indexScores(q: X, keys: X, w: X, args: IndexScoreArgs): X;
   /** Σ over kept assignments of w · SwiGLU expert (x), x [N, D], w from `routing`. `router` carries the router's
    *  logits [N, E] as a value and its configuration, for a backend that differentiates through the chosen experts'
    *  weights (tfjs: the gradient reaches the gate through them, as in DeepSeek-V3); the others ignore it. */

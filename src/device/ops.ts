@@ -10,13 +10,13 @@ import type { HookedWeight } from "../model-adapters.ts";
 import type { ExpertWeights, Routing } from "../moe/experts.ts";
 import type { MoeConfig } from "../moe/layer.ts";
 import { numel, shapeString, type Tensor } from "../tensor.ts";
-import type { AttentionArgs, DeviceKernels, GemmArgs, Value } from "./kernels.ts";
+import type { AttentionArgs, DeviceKernels, GemmArgs, IndexScoreArgs, Value } from "./kernels.ts";
 import { referenceDevice, referenceHostKernels } from "./reference.ts";
 
 /** The operations the forward calls: the kernels' own signatures where values go in and out, weights as host tensors. */
 export interface Ops<X extends Value = Value> extends Pick<DeviceKernels<X>,
   "upload" | "read" | "release" | "free" | "empty" | "embed" | "gatherRows" | "addRows" | "splitHeads" | "mergeHeads" |
-  "concatLast" | "sliceRows" | "concatRows" | "writeRows" | "add" | "rope" | "swiglu" | "softmax" | "attention"> {
+  "concatLast" | "sliceRows" | "concatRows" | "writeRows" | "add" | "swiglu" | "softmax" | "attention" | "indexScores"> {
   readonly name: string;
   readonly kernels: DeviceKernels<X>;
   /** Synchronous kernels over host tensors, for the layers the forward computes on the host (src/model/layers.ts). */
@@ -25,6 +25,9 @@ export interface Ops<X extends Value = Value> extends Pick<DeviceKernels<X>,
   linear(x: X, w: Tensor): X;
   gemm(a: X, b: Tensor, c: X, args: GemmArgs): void;
   rmsnorm(x: X, w: Tensor, eps: number): X;
+  layernorm(x: X, w: Tensor, b: Tensor, eps: number): X;
+  /** The kernel's rotary; interleaved unless told otherwise. */
+  rope(x: X, positions: Int32Array, freqs: Float64Array, interleaved?: boolean): X;
   moe(x: X, routing: Routing, experts: ExpertWeights, router?: { logits: X; config: MoeConfig }): X;
   settle(): void;
 }
@@ -132,9 +135,7 @@ export class CheckedOps<X extends Value> implements Ops<X> {
     }
     const [A, N] = x.shape.length === 3 ? [x.shape[0]!, x.shape[1]!] : [1, x.shape[0]!];
     if (perPlane && rows.length % A !== 0) throw argError("rows", `a length that is a multiple of ${A} (n rows for each plane of x ${shapeString(x.shape)})`, rows.length);
-    rows.forEach((r, i) => {
-      if (!(r >= 0 && r < N)) throw argError(`rows[${i}]`, `a row in [0, ${N - 1}]`, r);
-    });
+    for (let i = 0; i < rows.length; i++) if (!(rows[i]! >= 0 && rows[i]! < N)) throw argError(`rows[${i}]`, `a row in [0, ${N - 1}]`, rows[i]);
     return this.keep(this.kernels.gatherRows(x, rows, perPlane));
   }
 
@@ -221,10 +222,19 @@ export class CheckedOps<X extends Value> implements Ops<X> {
     return this.keep(this.kernels.rmsnorm(x, this.kernels.weight(w), eps));
   }
 
-  rope(x: X, positions: Int32Array, freqs: Float64Array): X {
+  layernorm(x: X, w: Tensor, b: Tensor, eps: number): X {
+    if (last(x) !== w.shape[0]) throw argError("x", `shape [..., ${w.shape[0]}]`, shapeString(x.shape));
+    same("bias", { shape: b.shape }, w.shape);
+    // eps > 0: a row of equal values has variance 0, and 0 / sqrt(0) would be NaN.
+    if (!(eps > 0 && eps < 1)) throw argError("eps", "a number in (0, 1)", eps);
+    return this.keep(this.kernels.layernorm(x, this.kernels.weight(w), this.kernels.weight(b), eps));
+  }
+
+  rope(x: X, positions: Int32Array, freqs: Float64Array, interleaved = true): X {
     const T = positions.length;
     if (x.shape.length < 2 || last(x) !== 2 * freqs.length || x.shape[x.shape.length - 2] !== T) throw argError("x", `shape [..., ${T}, ${2 * freqs.length}]`, shapeString(x.shape));
-    return this.keep(this.kernels.rope(x, positions, freqs));
+    if (typeof interleaved !== "boolean") throw argError("interleaved", "true or false", interleaved);
+    return this.keep(this.kernels.rope(x, positions, freqs, interleaved));
   }
 
   swiglu(gate: X, up: X): X {
@@ -243,7 +253,20 @@ export class CheckedOps<X extends Value> implements Ops<X> {
     if (H % Hkv !== 0) throw argError("Hkv", `a divisor of H=${H}`, Hkv);
     if (!(Tk <= kvRows && offset + Tq <= Tk)) throw argError("Tk", `within [${offset + Tq}, ${kvRows}]`, Tk);
     if (args.logGammas && args.logGammas.length !== H) throw argError("logGammas", `${H} values`, args.logGammas.length);
+    const { firstRow = 0 } = args;
+    if (!(Number.isInteger(firstRow) && firstRow >= 0 && firstRow < kvRows)) throw argError("firstRow", `an integer in [0, ${kvRows - 1}]`, firstRow);
     return this.keep(this.kernels.attention(q, kk, v, args));
+  }
+
+  indexScores(q: X, keys: X, w: X, args: IndexScoreArgs): X {
+    const { H, Tq, Tk, D, offset, kvRows } = args;
+    same("q", q, [H, Tq, D]);
+    same("keys", keys, [1, kvRows, D]);
+    same("w", w, [Tq, H]);
+    if (!(Number.isInteger(offset) && offset >= 0)) throw argError("offset", "an integer >= 0", offset);
+    if (!(Tk <= kvRows && offset + Tq <= Tk)) throw argError("Tk", `within [${offset + Tq}, ${kvRows}]`, Tk);
+    if (!Number.isFinite(args.scale)) throw argError("scale", "a finite number", args.scale);
+    return this.keep(this.kernels.indexScores(q, keys, w, args));
   }
 
   moe(x: X, routing: Routing, experts: ExpertWeights, router?: { logits: X; config: MoeConfig }): X {

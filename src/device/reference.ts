@@ -36,6 +36,16 @@ export function filled(x: Tensor, planes: number, rows: number, Tk: number): Ten
   return { shape: [1, planes, Tk, d], data: out };
 }
 
+/** Keys 0 … Tk - 1 of a ring's planes [A, rows, d], key j at row (first + j) mod rows, in key order: [1, A, Tk, d]. */
+function unrolled(x: Tensor, planes: number, rows: number, Tk: number, first: number): Tensor {
+  const d = x.shape[x.shape.length - 1]!;
+  const out = new Float32Array(planes * Tk * d);
+  for (let p = 0; p < planes; p++) {
+    for (let j = 0; j < Tk; j++) out.set(x.data.subarray((p * rows + ((first + j) % rows)) * d, (p * rows + ((first + j) % rows) + 1) * d), (p * Tk + j) * d);
+  }
+  return { shape: [1, planes, Tk, d], data: out };
+}
+
 export const referenceDevice: DeviceKernels<Tensor> = {
   name: "reference",
   weight: (t) => t,
@@ -74,14 +84,30 @@ export const referenceDevice: DeviceKernels<Tensor> = {
     for (let i = 0; i < batches; i++) ops.gemm(M, N, K, a.data, offA + i * strideA, b.data, offB + i * strideB, transB, c.data, offC + i * strideC);
   },
   rmsnorm: (x, w, eps) => ops.rmsnorm(x, w, eps),
-  rope: (x, positions, freqs) => applyRope(x, positions, freqs),
+  layernorm: (x, w, b, eps) => ops.layernorm(x, w, b, eps),
+  rope: (x, positions, freqs, interleaved) => applyRope(x, positions, freqs, interleaved),
   swiglu: ops.swiglu,
   softmax: (x) => ops.softmax(x),
-  attention(q, k, v, { H, Hkv, Tq, Tk, Dh, Dv, scale, offset, logGammas, kvRows }) {
-    const out = sdpa({ shape: [1, H, Tq, Dh], data: q.data }, filled(k, Hkv, kvRows, Tk), filled(v, Hkv, kvRows, Tk), {
+  attention(q, k, v, { H, Hkv, Tq, Tk, Dh, Dv, scale, offset, logGammas, kvRows, firstRow = 0 }) {
+    const keys = (x: Tensor) => (firstRow === 0 ? filled(x, Hkv, kvRows, Tk) : unrolled(x, Hkv, kvRows, Tk, firstRow));
+    const out = sdpa({ shape: [1, H, Tq, Dh], data: q.data }, keys(k), keys(v), {
       mask: causal(Tq, Tk, offset), logGammas, offset, scale,
     }).out;
     return { shape: [H, Tq, Dv], data: out.data };
+  },
+  indexScores(q, keys, w, { H, Tq, Tk, D, offset, scale }) {
+    // As src/attention/dsa.ts scores: each q·k a float32 product (the reference's matmul), weighted and summed in float64.
+    const dots = new Float32Array(H * Tq * Tk);
+    ops.gemm(H * Tq, Tk, D, q.data, 0, keys.data, 0, true, dots, 0);
+    const out = new Float32Array(Tq * Tk).fill(-Infinity);
+    for (let t = 0; t < Tq; t++) {
+      for (let s = 0; s <= offset + t; s++) {
+        let sum = 0;
+        for (let h = 0; h < H; h++) sum += w.data[t * H + h]! * scale * Math.max(dots[(h * Tq + t) * Tk + s]!, 0);
+        out[t * Tk + s] = sum;
+      }
+    }
+    return { shape: [Tq, Tk], data: out };
   },
   moe: (x, routing, e) => dispatchCombine(x, routing, { gate: e.gate, up: e.up, down: e.down }),
   quantLinear: (x, w, activations) => quantLinear(x, w, { activations }),

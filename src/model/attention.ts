@@ -1,6 +1,6 @@
 // One interface over every attention kind a layer may use (config.attention_kind): its weights (named as the
 // checkpoint names them under self_attn.) and the size of its cache. Every kind runs on the device:
-// src/model/layers.ts (dsa's indexer on the host: src/model/dsa-layer.ts; as-written decay's key scaling:
+// src/model/layers.ts (dsa's indexer and top-k: src/model/dsa-layer.ts; as-written decay's key scaling:
 // src/model/decay-layer.ts; sparse's compressed branch and gates: src/model/sparse-layer.ts; segmented's window and
 // memory: src/model/segmented-layer.ts). The kinds themselves live in src/attention/; this file only adapts them to
 // the model.

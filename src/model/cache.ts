@@ -4,7 +4,7 @@
 //                  key) and values [1, rows, kv_lora_rank] (the latent again, contiguous for the attention kernel)
 //   mla (naive)    keys [H, rows, qk_nope + qk_rope], values [H, rows, v_head_dim]: full per-head keys and values
 //   mha, decay     rotated keys and values [Hkv, rows, Dh]; decay "as-written" keeps each key scaled by γ^j
-//   dsa            MLA's keys and values, as mla_mode says, plus the indexer's key of every position on the host
+//   dsa            MLA's keys and values, as mla_mode says, and the indexer's key of every position [1, rows, index_head_dim]
 //   segmented      keys and values [Hkv, M + S + W, Dh]: the memory's in the first M rows, then the window, and
 //                  the pool [1, M + S, D] (the memory, then the segment's inputs): bounded, rewritten in place
 //                  at each segment's start (src/model/segmented-layer.ts)
@@ -27,8 +27,8 @@ export interface LayerCache<X extends Value = Value> {
   keys: X | null;
   values: X | null;
   rows: number;
-  /** DSA: the indexer's key of every position [1, L, index_head_dim], kept on the host where the indexer runs. */
-  indexKeys?: Tensor;
+  /** DSA: the indexer's key of every position [1, rows, index_head_dim], beside the keys and values. */
+  indexKeys?: X;
   /** NSA: the compressed branch's state and the window's keys and values (src/model/sparse-layer.ts). */
   sparse?: SparseLayerState<X>;
   /** Segmented with memory: mem_s then the current segment's inputs [1, M + S, D], pooled at its end. */
@@ -75,7 +75,7 @@ export function createCache(config: ModelConfig, options: CacheOptions = {}): Mo
 /** Every device value the cache holds, each layer's keys and values and what its kind keeps beside them: what
  *  releaseCache frees, and what a caller whose backend frees by scope (tfjs) must keep. */
 export function cacheValues<X extends Value>(cache: ModelCache<X>): X[] {
-  return cache.layers.flatMap((layer) => [layer.keys, layer.values, layer.segmentPool, layer.sparse?.windowKeys, layer.sparse?.windowValues])
+  return cache.layers.flatMap((layer) => [layer.keys, layer.values, layer.indexKeys, layer.segmentPool, layer.sparse?.windowKeys, layer.sparse?.windowValues])
     .filter((v): v is X => v !== null && v !== undefined);
 }
 
@@ -90,13 +90,16 @@ export function releaseCache(cache: ModelCache): void {
   cache.layers.length = 0; // a later forward through it fails on its layer count
 }
 
-/** The planes and widths of layer l's device keys and values. */
-function deviceShapes(c: ModelConfig, l: number): { keys: [number, number]; values: [number, number] } {
+type Planes = [planes: number, width: number];
+
+/** The planes and widths of layer l's device keys and values (and DSA's indexer keys). */
+function deviceShapes(c: ModelConfig, l: number): { keys: Planes; values: Planes; indexKeys?: Planes } {
   const kind = layerKind(c, l);
   if (kind === "mla" || kind === "dsa") {
+    const indexKeys: Planes | undefined = kind === "dsa" ? [1, c.index_head_dim] : undefined;
     return c.mla_mode === "absorb"
-      ? { keys: [1, c.kv_lora_rank + c.qk_rope_head_dim], values: [1, c.kv_lora_rank] }
-      : { keys: [c.num_attention_heads, c.qk_nope_head_dim + c.qk_rope_head_dim], values: [c.num_attention_heads, c.v_head_dim] };
+      ? { keys: [1, c.kv_lora_rank + c.qk_rope_head_dim], values: [1, c.kv_lora_rank], indexKeys }
+      : { keys: [c.num_attention_heads, c.qk_nope_head_dim + c.qk_rope_head_dim], values: [c.num_attention_heads, c.v_head_dim], indexKeys };
   }
   return { keys: [c.num_key_value_heads, headDim(c)], values: [c.num_key_value_heads, headDim(c)] };
 }
@@ -108,7 +111,7 @@ export function ensureRows<X extends Value>(cache: ModelCache<X>, config: ModelC
   const rows = Math.min(config.max_position_embeddings, Math.max(needed, cache.capacity, 2 * layer.rows));
   const { ops } = cache;
   const shapes = deviceShapes(config, l);
-  const grow = (old: X | null, [planes, width]: [number, number]) => {
+  const grow = (old: X | null | undefined, [planes, width]: Planes) => {
     const fresh = ops.empty([planes, rows, width]);
     if (old) {
       ops.writeRows(fresh, old, 0);
@@ -118,6 +121,7 @@ export function ensureRows<X extends Value>(cache: ModelCache<X>, config: ModelC
   };
   layer.keys = grow(layer.keys, shapes.keys);
   layer.values = grow(layer.values, shapes.values);
+  if (shapes.indexKeys) layer.indexKeys = grow(layer.indexKeys, shapes.indexKeys);
   layer.rows = rows;
   return layer;
 }

@@ -73,14 +73,20 @@ function* sequenceAttention<X extends Value>(run: Run<X>, l: number, x: X, cache
   const place = ensureRows(cache, run.config, l, start + T);
   if (kind === "mla") return yield* mla(run, l, x, w as unknown as MlaWeights, place, positions);
   if (kind === "dsa") {
-    const selected = yield* indexerSelection(run.ops, run.config, x, w, place, start, hooked(run.ops.hostKernels), run.listen.trace, `layers.${l}.attn`);
-    return yield* mla(run, l, x, w as unknown as MlaWeights, place, positions, selected);
+    // The indexer reads MLA's own query latent (x itself without one): made once, for both.
+    const qr = run.config.q_lora_rank ? queryLatent(run, x, w as unknown as MlaWeights) : x;
+    const selected = yield* indexerSelection(run, l, x, qr, w, place, positions, freqsFor(run, run.config.qk_rope_head_dim));
+    return yield* mla(run, l, x, w as unknown as MlaWeights, place, positions, selected, qr);
   }
   if (kind === "sparse") return yield* sparseLayer(run, l, x, w, place, positions, cache.ops, hooked(run.ops.hostKernels));
   return yield* multiHead(run, l, x, w, place, positions, kind === "decay");
 }
 
 type Place<X> = { keys: X | null; values: X | null; rows: number };
+
+/** MLA's normalised query latent RMSNorm(W_qa·x) [T, q_lora_rank]. */
+const queryLatent = <X extends Value>(run: Run<X>, x: X, w: MlaWeights): X =>
+  run.ops.rmsnorm(run.ops.linear(x, w.q_a_proj!), w.q_a_layernorm!, run.config.rms_norm_eps);
 
 /**
  * MLA on one sequence's new tokens x [T, D]:
@@ -90,15 +96,16 @@ type Place<X> = { keys: X | null; values: X | null; rows: number };
  *   absorb: the cache holds [c ; k_pe]; q_nope·W_uk,h is attended over it with the latent c as values, and the
  *           result is taken through W_uv,h (W_kvb's slices read in place)
  *   out = W_o · concat_h heads
- * With `selected` (DSA), each new token attends only the cache rows its indexer picked (dsa-layer.ts).
+ * With `selected` (DSA), each new token attends only the cache rows its indexer picked (dsa-layer.ts), and `qr` is the
+ * query latent the indexer read.
  */
-function* mla<X extends Value>(run: Run<X>, l: number, x: X, w: MlaWeights, place: Place<X>, positions: Int32Array, selected?: Selection): Reading<X> {
+function* mla<X extends Value>(run: Run<X>, l: number, x: X, w: MlaWeights, place: Place<X>, positions: Int32Array, selected?: Selection, qr?: X): Reading<X> {
   const { ops, config: c } = run;
   const [H, dn, dr, dv, r, eps] = [c.num_attention_heads, c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim, c.kv_lora_rank, c.rms_norm_eps];
   const T = positions.length;
   const start = positions[0]!;
   const freqs = freqsFor(run, dr);
-  const q = c.q_lora_rank ? ops.linear(ops.rmsnorm(ops.linear(x, w.q_a_proj!), w.q_a_layernorm!, eps), w.q_b_proj!) : ops.linear(x, w.q_proj!);
+  const q = c.q_lora_rank ? ops.linear(qr ?? queryLatent(run, x, w), w.q_b_proj!) : ops.linear(x, w.q_proj!);
   const [qNope, qPeRaw] = ops.splitHeads(q, H, [dn, dr]) as [X, X];
   const qPe = ops.rope(qPeRaw, positions, freqs);
   const [latentRaw, kPeRaw] = ops.splitHeads(ops.linear(x, w.kv_a_proj_with_mqa), 1, [r, dr]) as [X, X];

@@ -5,8 +5,9 @@
 // (host work, as DSA's top-k), and its state, one key per d positions, is small. The gated sum is host work too: a
 // per-head scaling no operation does. State (LayerCache): the selected branch's rotated keys and values of
 // every position in the layer's device cache [Hkv, rows, Dh]; `sparse` holds the compressed blocks with their pending
-// raw keys on the host and the window's last w rotated keys and values on the device, a ring [Hkv, w, Dh]. Both
-// branches gather their rows straight from these planes (attendSelected): no step copies a cache.
+// raw keys on the host and the window's last w rotated keys and values on the device, a ring [Hkv, w, Dh]. The
+// selected branch gathers its rows straight from the cache (attendSelected); the window attends its ring in place,
+// from its oldest row on: no step copies a cache.
 
 import { compressedBranch, createSparseState, gatedSum, groupSelection, resolveSparseConfig, type CompressedState, type ResolvedSparseConfig, type SparseWeights } from "../attention/sparse.ts";
 import { mergeHeads } from "../attention/heads.ts";
@@ -22,7 +23,7 @@ import type { Tensor } from "../tensor.ts";
 import { record } from "../trace.ts";
 import { sparseConfig } from "./attention.ts";
 import type { LayerCache } from "./cache.ts";
-import { attendSelected, type Selection } from "./dsa-layer.ts";
+import { attendSelected, eachToken, type Selection } from "./dsa-layer.ts";
 import type { Run } from "./layers.ts";
 import { once } from "./once.ts";
 import { hookHost } from "./points.ts";
@@ -83,10 +84,13 @@ export function* sparseLayer<X extends Value>(
   const [ringKeys, ringValues] = [(s.windowKeys ??= keep.empty([Hkv, span, Dh])), (s.windowValues ??= keep.empty([Hkv, span, Dh]))];
   const [kWin, vWin] = [rotate(heads("k_win_proj", Hkv)), heads("v_win_proj", Hkv)];
   const row = (v: X, t: number) => (T === 1 ? v : ops.gatherRows(v, Int32Array.of(t)));
-  // Token t's key goes into the ring just before it attends: the ring then holds exactly its window.
-  const win = attendSelected(ops, qRot, ringKeys, ringValues, args, windowRows(at, span), (t) => {
-    ops.writeRows(ringKeys, row(kWin, t), (start + t) % span);
-    ops.writeRows(ringValues, row(vWin, t), (start + t) % span);
+  // Token t's key goes into the ring just before it attends: the ring then holds exactly its window, positions
+  // p - n + 1 … p, the oldest at row (p - n + 1) mod w, where the attention starts reading in place.
+  const win = eachToken(ops, qRot, H, Dh, Dh, (qt, t) => {
+    const p = start + t, n = Math.min(p + 1, span);
+    ops.writeRows(ringKeys, row(kWin, t), p % span);
+    ops.writeRows(ringValues, row(vWin, t), p % span);
+    return ops.attention(qt, ringKeys, ringValues, { H, Hkv, Tq: 1, Tk: n, Dh, Dv: Dh, scale, offset: n - 1, kvRows: span, firstRow: (p - n + 1) % span });
   });
   s.position = start + T;
 
@@ -144,13 +148,4 @@ function selectedRows(selected: Int32Array, positions: readonly number[], Hkv: n
     }
   }
   return { shape: [Hkv, T, n * size], data };
-}
-
-/** Each query's window as rows of the ring [Hkv, w, Dh] (position j at row j mod w), oldest first, [1, T, w]. */
-function windowRows(positions: readonly number[], w: number): Selection {
-  const data = new Int32Array(positions.length * w).fill(-1);
-  positions.forEach((p, t) => {
-    for (let j = Math.max(0, p - w + 1), to = t * w; j <= p; j++) data[to++] = j % w;
-  });
-  return { shape: [1, positions.length, w], data };
 }

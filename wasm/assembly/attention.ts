@@ -4,6 +4,8 @@
 // heads sharing a kv head share its packed K and V, and a decode step (Tq = 1) still fills a 4-row tile.
 // Each row's visible keys form one interval [lo, hi) (causal, window, segment and padding all bound it), given
 // per (batch row, query) by the caller; the decay bias adds (position - j)·ln γ_h.
+// A ring cache (firstRow > 0: key j at row (firstRow + j) mod kvRows) is unrolled into key order while K and V are
+// packed, so the rest of the kernel, masks and decay included, works in key index j alone.
 
 import { packB, packBt, tile4 } from "./matmul";
 import { exp4, hmax, hsum } from "./simd";
@@ -20,13 +22,14 @@ export function attentionScratch(Tk: i32, Dh: i32, Dv: i32): i32 {
 /**
  * q [B, H, Tq, Dh], k [B, Hkv, kvRows, Dh], v [B, Hkv, kvRows, Dv] → out [B, H, Tq, Dv], over the first Tk rows of
  * each (b, kv head) unit (kvRows ≥ Tk: a cache allocated for more positions than it holds). lo/hi: i32 [B, Tq];
- * logGammas: f32 [H] or 0; positions: the absolute position of query i is offset + i. Parts split the units, or the
- * row blocks of each unit when there are fewer units than parts.
+ * logGammas: f32 [H] or 0; positions: the absolute position of query i is offset + i; key j lies at row
+ * (firstRow + j) mod kvRows of its unit. Parts split the units, or the row blocks of each unit when there are fewer
+ * units than parts.
  */
 export function attention(
   q: usize, k: usize, v: usize, out: usize,
   B: i32, H: i32, Hkv: i32, Tq: i32, Tk: i32, kvRows: i32, Dh: i32, Dv: i32,
-  scale: f32, lo: usize, hi: usize, logGammas: usize, offset: i32,
+  scale: f32, lo: usize, hi: usize, logGammas: usize, offset: i32, firstRow: i32,
   scratch: usize, scratchStride: i32, part: i32, parts: i32,
 ): void {
   const group = H / Hkv;
@@ -46,8 +49,13 @@ export function attention(
     const b = u / Hkv, g = u % Hkv;
     const kBase = k + ((<usize>u * <usize>kvRows * <usize>Dh) << 2);
     const vBase = v + ((<usize>u * <usize>kvRows * <usize>Dv) << 2);
-    packBt(kBase, Tk, Dh, Dh, kp); // Kᵀ: scores = q · Kᵀ
-    packB(vBase, Tk, Dv, Dv, vp);
+    if (firstRow == 0) {
+      packBt(kBase, Tk, Dh, Dh, kp); // Kᵀ: scores = q · Kᵀ
+      packB(vBase, Tk, Dv, Dv, vp);
+    } else {
+      packBtRing(kBase, Tk, Dh, kp, firstRow, kvRows);
+      packBRing(vBase, Tk, Dv, vp, firstRow, kvRows);
+    }
     for (let blk = 0; blk < blocks; blk++) {
       if (!splitUnits && blk % parts != part) continue;
       // The block's rows: query head, query index, visible interval, decay slope, position.
@@ -109,6 +117,45 @@ export function attention(
         const dst = out + ((((<usize>b * <usize>H + <usize>head) * <usize>Tq + <usize>i) * <usize>Dv) << 2);
         const src = O + <usize>r * ldo;
         for (let d = 0; d < Dv; d++) store<f32>(dst + (<usize>d << 2), load<f32>(src + (<usize>d << 2)) * inv);
+      }
+    }
+  }
+}
+
+/** packBt of the keys of a ring, in key order: column j of Kᵀ is row (first + j) mod rows of k [rows, Dh]. */
+function packBtRing(k: usize, Tk: i32, Dh: i32, out: usize, first: i32, rows: i32): void {
+  const panels = (Tk + 7) >> 3;
+  for (let p = 0; p < panels; p++) {
+    const base = out + ((<usize>p * <usize>Dh) << 5);
+    for (let c = 0; c < 8; c++) {
+      const j = (p << 3) + c;
+      let dst = base + (<usize>c << 2);
+      if (j < Tk) {
+        const row = first + j < rows ? first + j : first + j - rows; // Tk <= rows: the ring wraps at most once
+        let src = k + ((<usize>row * <usize>Dh) << 2);
+        for (let d = 0; d < Dh; d++, src += 4, dst += 32) store<f32>(dst, load<f32>(src));
+      } else {
+        for (let d = 0; d < Dh; d++, dst += 32) store<f32>(dst, 0);
+      }
+    }
+  }
+}
+
+/** packB of the values of a ring, in key order: row j of the panels is row (first + j) mod rows of v [rows, Dv]. */
+function packBRing(v: usize, Tk: i32, Dv: i32, out: usize, first: i32, rows: i32): void {
+  const panels = (Dv + 7) >> 3;
+  for (let p = 0; p < panels; p++) {
+    const j0 = p << 3;
+    const width = min(8, Dv - j0);
+    let dst = out + ((<usize>p * <usize>Tk) << 5);
+    for (let j = 0; j < Tk; j++, dst += 32) {
+      const row = first + j < rows ? first + j : first + j - rows;
+      const src = v + ((<usize>row * <usize>Dv + <usize>j0) << 2);
+      if (width == 8) {
+        v128.store(dst, v128.load(src));
+        v128.store(dst, v128.load(src, 16), 16);
+      } else {
+        for (let c = 0; c < 8; c++) store<f32>(dst + (<usize>c << 2), c < width ? load<f32>(src + (<usize>c << 2)) : 0);
       }
     }
   }

@@ -32,6 +32,33 @@ export function rope(x: usize, cosines: usize, sines: usize, planes: i32, T: i32
   }
 }
 
+/**
+ * RoPE on the two halves ("rotate half", DeepSeek-V3.2's indexer): pair i of a row is (i, i + dim/2), turned by the
+ * angle of table entry i, with the tables of rope above. Four pairs at a time: the lanes of each half are contiguous.
+ */
+export function ropeHalves(x: usize, cosines: usize, sines: usize, planes: i32, T: i32, dim: i32, out: usize): void {
+  const half = <usize>(dim >> 1), h4 = half & ~3;
+  const rows = <usize>planes * <usize>T;
+  for (let r: usize = 0; r < rows; r++) {
+    const xr = x + ((r * <usize>dim) << 2), yr = out + ((r * <usize>dim) << 2);
+    const t = r % <usize>T;
+    const cr = cosines + ((t * half) << 2), sr = sines + ((t * half) << 2);
+    let i: usize = 0;
+    for (; i < h4; i += 4) {
+      const c = v128.load(cr + (i << 2)), s = v128.load(sr + (i << 2));
+      const re = v128.load(xr + (i << 2)), im = v128.load(xr + ((i + half) << 2));
+      v128.store(yr + (i << 2), f32x4.sub(f32x4.mul(re, c), f32x4.mul(im, s)));
+      v128.store(yr + ((i + half) << 2), f32x4.add(f32x4.mul(re, s), f32x4.mul(im, c)));
+    }
+    for (; i < half; i++) {
+      const c = load<f32>(cr + (i << 2)), s = load<f32>(sr + (i << 2));
+      const re = load<f32>(xr + (i << 2)), im = load<f32>(xr + ((i + half) << 2));
+      store<f32>(yr + (i << 2), re * c - im * s);
+      store<f32>(yr + ((i + half) << 2), re * s + im * c);
+    }
+  }
+}
+
 /** SiLU: v / (1 + e^-v). */
 export function silu(x: usize, n: i32, out: usize): void {
   const count = <usize>n, n4 = count & ~3;

@@ -5,9 +5,10 @@
 export { gemm, gemmPackB, gemmScratch, packB, packBt, packPanels } from "./matmul";
 export { attention, attentionScratch } from "./attention";
 export { gemmBf16, packBtBf16 } from "./bf16";
+export { indexScores } from "./indexer";
 export { moeCombine, moeExperts } from "./moe";
-export { rope, silu, swiglu } from "./elementwise";
-export { rmsnorm, softmax } from "./rows";
+export { rope, ropeHalves, silu, swiglu } from "./elementwise";
+export { gatherRows, layernorm, rmsnorm, softmax } from "./rows";
 
 /** First byte after the module's own static data: the JS heap starts here. */
 export function heapBase(): usize {

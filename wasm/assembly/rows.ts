@@ -1,4 +1,4 @@
-// Row reductions: softmax and RMSNorm over rows of float32 buffers, four lanes at a time with a scalar tail.
+// Row reductions: softmax, RMSNorm and LayerNorm over rows of float32 buffers, four lanes at a time with a scalar tail.
 // Pointers are byte addresses in the shared memory; counts are elements.
 
 import { exp4, hmax, hsum } from "./simd";
@@ -85,5 +85,78 @@ export function rmsnorm(x: usize, w: usize, rows: i32, D: i32, eps: f32, out: us
       v128.store(yr + (j << 2), f32x4.mul(f32x4.mul(v128.load(xr + (j << 2)), iv), v128.load(w + (j << 2))));
     }
     for (; j < d; j++) store<f32>(yr + (j << 2), load<f32>(xr + (j << 2)) * inv * load<f32>(w + (j << 2)));
+  }
+}
+
+/**
+ * LayerNorm over rows of D: (x - mean) / sqrt(var + eps) · w + b. In float64 two lanes at a time, rounded once on
+ * store, as the reference computes it: where a row's values nearly agree, a float32 mean's error would be magnified
+ * by 1/sqrt(var + eps) (up to 1000 at eps 1e-6), and float64 costs little at the widths it runs on (indexer keys).
+ */
+export function layernorm(x: usize, w: usize, b: usize, rows: i32, D: i32, eps: f64, out: usize): void {
+  const d = <usize>D, d4 = d & ~3;
+  for (let r = 0; r < rows; r++) {
+    const xr = x + ((<usize>r * d) << 2), yr = out + ((<usize>r * d) << 2);
+    let s2 = f64x2.splat(0);
+    let j: usize = 0;
+    for (; j < d4; j += 4) {
+      const v = v128.load(xr + (j << 2));
+      s2 = f64x2.add(s2, f64x2.add(f64x2.promote_low_f32x4(v), f64x2.promote_low_f32x4(highHalf(v))));
+    }
+    let sum = f64x2.extract_lane(s2, 0) + f64x2.extract_lane(s2, 1);
+    for (; j < d; j++) sum += <f64>load<f32>(xr + (j << 2));
+    const mean = sum / <f64>D;
+    const m2 = f64x2.splat(mean);
+    let q2 = f64x2.splat(0);
+    for (j = 0; j < d4; j += 4) {
+      const v = v128.load(xr + (j << 2));
+      const lo = f64x2.sub(f64x2.promote_low_f32x4(v), m2), hi = f64x2.sub(f64x2.promote_low_f32x4(highHalf(v)), m2);
+      q2 = f64x2.add(q2, f64x2.add(f64x2.mul(lo, lo), f64x2.mul(hi, hi)));
+    }
+    let squares = f64x2.extract_lane(q2, 0) + f64x2.extract_lane(q2, 1);
+    for (; j < d; j++) {
+      const c = <f64>load<f32>(xr + (j << 2)) - mean;
+      squares += c * c;
+    }
+    const inv = 1.0 / Math.sqrt(squares / <f64>D + eps);
+    const i2 = f64x2.splat(inv);
+    for (j = 0; j < d4; j += 4) {
+      const v = v128.load(xr + (j << 2)), wv = v128.load(w + (j << 2)), bv = v128.load(b + (j << 2));
+      const lo = normalised2(f64x2.promote_low_f32x4(v), m2, i2, f64x2.promote_low_f32x4(wv), f64x2.promote_low_f32x4(bv));
+      const hi = normalised2(f64x2.promote_low_f32x4(highHalf(v)), m2, i2, f64x2.promote_low_f32x4(highHalf(wv)), f64x2.promote_low_f32x4(highHalf(bv)));
+      v128.store(yr + (j << 2), i32x4.shuffle(f32x4.demote_f64x2_zero(lo), f32x4.demote_f64x2_zero(hi), 0, 1, 4, 5));
+    }
+    for (; j < d; j++) {
+      const y = (<f64>load<f32>(xr + (j << 2)) - mean) * inv * <f64>load<f32>(w + (j << 2)) + <f64>load<f32>(b + (j << 2));
+      store<f32>(yr + (j << 2), <f32>y);
+    }
+  }
+}
+
+/** (x - mean)·inv·w + b on two float64 lanes. */
+@inline function normalised2(x: v128, mean: v128, inv: v128, w: v128, b: v128): v128 {
+  return f64x2.add(f64x2.mul(f64x2.mul(f64x2.sub(x, mean), inv), w), b);
+}
+
+/** Lanes 2 and 3 of v moved to lanes 0 and 1 (for promote_low). */
+@inline function highHalf(v: v128): v128 {
+  return i32x4.shuffle(v, v, 2, 3, 2, 3);
+}
+
+/**
+ * Rows of every plane of x [A, N, D] into out [A, n, D]: plane a's row r is rows[a·step + r] (step 0: every plane
+ * takes the same n rows). A run of consecutive rows (a selected block) is one copy.
+ */
+export function gatherRows(x: usize, rows: usize, A: i32, N: i32, n: i32, D: i32, step: i32, out: usize): void {
+  for (let a = 0; a < A; a++) {
+    const list = rows + (<usize>(a * step) << 2);
+    let r = 0;
+    while (r < n) {
+      const first = load<i32>(list + (<usize>r << 2));
+      let run = 1;
+      while (r + run < n && load<i32>(list + (<usize>(r + run) << 2)) == first + run) run++;
+      memory.copy(out + (<usize>((a * n + r) * D) << 2), x + (<usize>((a * N + first) * D) << 2), <usize>(run * D) << 2);
+      r += run;
+    }
   }
 }

@@ -12,13 +12,13 @@ import { CHUNKS_PER_THREAD, type WasmCore } from "../core.ts";
 
 /**
  * Attention on q [B, H, Tq, Dh], k [B, Hkv, kvRows, Dh], v [B, Hkv, kvRows, Dv] in memory into out [B, H, Tq, Dv],
- * over the first Tk rows of each kv head (kvRows > Tk: a cache with room left): the intervals of `mask` (checked by
- * checkMask) and ln γ written into the arena, then the kernel, split over the pool when it pays. Inside a kernel's
- * try.
+ * over the first Tk rows of each kv head (kvRows > Tk: a cache with room left), or a ring's when firstRow > 0 (key j
+ * at row (firstRow + j) mod kvRows): the intervals of `mask` (checked by checkMask) and ln γ written into the arena,
+ * then the kernel, split over the pool when it pays. Inside a kernel's try.
  */
 export function attentionAt(
   core: WasmCore, pq: number, pk: number, pv: number, out: number, B: number, H: number, Hkv: number, Tq: number, Tk: number, Dh: number, Dv: number,
-  scale: number, mask: MaskSpec | undefined, offset: number, logGammas: ArrayLike<number> | undefined, kvRows = Tk,
+  scale: number, mask: MaskSpec | undefined, offset: number, logGammas: ArrayLike<number> | undefined, kvRows = Tk, firstRow = 0,
 ): void {
   const { ex, heap, pool, threads } = core;
   const plo = core.alloc(B * Tq * 4), phi = core.alloc(B * Tq * 4);
@@ -34,10 +34,10 @@ export function attentionAt(
   const stride = Math.ceil(ex.attentionScratch(Tk, Dh, Dv) / 64) * 64;
   const scratch = core.alloc(stride * parts); // one scratch region per chunk: chunks may run concurrently
   if (parts > 1) {
-    const args = [pq, pk, pv, out, B, H, Hkv, Tq, Tk, kvRows, Dh, Dv, scale, plo, phi, pg, offset, scratch, stride];
+    const args = [pq, pk, pv, out, B, H, Hkv, Tq, Tk, kvRows, Dh, Dv, scale, plo, phi, pg, offset, firstRow, scratch, stride];
     pool!.run("attention", args, ex.attention as (...args: number[]) => void, parts);
   } else {
-    ex.attention(pq, pk, pv, out, B, H, Hkv, Tq, Tk, kvRows, Dh, Dv, scale, plo, phi, pg, offset, scratch, stride, 0, 1);
+    ex.attention(pq, pk, pv, out, B, H, Hkv, Tq, Tk, kvRows, Dh, Dv, scale, plo, phi, pg, offset, firstRow, scratch, stride, 0, 1);
   }
 }
 

@@ -18,9 +18,12 @@ export function writeRotary(core: WasmCore, at: number, positions: ArrayLike<num
   core.heap.F32.set(sin, (at >>> 2) + cos.length);
 }
 
-/** RoPE of x [planes, T, dim] at px into out, with the rotary table at `table` (writeRotary). */
-export function ropeAt(core: WasmCore, px: number, table: number, planes: number, T: number, dim: number, out: number): void {
-  core.ex.rope(px, table, table + T * (dim / 2) * 4, planes, T, dim, out);
+/** RoPE of x [planes, T, dim] at px into out, with the rotary table at `table` (writeRotary): pairs (2i, 2i + 1)
+ *  when interleaved, else (i, i + dim/2). */
+export function ropeAt(core: WasmCore, px: number, table: number, planes: number, T: number, dim: number, out: number, interleaved = true): void {
+  const sines = table + T * (dim / 2) * 4;
+  if (interleaved) core.ex.rope(px, table, sines, planes, T, dim, out);
+  else core.ex.ropeHalves(px, table, sines, planes, T, dim, out);
 }
 
 export function rope(core: WasmCore, x: Tensor, positions: ArrayLike<number>, freqs: Float64Array): Tensor {

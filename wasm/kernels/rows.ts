@@ -1,12 +1,12 @@
-// Row reductions on the module's kernels (wasm/assembly/rows.ts): softmax, and RMSNorm with its weight copied in
-// once and resident like a linear weight. Pointer-level: rmsnormAt, residentVector (the device kernels call the
-// module's softmax directly); host kernels: softmax and rmsnorm over Tensors.
+// Row reductions on the module's kernels (wasm/assembly/rows.ts): softmax, and RMSNorm and LayerNorm with their
+// vectors copied in once and resident like a linear weight. Pointer-level: rmsnormAt, layernormAt, residentVector
+// (the device kernels call the module's softmax directly); host kernels: softmax and rmsnorm over Tensors.
 
 import { argError, checkNumber } from "../../src/errors.ts";
 import { expectShape, shapeString, type Tensor } from "../../src/tensor.ts";
 import { fits, type WasmCore } from "../core.ts";
 
-/** A vector weight (RMSNorm's) copied in once and resident, like a linear weight. */
+/** A vector weight (RMSNorm's, LayerNorm's) copied in once and resident, like a linear weight. */
 export function residentVector(core: WasmCore, data: Float32Array): number {
   const { weights, heap } = core;
   return weights.find(data, "v", data.length, 0) || weights.get(data, "v", data.length, 0, data.byteLength, (ptr) => heap.write(ptr, data));
@@ -15,6 +15,12 @@ export function residentVector(core: WasmCore, data: Float32Array): number {
 /** RMSNorm of x [rows, D] at px with weight w (made resident) into out. */
 export function rmsnormAt(core: WasmCore, px: number, w: Float32Array, rows: number, D: number, eps: number, out: number): void {
   core.ex.rmsnorm(px, residentVector(core, w), rows, D, eps, out);
+}
+
+/** LayerNorm of x [rows, D] at px with weight w and bias b (both made resident) into out. */
+export function layernormAt(core: WasmCore, px: number, w: Float32Array, b: Float32Array, rows: number, D: number, eps: number, out: number): void {
+  const pw = residentVector(core, w), pb = residentVector(core, b);
+  core.ex.layernorm(px, pw, pb, rows, D, eps, out);
 }
 
 export function softmax(core: WasmCore, x: Tensor, visible?: Uint8Array): Tensor {
