@@ -48,11 +48,22 @@ export interface Remote extends ImplSpec {
   close(): Promise<number>;
 }
 
-/** Starts the process for `spec`; resolves once its implementation is set up, rejects with its one-line reason. */
-export function spawn(spec: ImplSpec): Promise<Remote> {
+/**
+ * V8's young generation of each worker, fixed at 16 MB a semi-space (V8's own largest on 64 bits). Left to itself,
+ * V8 shrinks the young generation of a process whose allocation rate has fallen (a worker waiting while a slow
+ * implementation runs its session) and hands its pages back to the system; the worker's next session then faults
+ * them in again page by page as its decode steps allocate (JavaScript values, 110 – 220 KB a tiny step). On this
+ * machine that ran WASM's steps 3 – 5× slower, with ~440 minor page faults a 16-step session
+ * (`npx tsx bench/neighbours.ts tfjs-cpu mha --young default` shows it; bench/README.md).
+ */
+export const FIXED_YOUNG_GENERATION = ["--min-semi-space-size=16", "--max-semi-space-size=16"];
+
+/** Starts the process for `spec`; resolves once its implementation is set up, rejects with its one-line reason.
+ *  `v8Flags`: the worker's V8 flags (default: the fixed young generation above). */
+export function spawn(spec: ImplSpec, v8Flags: readonly string[] = FIXED_YOUNG_GENERATION): Promise<Remote> {
   // The process loads TypeScript through tsx's loader, as `npm run bench` runs this file.
   const entry = fileURLToPath(new URL("./model-worker.ts", import.meta.url));
-  const worker = fork(entry, [JSON.stringify(spec)], { execArgv: ["--import", "tsx"], stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  const worker = fork(entry, [JSON.stringify(spec)], { execArgv: ["--import", "tsx", ...v8Flags], stdio: ["ignore", "inherit", "inherit", "ipc"] });
   const waiting = new Map<number, { resolve(value: unknown): void; reject(error: Error): void }>();
   let next = 1;
   const fail = (error: Error) => {
