@@ -1,28 +1,41 @@
 // What a WASM decode step spends outside its kernels (issue 17 item 1: "the step dominated by kernels").
 // `npx tsx bench/step-parts.ts [--preset tiny] [--kinds mla,mha,…] [--seconds 3]`: for each attention kind, decode
 // sessions (a 32-token prompt, then 16 single tokens through the cache, 1 thread, BF16-exact weights as the model
-// bench uses) on two backends in one process, in alternating rounds:
+// bench uses) on three backends in one process, in alternating rounds:
 //   step      the WASM backend as it is;
 //   no kernels  the same backend with every arithmetic and copy kernel replaced by handing back a pooled value of the
 //             right shape (no product, no copy), and reads answering zeros (the router then sees ties and still picks
 //             k experts): what is left is the forward itself, the checked operations, routing, hook points and the
 //             pool of values, the JavaScript a step runs around its kernels.
+//   JavaScript alone  the same again with the host kernels (src/kernels.ts, what host steps such as NSA's compressed
+//             branch compute with) hollowed too: zeros of the right shape.
 // Printed: the median µs a token of each (median over rounds of each round's mean), and their difference, the
 // kernels with their own host-side glue (weight look-ups, dispatch, the MoE's float64 combine). A kind whose layers
-// have host steps (DSA's indexer, NSA's compressed branch) runs them on zeros in the second column: still their
-// JavaScript, not their arithmetic on real values.
+// have host steps (NSA's compressed branch, DSA's top-k) runs them on zeros in the second column: their JavaScript
+// and their host kernels' arithmetic, on zeros; the last column leaves their JavaScript alone.
 
+import { spawnSync } from "node:child_process";
 import { parseArgs } from "node:util";
 import type { Backend } from "../src/backend.ts";
 import type { DeviceKernels, Value } from "../src/device/kernels.ts";
 import { opsOver } from "../src/device/ops.ts";
+import type { Kernels } from "../src/kernels.ts";
 import { createCache, releaseCache } from "../src/model/cache.ts";
 import { ATTENTION_KINDS, type AttentionKind } from "../src/model/config.ts";
 import { forward } from "../src/model/forward.ts";
 import { RUNNABLE_PRESETS } from "../src/model/presets.ts";
 import type { Model } from "../src/model/weights.ts";
+import type { Tensor } from "../src/tensor.ts";
 import { createBackend } from "../wasm/backend.ts";
+import { FIXED_YOUNG_GENERATION } from "./model.ts";
 import { benchModel } from "./model-worker.ts";
+
+// Sessions run with the model bench's fixed young generation (bench/model.ts says why), so that this probe and the
+// bench's workers measure the same process set-up. Without the flags, the script runs itself again with them.
+if (!FIXED_YOUNG_GENERATION.every((flag) => process.execArgv.includes(flag))) {
+  const again = spawnSync(process.execPath, [...FIXED_YOUNG_GENERATION, ...process.execArgv, ...process.argv.slice(1)], { stdio: "inherit" });
+  process.exit(again.status ?? 1);
+}
 
 const { values } = parseArgs({ options: { preset: { type: "string", default: "tiny" }, kinds: { type: "string" }, seconds: { type: "string", default: "3" } } });
 const kinds = (values.kinds ? values.kinds.split(",") : [...ATTENTION_KINDS]) as AttentionKind[];
@@ -66,6 +79,29 @@ function withoutKernels(k: DeviceKernels<Any>): DeviceKernels<Any> {
   };
 }
 
+/**
+ * The host kernels (src/kernels.ts: what host steps such as NSA's compressed branch run on) with nothing computed:
+ * zeros of the shape each would give. With the device kernels hollowed too, what is left is JavaScript alone.
+ */
+function withoutHostKernels(k: Kernels): Kernels {
+  const zeros = (shape: readonly number[]): Tensor => ({ shape: [...shape], data: new Float32Array(shape.reduce((a, b) => a * b, 1)) });
+  const lastBecomes = (x: Tensor, n: number) => zeros([...x.shape.slice(0, -1), n]);
+  return {
+    name: `${k.name} without arithmetic`,
+    matmul: (a, b) => lastBecomes(a, b.shape[b.shape.length - 1]!),
+    bmm: (a, b) => lastBecomes(a, b.shape[b.shape.length - 1]!),
+    linear: (x, w) => lastBecomes(x, w.shape[0]!),
+    softmax: (x) => zeros(x.shape),
+    rmsnorm: (x) => zeros(x.shape),
+    rope: (x) => zeros(x.shape),
+    silu: (x) => zeros(x.shape),
+    swiglu: (gate) => zeros(gate.shape),
+    attention: (q, _k, v) => lastBecomes(q, v.shape[v.shape.length - 1]!),
+    moe: (x) => zeros(x.shape),
+    quantLinear: (x, w) => lastBecomes(x, w.shape[0]!),
+  };
+}
+
 const PROMPT = Array.from({ length: 32 }, (_, i) => (i * 7) % 200);
 const STEPS = 16;
 
@@ -85,17 +121,25 @@ function session(model: Model, backend: Backend): number {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 
 const wasm = await createBackend({ threads: 1, relaxed: false });
-const hollow = { ...wasm, ops: opsOver(withoutKernels(wasm.ops.kernels as DeviceKernels<Any>), wasm.ops.hostKernels) } as unknown as Backend;
+const hollowDevice = withoutKernels(wasm.ops.kernels as DeviceKernels<Any>);
+const hollow = { ...wasm, ops: opsOver(hollowDevice, wasm.ops.hostKernels) } as unknown as Backend;
+const bareJs = { ...wasm, ops: opsOver(hollowDevice, withoutHostKernels(wasm.ops.hostKernels)) } as unknown as Backend;
 console.log(`${values.preset} decode on ${wasm.description}; µs a token, median of rounds`);
-console.log("| kind | step | no kernels | kernels (the difference) | outside the kernels |\n|---|---:|---:|---:|---:|");
+console.log("| kind | step | no kernels | kernels (the difference) | outside the kernels | of which host kernels | JavaScript alone |");
+console.log("|---|---:|---:|---:|---:|---:|---:|");
 for (const kind of kinds) {
   const model = benchModel(values.preset!, kind);
   const warm = performance.now();
-  while (performance.now() - warm < seconds * 500) (session(model, wasm), session(model, hollow));
-  const [full, bare] = [[] as number[], [] as number[]];
+  while (performance.now() - warm < seconds * 500) (session(model, wasm), session(model, hollow), session(model, bareJs));
+  const [full, bare, js] = [[] as number[], [] as number[], [] as number[]];
   const started = performance.now();
-  while (performance.now() - started < seconds * 1000 || full.length < 9) (full.push(session(model, wasm)), bare.push(session(model, hollow)));
-  const [f, b] = [median(full) * 1000, median(bare) * 1000];
-  console.log(`| ${kind} | ${f.toFixed(0)} | ${b.toFixed(0)} | ${(f - b).toFixed(0)} | ${((100 * b) / f).toFixed(0)} % |`);
+  while (performance.now() - started < seconds * 1000 || full.length < 9) {
+    full.push(session(model, wasm));
+    bare.push(session(model, hollow));
+    js.push(session(model, bareJs));
+  }
+  const [f, b, j] = [median(full) * 1000, median(bare) * 1000, median(js) * 1000];
+  const share = (x: number) => `${((100 * x) / f).toFixed(0)} %`;
+  console.log(`| ${kind} | ${f.toFixed(0)} | ${b.toFixed(0)} | ${(f - b).toFixed(0)} | ${share(b)} | ${(b - j).toFixed(0)} | ${j.toFixed(0)} (${share(j)}) |`);
 }
 await wasm.dispose();
