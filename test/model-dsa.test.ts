@@ -73,8 +73,9 @@ describe("dsa as a model attention kind", () => {
     }
   });
 
-  it("a layer is src/attention/dsa.ts on its own input", () => {
-    const model = dsaModel();
+  // index_head_dim 8 = qk_rope_head_dim: every indexer feature rotated, none left over.
+  it.each([[12], [8]])("a layer is src/attention/dsa.ts on its own input, its scores included (index_head_dim %i)", (dI) => {
+    const model = dsaModel({ index_head_dim: dI });
     const trace = createTrace("layers.0.attn.*");
     forward(model, prompt, { trace });
     const w = model.weights.layers[0]!.self_attn;
@@ -84,6 +85,8 @@ describe("dsa as a model attention kind", () => {
     const own = dsa({ shape: [1, T, x.shape[1]!], data: x.data }, weights, model.config);
     expect(trace.tensors.get("layers.0.attn.out")!.data).toEqual(own.out.data);
     expect(trace.tensors.get("layers.0.attn.selected")!.data).toEqual(own.selected.data);
+    // The scores themselves, not only the order they give: a scale applied to all of them would select the same keys.
+    expect(trace.tensors.get("layers.0.attn.index_scores")!.data).toEqual(own.scores.data);
   });
 
   it.each(["absorb", "naive"] as const)("prefill equals decode through the cache, chunked and token by token, selections included (%s)", (mode) => {
