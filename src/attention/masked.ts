@@ -4,6 +4,8 @@
 //   probs = softmax(scale · q·kᵀ, hidden keys excluded),   out = probs·v
 // q [B, H, Tq, Dh], k [B, Hkv, Tk, Dh], v [B, Hkv, Tk, Dv], visible [B, H, Tq, Tk] (1 = visible). Heads of one
 // kv group are consecutive, so the q rows of group g form one [group·Tq, Dh] block read against one kv head.
+// The kernels' bmm runs each batch as their matmul runs one product, and their softmax is row by row, so this is,
+// bit for bit, the same products and softmax as one kv head at a time (test/sparse-decode.test.ts).
 // A query with no visible key outputs zeros (the kernels' softmax gives a zero row).
 
 import { argError } from "../errors.ts";
@@ -16,29 +18,37 @@ export interface MaskedAttention {
   probs: Tensor; // [B, H, Tq, Tk]
 }
 
+/**
+ * Every kv group at once, in three kernel calls (one per kv head would be three per head, each a copy into and out
+ * of a backend's memory on a decode step): the q rows of group g form batch g of one bmm against every kv head's keys,
+ * and the softmax takes all rows in one call. `keysT`: k's planes transposed, as transposedPlanes makes them, when
+ * the caller keeps them (NSA's compressed keys change only when a block ends).
+ */
 export function maskedAttention(
-  q: Tensor, k: Tensor, v: Tensor, visible: Uint8Array, scale: number, kernels: Kernels,
+  q: Tensor, k: Tensor, v: Tensor, visible: Uint8Array, scale: number, kernels: Kernels, keysT?: Float32Array,
 ): MaskedAttention {
   const { B, H, Hkv, Tq, Tk, Dh, Dv } = attentionSizes(q, k, v, scale);
   if (visible.length !== B * H * Tq * Tk) throw argError("visible", `${B * H * Tq * Tk} flags [B, H, Tq, Tk]`, visible.length);
-  const out = new Float32Array(B * H * Tq * Dv);
-  const probs = new Float32Array(B * H * Tq * Tk);
-  const rows = (H / Hkv) * Tq;
-  if (Tk > 0 && rows > 0) {
-    for (let b = 0; b < B; b++) {
-      for (let g = 0; g < Hkv; g++) {
-        const qRows = { shape: [rows, Dh], data: q.data.subarray((b * Hkv + g) * rows * Dh, (b * Hkv + g + 1) * rows * Dh) };
-        const kRows = { shape: [Tk, Dh], data: k.data.subarray((b * Hkv + g) * Tk * Dh, (b * Hkv + g + 1) * Tk * Dh) };
-        const vRows = { shape: [Tk, Dv], data: v.data.subarray((b * Hkv + g) * Tk * Dv, (b * Hkv + g + 1) * Tk * Dv) };
-        const dots = kernels.matmul(qRows, transposed(kRows)); // q·kᵀ, [group·Tq, Tk]
-        const scores = { shape: dots.shape, data: dots.data.map((s) => s * scale) };
-        const p = kernels.softmax(scores, visible.subarray((b * Hkv + g) * rows * Tk, (b * Hkv + g + 1) * rows * Tk));
-        probs.set(p.data, (b * Hkv + g) * rows * Tk);
-        out.set(kernels.matmul(p, vRows).data, (b * Hkv + g) * rows * Dv);
-      }
-    }
+  if (keysT && keysT.length !== k.data.length) throw argError("keysT", `k's ${k.data.length} values transposed`, keysT.length);
+  const [planes, rows] = [B * Hkv, (H / Hkv) * Tq];
+  if (Tk === 0 || rows === 0) {
+    return { out: { shape: [B, H, Tq, Dv], data: new Float32Array(B * H * Tq * Dv) }, probs: { shape: [B, H, Tq, Tk], data: new Float32Array(B * H * Tq * Tk) } };
   }
-  return { out: { shape: [B, H, Tq, Dv], data: out }, probs: { shape: [B, H, Tq, Tk], data: probs } };
+  const dots = kernels.bmm({ shape: [planes, rows, Dh], data: q.data }, { shape: [planes, Dh, Tk], data: keysT ?? transposedPlanes(k) }).data;
+  for (let i = 0; i < dots.length; i++) dots[i] = dots[i]! * scale;
+  const p = kernels.softmax({ shape: [planes, rows, Tk], data: dots }, visible);
+  const out = kernels.bmm(p, { shape: [planes, Tk, Dv], data: v.data });
+  return { out: { shape: [B, H, Tq, Dv], data: out.data }, probs: { shape: [B, H, Tq, Tk], data: p.data } };
+}
+
+/** Each plane's kᵀ, k [..., Tk, Dh] → [planes, Dh, Tk]: keys enter a product as matmul(q, kᵀ) (see transposed). */
+export function transposedPlanes(k: Tensor): Float32Array {
+  const Dh = k.shape[k.shape.length - 1] ?? 0, Tk = k.shape[k.shape.length - 2] ?? 0;
+  const keysT = new Float32Array(k.data.length);
+  for (let p = 0; p < k.data.length / (Dh * Tk || 1); p++) {
+    for (let r = 0; r < Tk; r++) for (let d = 0; d < Dh; d++) keysT[(p * Dh + d) * Tk + r] = k.data[(p * Tk + r) * Dh + d]!;
+  }
+  return keysT;
 }
 
 /**

@@ -15,9 +15,8 @@ import { sigmoid } from "../ops.ts";
 import { randn, type Random } from "../random.ts";
 import { ropeFrequencies, rotaryHeadSize } from "../rope.ts";
 import { expectShape, reshape, type Tensor } from "../tensor.ts";
-import { attentionSizes } from "./attention.ts";
 import { appendTime, concatTime, mergeHeads, splitHeads } from "./heads.ts";
-import { sliceTime, type MaskedAttention } from "./masked.ts";
+import { maskedAttention, sliceTime, transposedPlanes, type MaskedAttention } from "./masked.ts";
 import {
   checkNsaBlocks, compressedBlockCount, selectBlocks, selectionBlockCount, selectionMargin, selectionScores, type NsaBlocks,
 } from "./sparse-select.ts";
@@ -248,45 +247,11 @@ export function compressedBranch(
   const keys = s.compressedKeys;
   let keysT = transposedKeys.get(keys);
   if (!keysT) transposedKeys.set(keys, (keysT = transposedPlanes(keys)));
-  return groupedAttention(q, keys, s.compressedValues, visible, 1 / Math.sqrt(c.Dh), kernels, keysT);
+  return maskedAttention(q, keys, s.compressedValues, visible, 1 / Math.sqrt(c.Dh), kernels, keysT);
 }
 
 /** The compressed keys' kᵀ, made once per set of blocks (a state's tensor is replaced, never written, when one ends). */
 const transposedKeys = new WeakMap<Tensor, Float32Array>();
-
-/**
- * maskedAttention (src/attention/masked.ts) in three kernel calls, not three per kv head (keysT: k's planes
- * transposed, as transposedPlanes makes them, when the caller keeps them): the q rows of group g form
- * batch g of one bmm against every kv head's keys at once, and the softmax takes all rows in one call. bmm runs each
- * batch as matmul runs it and the softmax is row by row, so the result is maskedAttention's bit for bit (tested); a
- * decode step then pays one kernel call where it paid Hkv (each a copy into and out of the backend's memory).
- */
-export function groupedAttention(
-  q: Tensor, k: Tensor, v: Tensor, visible: Uint8Array, scale: number, kernels: Kernels, keysT?: Float32Array,
-): MaskedAttention {
-  const { B, H, Hkv, Tq, Tk, Dh, Dv } = attentionSizes(q, k, v, scale);
-  if (visible.length !== B * H * Tq * Tk) throw argError("visible", `${B * H * Tq * Tk} flags [B, H, Tq, Tk]`, visible.length);
-  if (keysT && keysT.length !== k.data.length) throw argError("keysT", `k's ${k.data.length} values transposed`, keysT.length);
-  const [planes, rows] = [B * Hkv, (H / Hkv) * Tq];
-  if (Tk === 0 || rows === 0) {
-    return { out: { shape: [B, H, Tq, Dv], data: new Float32Array(B * H * Tq * Dv) }, probs: { shape: [B, H, Tq, Tk], data: new Float32Array(B * H * Tq * Tk) } };
-  }
-  const dots = kernels.bmm({ shape: [planes, rows, Dh], data: q.data }, { shape: [planes, Dh, Tk], data: keysT ?? transposedPlanes(k) }).data;
-  for (let i = 0; i < dots.length; i++) dots[i] = dots[i]! * scale; // maskedAttention's map, without a copy
-  const p = kernels.softmax({ shape: [planes, rows, Tk], data: dots }, visible);
-  const out = kernels.bmm(p, { shape: [planes, Tk, Dv], data: v.data });
-  return { out: { shape: [B, H, Tq, Dv], data: out.data }, probs: { shape: [B, H, Tq, Tk], data: p.data } };
-}
-
-/** Each plane's kᵀ, k [B, Hkv, Tk, Dh] → [B·Hkv, Dh, Tk]: keys enter a product as matmul(q, kᵀ) (see transposed). */
-function transposedPlanes(k: Tensor): Float32Array {
-  const Dh = k.shape[k.shape.length - 1] ?? 0, Tk = k.shape[k.shape.length - 2] ?? 0;
-  const keysT = new Float32Array(k.data.length);
-  for (let p = 0; p < k.data.length / (Dh * Tk || 1); p++) {
-    for (let r = 0; r < Tk; r++) for (let d = 0; d < Dh; d++) keysT[(p * Dh + d) * Tk + r] = k.data[(p * Tk + r) * Dh + d]!;
-  }
-  return keysT;
-}
 
 /** Full-resolution attention over the tokens of each group's selected blocks, causal inside the query's own block. */
 function selectedBranch(
@@ -309,7 +274,7 @@ function selectedBranch(
       }
     }
   }
-  return groupedAttention(qRot, s.selectedKeys, s.selectedValues, visible, 1 / Math.sqrt(c.Dh), kernels);
+  return maskedAttention(qRot, s.selectedKeys, s.selectedValues, visible, 1 / Math.sqrt(c.Dh), kernels);
 }
 
 /** The last w keys, the query's own included, through the fused kernel's sliding-window mask. */
