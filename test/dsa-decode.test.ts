@@ -1,6 +1,6 @@
-// DSA's indexer step after step (src/attention/dsa.ts, src/model/dsa-layer.ts): what makes a decode step cheap — keys
-// that grow in place, a config checked once, a top-k without a sort — and what must not change with it: the
-// selection (ties and all) and a failed step's keys dropped.
+// DSA's indexer step after step (src/attention/dsa.ts; a model's layer, src/model/dsa-layer.ts, checks its config at
+// every step): what makes a decode step cheap — keys that grow in place, a config checked once, a top-k without a
+// sort — and what must not change with it: the selection (ties and all) and a failed step's keys dropped.
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { checkDsaConfig, createDsaCache, dsa, indexerScores, initDsa, topKeys, type DsaConfig, type DsaWeights } from "../src/attention/dsa.ts";

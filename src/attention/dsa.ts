@@ -111,7 +111,7 @@ export function indexerScores(
   x: Tensor, weights: DsaWeights, config: DsaConfig, cache: { mla: { length: number }; indexKeys: Tensor }, kernels: Kernels = reference,
 ): Tensor {
   const c = checkDsaConfig(config);
-  const { B } = expectShape("x", x, ["B", "T", c.hidden_size]);
+  const { B, T } = expectShape("x", x, ["B", "T", c.hidden_size]);
   checkIndexerWeights(weights, c);
   const dI = c.index_head_dim;
   const offset = cache?.mla?.length;
@@ -120,26 +120,8 @@ export function indexerScores(
     const got = Array.isArray(cache.indexKeys?.shape) ? cache.indexKeys.shape : "indexer keys without a shape";
     throw argError("cache", `indexer keys [${B}, ${offset}, ${dI}] beside an MLA cache of ${offset} positions`, got);
   }
-  return checkedIndexerScores(x, weights, c, cache, kernels);
-}
-
-/** What the indexer reads of DSA's weights: MLA's query latent (when q_lora_rank > 0) and its own. */
-export type IndexerInputs = Pick<DsaWeights, "q_a_proj" | "q_a_layernorm" | "indexer">;
-
-/**
- * indexerScores on arguments already checked: x [B, T, D], weights of the config's shapes, cache.indexKeys
- * [B, cache.mla.length, d_I] (a model's layer, whose config and weights were checked when it was made: its
- * indexer runs at every step, src/model/dsa-layer.ts). The same kernel calls on the same operands as ever, so the
- * same scores; what it saves is the checks, the copies between layouts, and, with one sequence, the copy of every
- * cached key: the keys grow in place (appendTime).
- */
-export function checkedIndexerScores(
-  x: Tensor, weights: IndexerInputs, c: CheckedDsaConfig, cache: { mla: { length: number }; indexKeys: Tensor }, kernels: Kernels,
-): Tensor {
-  const [B, T] = x.shape as [number, number, number];
   const w = weights.indexer;
-  const [HI, dI, dr] = [c.index_n_heads, c.index_head_dim, c.qk_rope_head_dim];
-  const offset = cache.mla.length;
+  const [HI, dr] = [c.index_n_heads, c.qk_rope_head_dim];
   const positions = Array.from({ length: T }, (_, i) => offset + i);
   const freqs = freqsOf(c);
   const rotate = (t: Tensor, heads: number) => rotated(t, heads, dI, dr, positions, freqs, kernels);

@@ -41,7 +41,10 @@ function unrolled(x: Tensor, planes: number, rows: number, Tk: number, first: nu
   const d = x.shape[x.shape.length - 1]!;
   const out = new Float32Array(planes * Tk * d);
   for (let p = 0; p < planes; p++) {
-    for (let j = 0; j < Tk; j++) out.set(x.data.subarray((p * rows + ((first + j) % rows)) * d, (p * rows + ((first + j) % rows) + 1) * d), (p * Tk + j) * d);
+    for (let j = 0; j < Tk; j++) {
+      const row = p * rows + ((first + j) % rows);
+      out.set(x.data.subarray(row * d, (row + 1) * d), (p * Tk + j) * d);
+    }
   }
   return { shape: [1, planes, Tk, d], data: out };
 }
