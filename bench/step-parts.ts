@@ -10,9 +10,11 @@
 //   JavaScript alone  the same again with the host kernels (src/kernels.ts, what host steps such as NSA's compressed
 //             branch compute with) hollowed too: zeros of the right shape.
 // Printed: the median µs a token of each (median over rounds of each round's mean), and their difference, the
-// kernels with their own host-side glue (weight look-ups, dispatch, the MoE's float64 combine). A kind whose layers
-// have host steps (NSA's compressed branch, DSA's top-k) runs them on zeros in the second column: their JavaScript
-// and their host kernels' arithmetic, on zeros; the last column leaves their JavaScript alone.
+// kernels with their own host-side glue (weight look-ups, dispatch, the MoE's float64 combine); and the JavaScript
+// heap a step of the real backend allocates (the median over sessions that no garbage collection interrupted). A
+// kind whose layers have host steps (NSA's compressed branch, DSA's top-k) runs them on zeros in the second
+// column: their JavaScript and their host kernels' arithmetic, on zeros; the last column leaves their JavaScript
+// alone.
 
 import { spawnSync } from "node:child_process";
 import { parseArgs } from "node:util";
@@ -105,14 +107,22 @@ function withoutHostKernels(k: Kernels): Kernels {
 const PROMPT = Array.from({ length: 32 }, (_, i) => (i * 7) % 200);
 const STEPS = 16;
 
+/** Bytes of JavaScript heap the real backend's decode steps allocated, one entry per session that no collection
+ *  interrupted (the heap only grew), so that their median is what a step allocates. */
+const allocated: number[] = [];
+
 /** One session: the prompt, then STEPS single tokens; the mean ms of those steps. */
 function session(model: Model, backend: Backend): number {
   const cache = createCache(model.config, { backend, capacity: PROMPT.length + STEPS });
   try {
     forward(model, PROMPT, { backend, cache });
+    const heap = process.memoryUsage().heapUsed;
     const started = performance.now();
     for (let s = 0; s < STEPS; s++) forward(model, [PROMPT[s]!], { backend, cache });
-    return (performance.now() - started) / STEPS;
+    const ms = (performance.now() - started) / STEPS;
+    const grown = process.memoryUsage().heapUsed - heap;
+    if (backend === wasm && grown > 0) allocated.push(grown / STEPS);
+    return ms;
   } finally {
     releaseCache(cache);
   }
@@ -125,8 +135,8 @@ const hollowDevice = withoutKernels(wasm.ops.kernels as DeviceKernels<Any>);
 const hollow = { ...wasm, ops: opsOver(hollowDevice, wasm.ops.hostKernels) } as unknown as Backend;
 const bareJs = { ...wasm, ops: opsOver(hollowDevice, withoutHostKernels(wasm.ops.hostKernels)) } as unknown as Backend;
 console.log(`${values.preset} decode on ${wasm.description}; µs a token, median of rounds`);
-console.log("| kind | step | no kernels | kernels (the difference) | outside the kernels | of which host kernels | JavaScript alone |");
-console.log("|---|---:|---:|---:|---:|---:|---:|");
+console.log("| kind | step | no kernels | kernels (the difference) | outside the kernels | of which host kernels | JavaScript alone | JS heap a step |");
+console.log("|---|---:|---:|---:|---:|---:|---:|---:|");
 for (const kind of kinds) {
   const model = benchModel(values.preset!, kind);
   const warm = performance.now();
@@ -140,6 +150,8 @@ for (const kind of kinds) {
   }
   const [f, b, j] = [median(full) * 1000, median(bare) * 1000, median(js) * 1000];
   const share = (x: number) => `${((100 * x) / f).toFixed(0)} %`;
-  console.log(`| ${kind} | ${f.toFixed(0)} | ${b.toFixed(0)} | ${(f - b).toFixed(0)} | ${share(b)} | ${(b - j).toFixed(0)} | ${j.toFixed(0)} (${share(j)}) |`);
+  const heap = allocated.length ? `${(median(allocated) / 1024).toFixed(0)} KB` : "–";
+  allocated.length = 0;
+  console.log(`| ${kind} | ${f.toFixed(0)} | ${b.toFixed(0)} | ${(f - b).toFixed(0)} | ${share(b)} | ${(b - j).toFixed(0)} | ${j.toFixed(0)} (${share(j)}) | ${heap} |`);
 }
 await wasm.dispose();

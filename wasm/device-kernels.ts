@@ -14,7 +14,7 @@
 
 import type { BlockCopy, DeviceKernels, Value } from "../src/device/kernels.ts";
 import { copyLayout } from "../src/device/layout.ts";
-import { numel } from "../src/tensor.ts";
+import { numel, type Tensor } from "../src/tensor.ts";
 import type { WasmCore } from "./core.ts";
 import { attentionAt } from "./kernels/attention.ts";
 import { ropeAt, writeRotary } from "./kernels/elementwise.ts";
@@ -70,6 +70,7 @@ export function wasmDeviceKernels(core: WasmCore): DeviceKernels<WasmTensor> {
 function makeKernels(core: WasmCore): DeviceKernels<WasmTensor> {
   const { ex, heap, temp } = core;
   const classes = new Map<number, { blocks: number[]; used: boolean }>(); // size class → pooled blocks
+  const weights = new WeakMap<Tensor, WasmTensor>();
 
   /** A pooled block for a value of this shape, with room for at least `room` elements (a value that grows step by
    *  step asks for its bound, so that every step takes the same size class). */
@@ -136,7 +137,12 @@ function makeKernels(core: WasmCore): DeviceKernels<WasmTensor> {
 
   return {
     name: "wasm",
-    weight: (t) => handle(t.shape, 0, t.data.length, t.data, 0),
+    weight(t) {
+      // One handle per weight tensor, kept: the forward asks for each weight's handle at every product.
+      let w = weights.get(t);
+      if (w?.host !== t.data) weights.set(t, (w = handle(t.shape, 0, t.data.length, t.data, 0)));
+      return w;
+    },
     upload: (t) => upload(t.shape, t.data),
     empty,
     release,

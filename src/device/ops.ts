@@ -156,7 +156,7 @@ export class CheckedOps<X extends Value> implements Ops<X> {
     for (const w of widths) per += w;
     if (x.shape[1] !== H * per) throw argError("x", `shape [T, ${H * per}] (${H} heads of ${per})`, shapeString(x.shape));
     const parts = this.kernels.splitHeads(x, H, widths);
-    if (this.made) this.made.push(...parts);
+    for (const part of parts) this.keep(part);
     return parts;
   }
 

@@ -13,14 +13,17 @@ export interface Scope<X extends Value> {
 }
 
 export function scoped<X extends Value>(ops: Ops<X>): Scope<X> {
-  let made: X[] = [];
-  const sink: X[] = [];
+  const made: X[] = [];
   return {
-    ops: new CheckedOps(ops.kernels, ops.hostKernels, sink),
+    ops: new CheckedOps(ops.kernels, ops.hostKernels, made),
     releaseExcept(...keep) {
-      made = sink.splice(0);
-      ops.release(...made.filter((x) => !keep.includes(x)));
-      sink.push(...made.filter((x) => keep.includes(x)));
+      // In place, one value at a time: a layer's end makes no new lists.
+      let kept = 0;
+      for (const x of made) {
+        if (keep.includes(x)) made[kept++] = x;
+        else ops.release(x);
+      }
+      made.length = kept;
     },
   };
 }

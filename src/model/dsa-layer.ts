@@ -29,8 +29,8 @@ export function* indexerSelection<X extends Value>(
 ): Reading<Selection> {
   const { ops } = run;
   const c = checkDsaConfig(run.config); // checked once: a model's config is frozen, and checkDsaConfig keeps its answer
-  const [HI, dI, dr] = [c.index_n_heads, c.index_head_dim, c.qk_rope_head_dim];
-  const [T, start] = [positions.length, positions[0]!];
+  const { index_n_heads: HI, index_head_dim: dI, qk_rope_head_dim: dr } = c;
+  const T = positions.length, start = positions[0]!;
   // Each head's first dr features are rotated in halves, (i, i + dr/2): V3.2's layout since its 2025-11-17 fix.
   const rotated = (v: X, heads: number): X => {
     if (dI === dr) return ops.rope((ops.splitHeads(v, heads, [dr]) as [X])[0], positions, freqs, false);

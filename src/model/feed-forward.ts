@@ -3,7 +3,7 @@
 // host, where the reference's own routeTokens (src/moe/layer.ts) picks the experts, with any expert edits of an
 // intervention (src/model/interventions.ts); the routed experts and the shared expert run on the device.
 
-import { read, type Reading } from "../device/drive.ts";
+import { read, settled, type Reading } from "../device/drive.ts";
 import type { Value } from "../device/kernels.ts";
 import type { Ops } from "../device/ops.ts";
 import { hookedKernels, type HookedWeight } from "../model-adapters.ts";
@@ -25,9 +25,9 @@ export interface FeedForward<X> {
 }
 
 /** The dense SwiGLU MLP or the MoE layer on x [N, D] (already normalised); `positions` of its rows. */
-export function* feedForward<X extends Value>(run: Run<X>, l: number, x: X, w: DenseMlpWeights | MoeWeights, positions: Int32Array): Reading<FeedForward<X>> {
-  if (!run.moeConfig || !("experts" in w)) return { out: swigluMlp(run.ops, x, w as DenseMlpWeights), routing: null, stats: null };
-  return yield* moe(run, l, x, w, positions);
+export function feedForward<X extends Value>(run: Run<X>, l: number, x: X, w: DenseMlpWeights | MoeWeights, positions: Int32Array): Reading<FeedForward<X>> {
+  if (!run.moeConfig || !("experts" in w)) return settled({ out: swigluMlp(run.ops, x, w as DenseMlpWeights), routing: null, stats: null });
+  return moe(run, l, x, w, positions);
 }
 
 /** down(silu(gate·x) ⊙ up·x). */

@@ -16,7 +16,7 @@
 
 import { bottleneck, type BottleneckAdapter } from "../adapters.ts";
 import type { Backend } from "../backend.ts";
-import { read, runAsync, runSync, type Reading } from "../device/drive.ts";
+import { read, runAsync, runSync, settled, type Reading } from "../device/drive.ts";
 import type { Value } from "../device/kernels.ts";
 import { referenceOps, type Ops } from "../device/ops.ts";
 import { argError, checkInteger, checkNumber, TinyseekError } from "../errors.ts";
@@ -265,8 +265,11 @@ function residual<X extends Value>(o: Ops<X>, x: X, update: X, active?: Uint8Arr
 }
 
 /** A sublayer's output through its bottleneck adapter, if it has one (on the host: src/adapters.ts). */
-function* adapted<X extends Value>(o: Ops<X>, out: X, adapter: BottleneckAdapter | undefined): Reading<X> {
-  if (!adapter) return out;
+function adapted<X extends Value>(o: Ops<X>, out: X, adapter: BottleneckAdapter | undefined): Reading<X> {
+  return adapter ? adaptedOnHost(o, out, adapter) : settled(out);
+}
+
+function* adaptedOnHost<X extends Value>(o: Ops<X>, out: X, adapter: BottleneckAdapter): Reading<X> {
   return o.upload(bottleneck({ shape: out.shape, data: yield* read(o, out) }, adapter));
 }
 

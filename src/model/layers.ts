@@ -7,7 +7,7 @@
 
 import { attendWith, attention as sdpa } from "../attention/attention.ts";
 import { mlaSoftmaxScale, yarnOptions, type MlaWeights } from "../attention/mla.ts";
-import { read, type Reading } from "../device/drive.ts";
+import { read, settled, type Reading } from "../device/drive.ts";
 import type { Value } from "../device/kernels.ts";
 import type { Ops } from "../device/ops.ts";
 import { filled } from "../device/reference.ts";
@@ -24,7 +24,7 @@ import { sparseLayer } from "./sparse-layer.ts";
 import { segmentedLayer } from "./segmented-layer.ts";
 import { headDim, layerKind, type ModelConfig } from "./config.ts";
 import { decayGammas } from "./mha.ts";
-import { once } from "./once.ts";
+import { oncePerConfig } from "./once.ts";
 import type { ExpertEdit } from "./interventions.ts";
 import { hookHost, listened, point, readOnly, type Listeners } from "./points.ts";
 import type { Model } from "./weights.ts";
@@ -51,35 +51,44 @@ export interface Segment<X extends Value> {
 }
 
 const freqsFor = <X extends Value>(run: Run<X>, dim: number): Float64Array =>
-  once(run, `freqs ${dim}`, () => ropeFrequencies({ dim, theta: run.config.rope_theta, yarn: yarnOptions(run.config) }));
+  oncePerConfig(run, `freqs ${dim}`, () => ropeFrequencies({ dim, theta: run.config.rope_theta, yarn: yarnOptions(run.config) }));
+
+// The functions below that only pass a computation on (by kind, or when nobody listens) are plain functions that
+// return it, not generators delegating to it: a generator object per call and layer was garbage on every decode step.
 
 /** Layer l's attention over the packed new tokens x [N, D], each segment through its own cache. */
-export function* attention<X extends Value>(run: Run<X>, l: number, x: X, segments: readonly Segment<X>[]): Reading<X> {
+export function attention<X extends Value>(run: Run<X>, l: number, x: X, segments: readonly Segment<X>[]): Reading<X> {
+  const s = segments[0]!;
+  if (segments.length === 1 && s.length === x.shape[0]) return sequenceAttention(run, l, x, s.cache, s.positions);
+  return packedAttention(run, l, x, segments);
+}
+
+function* packedAttention<X extends Value>(run: Run<X>, l: number, x: X, segments: readonly Segment<X>[]): Reading<X> {
   const { ops } = run;
   const outs: X[] = [];
-  for (const s of segments) {
-    const rows = segments.length === 1 && s.length === x.shape[0] ? x : ops.sliceRows(x, s.start, s.length);
-    outs.push(yield* sequenceAttention(run, l, rows, s.cache, s.positions));
-  }
+  for (const s of segments) outs.push(yield* sequenceAttention(run, l, ops.sliceRows(x, s.start, s.length), s.cache, s.positions));
   return outs.length === 1 ? outs[0]! : ops.concatRows(outs);
 }
 
-function* sequenceAttention<X extends Value>(run: Run<X>, l: number, x: X, cache: ModelCache<X>, positions: Int32Array): Reading<X> {
+function sequenceAttention<X extends Value>(run: Run<X>, l: number, x: X, cache: ModelCache<X>, positions: Int32Array): Reading<X> {
   const w = run.model.weights.layers[l]!.self_attn;
   const T = x.shape[0]!;
   const start = cache.length;
   const kind = layerKind(run.config, l);
-  if (kind === "segmented") return yield* segmentedLayer(run, l, x, w, cache, positions); // bounded state, its own layout
+  if (kind === "segmented") return segmentedLayer(run, l, x, w, cache, positions); // bounded state, its own layout
   const place = ensureRows(cache, run.config, l, start + T);
-  if (kind === "mla") return yield* mla(run, l, x, w as unknown as MlaWeights, place, positions);
-  if (kind === "dsa") {
-    // The indexer reads MLA's own query latent (x itself without one): made once, for both.
-    const qr = run.config.q_lora_rank ? queryLatent(run, x, w as unknown as MlaWeights) : x;
-    const selected = yield* indexerSelection(run, l, x, qr, w, place, positions, freqsFor(run, run.config.qk_rope_head_dim));
-    return yield* mla(run, l, x, w as unknown as MlaWeights, place, positions, selected, qr);
-  }
-  if (kind === "sparse") return yield* sparseLayer(run, l, x, w, place, positions, cache.ops, hooked(run.ops.hostKernels));
-  return yield* multiHead(run, l, x, w, place, positions, kind === "decay");
+  if (kind === "mla") return mla(run, l, x, w as unknown as MlaWeights, place, positions);
+  if (kind === "dsa") return dsaAttention(run, l, x, w as unknown as MlaWeights, place, positions);
+  if (kind === "sparse") return sparseLayer(run, l, x, w, place, positions, cache.ops, hooked(run.ops.hostKernels));
+  return multiHead(run, l, x, w, place, positions, kind === "decay");
+}
+
+/** DSA: MLA over the cache rows its indexer selects. The indexer reads MLA's own query latent (x itself without
+ *  one): made once, for both. */
+function* dsaAttention<X extends Value>(run: Run<X>, l: number, x: X, w: MlaWeights, place: Place<X>, positions: Int32Array): Reading<X> {
+  const qr = run.config.q_lora_rank ? queryLatent(run, x, w) : x;
+  const selected = yield* indexerSelection(run, l, x, qr, w as unknown as Record<string, Tensor>, place, positions, freqsFor(run, run.config.qk_rope_head_dim));
+  return yield* mla(run, l, x, w, place, positions, selected, qr);
 }
 
 type Place<X> = { keys: X | null; values: X | null; rows: number };
@@ -101,24 +110,19 @@ const queryLatent = <X extends Value>(run: Run<X>, x: X, w: MlaWeights): X =>
  */
 function* mla<X extends Value>(run: Run<X>, l: number, x: X, w: MlaWeights, place: Place<X>, positions: Int32Array, selected?: Selection, qr?: X): Reading<X> {
   const { ops, config: c } = run;
-  const [H, dn, dr, dv, r, eps] = [c.num_attention_heads, c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim, c.kv_lora_rank, c.rms_norm_eps];
+  const { num_attention_heads: H, qk_nope_head_dim: dn, qk_rope_head_dim: dr, v_head_dim: dv, kv_lora_rank: r } = c;
   const T = positions.length;
   const start = positions[0]!;
-  const freqs = freqsFor(run, dr);
-  const q = c.q_lora_rank ? ops.linear(qr ?? queryLatent(run, x, w), w.q_b_proj!) : ops.linear(x, w.q_proj!);
-  const [qNope, qPeRaw] = ops.splitHeads(q, H, [dn, dr]) as [X, X];
-  const qPe = ops.rope(qPeRaw, positions, freqs);
-  const [latentRaw, kPeRaw] = ops.splitHeads(ops.linear(x, w.kv_a_proj_with_mqa), 1, [r, dr]) as [X, X];
+  const { qNope, qPe } = mlaQuery(run, x, w, positions, qr);
+  const kv = mlaKeyInputs(run, x, w, positions);
   const where = { layer: l, positions };
-  const latent = yield* point(ops, run.listen, `layers.${l}.attn.latent`, ops.rmsnorm(latentRaw, w.kv_a_layernorm, eps), where); // [1, T, r]
-  const kPe = yield* point(ops, run.listen, `layers.${l}.attn.k_pe`, ops.rope(kPeRaw, positions, freqs), where); // [1, T, dr]
+  const latent = yield* point(ops, run.listen, `layers.${l}.attn.latent`, kv.latent, where); // [1, T, r]
+  const kPe = yield* point(ops, run.listen, `layers.${l}.attn.k_pe`, kv.kPe, where); // [1, T, dr]
   const keys = place.keys!, values = place.values!;
-  const scale = once(run, "mla scale", () => mlaSoftmaxScale(c));
+  const scale = oncePerConfig(run, "mla scale", () => mlaSoftmaxScale(c));
   let heads: X;
   if (c.mla_mode === "naive") {
-    const [kNope, v] = ops.splitHeads(ops.linear(ops.mergeHeads(latent), w.kv_b_proj), H, [dn, dv]) as [X, X];
-    ops.writeRows(keys, ops.concatLast([kNope, kPe]), start);
-    ops.writeRows(values, v, start);
+    writeNaiveKeys(run, w, latent, kPe, place, start);
     const query = ops.concatLast([qNope, qPe]);
     // Argument objects are written out whole: a spread copy of one made V8's attention path several times slower.
     const args = { H, Hkv: H, Tq: T, Tk: start + T, Dh: dn + dr, Dv: dv, scale, offset: start, kvRows: place.rows };
@@ -139,16 +143,42 @@ function* mla<X extends Value>(run: Run<X>, l: number, x: X, w: MlaWeights, plac
   return ops.linear(ops.mergeHeads(heads), w.o_proj);
 }
 
+// The steps of MLA that read nothing back are plain functions: a generator's body destructures an array through the
+// iterator protocol, an object a step, which an optimised plain function does not make.
+
+/** q = W_qb·RMSNorm(W_qa·x) (or W_q·x), split per head into q_nope [H, T, dn] and q_pe [H, T, dr], q_pe rotated. */
+function mlaQuery<X extends Value>(run: Run<X>, x: X, w: MlaWeights, positions: Int32Array, qr?: X): { qNope: X; qPe: X } {
+  const { ops, config: c } = run;
+  const q = c.q_lora_rank ? ops.linear(qr ?? queryLatent(run, x, w), w.q_b_proj!) : ops.linear(x, w.q_proj!);
+  const [qNope, qPe] = ops.splitHeads(q, c.num_attention_heads, [c.qk_nope_head_dim, c.qk_rope_head_dim]) as [X, X];
+  return { qNope, qPe: ops.rope(qPe, positions, freqsFor(run, c.qk_rope_head_dim)) };
+}
+
+/** [c ; k_pe] = W_kva·x, c ← RMSNorm(c) [1, T, r], k_pe rotated [1, T, dr]: one key shared by every head. */
+function mlaKeyInputs<X extends Value>(run: Run<X>, x: X, w: MlaWeights, positions: Int32Array): { latent: X; kPe: X } {
+  const { ops, config: c } = run;
+  const [latent, kPe] = ops.splitHeads(ops.linear(x, w.kv_a_proj_with_mqa), 1, [c.kv_lora_rank, c.qk_rope_head_dim]) as [X, X];
+  return { latent: ops.rmsnorm(latent, w.kv_a_layernorm, c.rms_norm_eps), kPe: ops.rope(kPe, positions, freqsFor(run, c.qk_rope_head_dim)) };
+}
+
+/** Naive MLA's cache rows from `start`: k_h = [W_uk,h·c ; k_pe], v_h = W_uv,h·c, per head. */
+function writeNaiveKeys<X extends Value>(run: Run<X>, w: MlaWeights, latent: X, kPe: X, place: Place<X>, start: number): void {
+  const { ops, config: c } = run;
+  const [kNope, v] = ops.splitHeads(ops.linear(ops.mergeHeads(latent), w.kv_b_proj), c.num_attention_heads, [c.qk_nope_head_dim, c.v_head_dim]) as [X, X];
+  ops.writeRows(place.keys!, ops.concatLast([kNope, kPe]), start);
+  ops.writeRows(place.values!, v, start);
+}
+
 /** Multi-head (grouped-query) attention with rotary positions, plain or with decay, relative or as written (src/model/mha.ts). */
 function* multiHead<X extends Value>(run: Run<X>, l: number, x: X, w: Record<string, Tensor>, place: Place<X>, positions: Int32Array, decay: boolean): Reading<X> {
   const { ops, config: c } = run;
-  const [H, Hkv, Dh] = [c.num_attention_heads, c.num_key_value_heads, headDim(c)];
+  const H = c.num_attention_heads, Hkv = c.num_key_value_heads, Dh = headDim(c);
   const T = positions.length;
   const start = positions[0]!;
   const freqs = freqsFor(run, Dh);
-  const [q] = ops.splitHeads(ops.linear(x, w.q_proj!), H, [Dh]) as [X];
-  const [k] = ops.splitHeads(ops.linear(x, w.k_proj!), Hkv, [Dh]) as [X];
-  const [v] = ops.splitHeads(ops.linear(x, w.v_proj!), Hkv, [Dh]) as [X];
+  const q = ops.splitHeads(ops.linear(x, w.q_proj!), H, [Dh])[0]!;
+  const k = ops.splitHeads(ops.linear(x, w.k_proj!), Hkv, [Dh])[0]!;
+  const v = ops.splitHeads(ops.linear(x, w.v_proj!), Hkv, [Dh])[0]!;
   // As written, the cache holds each key already scaled by γ^j: the attention below then scores q_i·(γ^j·k_j)/√Dh,
   // with the module's 1/√Dh (no YaRN factor) and no relative term.
   const asWritten = decay && c.decay_mode === "as-written";
@@ -156,8 +186,8 @@ function* multiHead<X extends Value>(run: Run<X>, l: number, x: X, w: Record<str
   ops.writeRows(place.keys!, asWritten ? yield* decayedKeys(ops, c, keys, start) : keys, start);
   ops.writeRows(place.values!, v, start);
   const query = ops.rope(q, positions, freqs);
-  const scale = asWritten ? 1 / Math.sqrt(Dh) : once(run, "mha scale", () => yarnSoftmaxFactor(yarnOptions(c)) / Math.sqrt(Dh));
-  const logGammas = decay && !asWritten ? once(run, "ln gammas", () => decayGammas(c).map(Math.log)) : undefined;
+  const scale = asWritten ? 1 / Math.sqrt(Dh) : oncePerConfig(run, "mha scale", () => yarnSoftmaxFactor(yarnOptions(c)) / Math.sqrt(Dh));
+  const logGammas = decay && !asWritten ? oncePerConfig(run, "ln gammas", () => decayGammas(c).map(Math.log)) : undefined;
   const args = { H, Hkv, Tq: T, Tk: start + T, Dh, Dv: Dh, scale, offset: start, kvRows: place.rows, logGammas };
   const heads = yield* attend(run, l, query, place.keys!, place.values!, args, positions);
   return ops.linear(ops.mergeHeads(yield* point(ops, run.listen, `layers.${l}.attn.heads`, heads, { layer: l, positions })), w.o_proj!);
@@ -171,10 +201,16 @@ type AttentionArgs = { H: number; Hkv: number; Tq: number; Tk: number; Dh: numbe
  * probabilities over this backend's q and k. A hook's replacement probabilities are applied to the values on the
  * host, in place of the backend's attention.
  */
-function* attend<X extends Value>(run: Run<X>, l: number, q: X, k: X, v: X, a: AttentionArgs, positions: Int32Array): Reading<X> {
+function attend<X extends Value>(run: Run<X>, l: number, q: X, k: X, v: X, a: AttentionArgs, positions: Int32Array): Reading<X> {
   const { ops, listen } = run;
+  if (!listen.hooks.length && !listen.trace) return settled(ops.attention(q, k, v, a)); // no names to build
   const [scoresName, probsName] = [`layers.${l}.attn.scores`, `layers.${l}.attn.probs`];
-  if (!listened(listen, scoresName) && !listened(listen, probsName)) return ops.attention(q, k, v, a);
+  if (!listened(listen, scoresName) && !listened(listen, probsName)) return settled(ops.attention(q, k, v, a));
+  return probedAttention(run, l, q, k, v, a, positions, scoresName, probsName);
+}
+
+function* probedAttention<X extends Value>(run: Run<X>, l: number, q: X, k: X, v: X, a: AttentionArgs, positions: Int32Array, scoresName: string, probsName: string): Reading<X> {
+  const { ops, listen } = run;
   const where = { layer: l, positions };
   const [qs, ks, vs] = [yield* read(ops, q), yield* read(ops, k), yield* read(ops, v)];
   const cached = (data: Float32Array, d: number) => filled({ shape: [a.Hkv, a.kvRows, d], data }, a.Hkv, a.kvRows, a.Tk);

@@ -7,7 +7,7 @@
 import { argError, TinyseekError } from "../errors.ts";
 import { globToRegExp } from "../glob.ts";
 import type { Value } from "../device/kernels.ts";
-import { read, type Reading } from "../device/drive.ts";
+import { read, settled, type Reading } from "../device/drive.ts";
 import type { Ops } from "../device/ops.ts";
 import { shapeString, type Tensor } from "../tensor.ts";
 import { record, wants, type Trace, type TracedTensor } from "../trace.ts";
@@ -106,8 +106,11 @@ export function readOnly(l: Listeners, name: string, value: TracedTensor, where:
 }
 
 /** The hook point `name` on a device value: unread unless someone listens; a replacement is uploaded. */
-export function* point<X extends Value>(ops: Ops<X>, l: Listeners, name: string, x: X, where: { layer?: number; positions: Int32Array }): Reading<X> {
-  if (!listened(l, name)) return x;
+export function point<X extends Value>(ops: Ops<X>, l: Listeners, name: string, x: X, where: { layer?: number; positions: Int32Array }): Reading<X> {
+  return listened(l, name) ? listenedPoint(ops, l, name, x, where) : settled(x);
+}
+
+function* listenedPoint<X extends Value>(ops: Ops<X>, l: Listeners, name: string, x: X, where: { layer?: number; positions: Int32Array }): Reading<X> {
   const value = { shape: x.shape, data: yield* read(ops, x) };
   const flowing = hookHost(l, name, value, where);
   return flowing === value ? x : ops.upload(flowing);

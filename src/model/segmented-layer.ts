@@ -17,7 +17,7 @@ import type { Tensor } from "../tensor.ts";
 import { segmentedConfig } from "./attention.ts";
 import type { LayerCache, ModelCache } from "./cache.ts";
 import type { Run } from "./layers.ts";
-import { once } from "./once.ts";
+import { once, oncePerConfig } from "./once.ts";
 import { point } from "./points.ts";
 
 /** The first position whose key the window holds while the query at position p is computed. */
@@ -25,7 +25,7 @@ const windowStart = (c: ResolvedSegmentedConfig, p: number) => Math.max(0, Math.
 
 /** The resolved config and rotary frequencies, made once per forward (the module's: plain rotary, no YaRN). */
 function derived<X extends Value>(run: Run<X>): { c: ResolvedSegmentedConfig; freqs: Float64Array } {
-  return once(run, "segmented", () => {
+  return oncePerConfig(run, "segmented", () => {
     const c = resolveSegmentedConfig(segmentedConfig(run.config));
     return { c, freqs: ropeFrequencies({ dim: c.headDim, theta: c.rope_theta }) };
   });
