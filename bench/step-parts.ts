@@ -12,9 +12,9 @@
 // Printed: the median µs a token of each (median over rounds of each round's mean), and their difference, the
 // kernels with their own host-side glue (weight look-ups, dispatch, the MoE's float64 combine); and the JavaScript
 // heap a step of the real backend allocates (the median over sessions that no garbage collection interrupted). A
-// kind whose layers have host steps (NSA's compressed branch, DSA's top-k) runs them on zeros in the second
-// column: their JavaScript and their host kernels' arithmetic, on zeros; the last column leaves their JavaScript
-// alone.
+// kind whose layers have host steps (NSA's block selection and gated sum, DSA's top-k) runs them on zeros in the
+// second column: their JavaScript and their host kernels' arithmetic, on zeros; the last column leaves their
+// JavaScript alone.
 
 import { spawnSync } from "node:child_process";
 import { parseArgs } from "node:util";
@@ -65,6 +65,7 @@ function withoutKernels(k: DeviceKernels<Any>): DeviceKernels<Any> {
     mergeHeads: (x) => k.empty([x.shape[1]!, x.shape[0]! * x.shape[2]!]),
     concatLast: (parts) => k.empty([Math.max(...parts.map((p) => p.shape[0]!)), parts[0]!.shape[1]!, parts.reduce((s, p) => s + p.shape[2]!, 0)]),
     sliceRows: (x, _start, count) => k.empty([count, x.shape[1]!]),
+    reshape: (_x, shape) => k.empty(shape),
     concatRows: (parts) => k.empty([parts.reduce((s, p) => s + p.shape[0]!, 0), parts[0]!.shape[1]!]),
     writeRows: () => {},
     add: (a) => k.empty(a.shape),
@@ -76,13 +77,15 @@ function withoutKernels(k: DeviceKernels<Any>): DeviceKernels<Any> {
     swiglu: (gate) => k.empty(gate.shape),
     softmax: (x) => k.empty(x.shape),
     attention: (_q, _k, _v, a) => k.empty([a.H, a.Tq, a.Dv]),
+    attentionProbs: (_q, _k, a) => k.empty([a.H, a.Tq, a.Tk]),
+    attendWith: (_p, _v, a) => k.empty([a.H, a.Tq, a.Dv]),
     indexScores: (_q, _keys, _w, a) => k.empty([a.Tq, a.Tk]),
     moe: (x) => k.empty(x.shape),
   };
 }
 
 /**
- * The host kernels (src/kernels.ts: what host steps such as NSA's compressed branch run on) with nothing computed:
+ * The host kernels (src/kernels.ts: what host steps such as bottleneck adapters run on) with nothing computed:
  * zeros of the shape each would give. With the device kernels hollowed too, what is left is JavaScript alone.
  */
 function withoutHostKernels(k: Kernels): Kernels {

@@ -16,6 +16,7 @@ import { numel } from "../src/tensor.ts";
 import type { GpuContext, GpuTensor } from "./context.ts";
 import { attention } from "./kernels/attention.ts";
 import { indexScores } from "./kernels/index-scores.ts";
+import { attendWith, attentionProbs } from "./kernels/probs.ts";
 import { add, addRows, copyBlocks, gatherPlanes, gatherRows, rope, rotaryTables, swiglu } from "./kernels/elementwise.ts";
 import { gemmInto, linear } from "./kernels/matmul.ts";
 import { moe } from "./kernels/moe.ts";
@@ -104,6 +105,8 @@ function create(ctx: GpuContext): DeviceKernels<GpuTensor> {
       const out = logGammas ? withUpload(Float32Array.from(logGammas), run) : run();
       return { shape: [H, Tq, Dv], buffer: out.buffer }; // the kernel's [B = 1, H, Tq, Dv]
     },
+    attentionProbs: (q, k, args) => attentionProbs(ctx, q, k, args),
+    attendWith: (probs, v, args) => attendWith(ctx, probs, v, args),
     indexScores: (q, keys, w, args) => indexScores(ctx, q, keys, w, args),
     moe: (x, routing, e) => moe(ctx, x, routing, { ...expertBuffers(e.gate, e.up, e.down), E: e.E, F: e.F, D: e.D }),
     quantLinear: (x, w, activations) => quantLinear(ctx, x, w, activations),

@@ -133,6 +133,13 @@ const cases: Record<string, fc.Arbitrary<Case>> = {
     const start = rng.int(N), count = rng.int(N - start + 1);
     return { describe: `x [${N}, ${D}] rows ${start}+${count} seed ${seed}`, run: (k, up) => k.sliceRows(up(x), start, count), naive: () => tensor([count, D], x.data.slice(start * D, (start + count) * D)) };
   }),
+  reshape: fc.record({ A: fc.constantFrom(1, 2, 3), n: small, D: width, seed }).map(({ A, n, D, seed }) => {
+    // [A, n, D] read as [A·n, D] and as [n, A·D]: the same elements in the same order.
+    const rng = new Random(seed);
+    const x = rand(rng, [A, n, D]);
+    const shape = rng.int(2) === 0 ? [A * n, D] : [n, A * D];
+    return { describe: `[${A}, ${n}, ${D}] as [${shape}] seed ${seed}`, run: (k, up) => k.reshape(up(x), shape), naive: () => tensor(shape, x.data.slice()) };
+  }),
   concatRows: fc.record({ n1: small, n2: small, D: width, seed }).map(({ n1, n2, D, seed }) => {
     const rng = new Random(seed);
     const a = rand(rng, [n1, D]), b = rand(rng, [n2, D]);
@@ -352,6 +359,59 @@ const cases: Record<string, fc.Arbitrary<Case>> = {
       naive,
     };
   }),
+  // Attention's probabilities (NSA's compressed branch reads them): query i sees keys j <= offset + i of the first Tk
+  // of a cache; offset -1 leaves query 0 none (a row of zeros), and `after` keys lie past the last query's reach.
+  attentionProbs: fc.record({
+    Hkv: fc.constantFrom(1, 2), group: fc.constantFrom(1, 2, 3), Tq: fc.constantFrom(1, 3, 5, 9), offset: fc.constantFrom(-1, 0, 1, 7, 64),
+    after: fc.constantFrom(0, 2), spare: fc.constantFrom(0, 1, 5), Dh: fc.constantFrom(1, 4, 7, 8, 16, 33), seed,
+  }).map(({ Hkv, group, Tq, offset, after, spare, Dh, seed }) => {
+    const rng = new Random(seed);
+    const H = Hkv * group, Tk = Math.max(1, offset + Tq) + after, kvRows = Tk + spare;
+    const q = rand(rng, [H, Tq, Dh]), k = rand(rng, [Hkv, kvRows, Dh]);
+    const scale = 1 / Math.sqrt(Dh);
+    const naive = () => {
+      const out = new Float32Array(H * Tq * Tk);
+      for (let h = 0; h < H; h++) {
+        for (let i = 0; i < Tq; i++) {
+          const seen = Math.min(Tk, offset + i + 1);
+          const scores = Array.from({ length: Math.max(0, seen) }, (_, j) => {
+            let dot = 0;
+            for (let d = 0; d < Dh; d++) dot += q.data[(h * Tq + i) * Dh + d]! * k.data[(Math.floor(h / group) * kvRows + j) * Dh + d]!;
+            return dot * scale;
+          });
+          const max = Math.max(...scores);
+          const sum = scores.reduce((a, s) => a + Math.exp(s - max), 0);
+          scores.forEach((s, j) => (out[(h * Tq + i) * Tk + j] = Math.exp(s - max) / sum));
+        }
+      }
+      return tensor([H, Tq, Tk], out);
+    };
+    return {
+      describe: `H ${H} Hkv ${Hkv} Tq ${Tq} offset ${offset} Tk ${Tk} kvRows ${kvRows} Dh ${Dh} seed ${seed}`,
+      run: (kk, up) => kk.attentionProbs(up(q), up(k), { H, Hkv, Tq, Tk, Dh, Dv: 1, scale, offset, kvRows }),
+      naive,
+    };
+  }),
+  // Probabilities (any values) times the first Tk rows of a cache's values, kv head h / (H / Hkv).
+  attendWith: fc.record({
+    Hkv: fc.constantFrom(1, 2), group: fc.constantFrom(1, 2, 3), Tq: fc.constantFrom(1, 3, 5), Tk: fc.constantFrom(1, 2, 3, 4, 5, 8, 9, 64, 65),
+    spare: fc.constantFrom(0, 1, 5), Dv: fc.constantFrom(1, 3, 4, 5, 8, 9, 17), seed,
+  }).map(({ Hkv, group, Tq, Tk, spare, Dv, seed }) => {
+    const rng = new Random(seed);
+    const H = Hkv * group, kvRows = Tk + spare;
+    const probs = rand(rng, [H, Tq, Tk]), v = rand(rng, [Hkv, kvRows, Dv]);
+    const naive = () => tensor([H, Tq, Dv], Float32Array.from({ length: H * Tq * Dv }, (_, e) => {
+      const [row, d] = [Math.floor(e / Dv), e % Dv];
+      let sum = 0;
+      for (let j = 0; j < Tk; j++) sum += probs.data[row * Tk + j]! * v.data[(Math.floor(row / Tq / group) * kvRows + j) * Dv + d]!;
+      return sum;
+    }));
+    return {
+      describe: `H ${H} Hkv ${Hkv} Tq ${Tq} Tk ${Tk} kvRows ${kvRows} Dv ${Dv} seed ${seed}`,
+      run: (kk, up) => kk.attendWith(up(probs), up(v), { H, Hkv, Tq, Tk, Dv, kvRows }),
+      naive,
+    };
+  }),
   // DSA's indexer scores over a cache of kvRows rows, the first Tk filled; -∞ after each query's own position.
   indexScores: fc.record({
     H: fc.constantFrom(1, 2, 3, 4, 5), Tq: fc.constantFrom(1, 3, 5), past: fc.constantFrom(0, 1, 7, 64), spare: fc.constantFrom(0, 1, 5),
@@ -417,8 +477,8 @@ const cases: Record<string, fc.Arbitrary<Case>> = {
 /** Which row of spec/backends.md's kernel table a device kernel is held to; copies and one addition are exact. */
 const SPEC_ROW: Record<string, string | null> = {
   "upload-read": null, embed: null, gatherRows: null, addRows: null, add: null, splitHeads: null, mergeHeads: null,
-  concatLast: null, sliceRows: null, concatRows: null, writeRows: null,
-  linear: "linear", fp8Dequant: "linear", quantLinear: "quantLinear", gemm: "matmul", rmsnorm: "rmsnorm", layernorm: "layernorm", rope: "rope", swiglu: "swiglu", softmax: "softmax", attention: "attention", indexScores: "indexScores", moe: "moe",
+  concatLast: null, sliceRows: null, reshape: null, concatRows: null, writeRows: null,
+  linear: "linear", fp8Dequant: "linear", quantLinear: "quantLinear", gemm: "matmul", rmsnorm: "rmsnorm", layernorm: "layernorm", rope: "rope", swiglu: "swiglu", softmax: "softmax", attention: "attention", attentionProbs: "attentionProbs", attendWith: "attendWith", indexScores: "indexScores", moe: "moe",
 };
 
 const tolerances = readTolerances(Object.values(SPEC_ROW).filter((r): r is string => r !== null));
@@ -462,7 +522,8 @@ for (const row of ROWS.filter((r) => r.name !== "reference")) {
 }
 
 // tfjs (training's backend) runs the model's other kernels in test/model-backends.test.ts; here its row gather, and
-// the kernels DSA's indexer and NSA's window added (layernorm, indexScores, rope's halves, attention over a ring),
+// the kernels DSA's indexer and NSA added (layernorm, indexScores, rope's halves, attention over a ring, attention's
+// probabilities and their product with values),
 // held to spec/backends.md's "tfjs" rows.
 describe("device kernels on tfjs", () => {
   // Set up once: setUpTfjs wraps tfjs's matMul kernel each time it runs.
@@ -471,7 +532,7 @@ describe("device kernels on tfjs", () => {
     await (await import("../train/tfjs.ts")).setUpTfjs();
     return (await import("../train/tfjs-kernels.ts")).tfjsKernels() as unknown as DeviceKernels<Value>;
   })());
-  for (const op of ["gatherRows", "layernorm", "indexScores", "rope", "attention"]) {
+  for (const op of ["gatherRows", "layernorm", "indexScores", "rope", "attention", "attentionProbs", "attendWith"]) {
     it(op, async () => {
       const tfjs = await load();
       const spec = SPEC_ROW[op];
@@ -495,6 +556,15 @@ describe("the checked operations refuse bad input in one line naming the argumen
     ["indexScores w", () => o.indexScores(t([2, 1, 4]), t([1, 3, 4]), t([1, 3]), { H: 2, Tq: 1, Tk: 3, D: 4, offset: 2, scale: 1, kvRows: 3 }), "w: expected shape [1, 2], got [1, 3]"],
     ["indexScores Tk", () => o.indexScores(t([2, 1, 4]), t([1, 3, 4]), t([1, 2]), { H: 2, Tq: 1, Tk: 4, D: 4, offset: 3, scale: 1, kvRows: 3 }), "Tk: expected within [4, 3], got 4"],
     ["indexScores offset", () => o.indexScores(t([2, 1, 4]), t([1, 3, 4]), t([1, 2]), { H: 2, Tq: 1, Tk: 3, D: 4, offset: -1, scale: 1, kvRows: 3 }), "offset: expected an integer >= 0, got -1"],
+    ["attentionProbs offset", () => o.attentionProbs(t([2, 1, 4]), t([1, 3, 4]), { H: 2, Hkv: 1, Tq: 1, Tk: 3, Dh: 4, Dv: 4, scale: 1, offset: -2, kvRows: 3 }), "offset: expected an integer >= -1, got -2"],
+    ["attentionProbs Tk", () => o.attentionProbs(t([2, 1, 4]), t([1, 3, 4]), { H: 2, Hkv: 1, Tq: 1, Tk: 0, Dh: 4, Dv: 4, scale: 1, offset: -1, kvRows: 3 }), "Tk: expected within [1, 3], got 0"],
+    ["attentionProbs k", () => o.attentionProbs(t([2, 1, 4]), t([1, 3, 5]), { H: 2, Hkv: 1, Tq: 1, Tk: 3, Dh: 4, Dv: 4, scale: 1, offset: 2, kvRows: 3 }), "k: expected shape [1, 3, 4], got [1, 3, 5]"],
+    ["attentionProbs scale", () => o.attentionProbs(t([2, 1, 4]), t([1, 3, 4]), { H: 2, Hkv: 1, Tq: 1, Tk: 3, Dh: 4, Dv: 4, scale: NaN, offset: 2, kvRows: 3 }), "scale: expected a finite number, got NaN"],
+    ["attentionProbs logGammas", () => o.attentionProbs(t([2, 1, 4]), t([1, 3, 4]), { H: 2, Hkv: 1, Tq: 1, Tk: 3, Dh: 4, Dv: 4, scale: 1, offset: 2, kvRows: 3, logGammas: [-1, -1] }), "logGammas: expected none (attentionProbs has no decay bias), got 2"],
+    ["attentionProbs firstRow", () => o.attentionProbs(t([2, 1, 4]), t([1, 3, 4]), { H: 2, Hkv: 1, Tq: 1, Tk: 3, Dh: 4, Dv: 4, scale: 1, offset: 2, kvRows: 3, firstRow: 1 }), "firstRow: expected 0 (attentionProbs reads no ring), got 1"],
+    ["attendWith probs", () => o.attendWith(t([2, 1, 4]), t([1, 3, 4]), { H: 2, Hkv: 1, Tq: 1, Tk: 3, Dv: 4, kvRows: 3 }), "probs: expected shape [2, 1, 3], got [2, 1, 4]"],
+    ["attendWith Tk", () => o.attendWith(t([2, 1, 4]), t([1, 3, 4]), { H: 2, Hkv: 1, Tq: 1, Tk: 4, Dv: 4, kvRows: 3 }), "Tk: expected within [1, 3], got 4"],
+    ["attendWith Hkv", () => o.attendWith(t([3, 1, 2]), t([2, 3, 4]), { H: 3, Hkv: 2, Tq: 1, Tk: 2, Dv: 4, kvRows: 3 }), "Hkv: expected a divisor of H=3, got 2"],
     ["layernorm", () => o.layernorm(t([2, 3]), t([4]), t([4]), 1e-6), "x: expected shape [..., 4], got [2, 3]"],
     ["layernorm bias", () => o.layernorm(t([2, 4]), t([4]), t([3]), 1e-6), "bias: expected shape [4], got [3]"],
     ["layernorm eps", () => o.layernorm(t([2, 4]), t([4]), t([4]), 0), "eps: expected a number in (0, 1), got 0"],
@@ -502,6 +572,8 @@ describe("the checked operations refuse bad input in one line naming the argumen
     ["addRows", () => o.addRows(t([3, 2]), t([3, 2]), Int32Array.of(0, 1)), "slots: expected 3 slots, got 2"],
     ["addRows width", () => o.addRows(t([3, 2]), t([3, 4]), Int32Array.of(0, 1, 2)), "update: expected shape [n, 2], got [3, 4]"],
     ["splitHeads", () => o.splitHeads(t([3, 10]), 2, [2, 2]), "x: expected shape [T, 8] (2 heads of 4), got [3, 10]"],
+    ["reshape size", () => o.reshape(t([2, 3, 4]), [6, 5]), "shape: expected 24 elements (x is [2, 3, 4]), got [6, 5], 30"],
+    ["reshape dims", () => o.reshape(t([2, 3]), [-2, -3]), "shape: expected a list of integers >= 0, got [-2, -3]"],
     ["writeRows", () => o.writeRows(t([1, 4, 2]), t([1, 3, 2]), 2), "src: expected shape [1, ≤ 2, 2] (written at row 2), got [1, 3, 2]"],
     ["embed", () => o.embed(t([5, 2]), Int32Array.of(1, 7)), "tokens[1]: expected an integer in [0, 4], got 7"],
     ["gatherRows rank", () => o.gatherRows(t([2, 3, 4, 5]), Int32Array.of(0)), "x: expected shape [N, D] or [A, N, D], got [2, 3, 4, 5]"],

@@ -1,7 +1,7 @@
 // NSA (src/attention/sparse.ts) as a model attention kind on the device (src/model/sparse-layer.ts): projections and
-// the selected and window branches on the backend's operations, the compressed branch, the selection and the gates on
-// the host. Checked against the module itself and against the module with its selected branch through the fused
-// attention, which is what the device path computes.
+// the three branches on the backend's operations, the selection and the gated sum on the host. Checked against the
+// module itself and against the module with its selected branch through the fused attention, which is what the device
+// path computes.
 import { describe, expect, it } from "vitest";
 import { attention } from "../src/attention/attention.ts";
 import { mergeHeads } from "../src/attention/heads.ts";
@@ -9,7 +9,7 @@ import { createSparseState, gatedSum, sparseAttentionTraced, type SparseWeights 
 import { reference, type Kernels } from "../src/kernels.ts";
 import { hookedKernels } from "../src/model-adapters.ts";
 import { sparseConfig } from "../src/model/attention.ts";
-import { createCache, dropsPositions, releaseCache, type LayerCache } from "../src/model/cache.ts";
+import { cacheNumbers, cacheValues, createCache, dropsPositions, releaseCache, type LayerCache } from "../src/model/cache.ts";
 import type { ModelConfig } from "../src/model/config.ts";
 import { forward, forwardBatch } from "../src/model/forward.ts";
 import { generate } from "../src/model/generate.ts";
@@ -17,7 +17,7 @@ import { hookPoints } from "../src/model/point-names.ts";
 import { initModel, type Model } from "../src/model/weights.ts";
 import { quantizeModel } from "../src/quant/model.ts";
 import { ablateHeads } from "../src/research/heads.ts";
-import type { Tensor } from "../src/tensor.ts";
+import { numel, type Tensor } from "../src/tensor.ts";
 import { createTrace } from "../src/trace.ts";
 import { relativeError } from "./helpers.ts";
 import { testConfig } from "./model-fixtures.ts";
@@ -83,12 +83,45 @@ describe("sparse (NSA) as a model attention kind, on the device", () => {
     expect(layer.rows).toBeGreaterThanOrEqual(T);
     expect(layer.sparse!.position).toBe(T);
     expect(layer.sparse!.windowKeys!.shape).toEqual([2, c.sparse_window, 8]); // the last w positions: a ring [Hkv, w, Dh]
-    // One compressed key per finished block: floor((T - l) / d) + 1, and the raw keys from blocks·d on.
-    const blocks = Math.floor((T - c.sparse_block) / c.sparse_stride) + 1;
-    expect(layer.sparse!.compressed.compressedKeys.shape).toEqual([1, 2, blocks, 8]);
-    expect(layer.sparse!.compressed.pendingKeys.shape).toEqual([1, 2, T - blocks * c.sparse_stride, 8]);
+    // The compressed branch on the device too: every position's raw keys and values beside the cache's, and a row for
+    // every block the cache's rows can end, floor((rows - l) / d) + 1.
+    expect(layer.blocks!.rawKeys.shape).toEqual([2, layer.rows, 8]);
+    expect(layer.blocks!.rawValues.shape).toEqual([2, layer.rows, 8]);
+    expect(layer.blocks!.rows).toBe(Math.floor((layer.rows - c.sparse_block) / c.sparse_stride) + 1);
+    expect(layer.blocks!.keys.shape).toEqual([2, layer.blocks!.rows, 8]);
     releaseCache(cache);
     expect(layer.sparse).toBeUndefined();
+    expect(layer.blocks).toBeUndefined();
+  });
+
+  it("counts in cacheNumbers what its cache holds (a cache of exactly T rows after T tokens)", () => {
+    const model = sparseModel();
+    const cache = createCache(model.config, { capacity: T });
+    forward(model, prompt, { cache });
+    expect(cache.layers[0]!.rows).toBe(T);
+    expect(cacheValues(cache).reduce((n, v) => n + numel(v.shape), 0)).toBe(cacheNumbers(model.config, T));
+  });
+
+  it("compresses each block on the device as the module does, bit for bit, in a prefill and in decode steps", () => {
+    const model = sparseModel();
+    const c = sparseConfig(model.config);
+    const cache = createCache(model.config);
+    const inputs: number[] = [];
+    for (const part of [prompt.slice(0, T - 4), ...prompt.slice(T - 4).map((id) => [id])]) {
+      const trace = createTrace("layers.1.attn.in");
+      forward(model, part, { cache, trace });
+      inputs.push(...trace.tensors.get("layers.1.attn.in")!.data);
+    }
+    const state = createSparseState(c);
+    const weights = model.weights.layers[1]!.self_attn as unknown as SparseWeights;
+    sparseAttentionTraced({ shape: [1, T, c.hidden_size], data: Float32Array.from(inputs) }, weights, c, state, reference);
+    const blocks = (cache.layers[1] as LayerCache<Tensor>).blocks!;
+    const [, Hkv, NB, Dh] = state.compressedKeys.shape as [number, number, number, number];
+    expect(NB).toBe(Math.floor((T - c.sparse_block!) / c.sparse_stride!) + 1);
+    // The first NB rows of each kv head's plane [Hkv, rows, Dh] against the module's [1, Hkv, NB, Dh].
+    const filled = (x: Tensor) => Float32Array.from({ length: Hkv * NB * Dh }, (_, e) => x.data[Math.floor(e / (NB * Dh)) * blocks.rows * Dh + (e % (NB * Dh))]!);
+    expect(filled(blocks.keys)).toEqual(state.compressedKeys.data);
+    expect(filled(blocks.values)).toEqual(state.compressedValues.data);
   });
 
   it.each([[1], [5], [T]])("a layer is sparse.ts on its own input (T = %i): selections and gates exactly, the selected branch through the fused attention bit for bit", (length) => {

@@ -1,6 +1,6 @@
 // The one forward (src/model/forward.ts) on WebGPU, under the asynchronous driver, against the same forward on the
 // reference: for every attention kind (mla absorb and naive, mha with 2 kv heads, decay relative and as-written,
-// segmented, sparse on the device; dsa's indexer and sparse's compressed branch on the host), logits within spec/golden.md's whole-model bound (NMSE <= 1e-7),
+// segmented, sparse on the device; dsa's top-k and sparse's block selection on the host), logits within spec/golden.md's whole-model bound (NMSE <= 1e-7),
 // the same greedy tokens, the same experts chosen at every MoE layer, a prefill then decode steps through a cache
 // on the device equal to the reference's steps through its own. Also: every traced intermediate, early exit's
 // layers, continuous batching, the step-through, adapters and quantised weights, buffer reuse, the refusals, and

@@ -25,7 +25,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import type { Backend } from "../src/backend.ts";
 import { runSync } from "../src/device/drive.ts";
-import type { AttentionArgs, DeviceKernels, ExpertValues, GemmArgs, IndexScoreArgs, Value } from "../src/device/kernels.ts";
+import type { AttendArgs, AttentionArgs, DeviceKernels, ExpertValues, GemmArgs, IndexScoreArgs, Value } from "../src/device/kernels.ts";
 import { opsOver, type Ops } from "../src/device/ops.ts";
 import { NotSupportedError } from "../src/errors.ts";
 import { createCache, type ModelCache } from "../src/model/cache.ts";
@@ -196,6 +196,7 @@ export function tfjsKernels(variables: ReadonlyMap<Float32Array, tf.Variable> = 
       return wrap(ts.length === 1 ? ts[0]! : tf.concat(ts, 2));
     },
     sliceRows: (x, start, count) => wrap(tf.slice(x.t, [start, 0], [count, x.shape[1]!])),
+    reshape: (x, shape) => wrap(tf.reshape(x.t, [...shape])),
     concatRows: (parts) => wrap(parts.length === 1 ? parts[0]!.t : tf.concat(parts.map((p) => p.t), 0)),
     writeRows(dst, src, at) {
       const [A, rows, w] = dst.shape as [number, number, number];
@@ -303,6 +304,19 @@ export function tfjsKernels(variables: ReadonlyMap<Float32Array, tf.Variable> = 
       const out = Hkv === 1
         ? tf.matMul(tf.reshape(probs, [H * Tq, Tk]) as tf.Tensor2D, tf.reshape(values, [Tk, Dv]) as tf.Tensor2D)
         : tf.matMul(tf.reshape(probs, [Hkv, G * Tq, Tk]) as tf.Tensor3D, values as tf.Tensor3D);
+      return wrap(tf.reshape(out, [H, Tq, Dv]));
+    },
+    attentionProbs(q, k, { H, Hkv, Tq, Tk, Dh, scale, offset, kvRows }: AttentionArgs) {
+      const keys = kvRows > Tk ? tf.slice(k.t, [0, 0, 0], [Hkv, Tk, Dh]) : k.t;
+      const scores = tf.matMul(tf.reshape(q.t, [Hkv, (H / Hkv) * Tq, Dh]) as tf.Tensor3D, keys as tf.Tensor3D, false, true);
+      const probs = tf.softmax(tf.add(tf.mul(tf.reshape(scores, [H, Tq, Tk]), scale), attentionBias(H, Tq, Tk, offset)));
+      if (offset >= 0) return wrap(probs);
+      // Query 0 sees no key: every score masked, the softmax would share its weight evenly; the interface says zeros.
+      return wrap(tf.mul(probs, tf.tensor3d(Float32Array.from({ length: Tq }, (_, i) => Number(offset + i >= 0)), [1, Tq, 1])));
+    },
+    attendWith(probs, v, { H, Hkv, Tq, Tk, Dv, kvRows }: AttendArgs) {
+      const values = kvRows > Tk ? tf.slice(v.t, [0, 0, 0], [Hkv, Tk, Dv]) : v.t;
+      const out = tf.matMul(tf.reshape(probs.t, [Hkv, (H / Hkv) * Tq, Tk]) as tf.Tensor3D, values as tf.Tensor3D);
       return wrap(tf.reshape(out, [H, Tq, Dv]));
     },
     indexScores(q, keys, w, { H, Tq, Tk, D, offset, scale, kvRows }: IndexScoreArgs) {

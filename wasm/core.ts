@@ -28,6 +28,8 @@ export interface Exports {
     scale: number, lo: number, hi: number, logGammas: number, offset: number, firstRow: number, scratch: number, scratchStride: number, part: number, parts: number,
   ): void;
   attentionScratch(Tk: number, Dh: number, Dv: number): number;
+  attentionProbs(q: number, k: number, out: number, H: number, Hkv: number, Tq: number, Tk: number, kvRows: number, Dh: number, scale: number, offset: number): void;
+  attendWith(p: number, v: number, out: number, H: number, Hkv: number, Tq: number, Tk: number, kvRows: number, Dv: number): void;
   softmax(x: number, flags: number, rows: number, N: number, out: number): void;
   rmsnorm(x: number, w: number, rows: number, D: number, eps: number, out: number): void;
   layernorm(x: number, w: number, b: number, rows: number, D: number, eps: number, out: number): void;

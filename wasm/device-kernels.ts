@@ -8,8 +8,8 @@
 // over the backend's core (wasm/core.ts).
 //
 // Activation blocks come from a pool of size classes (quarter powers of two), so a generation loop reuses the
-// same blocks step after step; when a forward ends (settle), size classes it did not use go back to the heap (a
-// long prompt's large blocks do not outlive it). Every kernel is synchronous, and so is `read`: the forward runs
+// same blocks step after step; when a forward ends (settle), size classes that none of the last KEPT_FORWARDS
+// forwards used go back to the heap (a long prompt's large blocks do not outlive it by more). Every kernel is synchronous, and so is `read`: the forward runs
 // under runSync.
 
 import type { BlockCopy, DeviceKernels, Value } from "../src/device/kernels.ts";
@@ -55,6 +55,11 @@ function sameValues(a: ArrayLike<number>, b: ArrayLike<number>): boolean {
   return true;
 }
 
+/** Forwards a size class outlives its last use: a decode step that ends an NSA block (every d tokens) or starts a
+ *  segment (every S) uses sizes the steps between do not, and finds them pooled; a long prompt's large blocks go back
+ *  to the heap this many forwards after it. */
+export const KEPT_FORWARDS = 16;
+
 /** The causal mask of every attention call: the forward gives the offset of query 0 beside it. */
 const CAUSAL = { causal: true };
 
@@ -69,7 +74,7 @@ export function wasmDeviceKernels(core: WasmCore): DeviceKernels<WasmTensor> {
 
 function makeKernels(core: WasmCore): DeviceKernels<WasmTensor> {
   const { ex, heap, temp } = core;
-  const classes = new Map<number, { blocks: number[]; used: boolean }>(); // size class → pooled blocks
+  const classes = new Map<number, { blocks: number[]; idle: number }>(); // size class → pooled blocks, forwards unused
   const weights = new WeakMap<Tensor, WasmTensor>();
 
   /** A pooled block for a value of this shape, with room for at least `room` elements (a value that grows step by
@@ -77,8 +82,8 @@ function makeKernels(core: WasmCore): DeviceKernels<WasmTensor> {
   function empty(shape: readonly number[], room = 0): WasmTensor {
     const n = numel(shape), size = sizeClass(Math.max(n, room) * 4);
     let pool = classes.get(size);
-    if (!pool) classes.set(size, (pool = { blocks: [], used: true }));
-    pool.used = true;
+    if (!pool) classes.set(size, (pool = { blocks: [], idle: 0 }));
+    pool.idle = 0;
     const ptr = pool.blocks.pop() ?? heap.alloc(size);
     if (heap.check) heap.F32.fill(NaN, ptr >>> 2, (ptr + size) >>> 2); // an element a kernel forgets reads as NaN
     return handle(shape, ptr, n, null, size);
@@ -264,6 +269,20 @@ function makeKernels(core: WasmCore): DeviceKernels<WasmTensor> {
       }
       return out;
     },
+    attentionProbs(q, k, { H, Hkv, Tq, Tk, Dh, scale, offset, kvRows }) {
+      // Every element is written (zeros after each query's last key). Room for the cache's every row: Tk grows with
+      // the cache, and the block stays in one size class until the cache grows.
+      const out = empty([H, Tq, Tk], H * Tq * kvRows);
+      ex.attentionProbs(q.ptr, k.ptr, out.ptr, H, Hkv, Tq, Tk, kvRows, Dh, scale, offset);
+      done("attentionProbs");
+      return out;
+    },
+    attendWith(p, v, { H, Hkv, Tq, Tk, Dv, kvRows }) {
+      const out = empty([H, Tq, Dv]);
+      ex.attendWith(p.ptr, v.ptr, out.ptr, H, Hkv, Tq, Tk, kvRows, Dv);
+      done("attendWith");
+      return out;
+    },
     indexScores(q, keys, w, { H, Tq, Tk, D, offset, scale, kvRows }) {
       // Every element is written (the -Infinity after each query's position included): no fill first. Room for the
       // cache's every row: Tk grows by one a decode step, and the block stays in one size class until the cache grows.
@@ -303,11 +322,9 @@ function makeKernels(core: WasmCore): DeviceKernels<WasmTensor> {
       if (table) release(table.value);
       table = null;
       for (const [size, pool] of classes) {
-        if (!pool.used) {
-          for (const ptr of pool.blocks) heap.release(ptr);
-          classes.delete(size);
-        }
-        pool.used = false;
+        if (++pool.idle <= KEPT_FORWARDS) continue;
+        for (const ptr of pool.blocks) heap.release(ptr);
+        classes.delete(size);
       }
     },
   };

@@ -75,6 +75,9 @@ export interface AttentionArgs {
   firstRow?: number;
 }
 
+/** The sizes attendWith reads: attention's, less the query side. */
+export type AttendArgs = Pick<AttentionArgs, "H" | "Hkv" | "Tq" | "Tk" | "Dv" | "kvRows">;
+
 /**
  * DSA's indexer scores (DeepSeek-V3.2, inference/model.py class Indexer) of Tq new queries at positions
  * offset … offset + Tq - 1 over the first Tk keys of a cache:
@@ -140,6 +143,8 @@ export interface DeviceKernels<X extends Value = Value> {
   concatLast(parts: readonly X[]): X;
   /** Rows [start, start + count) of x [N, D]. */
   sliceRows(x: X, start: number, count: number): X;
+  /** x's elements, in order, under another shape of as many (row-major: [Hkv, n·l, Dh] as [Hkv·n, l·Dh]). */
+  reshape(x: X, shape: readonly number[]): X;
   /** Values [N_i, D] stacked: [Σ N_i, D]. */
   concatRows(parts: readonly X[]): X;
   /** src [A, T, w] written into rows at … at + T - 1 of dst [A, rows, w] (a cache), in place. */
@@ -162,6 +167,13 @@ export interface DeviceKernels<X extends Value = Value> {
   /** Softmax over the last axis. */
   softmax(x: X): X;
   attention(q: X, k: X, v: X, args: AttentionArgs): X;
+  /** attention's probabilities, [H, Tq, Tk]: p[h, i, j] = softmax over the keys j <= offset + i of scale·q[h, i]·k[j]
+   *  (rounded to float32 as scores and again as probabilities on the reference), 0 for the others; a query that sees
+   *  no key (offset + i < 0) gets a row of zeros. No decay bias and no ring (ops refuse logGammas and firstRow). */
+  attentionProbs(q: X, k: X, args: AttentionArgs): X;
+  /** probs [H, Tq, Tk] · v: out[h, i] = Σ_{j < Tk} probs[h, i, j]·v[h / (H / Hkv), j], [H, Tq, Dv], v [Hkv, kvRows, Dv]
+   *  read over its first Tk rows. With attentionProbs: attention whose probabilities the host also reads (NSA). */
+  attendWith(probs: X, v: X, args: AttendArgs): X;
   indexScores(q: X, keys: X, w: X, args: IndexScoreArgs): X;
   /** Σ over kept assignments of w · SwiGLU expert (x), x [N, D], w from `routing`. `router` carries the router's
    *  logits [N, E] as a value and its configuration, for a backend that differentiates through the chosen experts'

@@ -5,7 +5,7 @@
 import { numel } from "../tensor.ts";
 import type { BlockCopy, DeviceKernels, Value } from "./kernels.ts";
 
-export type LayoutKernels<X extends Value> = Pick<DeviceKernels<X>, "splitHeads" | "mergeHeads" | "concatLast" | "sliceRows" | "concatRows" | "writeRows">;
+export type LayoutKernels<X extends Value> = Pick<DeviceKernels<X>, "splitHeads" | "mergeHeads" | "concatLast" | "sliceRows" | "reshape" | "concatRows" | "writeRows">;
 
 // Every copy below names every field of BlockCopy, in one order: the kernels then see one object shape (copies with
 // only the fields they needed made V8's copy loops megamorphic, several times slower on a decode step's short rows).
@@ -51,6 +51,11 @@ export function copyLayout<X extends Value>(empty: (shape: readonly number[]) =>
       const D = x.shape[1]!;
       const out = empty([count, D]);
       copyBlocks(x, out, { batches: 1, rows: 1, width: count * D, srcOff: start * D, srcRow: 0, srcBatch: 0, dstOff: 0, dstRow: 0, dstBatch: 0 });
+      return out;
+    },
+    reshape(x, shape) {
+      const out = empty(shape), n = numel(shape);
+      if (n > 0) copyBlocks(x, out, { batches: 1, rows: 1, width: n, srcOff: 0, srcRow: 0, srcBatch: 0, dstOff: 0, dstRow: 0, dstBatch: 0 });
       return out;
     },
     concatRows(parts) {

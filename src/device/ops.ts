@@ -10,13 +10,14 @@ import type { HookedWeight } from "../model-adapters.ts";
 import type { ExpertWeights, Routing } from "../moe/experts.ts";
 import type { MoeConfig } from "../moe/layer.ts";
 import { numel, shapeString, type Tensor } from "../tensor.ts";
-import type { AttentionArgs, DeviceKernels, GemmArgs, IndexScoreArgs, Value } from "./kernels.ts";
+import type { AttendArgs, AttentionArgs, DeviceKernels, GemmArgs, IndexScoreArgs, Value } from "./kernels.ts";
 import { referenceDevice, referenceHostKernels } from "./reference.ts";
 
 /** The operations the forward calls: the kernels' own signatures where values go in and out, weights as host tensors. */
 export interface Ops<X extends Value = Value> extends Pick<DeviceKernels<X>,
   "upload" | "read" | "release" | "free" | "empty" | "embed" | "gatherRows" | "addRows" | "splitHeads" | "mergeHeads" |
-  "concatLast" | "sliceRows" | "concatRows" | "writeRows" | "add" | "swiglu" | "softmax" | "attention" | "indexScores"> {
+  "concatLast" | "sliceRows" | "reshape" | "concatRows" | "writeRows" | "add" | "swiglu" | "softmax" | "attention" | "attentionProbs" |
+  "attendWith" | "indexScores"> {
   readonly name: string;
   readonly kernels: DeviceKernels<X>;
   /** Synchronous kernels over host tensors, for the layers the forward computes on the host (src/model/layers.ts). */
@@ -182,6 +183,12 @@ export class CheckedOps<X extends Value> implements Ops<X> {
     return this.keep(this.kernels.sliceRows(x, start, count));
   }
 
+  reshape(x: X, shape: readonly number[]): X {
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) throw argError("shape", "a list of integers >= 0", Array.isArray(shape) ? `[${shape.join(", ")}]` : shape);
+    if (numel(shape) !== numel(x.shape)) throw argError("shape", `${numel(x.shape)} elements (x is ${shapeString(x.shape)})`, `${shapeString(shape)}, ${numel(shape)}`);
+    return this.keep(this.kernels.reshape(x, shape));
+  }
+
   concatRows(parts: readonly X[]): X {
     parts.forEach((p, i) => {
       rank(`parts[${i}]`, p, 2, "[N, D]");
@@ -256,6 +263,29 @@ export class CheckedOps<X extends Value> implements Ops<X> {
     const { firstRow = 0 } = args;
     if (!(Number.isInteger(firstRow) && firstRow >= 0 && firstRow < kvRows)) throw argError("firstRow", `an integer in [0, ${kvRows - 1}]`, firstRow);
     return this.keep(this.kernels.attention(q, kk, v, args));
+  }
+
+  attentionProbs(q: X, kk: X, args: AttentionArgs): X {
+    const { H, Hkv, Tq, Tk, Dh, kvRows, offset } = args;
+    same("q", q, [H, Tq, Dh]);
+    same("k", kk, [Hkv, kvRows, Dh]);
+    if (H % Hkv !== 0) throw argError("Hkv", `a divisor of H=${H}`, Hkv);
+    // offset -1: the first query sees no key (NSA's compressed branch before its first block ends).
+    if (!(Number.isInteger(offset) && offset >= -1)) throw argError("offset", "an integer >= -1", offset);
+    if (!(Tk <= kvRows && Math.max(1, offset + Tq) <= Tk)) throw argError("Tk", `within [${Math.max(1, offset + Tq)}, ${kvRows}]`, Tk);
+    if (!Number.isFinite(args.scale)) throw argError("scale", "a finite number", args.scale);
+    if (args.logGammas) throw argError("logGammas", "none (attentionProbs has no decay bias)", args.logGammas.length);
+    if (args.firstRow) throw argError("firstRow", "0 (attentionProbs reads no ring)", args.firstRow);
+    return this.keep(this.kernels.attentionProbs(q, kk, args));
+  }
+
+  attendWith(probs: X, v: X, args: AttendArgs): X {
+    const { H, Hkv, Tq, Tk, Dv, kvRows } = args;
+    same("probs", probs, [H, Tq, Tk]);
+    same("v", v, [Hkv, kvRows, Dv]);
+    if (H % Hkv !== 0) throw argError("Hkv", `a divisor of H=${H}`, Hkv);
+    if (!(Tk >= 1 && Tk <= kvRows)) throw argError("Tk", `within [1, ${kvRows}]`, Tk);
+    return this.keep(this.kernels.attendWith(probs, v, args));
   }
 
   indexScores(q: X, keys: X, w: X, args: IndexScoreArgs): X {

@@ -98,6 +98,21 @@ export const referenceDevice: DeviceKernels<Tensor> = {
     }).out;
     return { shape: [H, Tq, Dv], data: out.data };
   },
+  attentionProbs(q, k, { H, Hkv, Tq, Tk, Dh, scale, offset, kvRows }) {
+    // As src/attention/masked.ts computes them: each q·k a float32 product, scaled in float32, then the masked softmax.
+    const scores = new Float32Array(H * Tq * Tk), visible = new Uint8Array(H * Tq * Tk);
+    for (let h = 0; h < H; h++) ops.gemm(Tq, Tk, Dh, q.data, h * Tq * Dh, k.data, Math.floor(h / (H / Hkv)) * kvRows * Dh, true, scores, h * Tq * Tk);
+    for (let row = 0; row < H * Tq; row++) {
+      for (let j = 0; j < Tk; j++) scores[row * Tk + j] = scores[row * Tk + j]! * scale;
+      visible.fill(1, row * Tk, row * Tk + Math.max(0, Math.min(Tk, offset + (row % Tq) + 1)));
+    }
+    return { shape: [H, Tq, Tk], data: ops.softmax({ shape: [H * Tq, Tk], data: scores }, visible).data };
+  },
+  attendWith(probs, v, { H, Hkv, Tq, Tk, Dv, kvRows }) {
+    const out = new Float32Array(H * Tq * Dv);
+    for (let h = 0; h < H; h++) ops.gemm(Tq, Dv, Tk, probs.data, h * Tq * Tk, v.data, Math.floor(h / (H / Hkv)) * kvRows * Dv, false, out, h * Tq * Dv);
+    return { shape: [H, Tq, Dv], data: out };
+  },
   indexScores(q, keys, w, { H, Tq, Tk, D, offset, scale }) {
     // As src/attention/dsa.ts scores: each q·k a float32 product (the reference's matmul), weighted and summed in float64.
     const dots = new Float32Array(H * Tq * Tk);
@@ -116,5 +131,5 @@ export const referenceDevice: DeviceKernels<Tensor> = {
   quantLinear: (x, w, activations) => quantLinear(x, w, { activations }),
 };
 
-/** The synchronous host kernels the reference runs host steps with (DSA's indexer, NSA's compressed branch, adapters). */
+/** The synchronous host kernels the reference runs host steps with (adapters, hook replacements). */
 export const referenceHostKernels = referenceKernels;

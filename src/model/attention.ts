@@ -15,7 +15,8 @@
 import { initDsa, type DsaWeights, type IndexerWeights } from "../attention/dsa.ts";
 import { initMla, mlaCacheNumbersPerToken } from "../attention/mla.ts";
 import { initSegmented, segmentedStateSize } from "../attention/segmented.ts";
-import { initSparse, sparseStateSize, type SparseConfig } from "../attention/sparse.ts";
+import { initSparse, resolveSparseConfig, type SparseConfig } from "../attention/sparse.ts";
+import { compressedBlockCount } from "../attention/sparse-select.ts";
 import { TinyseekError } from "../errors.ts";
 import type { Random } from "../random.ts";
 import type { Tensor } from "../tensor.ts";
@@ -91,7 +92,13 @@ const sparseKind: AttentionKindImpl = {
     };
   },
   init: (rng, config) => initSparse(rng, sparseConfig(config), config.init_std) as unknown as Record<string, Tensor>,
-  cacheNumbers: (config, T) => sparseStateSize(sparseConfig(config), T).total,
+  // What the one forward's cache holds (sparse-layer.ts): the selected branch's keys and values and the compressed
+  // branch's raw ones of every position, a compressed pair per finished block, and the window's ring of w. NSA
+  // itself needs less (sparseStateSize: the raw pairs of the pending positions only, w - 1 window pairs).
+  cacheNumbers: (config, T) => {
+    const { Hkv, Dh, blocks } = resolveSparseConfig(sparseConfig(config));
+    return T === 0 ? 0 : 2 * Hkv * Dh * (2 * T + compressedBlockCount(T - 1, blocks) + blocks.window);
+  },
 };
 
 // ── dsa (DeepSeek-V3.2): MLA's weights plus the indexer's, under self_attn.indexer. (checkpoint names) ──

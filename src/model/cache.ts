@@ -8,8 +8,10 @@
 //   segmented      keys and values [Hkv, M + S + W, Dh]: the memory's in the first M rows, then the window, and
 //                  the pool [1, M + S, D] (the memory, then the segment's inputs): bounded, rewritten in place
 //                  at each segment's start (src/model/segmented-layer.ts)
-//   sparse         the selected branch's rotated keys and values [Hkv, rows, Dh], and `sparse`: the window's last
-//                  w keys and values on the device (a ring), the compressed blocks on the host (src/model/sparse-layer.ts)
+//   sparse         the selected branch's rotated keys and values [Hkv, rows, Dh]; `blocks`: the compressed branch's
+//                  unrotated keys and values of every position [Hkv, rows, Dh] and one compressed key and value per
+//                  finished block [Hkv, blocks.rows, Dh]; and `sparse`: the window's last w keys and values (a ring),
+//                  all on the device (src/model/sparse-layer.ts)
 // Device caches start small and grow (doubling, up to max_position_embeddings) when a forward needs more rows;
 // `capacity` sizes them at once (generation knows prompt + maxTokens). releaseCache frees them.
 
@@ -18,7 +20,9 @@ import type { Value } from "../device/kernels.ts";
 import { referenceOps, type Ops } from "../device/ops.ts";
 import { argError, checkInteger, TinyseekError } from "../errors.ts";
 import type { Tensor } from "../tensor.ts";
-import { attentionKind } from "./attention.ts";
+import { resolveSparseConfig } from "../attention/sparse.ts";
+import { compressedBlockCount } from "../attention/sparse-select.ts";
+import { attentionKind, sparseConfig } from "./attention.ts";
 import { headDim, layerKind, type ModelConfig, validateConfig } from "./config.ts";
 import type { SparseLayerState } from "./sparse-layer.ts";
 
@@ -29,7 +33,11 @@ export interface LayerCache<X extends Value = Value> {
   rows: number;
   /** DSA: the indexer's key of every position [1, rows, index_head_dim], beside the keys and values. */
   indexKeys?: X;
-  /** NSA: the compressed branch's state and the window's keys and values (src/model/sparse-layer.ts). */
+  /** NSA's compressed branch (src/model/sparse-layer.ts): the unrotated keys and values of every position
+   *  [Hkv, rows, Dh] beside the selected branch's (a block is then a gather of its l rows), and one compressed key
+   *  and value per finished block [Hkv, blocks.rows, Dh], room for every block the cache's rows can end. */
+  blocks?: { rawKeys: X; rawValues: X; keys: X; values: X; rows: number };
+  /** NSA: its position and the window's keys and values (src/model/sparse-layer.ts). */
   sparse?: SparseLayerState<X>;
   /** Segmented with memory: mem_s then the current segment's inputs [1, M + S, D], pooled at its end. */
   segmentPool?: X;
@@ -75,7 +83,8 @@ export function createCache(config: ModelConfig, options: CacheOptions = {}): Mo
 /** Every device value the cache holds, each layer's keys and values and what its kind keeps beside them: what
  *  releaseCache frees, and what a caller whose backend frees by scope (tfjs) must keep. */
 export function cacheValues<X extends Value>(cache: ModelCache<X>): X[] {
-  return cache.layers.flatMap((layer) => [layer.keys, layer.values, layer.indexKeys, layer.segmentPool, layer.sparse?.windowKeys, layer.sparse?.windowValues])
+  return cache.layers.flatMap((layer) => [layer.keys, layer.values, layer.indexKeys, layer.segmentPool, layer.sparse?.windowKeys, layer.sparse?.windowValues,
+    layer.blocks?.rawKeys, layer.blocks?.rawValues, layer.blocks?.keys, layer.blocks?.values])
     .filter((v): v is X => v !== null && v !== undefined);
 }
 
@@ -85,15 +94,15 @@ export function releaseCache(cache: ModelCache): void {
   for (const layer of cache.layers) {
     layer.keys = layer.values = null;
     layer.rows = 0;
-    layer.indexKeys = layer.segmentPool = layer.sparse = undefined;
+    layer.indexKeys = layer.segmentPool = layer.sparse = layer.blocks = undefined;
   }
   cache.layers.length = 0; // a later forward through it fails on its layer count
 }
 
 type Planes = [planes: number, width: number];
 
-/** The planes and widths of layer l's device keys and values (and DSA's indexer keys). */
-function deviceShapes(c: ModelConfig, l: number): { keys: Planes; values: Planes; indexKeys?: Planes } {
+/** The planes and widths of layer l's device keys and values (and DSA's indexer keys, NSA's compressed blocks). */
+function deviceShapes(c: ModelConfig, l: number): { keys: Planes; values: Planes; indexKeys?: Planes; blocks?: Planes } {
   const kind = layerKind(c, l);
   if (kind === "mla" || kind === "dsa") {
     const indexKeys: Planes | undefined = kind === "dsa" ? [1, c.index_head_dim] : undefined;
@@ -101,7 +110,8 @@ function deviceShapes(c: ModelConfig, l: number): { keys: Planes; values: Planes
       ? { keys: [1, c.kv_lora_rank + c.qk_rope_head_dim], values: [1, c.kv_lora_rank], indexKeys }
       : { keys: [c.num_attention_heads, c.qk_nope_head_dim + c.qk_rope_head_dim], values: [c.num_attention_heads, c.v_head_dim], indexKeys };
   }
-  return { keys: [c.num_key_value_heads, headDim(c)], values: [c.num_key_value_heads, headDim(c)] };
+  const kv: Planes = [c.num_key_value_heads, headDim(c)];
+  return { keys: kv, values: kv, blocks: kind === "sparse" ? kv : undefined };
 }
 
 /** Room for `needed` positions in layer l's device cache: allocates, or grows it keeping what it holds. */
@@ -111,8 +121,8 @@ export function ensureRows<X extends Value>(cache: ModelCache<X>, config: ModelC
   const rows = Math.min(config.max_position_embeddings, Math.max(needed, cache.capacity, 2 * layer.rows));
   const { ops } = cache;
   const shapes = deviceShapes(config, l);
-  const grow = (old: X | null | undefined, [planes, width]: Planes) => {
-    const fresh = ops.empty([planes, rows, width]);
+  const grow = (old: X | null | undefined, [planes, width]: Planes, n = rows) => {
+    const fresh = ops.empty([planes, n, width]);
     if (old) {
       ops.writeRows(fresh, old, 0);
       ops.free(old);
@@ -122,6 +132,14 @@ export function ensureRows<X extends Value>(cache: ModelCache<X>, config: ModelC
   layer.keys = grow(layer.keys, shapes.keys);
   layer.values = grow(layer.values, shapes.values);
   if (shapes.indexKeys) layer.indexKeys = grow(layer.indexKeys, shapes.indexKeys);
+  if (shapes.blocks) {
+    // Every block that ends within the rows (at least one row: a value is never empty).
+    const n = Math.max(1, compressedBlockCount(rows - 1, resolveSparseConfig(sparseConfig(config)).blocks));
+    layer.blocks = {
+      rawKeys: grow(layer.blocks?.rawKeys, shapes.blocks), rawValues: grow(layer.blocks?.rawValues, shapes.blocks),
+      keys: grow(layer.blocks?.keys, shapes.blocks, n), values: grow(layer.blocks?.values, shapes.blocks, n), rows: n,
+    };
+  }
   layer.rows = rows;
   return layer;
 }

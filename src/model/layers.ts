@@ -2,8 +2,8 @@
 // per sequence, through that sequence's cache: MLA (DeepSeek-V3 inference/model.py class MLA, naive and absorbed),
 // DSA (MLA over the keys its indexer selects: dsa-layer.ts), multi-head / grouped-query attention with rotary
 // positions, plain or with decay (relative, or "as-written" over keys decay-layer.ts scales); segmented attention
-// over its bounded window and memory (segmented-layer.ts); sparse (NSA: sparse-layer.ts, its compressed branch and
-// gates on the host). The feed-forward sublayer is feed-forward.ts.
+// over its bounded window and memory (segmented-layer.ts); sparse (NSA: sparse-layer.ts, its block selection and
+// gated sum on the host). The feed-forward sublayer is feed-forward.ts.
 
 import { attendWith, attention as sdpa } from "../attention/attention.ts";
 import { mlaSoftmaxScale, yarnOptions, type MlaWeights } from "../attention/mla.ts";
@@ -11,8 +11,6 @@ import { read, settled, type Reading } from "../device/drive.ts";
 import type { Value } from "../device/kernels.ts";
 import type { Ops } from "../device/ops.ts";
 import { filled } from "../device/reference.ts";
-import type { Kernels } from "../kernels.ts";
-import { hookedKernels } from "../model-adapters.ts";
 import type { MoeConfig } from "../moe/layer.ts";
 import { causal } from "../masks.ts";
 import { ropeFrequencies, yarnSoftmaxFactor } from "../rope.ts";
@@ -79,7 +77,7 @@ function sequenceAttention<X extends Value>(run: Run<X>, l: number, x: X, cache:
   const place = ensureRows(cache, run.config, l, start + T);
   if (kind === "mla") return mla(run, l, x, w as unknown as MlaWeights, place, positions);
   if (kind === "dsa") return dsaAttention(run, l, x, w as unknown as MlaWeights, place, positions);
-  if (kind === "sparse") return sparseLayer(run, l, x, w, place, positions, cache.ops, hooked(run.ops.hostKernels));
+  if (kind === "sparse") return sparseLayer(run, l, x, w, place, positions, cache.ops);
   return multiHead(run, l, x, w, place, positions, kind === "decay");
 }
 
@@ -223,13 +221,5 @@ function* probedAttention<X extends Value>(run: Run<X>, l: number, q: X, k: X, v
   const flowing = listened(listen, probsName) ? hookHost(listen, probsName, p, where) : p;
   if (flowing === p || flowing.data.every((x, i) => Object.is(x, p.data[i]))) return ops.attention(q, k, v, a);
   return ops.upload(reshape(attendWith(reshape(flowing, [1, a.H, a.Tq, a.Tk]), values), [a.H, a.Tq, a.Dv]));
-}
-
-/** The host kernels honouring hooked weights, made once per host kernels rather than per layer and token. */
-const hookedHost = new WeakMap<Kernels, Kernels>();
-function hooked(kernels: Kernels): Kernels {
-  let made = hookedHost.get(kernels);
-  if (!made) hookedHost.set(kernels, (made = hookedKernels(kernels)));
-  return made;
 }
 

@@ -6,6 +6,7 @@ export { gemm, gemmPackB, gemmScratch, packB, packBt, packPanels } from "./matmu
 export { attention, attentionScratch } from "./attention";
 export { gemmBf16, packBtBf16 } from "./bf16";
 export { indexScores } from "./indexer";
+export { attendWith, attentionProbs } from "./probs";
 export { moeCombine, moeExperts } from "./moe";
 export { rope, ropeHalves, silu, swiglu } from "./elementwise";
 export { gatherRows, layernorm, rmsnorm, softmax } from "./rows";
