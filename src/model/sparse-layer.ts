@@ -26,7 +26,7 @@ import { sparseConfig } from "./attention.ts";
 import type { LayerCache } from "./cache.ts";
 import { attendSelected, eachToken, type Selection } from "./dsa-layer.ts";
 import type { Run } from "./layers.ts";
-import { once } from "./once.ts";
+import { oncePerConfig } from "./once.ts";
 import { hookHost } from "./points.ts";
 
 /** What an NSA layer keeps beside its device cache of keys and values. */
@@ -142,9 +142,9 @@ function tiled(E: Tensor, Hkv: number, n: number): Tensor {
 }
 const tiles = new WeakMap<Float32Array, Tensor>();
 
-/** The resolved config, rotary frequencies (no YaRN: the module's) and scale, made once per forward. */
+/** The resolved config, rotary frequencies (no YaRN: the module's) and scale, made once per config. */
 function setup<X extends Value>(run: Run<X>): { c: ResolvedSparseConfig; freqs: Float64Array; scale: number } {
-  return once(run, "sparse", () => {
+  return oncePerConfig(run, "sparse", () => {
     const c = resolveSparseConfig(sparseConfig(run.config));
     return { c, freqs: ropeFrequencies({ dim: c.Dh, theta: c.ropeTheta }), scale: 1 / Math.sqrt(c.Dh) };
   });
