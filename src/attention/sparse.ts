@@ -218,15 +218,12 @@ export function sparseAttentionTraced(
   };
 }
 
-/** The part of the state the compressed branch keeps: what the one forward's NSA layer holds on the host. */
-export type CompressedState = Pick<SparseState, "pendingKeys" | "pendingValues" | "compressedKeys" | "compressedValues">;
-
 /**
  * Finishes every block this chunk completes, then attends to the blocks wholly in each query's past: q [B, H, T, Dh]
  * unrotated, kCmp and vCmp [B, Hkv, T, Dh] the chunk's compressed-branch keys and values. Updates `s` in place.
  */
-export function compressedBranch(
-  s: CompressedState, q: Tensor, kCmp: Tensor, vCmp: Tensor, weights: SparseWeights, positions: readonly number[],
+function compressedBranch(
+  s: SparseState, q: Tensor, kCmp: Tensor, vCmp: Tensor, weights: SparseWeights, positions: readonly number[],
   c: ResolvedSparseConfig, kernels: Kernels,
 ): MaskedAttention {
   const { blocks } = c;
