@@ -14,6 +14,7 @@ import type { ModelConfig } from "../src/model/config.ts";
 import { forward, forwardBatch } from "../src/model/forward.ts";
 import { generate } from "../src/model/generate.ts";
 import { hookPoints } from "../src/model/point-names.ts";
+import type { HookContext } from "../src/model/points.ts";
 import { initModel, type Model } from "../src/model/weights.ts";
 import { quantizeModel } from "../src/quant/model.ts";
 import { ablateHeads } from "../src/research/heads.ts";
@@ -195,9 +196,11 @@ describe("sparse (NSA) as a model attention kind, on the device", () => {
     expect(hookPoints(model.config).filter((p) => p.startsWith("layers.0.attn."))).toEqual([
       "layers.0.attn.in", "layers.0.attn.heads", "layers.0.attn.out", "layers.0.attn.residual",
     ]);
-    const zero = (h: Tensor) => ({ shape: h.shape, data: new Float32Array(h.data.length) });
+    const contexts: HookContext[] = [];
+    const zero = (h: Tensor, context: HookContext) => (contexts.push(context), { shape: h.shape, data: new Float32Array(h.data.length) });
     const trace = createTrace("layers.1.attn.*");
     const zeroed = forward(model, prompt, { trace, hooks: { "layers.1.attn.heads": zero } }).logits.data;
+    expect(contexts).toEqual([{ name: "layers.1.attn.heads", layer: 1, positions: Int32Array.from(prompt, (_, i) => i) }]);
     expect(trace.tensors.get("layers.1.attn.heads")!.shape).toEqual([4, T, 8]);
     expect(trace.tensors.get("layers.1.attn.out")!.data.every((v) => v === 0)).toBe(true);
     const plain = forward(model, prompt).logits.data;

@@ -103,9 +103,10 @@ export function* sparseLayer<X extends Value>(
   // ended), then the gate logits [1, T, 3·H], which concatLast repeats over the heads (the host takes head 0's).
   const gateLogits = ops.linear(ops.splitHeads(x, 1, [c.D])[0]!, w.gate_proj!);
   const branches = columns(yield* read(ops, ops.concatLast(cmpOut ? [slc, win, cmpOut, gateLogits] : [slc, win, gateLogits])), H * T);
-  const [slcHost, winHost] = [branches(1, Dh), branches(1, Dh)].map((data): Tensor => ({ shape: [1, H, T, Dh], data }));
-  const cmpHost: Tensor = { shape: [1, H, T, Dh], data: cmpOut ? branches(1, Dh) : new Float32Array(H * T * Dh) };
-  const gates = sigmoid({ shape: [T, 3 * H], data: branches(1, 3 * H).subarray(0, T * 3 * H) });
+  const slcHost: Tensor = { shape: [1, H, T, Dh], data: branches(Dh) };
+  const winHost: Tensor = { shape: [1, H, T, Dh], data: branches(Dh) };
+  const cmpHost: Tensor = { shape: [1, H, T, Dh], data: cmpOut ? branches(Dh) : new Float32Array(H * T * Dh) };
+  const gates = sigmoid({ shape: [T, 3 * H], data: branches(3 * H).subarray(0, T * 3 * H) });
   record(listen.trace, `${prefix}.gates`, gates);
   const mixed = gatedSum(gates, cmpHost, slcHost, winHost);
   const flowing = hookHost(listen, `${prefix}.heads`, { shape: [H, T, Dh], data: mixed.data }, { layer: l, positions });
@@ -150,19 +151,16 @@ function setup<X extends Value>(run: Run<X>): { c: ResolvedSparseConfig; freqs: 
   });
 }
 
-/**
- * Rows [R, W] read from the device, cut into consecutive column ranges from the left: each call takes the next n·d
- * columns as n parts of d, [n, R, d] (heads of a [R, n·d] row, as splitHeads lays them out).
- */
-function columns(rows: Float32Array, R: number): (n: number, d: number) => Float32Array {
+/** Rows [R, W] read from the device, cut into consecutive column ranges from the left: each call takes the next d
+ *  columns of every row, [R, d]. */
+function columns(rows: Float32Array, R: number): (d: number) => Float32Array {
   const W = rows.length / R;
   let at = 0;
-  return (n, d) => {
-    const data = new Float32Array(n * R * d);
-    for (let h = 0, to = 0; h < n; h++) { // element by element: a head's few numbers copy faster than subarray + set
-      for (let r = 0; r < R; r++) for (let e = 0, from = r * W + at + h * d; e < d; e++) data[to++] = rows[from + e]!;
-    }
-    at += n * d;
+  return (d) => {
+    const data = new Float32Array(R * d);
+    // Element by element: a row's few numbers copy faster than subarray + set.
+    for (let r = 0, to = 0; r < R; r++) for (let e = 0, from = r * W + at; e < d; e++) data[to++] = rows[from + e]!;
+    at += d;
     return data;
   };
 }
