@@ -73,8 +73,9 @@ export function* sparseLayer<X extends Value>(
   }
   const cmpArgs = { H, Hkv, Tq: T, Tk: NB, Dh, Dv: Dh, scale, offset: 0, kvRows: cmp.rows };
   // Query t sees the blocks that end by its position, the first compressedBlockCount(p_t): blocks 0 … offset.
-  const probs = NB === 0 ? null : eachToken(ops, q, H, Dh, NB, (qt, t) =>
-    ops.attentionProbs(qt, cmp.keys, { ...cmpArgs, Tq: 1, offset: compressedBlockCount(start + t, blocks) - 1 }));
+  // (Argument objects written out whole, as everywhere in the forward: a spread copy slows V8's attention path.)
+  const probs = NB === 0 ? null : eachToken(ops, q, H, Dh, NB, (qt, t) => ops.attentionProbs(qt, cmp.keys,
+    { H, Hkv, Tq: 1, Tk: NB, Dh, Dv: Dh, scale, offset: compressedBlockCount(start + t, blocks) - 1, kvRows: cmp.rows }));
   const pCmp = { shape: [1, H, T, NB], data: probs ? yield* read(ops, probs) : new Float32Array(0) };
   const { selected } = groupSelection(pCmp, at, Hkv, blocks);
   record(listen.trace, `${prefix}.selected`, { shape: [Hkv, T, blocks.selectCount], data: selected });
