@@ -27,18 +27,31 @@ export interface MaskedAttention {
 export function maskedAttention(
   q: Tensor, k: Tensor, v: Tensor, visible: Uint8Array, scale: number, kernels: Kernels, keysT?: Float32Array,
 ): MaskedAttention {
-  const { B, H, Hkv, Tq, Tk, Dh, Dv } = attentionSizes(q, k, v, scale);
+  const sizes = attentionSizes(q, k, v, scale);
+  const { B, H, Hkv, Tq, Tk, Dv } = sizes;
+  const probs = probabilities(q, k, visible, sizes, kernels, keysT);
+  if (Tk === 0 || H * Tq === 0) return { out: { shape: [B, H, Tq, Dv], data: new Float32Array(B * H * Tq * Dv) }, probs };
+  const out = kernels.bmm({ shape: [B * Hkv, (H / Hkv) * Tq, Tk], data: probs.data }, { shape: [B * Hkv, Tk, Dv], data: v.data });
+  return { out: { shape: [B, H, Tq, Dv], data: out.data }, probs };
+}
+
+/** maskedAttention's probabilities alone, [B, H, Tq, Tk]: for a caller that reads them and has no values to weigh
+ *  (NSA's block choice, the reference's `attentionProbs`). */
+export function maskedProbs(q: Tensor, k: Tensor, visible: Uint8Array, scale: number, kernels: Kernels, keysT?: Float32Array): Tensor {
+  return probabilities(q, k, visible, attentionSizes(q, k, k, scale), kernels, keysT); // k stands in for v: no values read
+}
+
+/** softmax(scale · q·kᵀ) over the visible keys, [B, H, Tq, Tk], every kv group in one bmm and one softmax. */
+function probabilities(
+  q: Tensor, k: Tensor, visible: Uint8Array, { B, H, Hkv, Tq, Tk, Dh, scale }: ReturnType<typeof attentionSizes>, kernels: Kernels, keysT?: Float32Array,
+): Tensor {
   if (visible.length !== B * H * Tq * Tk) throw argError("visible", `${B * H * Tq * Tk} flags [B, H, Tq, Tk]`, visible.length);
   if (keysT && keysT.length !== k.data.length) throw argError("keysT", `k's ${k.data.length} values transposed`, keysT.length);
   const [planes, rows] = [B * Hkv, (H / Hkv) * Tq];
-  if (Tk === 0 || rows === 0) {
-    return { out: { shape: [B, H, Tq, Dv], data: new Float32Array(B * H * Tq * Dv) }, probs: { shape: [B, H, Tq, Tk], data: new Float32Array(B * H * Tq * Tk) } };
-  }
+  if (Tk === 0 || rows === 0) return { shape: [B, H, Tq, Tk], data: new Float32Array(B * H * Tq * Tk) };
   const dots = kernels.bmm({ shape: [planes, rows, Dh], data: q.data }, { shape: [planes, Dh, Tk], data: keysT ?? transposedPlanes(k) }).data;
   for (let i = 0; i < dots.length; i++) dots[i] = dots[i]! * scale;
-  const p = kernels.softmax({ shape: [planes, rows, Tk], data: dots }, visible);
-  const out = kernels.bmm(p, { shape: [planes, Tk, Dv], data: v.data });
-  return { out: { shape: [B, H, Tq, Dv], data: out.data }, probs: { shape: [B, H, Tq, Tk], data: p.data } };
+  return { shape: [B, H, Tq, Tk], data: kernels.softmax({ shape: [planes, rows, Tk], data: dots }, visible).data };
 }
 
 /** Each plane's kᵀ, k [..., Tk, Dh] → [planes, Dh, Tk]: keys enter a product as matmul(q, kᵀ) (see transposed). */

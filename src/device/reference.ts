@@ -3,6 +3,7 @@
 // the reference computes exactly what those functions compute.
 
 import { attention as sdpa } from "../attention/attention.ts";
+import { maskedProbs } from "../attention/masked.ts";
 import { reference as referenceKernels } from "../kernels.ts";
 import { causal } from "../masks.ts";
 import { dispatchCombine } from "../moe/experts.ts";
@@ -99,14 +100,11 @@ export const referenceDevice: DeviceKernels<Tensor> = {
     return { shape: [H, Tq, Dv], data: out.data };
   },
   attentionProbs(q, k, { H, Hkv, Tq, Tk, Dh, scale, offset, kvRows }) {
-    // As src/attention/masked.ts computes them: each q·k a float32 product, scaled in float32, then the masked softmax.
-    const scores = new Float32Array(H * Tq * Tk), visible = new Uint8Array(H * Tq * Tk);
-    for (let h = 0; h < H; h++) ops.gemm(Tq, Tk, Dh, q.data, h * Tq * Dh, k.data, Math.floor(h / (H / Hkv)) * kvRows * Dh, true, scores, h * Tq * Tk);
-    for (let row = 0; row < H * Tq; row++) {
-      for (let j = 0; j < Tk; j++) scores[row * Tk + j] = scores[row * Tk + j]! * scale;
-      visible.fill(1, row * Tk, row * Tk + Math.max(0, Math.min(Tk, offset + (row % Tq) + 1)));
-    }
-    return { shape: [H, Tq, Tk], data: ops.softmax({ shape: [H * Tq, Tk], data: scores }, visible).data };
+    // src/attention/masked.ts's own probabilities, so that NSA's layer equals sparse.ts bit for bit.
+    const visible = new Uint8Array(H * Tq * Tk);
+    for (let row = 0; row < H * Tq; row++) visible.fill(1, row * Tk, row * Tk + Math.max(0, Math.min(Tk, offset + (row % Tq) + 1)));
+    const p = maskedProbs({ shape: [1, H, Tq, Dh], data: q.data }, filled(k, Hkv, kvRows, Tk), visible, scale, referenceKernels);
+    return { shape: [H, Tq, Tk], data: p.data };
   },
   attendWith(probs, v, { H, Hkv, Tq, Tk, Dv, kvRows }) {
     const out = new Float32Array(H * Tq * Dv);

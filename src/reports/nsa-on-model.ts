@@ -9,7 +9,7 @@
 //   full attention: the traced layers.L.attn.probs, what the model really computes.
 // The figures then say how much of a trained model's attention the selected blocks and the window hold.
 
-import { maskedAttention } from "../attention/masked.ts";
+import { maskedProbs } from "../attention/masked.ts";
 import { concatLast, splitHeads } from "../attention/heads.ts";
 import { mlaProjections, mlaSoftmaxScale, type MlaConfig, type MlaWeights } from "../attention/mla.ts";
 import { compressedBlockCount, TINY_BLOCKS, type NsaBlocks } from "../attention/sparse-select.ts";
@@ -75,7 +75,7 @@ export function measureModelNsa(
       const NB = compressedBlockCount(T - 1, blocks);
       const compressed = compressBlocks(keys, meanPool(blocks.block, Dh), { shape: [blocks.block * Dh], data: new Float32Array(blocks.block * Dh) }, 0, NB, 0, blocks, reference);
       const visible = compressedVisibility(H, positions, NB, blocks);
-      const pCmp = maskedAttention(query, compressed, compressed, visible, scale, reference).probs;
+      const pCmp = maskedProbs(query, compressed, visible, scale, reference);
       const { selected } = groupSelection(pCmp, positions, 1, blocks);
       rows.push({ layer: l, ...qualityOf(full, selected, blocks, H, 1, positions, T), queries: positions.length });
     }
