@@ -9,8 +9,8 @@
 //
 // Activation blocks come from a pool of size classes (quarter powers of two), so a generation loop reuses the
 // same blocks step after step; when a forward ends (settle), size classes that none of the last KEPT_FORWARDS
-// forwards used go back to the heap (a long prompt's large blocks do not outlive it by more). Every kernel is synchronous, and so is `read`: the forward runs
-// under runSync.
+// forwards used go back to the heap (a long prompt's large blocks do not outlive it by more). Every kernel is
+// synchronous, and so is `read`: the forward runs under runSync.
 
 import type { BlockCopy, DeviceKernels, Value } from "../src/device/kernels.ts";
 import { copyLayout } from "../src/device/layout.ts";

@@ -51,7 +51,7 @@ export function* sparseLayer<X extends Value>(
   const prefix = `layers.${l}.attn`;
   const { c, freqs, scale } = setup(run);
   const { H, Hkv, Dh, blocks } = c;
-  const [T, start] = [positions.length, positions[0]!];
+  const T = positions.length, start = positions[0]!;
   const s = (layer.sparse ??= { position: 0, windowKeys: null, windowValues: null });
   if (s.position !== start) throw new TinyseekError(`${prefix}: the sparse state holds ${s.position} positions, the cache ${start}`);
   const heads = (name: string, n: number) => (ops.splitHeads(ops.linear(x, w[name]!), n, [Dh]) as [X])[0];
@@ -88,8 +88,8 @@ export function* sparseLayer<X extends Value>(
   const args = { H, Hkv, Tq: T, Tk: start + T, Dh, Dv: Dh, scale, offset: start, kvRows: layer.rows };
   const slc = attendSelected(ops, qRot, layer.keys!, layer.values!, args, selectedRows(selected, at, Hkv, blocks));
   const span = blocks.window; // w
-  const [ringKeys, ringValues] = [(s.windowKeys ??= keep.empty([Hkv, span, Dh])), (s.windowValues ??= keep.empty([Hkv, span, Dh]))];
-  const [kWin, vWin] = [rotate(heads("k_win_proj", Hkv)), heads("v_win_proj", Hkv)];
+  const ringKeys = (s.windowKeys ??= keep.empty([Hkv, span, Dh])), ringValues = (s.windowValues ??= keep.empty([Hkv, span, Dh]));
+  const kWin = rotate(heads("k_win_proj", Hkv)), vWin = heads("v_win_proj", Hkv);
   // Token t's key goes into the ring just before it attends: the ring then holds exactly its window, positions
   // p - n + 1 … p, the oldest at row (p - n + 1) mod w, where the attention starts reading in place.
   const win = eachToken(ops, qRot, H, Dh, Dh, (qt, t) => {
